@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+
+/// Errors of the model runtime. Each message is one line that names the file (and tensor or
+/// key) and says what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    /// The file or directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not what it claims to be (truncated, corrupt, missing keys).
+    #[error("{}: {msg}", path.display())]
+    Format {
+        /// The offending file.
+        path: PathBuf,
+        /// What was wrong.
+        msg: String,
+    },
+    /// A model or tokenizer we do not support.
+    #[error("{}: unsupported {what}", path.display())]
+    Unsupported {
+        /// The offending file.
+        path: PathBuf,
+        /// What is unsupported, with the supported alternatives.
+        what: String,
+    },
+    /// Bad caller input (token ids out of range, empty prompt, bad hook).
+    #[error("{0}")]
+    Input(String),
+    /// The chat template failed to render.
+    #[error("chat template: {0}")]
+    Template(String),
+}
+
+impl LmError {
+    pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        LmError::Format { path: path.into(), msg: msg.into() }
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LmError::Io { path: path.into(), source }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = LmError> = std::result::Result<T, E>;

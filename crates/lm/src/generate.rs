@@ -1,0 +1,76 @@
+//! Greedy, batched, KV-cached generation.
+
+use crate::error::Result;
+use crate::forward::{KvCache, Positions, Request};
+use crate::Model;
+
+/// One finished generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// New token ids (without the stop token).
+    pub tokens: Vec<u32>,
+    /// Whether a stop token ended it (rather than the length limit).
+    pub stopped: bool,
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    // First maximum wins, as torch.argmax, so ties resolve the same way everywhere.
+    let mut best = 0usize;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+impl Model {
+    /// Greedy decoding of every prompt (token ids) in one batch, up to `max_new` tokens each,
+    /// stopping a sequence at any of the tokenizer's stop ids.
+    pub fn generate(&self, prompts: &[Vec<u32>], max_new: usize, interventions: &[crate::Intervention]) -> Result<Vec<Generation>> {
+        let n = prompts.len();
+        let mut caches = vec![KvCache::default(); n];
+        let mut out: Vec<Generation> = (0..n).map(|_| Generation { tokens: Vec::new(), stopped: false }).collect();
+        if max_new == 0 || n == 0 {
+            return Ok(out);
+        }
+        let req = Request {
+            capture_layers: vec![],
+            capture_positions: Positions::Last,
+            interventions: interventions.to_vec(),
+            logits: true,
+        };
+        let fw = self.forward();
+        let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+        let logits = fw.run_cached(&seqs, &mut caches, &req)?.logits.unwrap_or_default();
+        let v = self.config.vocab_size;
+        let mut next: Vec<u32> = (0..n).map(|i| argmax(&logits[i * v..(i + 1) * v])).collect();
+        let mut active: Vec<usize> = (0..n).collect();
+        loop {
+            let mut still = Vec::new();
+            for &i in &active {
+                if self.tokenizer.stop_ids.contains(&next[i]) {
+                    out[i].stopped = true;
+                } else {
+                    out[i].tokens.push(next[i]);
+                    if out[i].tokens.len() < max_new {
+                        still.push(i);
+                    }
+                }
+            }
+            active = still;
+            if active.is_empty() {
+                break;
+            }
+            let toks: Vec<[u32; 1]> = active.iter().map(|&i| [next[i]]).collect();
+            let seqs: Vec<&[u32]> = toks.iter().map(|t| t.as_slice()).collect();
+            let mut sub: Vec<KvCache> = active.iter().map(|&i| std::mem::take(&mut caches[i])).collect();
+            let logits = fw.run_cached(&seqs, &mut sub, &req)?.logits.unwrap_or_default();
+            for (j, (&i, c)) in active.iter().zip(sub).enumerate() {
+                caches[i] = c;
+                next[i] = argmax(&logits[j * v..(j + 1) * v]);
+            }
+        }
+        Ok(out)
+    }
+}

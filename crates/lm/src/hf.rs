@@ -1,0 +1,146 @@
+//! Hugging Face model directories: `config.json`, `model.safetensors` or a sharded index.
+
+use crate::config::{Arch, Config, Llama3Scaling};
+use crate::error::{LmError, Result};
+use crate::tokenizer::read_json_opt;
+use crate::weights::TensorSource;
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value as J;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub(crate) fn config(dir: &Path) -> Result<Config> {
+    let path = dir.join("config.json");
+    let j = read_json_opt(&path)?.ok_or_else(|| LmError::format(dir, "no config.json in the model directory"))?;
+    let s = |k: &str| j.get(k).and_then(J::as_str);
+    let u = |k: &str| -> Result<usize> {
+        j.get(k)
+            .and_then(J::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| LmError::format(&path, format!("missing or non-integer '{k}'")))
+    };
+    let f = |k: &str, def: f64| j.get(k).and_then(J::as_f64).unwrap_or(def);
+    let model_type = s("model_type").unwrap_or("");
+    let arch = match model_type {
+        "llama" | "mistral" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            let archs = j.get("architectures").map(|a| a.to_string()).unwrap_or_default();
+            return Err(LmError::Unsupported {
+                path,
+                what: format!("model_type '{other}' {archs} (supported: llama, mistral, qwen2)"),
+            });
+        }
+    };
+    let hidden_size = u("hidden_size")?;
+    let num_heads = u("num_attention_heads")?;
+    let num_kv_heads = u("num_key_value_heads").unwrap_or(num_heads);
+    let head_dim = match j.get("head_dim").and_then(J::as_u64) {
+        Some(h) => h as usize,
+        None => hidden_size / num_heads,
+    };
+    let rope_scaling = match j.get("rope_scaling") {
+        None | Some(J::Null) => None,
+        Some(rs) => {
+            let ty = rs.get("rope_type").or_else(|| rs.get("type")).and_then(J::as_str).unwrap_or("");
+            if ty != "llama3" {
+                return Err(LmError::Unsupported { path, what: format!("rope_scaling type '{ty}' (supported: llama3)") });
+            }
+            let g = |k: &str| rs.get(k).and_then(J::as_f64);
+            Some(Llama3Scaling {
+                factor: g("factor").unwrap_or(8.0),
+                low_freq_factor: g("low_freq_factor").unwrap_or(1.0),
+                high_freq_factor: g("high_freq_factor").unwrap_or(4.0),
+                original_max_position_embeddings: g("original_max_position_embeddings").unwrap_or(8192.0) as usize,
+            })
+        }
+    };
+    let cfg = Config {
+        arch,
+        hidden_size,
+        intermediate_size: u("intermediate_size")?,
+        num_layers: u("num_hidden_layers")?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        vocab_size: u("vocab_size")?,
+        rms_norm_eps: f("rms_norm_eps", 1e-6),
+        rope_theta: f("rope_theta", 10_000.0),
+        rope_scaling,
+        max_position_embeddings: u("max_position_embeddings").unwrap_or(4096),
+        tie_word_embeddings: j.get("tie_word_embeddings").and_then(J::as_bool).unwrap_or(false),
+    };
+    cfg.validate().map_err(|m| LmError::format(&path, m))?;
+    Ok(cfg)
+}
+
+/// The safetensors files of a directory, memory-mapped, with the tensor → file map.
+pub(crate) struct HfTensors {
+    dir: PathBuf,
+    files: Vec<(PathBuf, Mmap)>,
+    index: BTreeMap<String, usize>,
+}
+
+impl HfTensors {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let names: Vec<String> = if single.exists() {
+            vec!["model.safetensors".into()]
+        } else {
+            let idx = dir.join("model.safetensors.index.json");
+            let j = read_json_opt(&idx)?.ok_or_else(|| {
+                LmError::format(dir, "no model.safetensors or model.safetensors.index.json in the model directory")
+            })?;
+            let map = j.get("weight_map").and_then(J::as_object).ok_or_else(|| {
+                LmError::format(&idx, "missing 'weight_map'")
+            })?;
+            let mut v: Vec<String> = map.values().filter_map(J::as_str).map(str::to_owned).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut files = Vec::new();
+        let mut index = BTreeMap::new();
+        for name in names {
+            let p = dir.join(&name);
+            let f = std::fs::File::open(&p).map_err(|e| LmError::io(&p, e))?;
+            // SAFETY: the file is opened read-only and not modified by us while mapped.
+            let mm = unsafe { Mmap::map(&f) }.map_err(|e| LmError::io(&p, e))?;
+            let st = SafeTensors::deserialize(&mm)
+                .map_err(|e| LmError::format(&p, format!("not a valid safetensors file: {e}")))?;
+            for n in st.names() {
+                index.insert(n.to_string(), files.len());
+            }
+            files.push((p, mm));
+        }
+        Ok(HfTensors { dir: dir.into(), files, index })
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+}
+
+impl TensorSource for HfTensors {
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+        let Some(&fi) = self.index.get(name) else { return Ok(None) };
+        let (p, mm) = &self.files[fi];
+        let st = SafeTensors::deserialize(mm).map_err(|e| LmError::format(p, e.to_string()))?;
+        let t = st.tensor(name).map_err(|e| LmError::format(p, format!("tensor '{name}': {e}")))?;
+        let b = t.data();
+        let data: Vec<f32> = match t.dtype() {
+            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => {
+                return Err(LmError::format(p, format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16")))
+            }
+        };
+        Ok(Some((t.shape().to_vec(), data)))
+    }
+}

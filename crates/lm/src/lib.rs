@@ -1,0 +1,158 @@
+//! The model runtime of hidden-dims: Llama / Qwen2 decoders from a GGUF file or a Hugging Face
+//! directory, their tokenizer and chat template, and a fast packed forward pass with hooks.
+//!
+//! # Layers
+//! Hidden-state indices follow transformers' `output_hidden_states`: 0 is the embedding output,
+//! `i` in `1..L` the output of block `i−1`, and `L` the state after the final norm.
+//!
+//! # Speed
+//! Prompts are packed, not padded; projections run as faer GEMMs over all tokens of a batch;
+//! logits are only computed at last positions and only when asked; blocks deeper than the
+//! deepest requested layer are skipped.
+#![deny(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod forward;
+pub mod generate;
+mod gguf;
+mod hf;
+pub mod kernels;
+pub mod template;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Arch, Config};
+pub use error::{LmError, Result};
+pub use forward::{Forward, Intervention, InterventionOp, KvCache, Output, Positions, Request};
+pub use template::{ChatTemplate, Message};
+pub use tokenizer::Tokenizer;
+pub use weights::Weights;
+
+use std::path::{Path, PathBuf};
+
+/// How a prompt becomes token ids.
+#[derive(Debug, Clone, Default)]
+pub struct PromptFormat {
+    /// An optional system message.
+    pub system: Option<String>,
+    /// Skip the chat template: encode the raw text (with BOS when the tokenizer adds one).
+    pub no_template: bool,
+}
+
+/// A loaded model: config, weights, tokenizer and chat template.
+pub struct Model {
+    /// Hyper-parameters.
+    pub config: Config,
+    /// Weights (f32).
+    pub weights: Weights,
+    /// Tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Chat template, when the model ships one.
+    pub template: Option<ChatTemplate>,
+    /// Where the model was loaded from.
+    pub path: PathBuf,
+    /// The files holding the weights (for content hashing).
+    pub weight_files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).field("config", &self.config).finish()
+    }
+}
+
+impl Model {
+    /// Loads a `.gguf` file or a Hugging Face directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?;
+        if meta.is_dir() {
+            Self::load_hf(path)
+        } else {
+            Self::load_gguf(path)
+        }
+    }
+
+    fn load_gguf(path: &Path) -> Result<Self> {
+        let mut g = gguf::Gguf::open(path)?;
+        let config = g.config()?;
+        let tokenizer = Tokenizer::from_gguf(&g.content, path)?;
+        let template = match g.content.metadata.get("tokenizer.chat_template") {
+            Some(candle_core::quantized::gguf_file::Value::String(s)) => Some(ChatTemplate::new(s.clone())?),
+            _ => None,
+        };
+        let weights = weights::load_weights(&config, &mut g)?;
+        Ok(Model { config, weights, tokenizer, template, path: path.into(), weight_files: vec![path.into()] })
+    }
+
+    fn load_hf(dir: &Path) -> Result<Self> {
+        let config = hf::config(dir)?;
+        let tokenizer = Tokenizer::from_hf_dir(dir)?;
+        let template = hf_template(dir)?;
+        let mut src = hf::HfTensors::open(dir)?;
+        let weight_files = src.files().map(Path::to_path_buf).collect();
+        let weights = weights::load_weights(&config, &mut src)?;
+        Ok(Model { config, weights, tokenizer, template, path: dir.into(), weight_files })
+    }
+
+    /// Builds a model from parts (tests, exported checkpoints).
+    pub fn from_parts(config: Config, weights: Weights, tokenizer: Tokenizer, template: Option<ChatTemplate>) -> Self {
+        Model { config, weights, tokenizer, template, path: PathBuf::new(), weight_files: Vec::new() }
+    }
+
+    /// The forward pass over this model's weights.
+    pub fn forward(&self) -> Forward<'_> {
+        Forward { cfg: &self.config, w: &self.weights }
+    }
+
+    /// The text the model sees for a user prompt (chat-templated unless `no_template`).
+    pub fn render(&self, prompt: &str, fmt: &PromptFormat) -> Result<String> {
+        if fmt.no_template {
+            return Ok(prompt.to_string());
+        }
+        let tmpl = self.template.as_ref().ok_or_else(|| {
+            LmError::Input(format!(
+                "{}: the model has no chat template; pass --no-template to use raw text",
+                self.path.display()
+            ))
+        })?;
+        let mut msgs = Vec::new();
+        if let Some(s) = &fmt.system {
+            msgs.push(Message { role: "system".into(), content: s.clone() });
+        }
+        msgs.push(Message { role: "user".into(), content: prompt.into() });
+        tmpl.render(&msgs, true, self.tokenizer.bos_token.as_deref(), self.tokenizer.eos_token.as_deref())
+    }
+
+    /// Token ids of a prompt, exactly as transformers' `apply_chat_template(..., tokenize=True)`.
+    pub fn encode_prompt(&self, prompt: &str, fmt: &PromptFormat) -> Result<Vec<u32>> {
+        let text = self.render(prompt, fmt)?;
+        self.tokenizer.encode(&text, fmt.no_template)
+    }
+}
+
+fn hf_template(dir: &Path) -> Result<Option<ChatTemplate>> {
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.exists() {
+        let s = std::fs::read_to_string(&jinja).map_err(|e| LmError::io(&jinja, e))?;
+        return ChatTemplate::new(s).map(Some);
+    }
+    let tc = dir.join("tokenizer_config.json");
+    if let Some(j) = tokenizer::read_json_opt(&tc)? {
+        match j.get("chat_template") {
+            Some(serde_json::Value::String(s)) => return ChatTemplate::new(s.clone()).map(Some),
+            Some(serde_json::Value::Array(a)) => {
+                // Named templates: take "default".
+                for t in a {
+                    if t.get("name").and_then(|n| n.as_str()) == Some("default") {
+                        if let Some(s) = t.get("template").and_then(|s| s.as_str()) {
+                            return ChatTemplate::new(s.to_string()).map(Some);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
