@@ -38,6 +38,24 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// Builds weights from tensors looked up by Hugging Face name (`model.layers.0.mlp.up_proj.weight`);
+    /// `get` returns shape and row-major f32 data, or `None` when absent.
+    pub fn from_fn(
+        cfg: &Config,
+        get: impl FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>,
+    ) -> Result<Self> {
+        struct FnSource<F>(F, std::path::PathBuf);
+        impl<F: FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>> TensorSource for FnSource<F> {
+            fn path(&self) -> &Path {
+                &self.1
+            }
+            fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+                Ok((self.0)(name))
+            }
+        }
+        load_weights(cfg, &mut FnSource(get, "<tensors>".into()))
+    }
+
     /// The output head (the embedding matrix when tied).
     pub fn head(&self) -> &[f32] {
         self.lm_head.as_deref().unwrap_or(&self.embed)
