@@ -1,1 +1,28 @@
-//! placeholder
+//! The math of hidden-dims: shift matrices, their SVD, effective rank, and how directions
+//! drift across layers. Pure functions over in-memory `f64` matrices; no file IO, no printing.
+//!
+//! # Pieces
+//!
+//! - [`shift`]: build the per-prompt shift matrix `D` (`n x d`) from base and tuned
+//!   activations (`identity`, `lstsq`) or from one model's harmful and harmless rows.
+//! - [`svd`]: all singular values and the top `k` right singular vectors of `D`, through the
+//!   smaller Gram matrix plus a Rayleigh–Ritz refinement, and the sign convention.
+//! - [`spectrum`]: explained ratios and the paper's effective rank.
+//! - [`align`]: `|cos|` between components of different layers.
+//!
+//! # Numbers
+//!
+//! Inputs are `f32` activations; everything is computed in `f64`. Results are deterministic
+//! for a given machine and thread count (faer's parallel kernels fix their reduction order
+//! per thread count).
+#![deny(missing_docs)]
+
+pub mod align;
+pub mod error;
+pub mod matrix;
+pub mod shift;
+pub mod spectrum;
+pub mod svd;
+
+pub use error::{LinalgError, Result};
+pub use matrix::Matrix;
