@@ -5,12 +5,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
     /// The file or directory could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The path that failed.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (kept out of the source chain so it prints once).
+        error: std::io::Error,
     },
     /// The file is not what it claims to be (truncated, corrupt, missing keys).
     #[error("{}: {msg}", path.display())]
@@ -41,8 +41,13 @@ impl LmError {
         LmError::Format { path: path.into(), msg: msg.into() }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LmError::Io { path: path.into(), source }
+        LmError::Io { path: path.into(), error: source }
     }
+}
+
+/// The first line of a candle error: candle appends a backtrace to its messages.
+pub(crate) fn candle_msg(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// Result alias for this crate.

@@ -23,7 +23,7 @@ impl Gguf {
         let file = File::open(path).map_err(|e| LmError::io(path, e))?;
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader)
-            .map_err(|e| LmError::format(path, format!("not a readable GGUF file: {e}")))?;
+            .map_err(|e| LmError::format(path, format!("not a readable GGUF file: {}", crate::error::candle_msg(&e))))?;
         let arch_name = get_str(&content, path, "general.architecture")?;
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
@@ -60,7 +60,7 @@ impl Gguf {
         let f = |k: &str, default: f64| -> Result<f64> {
             match c.metadata.get(&format!("{a}.{k}")) {
                 Some(v) => v.to_f64().or_else(|_| v.to_f32().map(f64::from)).map_err(|e| {
-                    LmError::format(p, format!("metadata '{a}.{k}': {e}"))
+                    LmError::format(p, format!("metadata '{a}.{k}': {}", crate::error::candle_msg(&e)))
                 }),
                 None => Ok(default),
             }
@@ -152,7 +152,7 @@ impl TensorSource for Gguf {
             return Ok(None);
         }
         let err = |e: candle_core::Error| {
-            LmError::format(&self.path, format!("tensor '{gname}': {e}"))
+            LmError::format(&self.path, format!("tensor '{gname}': {}", crate::error::candle_msg(&e)))
         };
         let q = self.content.tensor(&mut self.reader, &gname, &Device::Cpu).map_err(err)?;
         let t = q.dequantize(&Device::Cpu).map_err(err)?;
