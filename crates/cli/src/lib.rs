@@ -1,1 +1,304 @@
-//! placeholder
+//! Shared command-line plumbing of the hidden-dims tools: the only crate that knows clap.
+//!
+//! A tool's `main` is `hd_cli::main_with::<Args>("tool", run)`, where `Args` flattens the
+//! shared groups ([`LogArgs`], [`DeviceArgs`], [`LayerArgs`]) and `run` makes one library
+//! call.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success, including `--help`/`--version`, and a **broken pipe** (`tool ... \| head` closing its stdin early is not a failure) |
+//! | 1 | a data or runtime error: bad input file, I/O failure, numerical failure. One line `tool: message` goes to stderr |
+//! | 2 | a usage error: unknown flag, bad flag value (clap prints its own message) |
+//!
+//! Make stops on any non-zero code, and 2 vs 1 tells "fix the command" from "fix the data".
+//!
+//! # Streams
+//!
+//! stdout carries data only; logs (`tracing`) and progress bars go to stderr.
+
+#![deny(missing_docs)]
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::ArgMatches;
+use hd_formats::layers::LayerSpec;
+
+/// Parses the arguments, initialises logging, runs the tool and maps the outcome to an exit
+/// code (see the module docs).
+///
+/// Logging is set up from the `-v`/`-q` flags when `A` flattens [`LogArgs`] (read from the
+/// parsed matches, so tools need not call [`init_logging`] themselves), else at the default
+/// level.
+pub fn main_with<A: clap::Parser>(
+    tool: &str,
+    run: impl FnOnce(A) -> anyhow::Result<()>,
+) -> ExitCode {
+    main_with_args(tool, std::env::args_os(), run)
+}
+
+/// [`main_with`] on an explicit argument list (the first item is the program name); for
+/// tests.
+pub fn main_with_args<A, I, T>(
+    tool: &str,
+    args: I,
+    run: impl FnOnce(A) -> anyhow::Result<()>,
+) -> ExitCode
+where
+    A: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = match A::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return clap_exit(&e),
+    };
+    let args = match A::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => return clap_exit(&e.format(&mut A::command())),
+    };
+    init_logging(&log_args_from(&matches));
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(tool, &err),
+    }
+}
+
+/// clap prints help/version to stdout and errors to stderr itself; its code is 0 for
+/// help/version and 2 for usage errors.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    // A closed stdout while printing --help is as harmless as any other broken pipe.
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
+fn log_args_from(m: &ArgMatches) -> LogArgs {
+    // `try_get_one` errs when the tool did not flatten LogArgs; that just means defaults.
+    let verbose = m
+        .try_get_one::<u8>("verbose")
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(0);
+    let quiet = m
+        .try_get_one::<bool>("quiet")
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(false);
+    LogArgs { verbose, quiet }
+}
+
+/// Exit code for an error that ended a run: 0 for a broken pipe, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if is_broken_pipe(err) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Prints `{tool}: {err:#}` on one line to stderr (unless it is a broken pipe) and returns
+/// the exit code from [`exit_code`].
+pub fn report(tool: &str, err: &anyhow::Error) -> ExitCode {
+    let code = exit_code(err);
+    if code != 0 {
+        eprintln!("{}", error_line(tool, err));
+    }
+    ExitCode::from(code)
+}
+
+/// The message [`report`] prints: `tool: outer context: ... : root cause`, newlines inside
+/// any message flattened so the report stays one line.
+pub fn error_line(tool: &str, err: &anyhow::Error) -> String {
+    let msg = format!("{err:#}");
+    let msg: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{tool}: {}", msg.join(" "))
+}
+
+/// True when any error in the chain is an I/O `BrokenPipe`, whether a plain `io::Error` or
+/// one inside an `hd_formats::Error` (which keeps its I/O cause out of `source()`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>().map(io::Error::kind) == Some(io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<hd_formats::Error>()
+                .and_then(hd_formats::Error::io_kind)
+                == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Logging.
+
+/// `-v`/`-q`: how much goes to stderr.
+#[derive(Debug, Clone, Default, clap::Args)]
+// The doc comment above would otherwise become the about text of a tool that has none.
+#[command(about = None, long_about = None)]
+pub struct LogArgs {
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr; no progress bars.
+    #[arg(short = 'q', long = "quiet", global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Installs a `tracing` subscriber writing to stderr: level info by default, warn with
+/// `-q`, debug with `-v`, trace with `-vv`. Without either flag, a `RUST_LOG` filter in the
+/// environment takes precedence. Calling it again is harmless (the first subscriber stays).
+pub fn init_logging(args: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    QUIET.store(args.quiet, Ordering::Relaxed);
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(s) if args.verbose == 0 && !args.quiet && !s.is_empty() => {
+            EnvFilter::try_new(s).unwrap_or_else(|_| EnvFilter::new(level))
+        }
+        _ => EnvFilter::new(level),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A progress bar on stderr for `len` steps of `what`.
+///
+/// It is hidden (all calls become no-ops) when stderr is not a terminal, so logs and
+/// make output stay clean, and when `-q` was given (as recorded by [`init_logging`]).
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    if QUIET.load(Ordering::Relaxed) || !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {human_pos}/{human_len} {elapsed_precise} (eta {eta})",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+// ---------------------------------------------------------------------------------------
+// Device.
+
+/// Where the numbers are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU (rayon threads).
+    #[default]
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("invalid device '{s}' (expected cpu, cuda or cuda:N)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// `--device`, `--threads`.
+#[derive(Debug, Clone, Default, clap::Args)]
+// The doc comment above would otherwise become the about text of a tool that has none.
+#[command(about = None, long_about = None)]
+pub struct DeviceArgs {
+    /// Compute device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: Device,
+    /// Worker threads for CPU work (default: one per core).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+impl DeviceArgs {
+    /// Sets the rayon global pool size when `--threads` was given, and refuses CUDA unless
+    /// this crate was built with its `cuda` feature (tools forward theirs to it).
+    pub fn apply(&self) -> anyhow::Result<()> {
+        if let Device::Cuda(_) = self.device {
+            if !cfg!(feature = "cuda") {
+                anyhow::bail!(
+                    "--device {}: this build has no CUDA support; rebuild with --features cuda",
+                    self.device
+                );
+            }
+        }
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .map_err(|e| anyhow::anyhow!("--threads {n}: cannot size the thread pool: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Layers.
+
+/// `--layers`.
+#[derive(Debug, Clone, clap::Args)]
+// The doc comment above would otherwise become the about text of a tool that has none.
+#[command(about = None, long_about = None)]
+pub struct LayerArgs {
+    /// Layers (hidden-state indices): all, last, N, -N (from the end), A-B, comma-separated.
+    #[arg(long, default_value = "all", value_name = "SPEC", value_parser = LayerSpec::from_str)]
+    pub layers: LayerSpec,
+}
+
+impl Default for LayerArgs {
+    fn default() -> Self {
+        LayerArgs {
+            layers: LayerSpec::all(),
+        }
+    }
+}
