@@ -1,0 +1,18 @@
+//! `prompt-set`: the command line over [`prompt_set::run`]. Flags live in `args.rs`.
+
+mod args;
+
+use std::process::ExitCode;
+
+fn run(a: args::Args) -> anyhow::Result<()> {
+    let report = prompt_set::run(&a.config())?;
+    if a.summary {
+        // Asked for explicitly: a table on stderr (stdout stays free for data).
+        eprint!("{}", report.summary());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    hd_cli::main_with::<args::Args>("prompt-set", run)
+}
