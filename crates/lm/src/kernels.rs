@@ -15,11 +15,50 @@ pub fn linear(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f
     if t == 0 {
         return;
     }
+    if t <= SMALL_M {
+        return linear_small(x, t, inp, w, out, y, add);
+    }
     let a = MatRef::from_row_major_slice(x, t, inp);
     let b = MatRef::from_row_major_slice(w, out, inp).transpose();
     let c = MatMut::from_row_major_slice_mut(y, t, out);
     let accum = if add { Accum::Add } else { Accum::Replace };
     faer::linalg::matmul::matmul(c, accum, a, b, 1.0f32, Par::rayon(0));
+}
+
+/// Row counts up to which `linear` streams the weights once with dot products instead of
+/// calling the GEMM: at decode time (a handful of rows) faer would pack all of `w` per call.
+const SMALL_M: usize = 8;
+
+fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f32], add: bool) {
+    // Parallel over blocks of output features; every block reads its weight rows once.
+    const BLOCK: usize = 64;
+    let n_blocks = out.div_ceil(BLOCK);
+    let results: Vec<Vec<f32>> = (0..n_blocks)
+        .into_par_iter()
+        .map(|b| {
+            let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(out));
+            let mut r = vec![0.0f32; t * (hi - lo)];
+            for j in lo..hi {
+                let wr = &w[j * inp..(j + 1) * inp];
+                for i in 0..t {
+                    r[i * (hi - lo) + (j - lo)] = dot(&x[i * inp..(i + 1) * inp], wr);
+                }
+            }
+            r
+        })
+        .collect();
+    for (b, r) in results.iter().enumerate() {
+        let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(out));
+        for i in 0..t {
+            let dst = &mut y[i * out + lo..i * out + hi];
+            let src = &r[i * (hi - lo)..(i + 1) * (hi - lo)];
+            if add {
+                dst.iter_mut().zip(src).for_each(|(o, v)| *o += v);
+            } else {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
 }
 
 /// RMSNorm of each `d`-row of `x` into `y`, accumulated in f64.
@@ -85,18 +124,37 @@ pub fn rope_row(row: &mut [f32], n_heads: usize, hd: usize, cos: &[f32], sin: &[
     }
 }
 
-/// Dot product with eight independent accumulators so it vectorises.
+/// Dot product; uses AVX2 when the CPU has it (the default x86-64 target only assumes SSE2).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let n = a.len() / 8 * 8;
-    for (ca, cb) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
-        for i in 0..8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_generic(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_generic(a, b)
+}
+
+/// Sixteen independent accumulators so LLVM vectorises the loop (no reassociation otherwise).
+#[inline(always)]
+fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let n = a.len().min(b.len()) / 16 * 16;
+    for (ca, cb) in a[..n].chunks_exact(16).zip(b[..n].chunks_exact(16)) {
+        for i in 0..16 {
             acc[i] += ca[i] * cb[i];
         }
     }
     let mut s = acc.iter().sum::<f32>();
-    for i in n..a.len() {
+    for i in n..a.len().min(b.len()) {
         s += a[i] * b[i];
     }
     s
