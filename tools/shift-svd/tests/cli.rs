@@ -1,0 +1,763 @@
+//! Runs the real `shift-svd` binary: against numpy's answers on the committed fixtures
+//! (`testdata/shift-svd/`, made by `make_reference.py`), on planted structure, and on bad
+//! input.
+
+#![allow(clippy::needless_range_loop)] // fixtures index like the math
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hd_formats::meta::PROMPT_IDS_HASH;
+use hd_formats::tensors::{resid_name, Tensor, TensorFile};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shift-svd");
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/shift-svd")
+        .join(name)
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+/// Runs the binary with a cleared environment in `dir`.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .expect("run shift-svd");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(dir: &Path, args: &[&str]) -> Run {
+    let r = run(dir, args);
+    assert_eq!(r.code, 0, "shift-svd {args:?} failed:\n{}", r.stderr);
+    r
+}
+
+fn fails(dir: &Path, args: &[&str], code: i32, needles: &[&str]) -> Run {
+    let r = run(dir, args);
+    assert_eq!(r.code, code, "shift-svd {args:?}: stderr:\n{}", r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "stderr lacks {n:?}:\n{}", r.stderr);
+    }
+    r
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `spectrum.csv` as layer -> singular values (f64, full precision).
+fn spectrum(path: &Path) -> BTreeMap<usize, Vec<f64>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("layer,component,singular_value,explained_ratio,cumulative")
+    );
+    let mut out: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let layer: usize = f[0].parse().unwrap();
+        let comp: usize = f[1].parse().unwrap();
+        let v = out.entry(layer).or_default();
+        assert_eq!(comp, v.len() + 1, "components are 1-based and in order");
+        v.push(f[2].parse().unwrap());
+    }
+    out
+}
+
+fn rank(path: &Path) -> BTreeMap<usize, Vec<usize>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        out.entry(f[0].parse().unwrap())
+            .or_default()
+            .push(f[2].parse().unwrap());
+    }
+    out
+}
+
+fn f64s(file: &TensorFile, name: &str) -> Vec<f64> {
+    file.get(name).unwrap().to_f64_vec()
+}
+
+fn rows_of(file: &TensorFile, name: &str) -> Vec<Vec<f64>> {
+    let t = file.get(name).unwrap();
+    let d = t.shape[1];
+    t.to_f64_vec().chunks(d).map(<[f64]>::to_vec).collect()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn abs_cos(a: &[f64], b: &[f64]) -> f64 {
+    dot(a, b).abs() / (dot(a, a) * dot(b, b)).sqrt()
+}
+
+/// The issue's tolerances: top k within 1e-6 relative (where the value is not numerical
+/// zero), every value within 1e-4 of s1.
+fn assert_values_match(what: &str, got: &[f64], want: &[f64], k: usize) {
+    assert_eq!(got.len(), want.len(), "{what}: count");
+    let s1 = want[0];
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * s1,
+            "{what}: s[{i}] = {g} vs numpy {w}"
+        );
+        if i < k && *w > 1e-10 * s1 {
+            assert!(
+                (g - w).abs() <= 1e-6 * w,
+                "{what}: s[{i}] = {g} vs numpy {w}"
+            );
+        }
+    }
+}
+
+fn assert_components_match(what: &str, got: &[Vec<f64>], vt: &[Vec<f64>], s: &[f64]) {
+    for (i, v) in vt.iter().enumerate().take(got.len()) {
+        let gap = [i.checked_sub(1), Some(i + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| s.get(j))
+            .map(|sj| (s[i] - sj).abs())
+            .fold(f64::INFINITY, f64::min);
+        if gap > 1e-3 * s[0] {
+            let c = abs_cos(&got[i], v);
+            assert!(c >= 0.9999, "{what}: component {} |cos| = {c}", i + 1);
+        }
+    }
+}
+
+#[test]
+fn matches_numpy_reference_wide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("svd.safetensors");
+    let (sp, rk) = (tmp.path().join("spectrum.csv"), tmp.path().join("rank.csv"));
+    ok(
+        tmp.path(),
+        &[
+            "--base",
+            p(&testdata("base.npz")),
+            "--tuned",
+            p(&testdata("tuned.npz")),
+            "--out",
+            p(&out),
+            "--spectrum",
+            p(&sp),
+            "--rank",
+            p(&rk),
+            "--k",
+            "8",
+        ],
+    );
+    let reference = TensorFile::read(&testdata("reference.npz")).unwrap();
+    let got = TensorFile::read(&out).unwrap();
+    let spectrum = spectrum(&sp);
+    let ranks = rank(&rk);
+    assert_eq!(
+        spectrum.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    for layer in 0..4 {
+        let s_ref = f64s(&reference, &format!("wide.s.{layer}"));
+        let what = format!("wide layer {layer}");
+        assert_values_match(&what, &spectrum[&layer], &s_ref, 8);
+        // The tensor holds the same values, as f32.
+        let s_t = f64s(&got, &format!("singular_values.{layer}"));
+        assert_eq!(s_t.len(), 24);
+        for (a, b) in s_t.iter().zip(&spectrum[&layer]) {
+            assert_eq!(*a as f32, *b as f32);
+        }
+        let vt = rows_of(&reference, &format!("wide.vt.{layer}"));
+        let comps = rows_of(&got, &format!("components.{layer}"));
+        assert_eq!(comps.len(), 8);
+        assert_components_match(&what, &comps, &vt, &s_ref);
+        // Unit rows, and the sign convention: mean shift projects >= 0.
+        let mean = f64s(&got, &format!("mean_shift.{layer}"));
+        let mean_ref = f64s(&reference, &format!("wide.mean.{layer}"));
+        for (a, b) in mean.iter().zip(&mean_ref) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "{what}: mean shift"
+            );
+        }
+        for c in &comps {
+            assert!((dot(c, c) - 1.0).abs() < 1e-6);
+            assert!(dot(c, &mean) >= -1e-6 * dot(&mean, &mean).sqrt());
+        }
+        let r_ref: Vec<usize> = f64s(&reference, &format!("wide.rank.{layer}"))
+            .iter()
+            .map(|&x| x as usize)
+            .collect();
+        assert_eq!(ranks[&layer], r_ref, "{what}: effective rank");
+    }
+    // Layer 3 has a planted mean shift of norm 4: uncentred C1 leans on it.
+    assert_eq!(
+        got.metadata.get("tool").map(String::as_str),
+        Some("shift-svd")
+    );
+}
+
+#[test]
+fn matches_numpy_reference_tall_lstsq_and_center() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, tuned) = (testdata("tall_base.npy"), testdata("tall_tuned.npy"));
+    let reference = TensorFile::read(&testdata("reference.npz")).unwrap();
+    for (flags, key) in [
+        (&[][..], "s"),
+        (&["--shift", "lstsq"][..], "lstsq_s"),
+        (&["--center"][..], "center_s"),
+    ] {
+        let out = tmp.path().join(format!("{key}.safetensors"));
+        let sp = tmp.path().join(format!("{key}.csv"));
+        let mut args = vec![
+            "--base",
+            p(&base),
+            "--tuned",
+            p(&tuned),
+            "--out",
+            p(&out),
+            "--spectrum",
+            p(&sp),
+        ];
+        args.extend_from_slice(flags);
+        ok(tmp.path(), &args);
+        let spectrum = spectrum(&sp);
+        for layer in 0..2 {
+            let want = f64s(&reference, &format!("tall.{key}.{layer}"));
+            assert_values_match(
+                &format!("tall {key} layer {layer}"),
+                &spectrum[&layer],
+                &want,
+                16,
+            );
+        }
+        if key == "s" {
+            let got = TensorFile::read(&out).unwrap();
+            for layer in 0..2 {
+                let vt = rows_of(&reference, &format!("tall.vt.{layer}"));
+                let s = f64s(&reference, &format!("tall.s.{layer}"));
+                let comps = rows_of(&got, &format!("components.{layer}"));
+                assert_eq!(comps.len(), 16, "k = 100 clamped to d = 16");
+                assert_components_match("tall", &comps, &vt, &s);
+            }
+        }
+    }
+}
+
+#[test]
+fn help_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let tail: Vec<&str> = help.trim_end().lines().rev().take(2).collect();
+    let example = format!("{} {}", tail[1].trim(), tail[0].trim()).replace("\\ ", "");
+    assert!(example.starts_with("shift-svd --base"), "{example}");
+    let tmp_s = p(tmp.path()).to_string();
+    let args: Vec<String> = example
+        .split_whitespace()
+        .skip(1)
+        .map(|a| a.replace("/tmp", &tmp_s))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&root, &args);
+    assert!(tmp.path().join("svd.safetensors").exists());
+    assert!(tmp.path().join("rank.csv").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures built here.
+
+fn normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+fn unit(rng: &mut StdRng, d: usize) -> Vec<f64> {
+    let v: Vec<f64> = (0..d).map(|_| normal(rng)).collect();
+    let n = dot(&v, &v).sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// An activation file: `layers` of `[n, d]` f32, optional prompt hash.
+fn write_acts(path: &Path, layers: &[(usize, Vec<f32>, usize, usize)], hash: Option<&str>) {
+    let mut meta = BTreeMap::new();
+    if let Some(h) = hash {
+        meta.insert(PROMPT_IDS_HASH.to_string(), h.to_string());
+    }
+    let mut f = TensorFile::new(meta);
+    for (i, data, n, d) in layers {
+        f.insert(
+            resid_name(*i),
+            Tensor::f32(vec![*n, *d], data.clone()).unwrap(),
+        );
+    }
+    f.write(path).unwrap();
+}
+
+/// Base Gaussian; tuned = base + Σ a_ij σ_j v_j with planted unit directions v_j.
+fn planted_pair(seed: u64, n: usize, d: usize, sig: &[f64]) -> (Vec<f32>, Vec<f32>, Vec<Vec<f64>>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dirs: Vec<Vec<f64>> = sig.iter().map(|_| unit(&mut rng, d)).collect();
+    let mut base = Vec::with_capacity(n * d);
+    let mut tuned = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let coef: Vec<f64> = sig.iter().map(|s| s * normal(&mut rng)).collect();
+        for j in 0..d {
+            let x = normal(&mut rng);
+            let shift: f64 = coef.iter().zip(&dirs).map(|(c, v)| c * v[j]).sum();
+            base.push(x as f32);
+            tuned.push((x + shift + 1e-4 * normal(&mut rng)) as f32);
+        }
+    }
+    (base, tuned, dirs)
+}
+
+#[test]
+fn planted_directions_recovered_and_output_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, d) = (60, 200);
+    let (base, tuned, dirs) = planted_pair(1, n, d, &[40.0, 15.0, 6.0]);
+    let b = tmp.path().join("base.safetensors");
+    let t = tmp.path().join("tuned.safetensors");
+    write_acts(&b, &[(3, base.clone(), n, d), (7, base, n, d)], Some("h1"));
+    write_acts(
+        &t,
+        &[(3, tuned.clone(), n, d), (7, tuned, n, d)],
+        Some("h1"),
+    );
+    // Same command twice (argv is recorded in the metadata, so the paths must match too).
+    let outputs = ["a.safetensors", "s.csv", "r.csv", "al.csv"];
+    let o: Vec<PathBuf> = outputs.iter().map(|x| tmp.path().join(x)).collect();
+    let mut first: Vec<Vec<u8>> = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            o.iter().for_each(|x| std::fs::remove_file(x).unwrap());
+        }
+        ok(
+            tmp.path(),
+            &[
+                "--base",
+                p(&b),
+                "--tuned",
+                p(&t),
+                "--out",
+                p(&o[0]),
+                "--spectrum",
+                p(&o[1]),
+                "--rank",
+                p(&o[2]),
+                "--alignment",
+                p(&o[3]),
+                "--k",
+                "10",
+            ],
+        );
+        let bytes: Vec<Vec<u8>> = o.iter().map(|x| std::fs::read(x).unwrap()).collect();
+        if round == 0 {
+            first = bytes;
+            let got = TensorFile::read(&o[0]).unwrap();
+            assert_eq!(
+                got.metadata.get(PROMPT_IDS_HASH).map(String::as_str),
+                Some("h1")
+            );
+            for layer in [3, 7] {
+                let comps = rows_of(&got, &format!("components.{layer}"));
+                assert_eq!(comps.len(), 10);
+                // The row coefficients are random, not orthogonal, so the planted directions
+                // are recovered as a subspace: each lies in the span of C1..C3.
+                for (j, v) in dirs.iter().enumerate() {
+                    let in_span: f64 = comps[..3].iter().map(|c| abs_cos(c, v).powi(2)).sum();
+                    assert!(in_span >= 0.9999, "layer {layer} v{j}: {in_span}");
+                    assert!(abs_cos(&comps[3], v) < 1e-3, "layer {layer}: C4 is noise");
+                }
+            }
+            // Alignment: identical layers, so C1-C1 is 1 and C1-C2 is 0.
+            let al = std::fs::read_to_string(&o[3]).unwrap();
+            assert!(al.starts_with("layer_a,component_a,layer_b,component_b,abs_cos\n3,1,7,1,"));
+            let row = |a: usize, b: usize| -> f64 {
+                al.lines()
+                    .find(|l| l.starts_with(&format!("3,{a},7,{b},")))
+                    .unwrap()
+                    .rsplit(',')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            assert!(row(1, 1) > 0.999999);
+            assert!(row(1, 2) < 1e-6);
+            assert_eq!(al.lines().count(), 1 + 25, "5x5 block between neighbours");
+        } else {
+            for (x, (a, b)) in outputs.iter().zip(bytes.iter().zip(&first)) {
+                assert!(a == b, "second run wrote a different {x}");
+            }
+        }
+    }
+}
+
+#[test]
+fn contrast_mode_finds_the_harmful_direction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, d) = (40, 64);
+    let mut rng = StdRng::seed_from_u64(9);
+    let v = unit(&mut rng, d);
+    let mut acts = Vec::new();
+    let mut csv = String::from("id,prompt,label\n");
+    for i in 0..n {
+        let harmful = i % 2 == 0;
+        let label = if i == 5 {
+            ""
+        } else if harmful {
+            "harmful"
+        } else {
+            "harmless"
+        };
+        csv.push_str(&format!("p{i},prompt {i},{label}\n"));
+        for j in 0..d {
+            let x = 0.1 * normal(&mut rng) + if harmful { 5.0 * v[j] } else { 0.0 };
+            acts.push(x as f32);
+        }
+    }
+    let a = tmp.path().join("acts.safetensors");
+    write_acts(&a, &[(2, acts, n, d)], None);
+    let rows = tmp.path().join("rows.csv");
+    std::fs::write(&rows, &csv).unwrap();
+    let out = tmp.path().join("c.safetensors");
+    ok(
+        tmp.path(),
+        &[
+            "--contrast",
+            p(&a),
+            "--rows",
+            p(&rows),
+            "--out",
+            p(&out),
+            "--k",
+            "3",
+        ],
+    );
+    let got = TensorFile::read(&out).unwrap();
+    let c1 = &rows_of(&got, "components.2")[0];
+    assert!(dot(c1, &v) > 0.999, "C1 is +v: {}", dot(c1, &v));
+    assert_eq!(
+        got.get("singular_values.2").unwrap().shape,
+        vec![20],
+        "20 harmful rows"
+    );
+
+    // A label that is neither harmful nor harmless, and a missing column.
+    std::fs::write(
+        &rows,
+        csv.replace("p3,prompt 3,harmless", "p3,prompt 3,Harmless"),
+    )
+    .unwrap();
+    fails(
+        tmp.path(),
+        &["--contrast", p(&a), "--rows", p(&rows), "--out", p(&out)],
+        1,
+        &["rows.csv", "id 'p3'", "'Harmless'"],
+    );
+    fails(
+        tmp.path(),
+        &[
+            "--contrast",
+            p(&a),
+            "--rows",
+            p(&rows),
+            "--by",
+            "kind",
+            "--out",
+            p(&out),
+        ],
+        1,
+        &["no column 'kind'"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input.
+
+fn small(seed: u64, n: usize, d: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n * d).map(|_| normal(&mut rng) as f32).collect()
+}
+
+#[test]
+fn bad_pairs_are_clear_errors_and_leave_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let f = |name: &str| dir.join(name);
+    write_acts(
+        &f("b.safetensors"),
+        &[(0, small(1, 5, 8), 5, 8), (1, small(2, 5, 8), 5, 8)],
+        Some("aaa"),
+    );
+    write_acts(
+        &f("t_layers.safetensors"),
+        &[(0, small(3, 5, 8), 5, 8)],
+        Some("aaa"),
+    );
+    write_acts(
+        &f("t_shape.safetensors"),
+        &[(0, small(3, 5, 8), 5, 8), (1, small(4, 6, 8), 6, 8)],
+        Some("aaa"),
+    );
+    write_acts(
+        &f("t_ids.safetensors"),
+        &[(0, small(3, 5, 8), 5, 8), (1, small(4, 5, 8), 5, 8)],
+        Some("bbb"),
+    );
+    let mut nan = small(4, 5, 8);
+    nan[3 * 8 + 2] = f32::NAN;
+    write_acts(
+        &f("t_nan.safetensors"),
+        &[(0, small(3, 5, 8), 5, 8), (1, nan, 5, 8)],
+        None,
+    );
+    let mut inf = small(1, 5, 8);
+    inf[8 + 7] = f32::NEG_INFINITY;
+    write_acts(
+        &f("b_inf.safetensors"),
+        &[(0, small(1, 5, 8), 5, 8), (1, inf, 5, 8)],
+        None,
+    );
+    write_acts(&f("empty.safetensors"), &[], None);
+    write_acts(
+        &f("zero_rows.safetensors"),
+        &[(0, vec![], 0, 8), (1, vec![], 0, 8)],
+        None,
+    );
+    std::fs::write(f("zero_bytes.safetensors"), b"").unwrap();
+
+    let out = f("out.safetensors");
+    let spec = f("spec.csv");
+    let case = |base: &str, tuned: &str, needles: &[&str]| {
+        let args = [
+            "--base",
+            base,
+            "--tuned",
+            tuned,
+            "--out",
+            p(&out),
+            "--spectrum",
+            p(&spec),
+        ];
+        let r = fails(dir, &args, 1, needles);
+        assert!(r.stderr.starts_with("shift-svd: "), "{}", r.stderr);
+        assert_eq!(
+            r.stderr.trim_end().lines().count(),
+            1,
+            "one line: {}",
+            r.stderr
+        );
+        assert!(
+            !out.exists() && !spec.exists(),
+            "partial output after {needles:?}"
+        );
+    };
+    case(
+        "b.safetensors",
+        "t_layers.safetensors",
+        &[
+            "b.safetensors",
+            "t_layers.safetensors",
+            "different layers",
+            "only in the first: 1",
+        ],
+    );
+    case(
+        "b.safetensors",
+        "t_shape.safetensors",
+        &["layer 1", "[5, 8]", "[6, 8]", "t_shape.safetensors"],
+    );
+    case(
+        "b.safetensors",
+        "t_ids.safetensors",
+        &["b.safetensors", "t_ids.safetensors"],
+    );
+    case(
+        "b.safetensors",
+        "t_nan.safetensors",
+        &["layer 1", "t_nan.safetensors", "row 3, column 2 is NaN"],
+    );
+    case(
+        "b_inf.safetensors",
+        "t_nan.safetensors",
+        &["layer 1", "b_inf.safetensors", "row 1, column 7 is -inf"],
+    );
+    case(
+        "empty.safetensors",
+        "b.safetensors",
+        &["empty.safetensors", "no resid.{i} tensors"],
+    );
+    case(
+        "zero_rows.safetensors",
+        "zero_rows.safetensors",
+        &["zero_rows.safetensors", "empty", "[0, 8]"],
+    );
+    case(
+        "zero_bytes.safetensors",
+        "b.safetensors",
+        &["zero_bytes.safetensors"],
+    );
+    case(
+        "b.safetensors",
+        "missing.safetensors",
+        &["missing.safetensors"],
+    );
+
+    // Picking the common layers makes the first pair work.
+    ok(
+        dir,
+        &[
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "t_layers.safetensors",
+            "--layers",
+            "0",
+            "--out",
+            p(&out),
+        ],
+    );
+}
+
+#[test]
+fn k_larger_than_min_n_d_is_clamped_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_acts(
+        &dir.join("b.safetensors"),
+        &[(4, small(1, 3, 10), 3, 10)],
+        None,
+    );
+    write_acts(
+        &dir.join("t.safetensors"),
+        &[(4, small(2, 3, 10), 3, 10)],
+        None,
+    );
+    let r = ok(
+        dir,
+        &[
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "t.safetensors",
+            "--out",
+            "o.npz",
+            "--k",
+            "50",
+        ],
+    );
+    assert!(
+        r.stderr.contains("--k 50 is more than min(n, d) = 3"),
+        "{}",
+        r.stderr
+    );
+    let got = TensorFile::read(&dir.join("o.npz")).unwrap();
+    assert_eq!(got.get("components.4").unwrap().shape, vec![3, 10]);
+    assert_eq!(got.get("singular_values.4").unwrap().shape, vec![3]);
+    assert_eq!(got.get("mean_shift.4").unwrap().shape, vec![10]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for args in [
+        &["--base", "b", "--tuned", "t"][..],
+        &["--base", "b", "--out", "o.safetensors"],
+        &[
+            "--base",
+            "b",
+            "--tuned",
+            "t",
+            "--out",
+            "o.safetensors",
+            "--tau",
+            "1.5",
+        ],
+        &[
+            "--base",
+            "b",
+            "--tuned",
+            "t",
+            "--out",
+            "o.safetensors",
+            "--tau",
+            "0",
+        ],
+        &[
+            "--base",
+            "b",
+            "--tuned",
+            "t",
+            "--out",
+            "o.safetensors",
+            "--k",
+            "0",
+        ],
+        &[
+            "--base",
+            "b",
+            "--tuned",
+            "t",
+            "--contrast",
+            "a",
+            "--rows",
+            "r",
+            "--out",
+            "o.safetensors",
+        ],
+        &["--contrast", "a", "--out", "o.safetensors"],
+        &[
+            "--contrast",
+            "a",
+            "--rows",
+            "r",
+            "--shift",
+            "lstsq",
+            "--out",
+            "o.safetensors",
+        ],
+        &[
+            "--base",
+            "b",
+            "--tuned",
+            "t",
+            "--out",
+            "o.safetensors",
+            "--layers",
+            "x",
+        ],
+    ] {
+        let r = run(dir, args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    // A components file needs several tensors: .npy is refused before any work.
+    fails(
+        dir,
+        &["--base", "b", "--tuned", "t", "--out", "o.npy"],
+        1,
+        &["o.npy", ".safetensors or .npz"],
+    );
+}
