@@ -79,7 +79,9 @@ impl Config {
         let base: Vec<f64> = (0..hd / 2)
             .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / hd as f64))
             .collect();
-        let Some(s) = self.rope_scaling else { return base };
+        let Some(s) = self.rope_scaling else {
+            return base;
+        };
         // Same piecewise rule as transformers' `_compute_llama3_parameters`.
         let old = s.original_max_position_embeddings as f64;
         let low_wavelen = old / s.low_freq_factor;
@@ -101,14 +103,18 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
             return Err(format!(
                 "num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
         if self.head_dim % 2 != 0 || self.head_dim == 0 {
-            return Err(format!("head_dim {} must be even and positive", self.head_dim));
+            return Err(format!(
+                "head_dim {} must be even and positive",
+                self.head_dim
+            ));
         }
         if self.hidden_size == 0 || self.num_layers == 0 || self.vocab_size == 0 {
             return Err("hidden_size, num_hidden_layers and vocab_size must be positive".into());

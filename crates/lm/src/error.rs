@@ -38,16 +38,27 @@ pub enum LmError {
 
 impl LmError {
     pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        LmError::Format { path: path.into(), msg: msg.into() }
+        LmError::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LmError::Io { path: path.into(), error: source }
+        LmError::Io {
+            path: path.into(),
+            error: source,
+        }
     }
 }
 
 /// The first line of a candle error: candle appends a backtrace to its messages.
 pub(crate) fn candle_msg(e: &candle_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().trim().to_string()
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Result alias for this crate.

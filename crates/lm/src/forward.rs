@@ -7,7 +7,9 @@
 
 use crate::config::Config;
 use crate::error::{LmError, Result};
-use crate::kernels::{axpy, dot, fast_exp, linear, rms_norm, rms_norm_row, rope_row, silu_mul};
+use crate::kernels::{
+    axpy, dot, dot_generic, fast_exp, linear, rms_norm, rms_norm_row, rope_row, silu_mul, with_avx2,
+};
 use crate::weights::Weights;
 use rayon::prelude::*;
 
@@ -124,7 +126,11 @@ impl Forward<'_> {
             }
         }
         let l = cfg.num_layers;
-        for &c in req.capture_layers.iter().chain(req.interventions.iter().flat_map(|i| &i.layers)) {
+        for &c in req
+            .capture_layers
+            .iter()
+            .chain(req.interventions.iter().flat_map(|i| &i.layers))
+        {
             if c > l {
                 return Err(LmError::Input(format!("layer {c} out of range 0..={l}")));
             }
@@ -150,7 +156,12 @@ impl Forward<'_> {
     }
 
     /// Runs the model on new tokens `seqs[i]` continuing `caches[i]`, and appends to the caches.
-    pub fn run_cached(&self, seqs: &[&[u32]], caches: &mut [KvCache], req: &Request) -> Result<Output> {
+    pub fn run_cached(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [KvCache],
+        req: &Request,
+    ) -> Result<Output> {
         if caches.len() != seqs.len() {
             return Err(LmError::Input(format!(
                 "{} caches for {} sequences",
@@ -161,13 +172,25 @@ impl Forward<'_> {
         self.run_inner(seqs, Some(caches), req)
     }
 
-    fn run_inner(&self, seqs: &[&[u32]], mut caches: Option<&mut [KvCache]>, req: &Request) -> Result<Output> {
-        let max_past = caches.as_ref().map_or(0, |c| c.iter().map(|c| c.len).max().unwrap_or(0));
+    fn run_inner(
+        &self,
+        seqs: &[&[u32]],
+        mut caches: Option<&mut [KvCache]>,
+        req: &Request,
+    ) -> Result<Output> {
+        let max_past = caches
+            .as_ref()
+            .map_or(0, |c| c.iter().map(|c| c.len).max().unwrap_or(0));
         self.check(seqs, req, max_past)?;
         let cfg = self.cfg;
         let w = self.w;
-        let (d, hd, nh, nkv, ff) =
-            (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.intermediate_size);
+        let (d, hd, nh, nkv, ff) = (
+            cfg.hidden_size,
+            cfg.head_dim,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.intermediate_size,
+        );
         let nl = cfg.num_layers;
         let qkv_w = cfg.qkv_width();
         let kv_w = nkv * hd;
@@ -199,7 +222,11 @@ impl Forward<'_> {
             .copied()
             .max()
             .unwrap_or(0);
-        let n_blocks = if req.logits || caches.is_some() { nl } else { deepest.min(nl) };
+        let n_blocks = if req.logits || caches.is_some() {
+            nl
+        } else {
+            deepest.min(nl)
+        };
 
         // RoPE tables for every position used.
         let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
@@ -223,11 +250,15 @@ impl Forward<'_> {
         for (i, s) in seqs.iter().enumerate() {
             for (j, &tok) in s.iter().enumerate() {
                 let r = offsets[i] + j;
-                h[r * d..(r + 1) * d].copy_from_slice(&w.embed[tok as usize * d..(tok as usize + 1) * d]);
+                h[r * d..(r + 1) * d]
+                    .copy_from_slice(&w.embed[tok as usize * d..(tok as usize + 1) * d]);
             }
         }
-        let mut captured: Vec<(usize, Vec<f32>)> =
-            req.capture_layers.iter().map(|&l| (l, Vec::new())).collect();
+        let mut captured: Vec<(usize, Vec<f32>)> = req
+            .capture_layers
+            .iter()
+            .map(|&l| (l, Vec::new()))
+            .collect();
         let hook = |layer: usize, h: &mut [f32], captured: &mut Vec<(usize, Vec<f32>)>| {
             self.intervene(layer, h, &offsets, &req.interventions);
             for (l, buf) in captured.iter_mut() {
@@ -255,7 +286,10 @@ impl Forward<'_> {
                     }
                 }
                 let p = pos_of(r);
-                let (c, s) = (&rope_cos[p * half..(p + 1) * half], &rope_sin[p * half..(p + 1) * half]);
+                let (c, s) = (
+                    &rope_cos[p * half..(p + 1) * half],
+                    &rope_sin[p * half..(p + 1) * half],
+                );
                 rope_row(&mut row[..(nh + nkv) * hd], nh + nkv, hd, c, s);
             });
             // Keys/values: the cache when there is one, else straight from the qkv rows.
@@ -281,31 +315,33 @@ impl Forward<'_> {
                         (rows, rows, qkv_w, nh * hd, nh * hd + kv_w)
                     }
                 };
-                let mut scores = vec![0.0f32; past[i] + len];
-                for j in 0..len {
-                    let qrow = &qkv_ref[(offsets[i] + j) * qkv_w..];
-                    let n_keys = past[i] + j + 1;
-                    for head in 0..nh {
-                        let kvh = head / (nh / nkv);
-                        let q = &qrow[head * hd..(head + 1) * hd];
-                        let mut m = f32::NEG_INFINITY;
-                        for (kk, sc) in scores[..n_keys].iter_mut().enumerate() {
-                            let k = &kbuf[kk * stride + koff + kvh * hd..][..hd];
-                            *sc = dot(q, k) * scale;
-                            m = m.max(*sc);
-                        }
-                        let mut z = 0.0f32;
-                        for sc in scores[..n_keys].iter_mut() {
-                            *sc = fast_exp(*sc - m);
-                            z += *sc;
-                        }
-                        let o = &mut out[j * nh * hd + head * hd..][..hd];
-                        o.fill(0.0);
-                        for (kk, &p) in scores[..n_keys].iter().enumerate() {
-                            axpy(p / z, &vbuf[kk * stride + voff + kvh * hd..][..hd], o);
+                with_avx2(|| {
+                    let mut scores = vec![0.0f32; past[i] + len];
+                    for j in 0..len {
+                        let qrow = &qkv_ref[(offsets[i] + j) * qkv_w..];
+                        let n_keys = past[i] + j + 1;
+                        for head in 0..nh {
+                            let kvh = head / (nh / nkv);
+                            let q = &qrow[head * hd..(head + 1) * hd];
+                            let mut m = f32::NEG_INFINITY;
+                            for (kk, sc) in scores[..n_keys].iter_mut().enumerate() {
+                                let k = &kbuf[kk * stride + koff + kvh * hd..][..hd];
+                                *sc = dot_generic(q, k) * scale;
+                                m = m.max(*sc);
+                            }
+                            let mut z = 0.0f32;
+                            for sc in scores[..n_keys].iter_mut() {
+                                *sc = fast_exp(*sc - m);
+                                z += *sc;
+                            }
+                            let o = &mut out[j * nh * hd + head * hd..][..hd];
+                            o.fill(0.0);
+                            for (kk, &p) in scores[..n_keys].iter().enumerate() {
+                                axpy(p / z, &vbuf[kk * stride + voff + kvh * hd..][..hd], o);
+                            }
                         }
                     }
-                }
+                });
             });
             linear(&att, t, nh * hd, &lw.wo, d, &mut h, true);
             rms_norm(&h, &lw.mlp_norm, cfg.rms_norm_eps, &mut x);
@@ -321,7 +357,8 @@ impl Forward<'_> {
                 cache.len += seqs[i].len();
             }
         }
-        let wants_final = req.logits || req.capture_layers.contains(&nl)
+        let wants_final = req.logits
+            || req.capture_layers.contains(&nl)
             || req.interventions.iter().any(|iv| iv.layers.contains(&nl));
         let mut logits = None;
         if wants_final && n_blocks == nl {
@@ -331,8 +368,19 @@ impl Forward<'_> {
             let mut hn = vec![0.0f32; t * d];
             for r in 0..t {
                 let is_last = offsets[1..].contains(&(r + 1));
-                if all || is_last || req.interventions.iter().any(|iv| iv.positions == Positions::All) {
-                    rms_norm_row(&h[r * d..(r + 1) * d], &w.final_norm, cfg.rms_norm_eps, &mut hn[r * d..(r + 1) * d]);
+                if all
+                    || is_last
+                    || req
+                        .interventions
+                        .iter()
+                        .any(|iv| iv.positions == Positions::All)
+                {
+                    rms_norm_row(
+                        &h[r * d..(r + 1) * d],
+                        &w.final_norm,
+                        cfg.rms_norm_eps,
+                        &mut hn[r * d..(r + 1) * d],
+                    );
                 }
             }
             hook(nl, &mut hn, &mut captured);
@@ -374,11 +422,18 @@ impl Forward<'_> {
 fn gather(h: &[f32], d: usize, offsets: &[usize], pos: Positions) -> Vec<f32> {
     match pos {
         Positions::All => h.to_vec(),
-        Positions::Last => offsets[1..].iter().flat_map(|&o| h[(o - 1) * d..o * d].iter().copied()).collect(),
+        Positions::Last => offsets[1..]
+            .iter()
+            .flat_map(|&o| h[(o - 1) * d..o * d].iter().copied())
+            .collect(),
     }
 }
 
-fn split_rows<'b>(buf: &'b mut [f32], offsets: &[usize], width: usize) -> Vec<(usize, &'b mut [f32])> {
+fn split_rows<'b>(
+    buf: &'b mut [f32],
+    offsets: &[usize],
+    width: usize,
+) -> Vec<(usize, &'b mut [f32])> {
     let mut out = Vec::with_capacity(offsets.len() - 1);
     let mut rest = buf;
     for i in 0..offsets.len() - 1 {

@@ -27,10 +27,20 @@ fn argmax(row: &[f32]) -> u32 {
 impl Model {
     /// Greedy decoding of every prompt (token ids) in one batch, up to `max_new` tokens each,
     /// stopping a sequence at any of the tokenizer's stop ids.
-    pub fn generate(&self, prompts: &[Vec<u32>], max_new: usize, interventions: &[crate::Intervention]) -> Result<Vec<Generation>> {
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        interventions: &[crate::Intervention],
+    ) -> Result<Vec<Generation>> {
         let n = prompts.len();
         let mut caches = vec![KvCache::default(); n];
-        let mut out: Vec<Generation> = (0..n).map(|_| Generation { tokens: Vec::new(), stopped: false }).collect();
+        let mut out: Vec<Generation> = (0..n)
+            .map(|_| Generation {
+                tokens: Vec::new(),
+                stopped: false,
+            })
+            .collect();
         if max_new == 0 || n == 0 {
             return Ok(out);
         }
@@ -42,9 +52,14 @@ impl Model {
         };
         let fw = self.forward();
         let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-        let logits = fw.run_cached(&seqs, &mut caches, &req)?.logits.unwrap_or_default();
+        let logits = fw
+            .run_cached(&seqs, &mut caches, &req)?
+            .logits
+            .unwrap_or_default();
         let v = self.config.vocab_size;
-        let mut next: Vec<u32> = (0..n).map(|i| argmax(&logits[i * v..(i + 1) * v])).collect();
+        let mut next: Vec<u32> = (0..n)
+            .map(|i| argmax(&logits[i * v..(i + 1) * v]))
+            .collect();
         let mut active: Vec<usize> = (0..n).collect();
         loop {
             let mut still = Vec::new();
@@ -64,8 +79,14 @@ impl Model {
             }
             let toks: Vec<[u32; 1]> = active.iter().map(|&i| [next[i]]).collect();
             let seqs: Vec<&[u32]> = toks.iter().map(|t| t.as_slice()).collect();
-            let mut sub: Vec<KvCache> = active.iter().map(|&i| std::mem::take(&mut caches[i])).collect();
-            let logits = fw.run_cached(&seqs, &mut sub, &req)?.logits.unwrap_or_default();
+            let mut sub: Vec<KvCache> = active
+                .iter()
+                .map(|&i| std::mem::take(&mut caches[i]))
+                .collect();
+            let logits = fw
+                .run_cached(&seqs, &mut sub, &req)?
+                .logits
+                .unwrap_or_default();
             for (j, (&i, c)) in active.iter().zip(sub).enumerate() {
                 caches[i] = c;
                 next[i] = argmax(&logits[j * v..(j + 1) * v]);

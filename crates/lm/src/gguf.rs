@@ -22,8 +22,12 @@ impl Gguf {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| LmError::io(path, e))?;
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| LmError::format(path, format!("not a readable GGUF file: {}", crate::error::candle_msg(&e))))?;
+        let content = Content::read(&mut reader).map_err(|e| {
+            LmError::format(
+                path,
+                format!("not a readable GGUF file: {}", crate::error::candle_msg(&e)),
+            )
+        })?;
         let arch_name = get_str(&content, path, "general.architecture")?;
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
@@ -35,7 +39,13 @@ impl Gguf {
                 })
             }
         };
-        Ok(Gguf { path: path.into(), content, reader, arch, heads: (0, 0) })
+        Ok(Gguf {
+            path: path.into(),
+            content,
+            reader,
+            arch,
+            heads: (0, 0),
+        })
     }
 
     pub fn config(&mut self) -> Result<Config> {
@@ -53,15 +63,23 @@ impl Gguf {
             Some(_) => u("attention.key_length")?,
             None => hidden_size / num_heads,
         };
-        let embd = self.content.tensor_infos.get("token_embd.weight").ok_or_else(|| {
-            LmError::format(p, "missing tensor 'token_embd.weight'")
-        })?;
+        let embd = self
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or_else(|| LmError::format(p, "missing tensor 'token_embd.weight'"))?;
         let vocab_size = embd.shape.dims()[0];
         let f = |k: &str, default: f64| -> Result<f64> {
             match c.metadata.get(&format!("{a}.{k}")) {
-                Some(v) => v.to_f64().or_else(|_| v.to_f32().map(f64::from)).map_err(|e| {
-                    LmError::format(p, format!("metadata '{a}.{k}': {}", crate::error::candle_msg(&e)))
-                }),
+                Some(v) => v
+                    .to_f64()
+                    .or_else(|_| v.to_f32().map(f64::from))
+                    .map_err(|e| {
+                        LmError::format(
+                            p,
+                            format!("metadata '{a}.{k}': {}", crate::error::candle_msg(&e)),
+                        )
+                    }),
                 None => Ok(default),
             }
         };
@@ -147,17 +165,28 @@ impl TensorSource for Gguf {
     }
 
     fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
-        let Some(gname) = Self::gguf_name(name) else { return Ok(None) };
+        let Some(gname) = Self::gguf_name(name) else {
+            return Ok(None);
+        };
         if !self.content.tensor_infos.contains_key(&gname) {
             return Ok(None);
         }
         let err = |e: candle_core::Error| {
-            LmError::format(&self.path, format!("tensor '{gname}': {}", crate::error::candle_msg(&e)))
+            LmError::format(
+                &self.path,
+                format!("tensor '{gname}': {}", crate::error::candle_msg(&e)),
+            )
         };
-        let q = self.content.tensor(&mut self.reader, &gname, &Device::Cpu).map_err(err)?;
+        let q = self
+            .content
+            .tensor(&mut self.reader, &gname, &Device::Cpu)
+            .map_err(err)?;
         let t = q.dequantize(&Device::Cpu).map_err(err)?;
         let shape = t.dims().to_vec();
-        let mut data = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+        let mut data = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)?;
         // convert_hf_to_gguf.py permutes Llama q/k rows for llama.cpp's interleaved RoPE;
         // undo it so one rotate-half RoPE (Hugging Face's) serves every source.
         if self.arch == Arch::Llama {
@@ -196,7 +225,10 @@ pub(crate) fn get_str(c: &Content, path: &Path, key: &str) -> Result<String> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(v) => Err(LmError::format(
             path,
-            format!("metadata '{key}' has type {:?}, expected a string", v.value_type()),
+            format!(
+                "metadata '{key}' has type {:?}, expected a string",
+                v.value_type()
+            ),
         )),
         None => Err(LmError::format(path, format!("missing metadata '{key}'"))),
     }
@@ -219,6 +251,9 @@ pub(crate) fn get_usize(c: &Content, path: &Path, key: &str) -> Result<usize> {
         _ => -1,
     };
     usize::try_from(n).map_err(|_| {
-        LmError::format(path, format!("metadata '{key}' is {v:?}, expected a non-negative integer"))
+        LmError::format(
+            path,
+            format!("metadata '{key}' is {v:?}, expected a non-negative integer"),
+        )
     })
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub(crate) fn config(dir: &Path) -> Result<Config> {
     let path = dir.join("config.json");
-    let j = read_json_opt(&path)?.ok_or_else(|| LmError::format(dir, "no config.json in the model directory"))?;
+    let j = read_json_opt(&path)?
+        .ok_or_else(|| LmError::format(dir, "no config.json in the model directory"))?;
     let s = |k: &str| j.get(k).and_then(J::as_str);
     let u = |k: &str| -> Result<usize> {
         j.get(k)
@@ -26,7 +27,10 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
         "llama" | "mistral" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         other => {
-            let archs = j.get("architectures").map(|a| a.to_string()).unwrap_or_default();
+            let archs = j
+                .get("architectures")
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             return Err(LmError::Unsupported {
                 path,
                 what: format!("model_type '{other}' {archs} (supported: llama, mistral, qwen2)"),
@@ -43,16 +47,24 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
     let rope_scaling = match j.get("rope_scaling") {
         None | Some(J::Null) => None,
         Some(rs) => {
-            let ty = rs.get("rope_type").or_else(|| rs.get("type")).and_then(J::as_str).unwrap_or("");
+            let ty = rs
+                .get("rope_type")
+                .or_else(|| rs.get("type"))
+                .and_then(J::as_str)
+                .unwrap_or("");
             if ty != "llama3" {
-                return Err(LmError::Unsupported { path, what: format!("rope_scaling type '{ty}' (supported: llama3)") });
+                return Err(LmError::Unsupported {
+                    path,
+                    what: format!("rope_scaling type '{ty}' (supported: llama3)"),
+                });
             }
             let g = |k: &str| rs.get(k).and_then(J::as_f64);
             Some(Llama3Scaling {
                 factor: g("factor").unwrap_or(8.0),
                 low_freq_factor: g("low_freq_factor").unwrap_or(1.0),
                 high_freq_factor: g("high_freq_factor").unwrap_or(4.0),
-                original_max_position_embeddings: g("original_max_position_embeddings").unwrap_or(8192.0) as usize,
+                original_max_position_embeddings: g("original_max_position_embeddings")
+                    .unwrap_or(8192.0) as usize,
             })
         }
     };
@@ -69,7 +81,10 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
         rope_theta: f("rope_theta", 10_000.0),
         rope_scaling,
         max_position_embeddings: u("max_position_embeddings").unwrap_or(4096),
-        tie_word_embeddings: j.get("tie_word_embeddings").and_then(J::as_bool).unwrap_or(false),
+        tie_word_embeddings: j
+            .get("tie_word_embeddings")
+            .and_then(J::as_bool)
+            .unwrap_or(false),
     };
     cfg.validate().map_err(|m| LmError::format(&path, m))?;
     Ok(cfg)
@@ -90,12 +105,20 @@ impl HfTensors {
         } else {
             let idx = dir.join("model.safetensors.index.json");
             let j = read_json_opt(&idx)?.ok_or_else(|| {
-                LmError::format(dir, "no model.safetensors or model.safetensors.index.json in the model directory")
+                LmError::format(
+                    dir,
+                    "no model.safetensors or model.safetensors.index.json in the model directory",
+                )
             })?;
-            let map = j.get("weight_map").and_then(J::as_object).ok_or_else(|| {
-                LmError::format(&idx, "missing 'weight_map'")
-            })?;
-            let mut v: Vec<String> = map.values().filter_map(J::as_str).map(str::to_owned).collect();
+            let map = j
+                .get("weight_map")
+                .and_then(J::as_object)
+                .ok_or_else(|| LmError::format(&idx, "missing 'weight_map'"))?;
+            let mut v: Vec<String> = map
+                .values()
+                .filter_map(J::as_str)
+                .map(str::to_owned)
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -114,7 +137,11 @@ impl HfTensors {
             }
             files.push((p, mm));
         }
-        Ok(HfTensors { dir: dir.into(), files, index })
+        Ok(HfTensors {
+            dir: dir.into(),
+            files,
+            index,
+        })
     }
 
     pub fn files(&self) -> impl Iterator<Item = &Path> {
@@ -128,17 +155,33 @@ impl TensorSource for HfTensors {
     }
 
     fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
-        let Some(&fi) = self.index.get(name) else { return Ok(None) };
+        let Some(&fi) = self.index.get(name) else {
+            return Ok(None);
+        };
         let (p, mm) = &self.files[fi];
         let st = SafeTensors::deserialize(mm).map_err(|e| LmError::format(p, e.to_string()))?;
-        let t = st.tensor(name).map_err(|e| LmError::format(p, format!("tensor '{name}': {e}")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|e| LmError::format(p, format!("tensor '{name}': {e}")))?;
         let b = t.data();
         let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => {
-                return Err(LmError::format(p, format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16")))
+                return Err(LmError::format(
+                    p,
+                    format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16"),
+                ))
             }
         };
         Ok(Some((t.shape().to_vec(), data)))

@@ -58,7 +58,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("path", &self.path).field("config", &self.config).finish()
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -78,11 +81,20 @@ impl Model {
         let config = g.config()?;
         let tokenizer = Tokenizer::from_gguf(&g.content, path)?;
         let template = match g.content.metadata.get("tokenizer.chat_template") {
-            Some(candle_core::quantized::gguf_file::Value::String(s)) => Some(ChatTemplate::new(s.clone())?),
+            Some(candle_core::quantized::gguf_file::Value::String(s)) => {
+                Some(ChatTemplate::new(s.clone())?)
+            }
             _ => None,
         };
         let weights = weights::load_weights(&config, &mut g)?;
-        Ok(Model { config, weights, tokenizer, template, path: path.into(), weight_files: vec![path.into()] })
+        Ok(Model {
+            config,
+            weights,
+            tokenizer,
+            template,
+            path: path.into(),
+            weight_files: vec![path.into()],
+        })
     }
 
     fn load_hf(dir: &Path) -> Result<Self> {
@@ -92,17 +104,39 @@ impl Model {
         let mut src = hf::HfTensors::open(dir)?;
         let weight_files = src.files().map(Path::to_path_buf).collect();
         let weights = weights::load_weights(&config, &mut src)?;
-        Ok(Model { config, weights, tokenizer, template, path: dir.into(), weight_files })
+        Ok(Model {
+            config,
+            weights,
+            tokenizer,
+            template,
+            path: dir.into(),
+            weight_files,
+        })
     }
 
     /// Builds a model from parts (tests, exported checkpoints).
-    pub fn from_parts(config: Config, weights: Weights, tokenizer: Tokenizer, template: Option<ChatTemplate>) -> Self {
-        Model { config, weights, tokenizer, template, path: PathBuf::new(), weight_files: Vec::new() }
+    pub fn from_parts(
+        config: Config,
+        weights: Weights,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+    ) -> Self {
+        Model {
+            config,
+            weights,
+            tokenizer,
+            template,
+            path: PathBuf::new(),
+            weight_files: Vec::new(),
+        }
     }
 
     /// The forward pass over this model's weights.
     pub fn forward(&self) -> Forward<'_> {
-        Forward { cfg: &self.config, w: &self.weights }
+        Forward {
+            cfg: &self.config,
+            w: &self.weights,
+        }
     }
 
     /// The text the model sees for a user prompt (chat-templated unless `no_template`).
@@ -118,10 +152,21 @@ impl Model {
         })?;
         let mut msgs = Vec::new();
         if let Some(s) = &fmt.system {
-            msgs.push(Message { role: "system".into(), content: s.clone() });
+            msgs.push(Message {
+                role: "system".into(),
+                content: s.clone(),
+            });
         }
-        msgs.push(Message { role: "user".into(), content: prompt.into() });
-        tmpl.render(&msgs, true, self.tokenizer.bos_token.as_deref(), self.tokenizer.eos_token.as_deref())
+        msgs.push(Message {
+            role: "user".into(),
+            content: prompt.into(),
+        });
+        tmpl.render(
+            &msgs,
+            true,
+            self.tokenizer.bos_token.as_deref(),
+            self.tokenizer.eos_token.as_deref(),
+        )
     }
 
     /// Token ids of a prompt, exactly as transformers' `apply_chat_template(..., tokenize=True)`.

@@ -42,9 +42,12 @@ impl ChatTemplate {
                 .map_err(|e| LmError::Template(e.to_string()))?,
         );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         // No `strftime_now`: Llama 3.1 templates then fall back to their fixed default date
         // ("26 Jul 2024", the paper's prompt), which keeps dumps reproducible.
         env.add_template_owned("chat", self.source.clone())
@@ -61,7 +64,9 @@ impl ChatTemplate {
         eos_token: Option<&str>,
     ) -> Result<String> {
         let env = self.env()?;
-        let tmpl = env.get_template("chat").map_err(|e| LmError::Template(e.to_string()))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| LmError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => Value::from(messages.iter().map(|m| minijinja::context! { role => m.role.clone(), content => m.content.clone() }).collect::<Vec<_>>()),
             add_generation_prompt => add_generation_prompt,

@@ -13,7 +13,14 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Token strings that end an assistant turn in the chat formats we know.
-const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "</s>"];
+const END_OF_TURN: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "</s>",
+];
 
 /// A tokenizer plus the special ids generation and templating need.
 #[derive(Clone)]
@@ -51,7 +58,9 @@ impl Tokenizer {
 
     /// Decodes ids to text, dropping special tokens when asked.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|e| LmError::Input(format!("tokenizer: {e}")))
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| LmError::Input(format!("tokenizer: {e}")))
     }
 
     /// The text of one token as it reads (byte-level markers decoded).
@@ -87,14 +96,22 @@ impl Tokenizer {
         }
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        Tokenizer { inner, bos_token, eos_token, stop_ids }
+        Tokenizer {
+            inner,
+            bos_token,
+            eos_token,
+            stop_ids,
+        }
     }
 
     /// Loads `tokenizer.json` plus `tokenizer_config.json` / `generation_config.json` specials.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let tj = dir.join("tokenizer.json");
         if !tj.exists() {
-            return Err(LmError::format(dir, "no tokenizer.json in the model directory"));
+            return Err(LmError::format(
+                dir,
+                "no tokenizer.json in the model directory",
+            ));
         }
         let inner = tokenizers::Tokenizer::from_file(&tj)
             .map_err(|e| LmError::format(&tj, format!("not a valid tokenizer.json: {e}")))?;
@@ -115,7 +132,9 @@ impl Tokenizer {
         if let Some(gen) = read_json_opt(&dir.join("generation_config.json"))? {
             match gen.get("eos_token_id") {
                 Some(J::Number(n)) => stop.extend(n.as_u64().map(|x| x as u32)),
-                Some(J::Array(a)) => stop.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32))),
+                Some(J::Array(a)) => {
+                    stop.extend(a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)))
+                }
                 _ => {}
             }
         }
@@ -127,7 +146,12 @@ impl Tokenizer {
         let md = &content.metadata;
         let model = match md.get("tokenizer.ggml.model") {
             Some(Value::String(s)) => s.as_str(),
-            _ => return Err(LmError::format(path, "missing metadata 'tokenizer.ggml.model'")),
+            _ => {
+                return Err(LmError::format(
+                    path,
+                    "missing metadata 'tokenizer.ggml.model'",
+                ))
+            }
         };
         if model != "gpt2" {
             return Err(LmError::Unsupported {
@@ -148,7 +172,10 @@ impl Tokenizer {
                     .iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s.clone()),
-                        _ => Err(LmError::format(path, format!("metadata '{key}' holds a non-string"))),
+                        _ => Err(LmError::format(
+                            path,
+                            format!("metadata '{key}' holds a non-string"),
+                        )),
                     })
                     .collect(),
                 _ => Err(LmError::format(path, format!("missing metadata '{key}'"))),
@@ -166,14 +193,13 @@ impl Tokenizer {
         let id_of = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
         let bos_id = id_of("tokenizer.ggml.bos_token_id");
         let eos_id = id_of("tokenizer.ggml.eos_token_id");
-        let add_bos = matches!(md.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
+        let add_bos = matches!(
+            md.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
 
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
-        let split = |re: &str| {
-            json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false})
-        };
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
         let (pre_tokenizer, ignore_merges) = match pre.as_str() {
             "smollm" => (
                 json!({"type": "Sequence", "pretokenizers": [
@@ -235,10 +261,16 @@ impl Tokenizer {
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
                       "vocab": vocab, "merges": merges}
         });
-        let inner: tokenizers::Tokenizer = serde_json::from_value(spec)
-            .map_err(|e| LmError::format(path, format!("cannot build tokenizer from metadata: {e}")))?;
+        let inner: tokenizers::Tokenizer = serde_json::from_value(spec).map_err(|e| {
+            LmError::format(path, format!("cannot build tokenizer from metadata: {e}"))
+        })?;
         let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize).cloned());
-        Ok(Self::finish(inner, name(bos_id), name(eos_id), eos_id.into_iter().collect()))
+        Ok(Self::finish(
+            inner,
+            name(bos_id),
+            name(eos_id),
+            eos_id.into_iter().collect(),
+        ))
     }
 }
 

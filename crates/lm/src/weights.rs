@@ -81,7 +81,10 @@ fn need(src: &mut dyn TensorSource, name: &str, shape: &[usize]) -> Result<Vec<f
             }
             Ok(data)
         }
-        None => Err(LmError::format(src.path(), format!("missing tensor '{name}'"))),
+        None => Err(LmError::format(
+            src.path(),
+            format!("missing tensor '{name}'"),
+        )),
     }
 }
 
@@ -112,8 +115,11 @@ pub(crate) fn load_weights(cfg: &Config, src: &mut dyn TensorSource) -> Result<W
         let bias = |src: &mut dyn TensorSource, n: &str, len: usize| {
             maybe(src, &format!("{p}.self_attn.{n}.bias"), &[len])
         };
-        let (bq, bk, bv) =
-            (bias(src, "q_proj", q_out)?, bias(src, "k_proj", kv_out)?, bias(src, "v_proj", kv_out)?);
+        let (bq, bk, bv) = (
+            bias(src, "q_proj", q_out)?,
+            bias(src, "k_proj", kv_out)?,
+            bias(src, "v_proj", kv_out)?,
+        );
         let bqkv = match (bq, bk, bv) {
             (None, None, None) => None,
             (bq, bk, bv) => Some(
@@ -131,17 +137,27 @@ pub(crate) fn load_weights(cfg: &Config, src: &mut dyn TensorSource) -> Result<W
         let up = need(src, &format!("{p}.mlp.up_proj.weight"), &[ff, d])?;
         let w_gate_up = [gate, up].concat();
         let w_down = need(src, &format!("{p}.mlp.down_proj.weight"), &[d, ff])?;
-        layers.push(LayerWeights { attn_norm, wqkv, bqkv, wo, mlp_norm, w_gate_up, w_down });
+        layers.push(LayerWeights {
+            attn_norm,
+            wqkv,
+            bqkv,
+            wo,
+            mlp_norm,
+            w_gate_up,
+            w_down,
+        });
     }
     let final_norm = need(src, "model.norm.weight", &[d])?;
     let lm_head = if cfg.tie_word_embeddings {
         None
     } else {
-        match maybe(src, "lm_head.weight", &[cfg.vocab_size, d])? {
-            Some(w) => Some(w),
-            // Some checkpoints say untied but ship no head; transformers then ties them.
-            None => None,
-        }
+        // Some checkpoints say untied but ship no head; transformers then ties them.
+        maybe(src, "lm_head.weight", &[cfg.vocab_size, d])?
     };
-    Ok(Weights { embed, layers, final_norm, lm_head })
+    Ok(Weights {
+        embed,
+        layers,
+        final_norm,
+        lm_head,
+    })
 }

@@ -4,7 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use hd_lm::config::Llama3Scaling;
-use hd_lm::{Arch, Config, Forward, Intervention, InterventionOp, KvCache, Positions, Request, Weights};
+use hd_lm::{
+    Arch, Config, Forward, Intervention, InterventionOp, KvCache, Positions, Request, Weights,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::HashMap;
 
@@ -32,33 +34,117 @@ fn tiny(arch: Arch, vocab: usize, tie: bool, scaling: bool) -> Config {
 }
 
 /// Seeded HF-named tensors; `identity_head` makes lm_head = I so logits = final hidden state.
-fn tensors(cfg: &Config, seed: u64, identity_head: bool) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+fn tensors(
+    cfg: &Config,
+    seed: u64,
+    identity_head: bool,
+) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut m = HashMap::new();
     let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32, rng: &mut StdRng| {
         let n: usize = shape.iter().product();
-        let v = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
+        let v = (0..n)
+            .map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0))
+            .collect();
         m.insert(name, (shape, v));
     };
     let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-    add("model.embed_tokens.weight".into(), vec![cfg.vocab_size, d], 1.0, 0.0, &mut rng);
+    add(
+        "model.embed_tokens.weight".into(),
+        vec![cfg.vocab_size, d],
+        1.0,
+        0.0,
+        &mut rng,
+    );
     for i in 0..cfg.num_layers {
         let p = format!("model.layers.{i}");
-        add(format!("{p}.input_layernorm.weight"), vec![d], 0.2, 1.0, &mut rng);
-        add(format!("{p}.post_attention_layernorm.weight"), vec![d], 0.2, 1.0, &mut rng);
-        add(format!("{p}.self_attn.q_proj.weight"), vec![q, d], 0.25, 0.0, &mut rng);
-        add(format!("{p}.self_attn.k_proj.weight"), vec![kv, d], 0.25, 0.0, &mut rng);
-        add(format!("{p}.self_attn.v_proj.weight"), vec![kv, d], 0.25, 0.0, &mut rng);
-        add(format!("{p}.self_attn.o_proj.weight"), vec![d, q], 0.15, 0.0, &mut rng);
+        add(
+            format!("{p}.input_layernorm.weight"),
+            vec![d],
+            0.2,
+            1.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![d],
+            0.2,
+            1.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![q, d],
+            0.25,
+            0.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![kv, d],
+            0.25,
+            0.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![kv, d],
+            0.25,
+            0.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![d, q],
+            0.15,
+            0.0,
+            &mut rng,
+        );
         if cfg.arch == Arch::Qwen2 {
-            add(format!("{p}.self_attn.q_proj.bias"), vec![q], 0.5, 0.0, &mut rng);
-            add(format!("{p}.self_attn.k_proj.bias"), vec![kv], 0.5, 0.0, &mut rng);
-            add(format!("{p}.self_attn.v_proj.bias"), vec![kv], 0.5, 0.0, &mut rng);
+            add(
+                format!("{p}.self_attn.q_proj.bias"),
+                vec![q],
+                0.5,
+                0.0,
+                &mut rng,
+            );
+            add(
+                format!("{p}.self_attn.k_proj.bias"),
+                vec![kv],
+                0.5,
+                0.0,
+                &mut rng,
+            );
+            add(
+                format!("{p}.self_attn.v_proj.bias"),
+                vec![kv],
+                0.5,
+                0.0,
+                &mut rng,
+            );
         }
-        add(format!("{p}.mlp.gate_proj.weight"), vec![ff, d], 0.2, 0.0, &mut rng);
-        add(format!("{p}.mlp.up_proj.weight"), vec![ff, d], 0.2, 0.0, &mut rng);
-        add(format!("{p}.mlp.down_proj.weight"), vec![d, ff], 0.15, 0.0, &mut rng);
+        add(
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![ff, d],
+            0.2,
+            0.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.mlp.up_proj.weight"),
+            vec![ff, d],
+            0.2,
+            0.0,
+            &mut rng,
+        );
+        add(
+            format!("{p}.mlp.down_proj.weight"),
+            vec![d, ff],
+            0.15,
+            0.0,
+            &mut rng,
+        );
     }
     add("model.norm.weight".into(), vec![d], 0.2, 1.0, &mut rng);
     if !cfg.tie_word_embeddings {
@@ -70,7 +156,13 @@ fn tensors(cfg: &Config, seed: u64, identity_head: bool) -> HashMap<String, (Vec
             }
             m.insert("lm_head.weight".into(), (vec![d, d], v));
         } else {
-            add("lm_head.weight".into(), vec![cfg.vocab_size, d], 0.3, 0.0, &mut rng);
+            add(
+                "lm_head.weight".into(),
+                vec![cfg.vocab_size, d],
+                0.3,
+                0.0,
+                &mut rng,
+            );
         }
     }
     m
@@ -83,7 +175,12 @@ fn ours(cfg: &Config, t: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Weights {
 fn var_builder(t: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> VarBuilder<'static> {
     let map: HashMap<String, Tensor> = t
         .iter()
-        .map(|(k, (s, v))| (k.clone(), Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap()))
+        .map(|(k, (s, v))| {
+            (
+                k.clone(),
+                Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
 }
@@ -91,16 +188,29 @@ fn var_builder(t: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> VarBuilder<'stati
 fn max_rel(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
 }
 
 fn req(layers: Vec<usize>, pos: Positions, logits: bool) -> Request {
-    Request { capture_layers: layers, capture_positions: pos, interventions: vec![], logits }
+    Request {
+        capture_layers: layers,
+        capture_positions: pos,
+        interventions: vec![],
+        logits,
+    }
 }
 
 const SEQ: &[u32] = &[3, 17, 42, 5, 9, 60, 1, 33, 12, 7, 50];
 
-fn candle_llama(cfg: &Config, t: &HashMap<String, (Vec<usize>, Vec<f32>)>, ids: &[u32]) -> Vec<f32> {
+fn candle_llama(
+    cfg: &Config,
+    t: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ids: &[u32],
+) -> Vec<f32> {
     use candle_transformers::models::llama as cl;
     let c = cl::Config {
         hidden_size: cfg.hidden_size,
@@ -126,8 +236,17 @@ fn candle_llama(cfg: &Config, t: &HashMap<String, (Vec<usize>, Vec<f32>)>, ids: 
     };
     let model = cl::Llama::load(var_builder(t), &c).unwrap();
     let mut cache = cl::Cache::new(false, DType::F32, &c, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    model.forward(&input, 0, &mut cache).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model
+        .forward(&input, 0, &mut cache)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 #[test]
@@ -137,9 +256,14 @@ fn llama_logits_match_candle() {
         let t = tensors(&cfg, seed, false);
         let want = candle_llama(&cfg, &t, SEQ);
         let w = ours(&cfg, &t);
-        let got = Forward { cfg: &cfg, w: &w }.run(&[SEQ], &req(vec![], Positions::Last, true)).unwrap();
+        let got = Forward { cfg: &cfg, w: &w }
+            .run(&[SEQ], &req(vec![], Positions::Last, true))
+            .unwrap();
         let err = max_rel(got.logits.as_ref().unwrap(), &want);
-        assert!(err < 1e-4, "tie={tie} scaling={scaling}: max relative logit error {err}");
+        assert!(
+            err < 1e-4,
+            "tie={tie} scaling={scaling}: max relative logit error {err}"
+        );
     }
 }
 
@@ -150,7 +274,9 @@ fn llama_final_hidden_matches_candle() {
     let t = tensors(&cfg, 4, true);
     let want = candle_llama(&cfg, &t, SEQ);
     let w = ours(&cfg, &t);
-    let got = Forward { cfg: &cfg, w: &w }.run(&[SEQ], &req(vec![3], Positions::Last, false)).unwrap();
+    let got = Forward { cfg: &cfg, w: &w }
+        .run(&[SEQ], &req(vec![3], Positions::Last, false))
+        .unwrap();
     let err = max_rel(&got.captured[0].1, &want);
     assert!(err < 1e-4, "max relative error {err}");
 }
@@ -177,16 +303,36 @@ fn qwen2_hidden_and_logits_match_candle() {
             use_sliding_window: false,
             hidden_act: candle_nn::Activation::Silu,
         };
-        let input = Tensor::new(SEQ, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(SEQ, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let mut base = cq::Model::new(&c, var_builder(&t)).unwrap();
-        let hidden: Vec<f32> = base.forward(&input, 0, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let hidden: Vec<f32> = base
+            .forward(&input, 0, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let mut lm = cq::ModelForCausalLM::new(&c, var_builder(&t)).unwrap();
-        let logits: Vec<f32> = lm.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let logits: Vec<f32> = lm
+            .forward(&input, 0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let w = ours(&cfg, &t);
-        let got = Forward { cfg: &cfg, w: &w }.run(&[SEQ], &req(vec![3], Positions::All, true)).unwrap();
+        let got = Forward { cfg: &cfg, w: &w }
+            .run(&[SEQ], &req(vec![3], Positions::All, true))
+            .unwrap();
         let eh = max_rel(&got.captured[0].1, &hidden);
         let el = max_rel(got.logits.as_ref().unwrap(), &logits);
-        assert!(eh < 1e-4 && el < 1e-4, "tie={tie}: hidden error {eh}, logit error {el}");
+        assert!(
+            eh < 1e-4 && el < 1e-4,
+            "tie={tie}: hidden error {eh}, logit error {el}"
+        );
     }
 }
 
@@ -195,7 +341,13 @@ fn packing_invariance() {
     let cfg = tiny(Arch::Qwen2, 101, true, false);
     let w = ours(&cfg, &tensors(&cfg, 7, false));
     let f = Forward { cfg: &cfg, w: &w };
-    let others: Vec<Vec<u32>> = (0..5).map(|k| (0..(3 + 4 * k)).map(|i| ((i * 7 + k) % 101) as u32).collect()).collect();
+    let others: Vec<Vec<u32>> = (0..5)
+        .map(|k| {
+            (0..(3 + 4 * k))
+                .map(|i| ((i * 7 + k) % 101) as u32)
+                .collect()
+        })
+        .collect();
     let r = req(vec![0, 1, 2, 3], Positions::All, true);
     let alone = f.run(&[SEQ], &r).unwrap();
     let mut batch: Vec<&[u32]> = others.iter().map(|s| s.as_slice()).collect();
@@ -205,7 +357,11 @@ fn packing_invariance() {
     let d = cfg.hidden_size;
     for (a, b) in alone.captured.iter().zip(&packed.captured) {
         let got = &b.1[start * d..(start + SEQ.len()) * d];
-        let err = a.1.iter().zip(got).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let err =
+            a.1.iter()
+                .zip(got)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
         assert!(err < 1e-5, "layer {}: max abs difference {err}", a.0);
     }
     let v = cfg.vocab_size;
@@ -220,7 +376,11 @@ fn kv_cache_equals_uncached_decoding() {
     let w = ours(&cfg, &tensors(&cfg, 8, false));
     let f = Forward { cfg: &cfg, w: &w };
     let r = req(vec![], Positions::Last, true);
-    let argmax = |l: &[f32]| l.iter().enumerate().fold(0, |b, (i, &v)| if v > l[b] { i } else { b }) as u32;
+    let argmax = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .fold(0, |b, (i, &v)| if v > l[b] { i } else { b }) as u32
+    };
     // uncached: rerun the whole sequence each step
     let mut seq = SEQ.to_vec();
     let mut plain = Vec::new();
@@ -237,7 +397,11 @@ fn kv_cache_equals_uncached_decoding() {
     let mut cached = Vec::new();
     for _ in 0..8 {
         let seqs: Vec<&[u32]> = cur.iter().map(|s| s.as_slice()).collect();
-        let l = f.run_cached(&seqs, &mut caches, &r).unwrap().logits.unwrap();
+        let l = f
+            .run_cached(&seqs, &mut caches, &r)
+            .unwrap()
+            .logits
+            .unwrap();
         let v = cfg.vocab_size;
         let t1 = argmax(&l[v..2 * v]);
         cached.push(t1);
@@ -253,22 +417,46 @@ fn interventions_edit_only_what_they_should() {
     let f = Forward { cfg: &cfg, w: &w };
     let d = cfg.hidden_size;
     let v: Vec<f32> = (0..d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
-    let base = f.run(&[SEQ], &req(vec![1, 2], Positions::All, false)).unwrap();
+    let base = f
+        .run(&[SEQ], &req(vec![1, 2], Positions::All, false))
+        .unwrap();
     // Project out at layer 2, last position: layer 1 untouched; layer 2 last row ⟂ v; other rows same.
     let mut r = req(vec![1, 2], Positions::All, false);
-    r.interventions = vec![Intervention { layers: vec![2], positions: Positions::Last, op: InterventionOp::Project { alpha: 1.0, v: v.clone() } }];
+    r.interventions = vec![Intervention {
+        layers: vec![2],
+        positions: Positions::Last,
+        op: InterventionOp::Project {
+            alpha: 1.0,
+            v: v.clone(),
+        },
+    }];
     let got = f.run(&[SEQ], &r).unwrap();
     assert_eq!(base.captured[0].1, got.captured[0].1);
     let n = SEQ.len();
     let last = &got.captured[1].1[(n - 1) * d..];
     let dotv: f32 = last.iter().zip(&v).map(|(a, b)| a * b).sum();
     assert!(dotv.abs() < 1e-4, "projection left {dotv}");
-    assert_eq!(base.captured[1].1[..(n - 1) * d], got.captured[1].1[..(n - 1) * d]);
+    assert_eq!(
+        base.captured[1].1[..(n - 1) * d],
+        got.captured[1].1[..(n - 1) * d]
+    );
     // Add at layer 1, all positions: the captured layer-1 state is exactly base + alpha v.
     let mut r = req(vec![1], Positions::All, false);
-    r.interventions = vec![Intervention { layers: vec![1], positions: Positions::All, op: InterventionOp::Add { alpha: -1.5, v: v.clone() } }];
+    r.interventions = vec![Intervention {
+        layers: vec![1],
+        positions: Positions::All,
+        op: InterventionOp::Add {
+            alpha: -1.5,
+            v: v.clone(),
+        },
+    }];
     let got = f.run(&[SEQ], &r).unwrap();
-    for (i, (a, b)) in base.captured[0].1.iter().zip(&got.captured[0].1).enumerate() {
+    for (i, (a, b)) in base.captured[0]
+        .1
+        .iter()
+        .zip(&got.captured[0].1)
+        .enumerate()
+    {
         assert!((a - 1.5 * v[i % d] - b).abs() < 1e-5);
     }
 }

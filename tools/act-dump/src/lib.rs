@@ -29,7 +29,10 @@ impl std::str::FromStr for Shard {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("invalid shard '{s}': expected K/N with 0 <= K < N, e.g. 0/4");
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
         if n == 0 || k >= n {
             return Err(bad());
         }
@@ -75,7 +78,10 @@ pub fn shard_indices(n: usize, batch: usize, shard: Option<Shard>) -> Vec<usize>
 fn refusal_ids(model: &Model, spec: &str) -> Result<(Vec<u32>, Vec<String>)> {
     let mut ids = Vec::new();
     for w in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let enc = model.tokenizer.encode(w, false).context("encoding the refusal tokens")?;
+        let enc = model
+            .tokenizer
+            .encode(w, false)
+            .context("encoding the refusal tokens")?;
         if let Some(&t) = enc.first() {
             ids.push(t);
         }
@@ -111,7 +117,11 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
             .encode_prompt(table.prompt(i), &o.format)
             .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
         if ids.is_empty() {
-            bail!("{}: row with id '{}': the prompt encodes to no tokens", o.prompts.display(), table.id(i));
+            bail!(
+                "{}: row with id '{}': the prompt encodes to no tokens",
+                o.prompts.display(),
+                table.id(i)
+            );
         }
         if ids.len() > cfg.max_position_embeddings {
             bail!(
@@ -180,17 +190,31 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         if o.format.no_template {
             "none".into()
         } else {
-            model.template.as_ref().map(|t| t.source().to_string()).unwrap_or_default()
+            model
+                .template
+                .as_ref()
+                .map(|t| t.source().to_string())
+                .unwrap_or_default()
         },
     );
     if let Some(s) = &o.format.system {
         md.insert("system".into(), s.clone());
     }
     md.insert("layers".into(), serde_json::to_string(&layers)?);
-    md.insert("positions".into(), match o.positions { Positions::Last => "last", Positions::All => "all" }.into());
+    md.insert(
+        "positions".into(),
+        match o.positions {
+            Positions::Last => "last",
+            Positions::All => "all",
+        }
+        .into(),
+    );
     md.insert("n_prompts".into(), table.len().to_string());
     md.insert("batch_size".into(), o.batch_size.to_string());
-    md.insert("refusal_tokens".into(), serde_json::to_string(&refusal_names)?);
+    md.insert(
+        "refusal_tokens".into(),
+        serde_json::to_string(&refusal_names)?,
+    );
     if let Some(s) = o.shard {
         md.insert("shard".into(), format!("{}/{}", s.k, s.n));
         md.insert("full_prompt_ids_hash".into(), full_hash);
@@ -215,13 +239,27 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         let toks: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
         file.insert("token_ids", Tensor::i64(vec![total_tokens], toks)?);
     }
-    write_outputs(&file, &o.out, o.rows.as_deref().map(|r| (r, &table, row_extra)))
+    write_outputs(
+        &file,
+        &o.out,
+        o.rows.as_deref().map(|r| (r, &table, row_extra)),
+    )
 }
 
 /// Rows CSV columns added by act-dump.
-pub const ROW_COLUMNS: [&str; 5] = ["n_tokens", "top1_id", "top1_token", "top1_logprob", "refusal_score"];
+pub const ROW_COLUMNS: [&str; 5] = [
+    "n_tokens",
+    "top1_id",
+    "top1_token",
+    "top1_logprob",
+    "refusal_score",
+];
 
-fn write_outputs(file: &TensorFile, out: &Path, rows: Option<(&Path, &PromptTable, Vec<Vec<String>>)>) -> Result<()> {
+fn write_outputs(
+    file: &TensorFile,
+    out: &Path,
+    rows: Option<(&Path, &PromptTable, Vec<Vec<String>>)>,
+) -> Result<()> {
     file.write(out)?;
     if let Some((path, table, extra)) = rows {
         if let Err(e) = table.write_with(path, &ROW_COLUMNS, &extra) {
@@ -238,25 +276,56 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
     if shards.is_empty() {
         bail!("merge: no shard files given");
     }
-    let files: Vec<TensorFile> = shards.iter().map(|p| TensorFile::read(p)).collect::<Result<_, _>>()?;
+    let files: Vec<TensorFile> = shards
+        .iter()
+        .map(|p| TensorFile::read(p))
+        .collect::<Result<_, _>>()?;
     let shard_of = |f: &TensorFile| -> Result<Shard> {
-        let s = f.metadata.get("shard").with_context(|| format!("{}: not an act-dump --shard output (no 'shard' metadata)", f.path))?;
-        s.parse::<Shard>().map_err(|e| anyhow::anyhow!("{}: {e}", f.path))
+        let s = f.metadata.get("shard").with_context(|| {
+            format!(
+                "{}: not an act-dump --shard output (no 'shard' metadata)",
+                f.path
+            )
+        })?;
+        s.parse::<Shard>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.path))
     };
     let n = shard_of(&files[0])?.n;
     let mut by_k: Vec<Option<&TensorFile>> = vec![None; n];
-    let same_keys = ["full_prompt_ids_hash", "model_hash", "layers", "positions", "template", "batch_size", "refusal_tokens", "system", "hidden_size"];
+    let same_keys = [
+        "full_prompt_ids_hash",
+        "model_hash",
+        "layers",
+        "positions",
+        "template",
+        "batch_size",
+        "refusal_tokens",
+        "system",
+        "hidden_size",
+    ];
     for f in &files {
         let s = shard_of(f)?;
         if s.n != n {
-            bail!("{}: shard {}/{} does not belong with {} ({} shards)", f.path, s.k, s.n, files[0].path, n);
+            bail!(
+                "{}: shard {}/{} does not belong with {} ({} shards)",
+                f.path,
+                s.k,
+                s.n,
+                files[0].path,
+                n
+            );
         }
         if let Some(prev) = by_k[s.k] {
             bail!("{} and {}: both are shard {}/{}", prev.path, f.path, s.k, n);
         }
         for k in same_keys {
             if f.metadata.get(k) != files[0].metadata.get(k) {
-                bail!("{} and {}: metadata '{}' differs; shards must come from the same command", files[0].path, f.path, k);
+                bail!(
+                    "{} and {}: metadata '{}' differs; shards must come from the same command",
+                    files[0].path,
+                    f.path,
+                    k
+                );
             }
         }
         by_k[s.k] = Some(f);
@@ -265,10 +334,19 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         bail!("merge: shard {k}/{n} is missing");
     }
     let parts: Vec<&TensorFile> = by_k.into_iter().map(Option::unwrap).collect();
-    let batch: usize = parts[0].metadata.get("batch_size").and_then(|b| b.parse().ok()).context("shard without batch_size metadata")?;
+    let batch: usize = parts[0]
+        .metadata
+        .get("batch_size")
+        .and_then(|b| b.parse().ok())
+        .context("shard without batch_size metadata")?;
     let counts: Vec<usize> = parts
         .iter()
-        .map(|f| f.metadata.get("n_prompts").and_then(|c| c.parse().ok()).with_context(|| format!("{}: no n_prompts metadata", f.path)))
+        .map(|f| {
+            f.metadata
+                .get("n_prompts")
+                .and_then(|c| c.parse().ok())
+                .with_context(|| format!("{}: no n_prompts metadata", f.path))
+        })
         .collect::<Result<_>>()?;
     // Global order: batch b comes from shard b % n, as its (b / n)-th batch.
     let total: usize = counts.iter().sum();
@@ -289,24 +367,45 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
     let mut md = parts[0].metadata.clone();
     md.remove("shard");
     md.remove("rows");
-    let full = md.remove("full_prompt_ids_hash").context("shard without full_prompt_ids_hash metadata")?;
+    let full = md
+        .remove("full_prompt_ids_hash")
+        .context("shard without full_prompt_ids_hash metadata")?;
     md.insert(meta::PROMPT_IDS_HASH.into(), full);
     md.insert("n_prompts".into(), total.to_string());
-    md.insert(meta::ARGV.into(), meta::base_metadata("act-dump", "")[meta::ARGV].clone());
+    md.insert(
+        meta::ARGV.into(),
+        meta::base_metadata("act-dump", "")[meta::ARGV].clone(),
+    );
     let mut merged_rows: Option<(Vec<String>, Vec<Vec<String>>, String)> = None;
     if let Some(r) = rows {
         let mut tables = Vec::new();
         for f in &parts {
-            let p = f.metadata.get("rows").with_context(|| format!("{}: no rows CSV recorded; run the shards with --rows", f.path))?;
+            let p = f.metadata.get("rows").with_context(|| {
+                format!(
+                    "{}: no rows CSV recorded; run the shards with --rows",
+                    f.path
+                )
+            })?;
             tables.push(PromptTable::read(Path::new(p))?);
         }
         let headers = tables[0].headers.clone();
-        let rows_out: Vec<Vec<String>> = order.iter().map(|&(k, i)| tables[k].rows[i].clone()).collect();
+        let rows_out: Vec<Vec<String>> = order
+            .iter()
+            .map(|&(k, i)| tables[k].rows[i].clone())
+            .collect();
         merged_rows = Some((headers, rows_out, r.display().to_string()));
     }
     let mut file = TensorFile::new(md);
     let offsets: Vec<&[i64]> = if all {
-        parts.iter().map(|f| f.get("offsets").ok().and_then(|t| t.as_i64()).with_context(|| format!("{}: no offsets", f.path))).collect::<Result<_>>()?
+        parts
+            .iter()
+            .map(|f| {
+                f.get("offsets")
+                    .ok()
+                    .and_then(|t| t.as_i64())
+                    .with_context(|| format!("{}: no offsets", f.path))
+            })
+            .collect::<Result<_>>()?
     } else {
         vec![]
     };
@@ -317,12 +416,19 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
             (i, i + 1)
         }
     };
-    let names: Vec<String> = parts[0].tensors.keys().filter(|k| k.starts_with("resid.")).cloned().collect();
+    let names: Vec<String> = parts[0]
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("resid."))
+        .cloned()
+        .collect();
     for name in names {
         let mut data = Vec::new();
         let mut d = 0;
-        let srcs: Vec<(usize, usize, &[f32])> =
-            parts.iter().map(|f| f.get_2d_f32(&name)).collect::<Result<_, _>>()?;
+        let srcs: Vec<(usize, usize, &[f32])> = parts
+            .iter()
+            .map(|f| f.get_2d_f32(&name))
+            .collect::<Result<_, _>>()?;
         for &(k, i) in &order {
             d = srcs[k].1;
             let (a, b) = span(k, i);
@@ -332,7 +438,15 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         file.insert(name, Tensor::f32(vec![rows_n, d], data)?);
     }
     if all {
-        let toks: Vec<&[i64]> = parts.iter().map(|f| f.get("token_ids").ok().and_then(|t| t.as_i64()).with_context(|| format!("{}: no token_ids", f.path))).collect::<Result<_>>()?;
+        let toks: Vec<&[i64]> = parts
+            .iter()
+            .map(|f| {
+                f.get("token_ids")
+                    .ok()
+                    .and_then(|t| t.as_i64())
+                    .with_context(|| format!("{}: no token_ids", f.path))
+            })
+            .collect::<Result<_>>()?;
         let mut off = vec![0i64];
         let mut ids = Vec::new();
         for &(k, i) in &order {
@@ -368,4 +482,3 @@ pub fn parse_positions(s: &str) -> Result<Positions, String> {
         _ => Err(format!("invalid positions '{s}': expected last or all")),
     }
 }
-

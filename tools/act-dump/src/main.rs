@@ -9,8 +9,12 @@ use std::path::PathBuf;
 /// `resid.{i}` follows Hugging Face output_hidden_states: 0 = embeddings, i = output of block
 /// i-1, L = after the final norm. Output format by extension: .safetensors, .npz, .npy.
 #[derive(Parser, Debug)]
-#[command(version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true,
-          after_help = "Example:\n  act-dump --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompts data/prompts/benign.csv \\\n           --out runs/acts.safetensors --rows runs/rows.csv --layers all --batch-size 16")]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Example:\n  act-dump --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompts data/prompts/benign.csv \\\n           --out runs/acts.safetensors --rows runs/rows.csv --layers all --batch-size 16"
+)]
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -82,7 +86,10 @@ fn main() -> std::process::ExitCode {
             layers: a.layers.layers,
             positions: a.positions,
             batch_size: a.batch_size as usize,
-            format: PromptFormat { system: a.system, no_template: a.no_template },
+            format: PromptFormat {
+                system: a.system,
+                no_template: a.no_template,
+            },
             shard: a.shard,
             refusal_tokens: a.refusal_tokens,
         })

@@ -20,12 +20,20 @@ fn model() -> Option<PathBuf> {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_act-dump")).args(args).env_remove("RUST_LOG").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_act-dump"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) {
     let o = run(args);
-    assert!(o.status.success(), "act-dump {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "act-dump {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn s(p: &Path) -> &str {
@@ -49,7 +57,11 @@ fn prompts(dir: &Path) -> PathBuf {
 
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
 }
 
 /// Our dump against the committed transformers reference (testdata/parity/make_ref.sh):
@@ -60,15 +72,33 @@ fn matches_committed_hf_reference() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.safetensors");
     let csv = root().join("testdata/parity/tricky.csv");
-    ok(&["--model", s(&m), "--prompts", s(&csv), "--out", s(&out), "--positions", "all", "--layers", "0,10,20,30"]);
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--positions",
+        "all",
+        "--layers",
+        "0,10,20,30",
+    ]);
     let ours = TensorFile::read(&out).unwrap();
     let hf = TensorFile::read(&root().join("testdata/parity/hf_ref.npz")).unwrap();
-    assert_eq!(ours.get("token_ids").unwrap().as_i64(), hf.get("token_ids").unwrap().as_i64(), "token ids differ from transformers");
+    assert_eq!(
+        ours.get("token_ids").unwrap().as_i64(),
+        hf.get("token_ids").unwrap().as_i64(),
+        "token ids differ from transformers"
+    );
     let off = ours.get("offsets").unwrap().as_i64().unwrap().to_vec();
     assert_eq!(Some(off.as_slice()), hf.get("offsets").unwrap().as_i64());
     for l in [0, 10, 20, 30] {
         let (_, d, a) = ours.get_2d_f32(&format!("resid.{l}")).unwrap();
-        let last: Vec<f32> = off[1..].iter().flat_map(|&o| a[(o as usize - 1) * d..o as usize * d].to_vec()).collect();
+        let last: Vec<f32> = off[1..]
+            .iter()
+            .flat_map(|&o| a[(o as usize - 1) * d..o as usize * d].to_vec())
+            .collect();
         let (_, _, b) = hf.get_2d_f32(&format!("resid.{l}")).unwrap();
         let e = rel_err(&last, b);
         eprintln!("layer {l}: max relative difference to transformers {e:.2e}");
@@ -82,26 +112,58 @@ fn matches_live_transformers() {
     let Some(m) = model() else { return };
     let py = std::env::var_os("HD_ORACLE_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hd-oracle/bin/python"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/hd-oracle/bin/python")
+        });
     if !py.exists() {
-        eprintln!("SKIPPED: no transformers environment at {} (make oracle)", py.display());
+        eprintln!(
+            "SKIPPED: no transformers environment at {} (make oracle)",
+            py.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = root().join("testdata/parity/tricky.csv");
     let refp = dir.path().join("ref.npz");
     let st = Command::new(&py)
-        .args([s(&root().join("bench/hf_acts.py")), "--gguf", s(&m), "--prompts", s(&csv), "--batch-size", "3", "--dump", s(&refp)])
+        .args([
+            s(&root().join("bench/hf_acts.py")),
+            "--gguf",
+            s(&m),
+            "--prompts",
+            s(&csv),
+            "--batch-size",
+            "3",
+            "--dump",
+            s(&refp),
+        ])
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let out = dir.path().join("o.safetensors");
-    ok(&["--model", s(&m), "--prompts", s(&csv), "--out", s(&out), "--batch-size", "5"]);
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--batch-size",
+        "5",
+    ]);
     let ours = TensorFile::read(&out).unwrap();
     let hf = TensorFile::read(&refp).unwrap();
     let mut worst = 0.0f32;
     for l in 0..=30 {
-        let e = rel_err(ours.get_2d_f32(&format!("resid.{l}")).unwrap().2, hf.get_2d_f32(&format!("resid.{l}")).unwrap().2);
+        let e = rel_err(
+            ours.get_2d_f32(&format!("resid.{l}")).unwrap().2,
+            hf.get_2d_f32(&format!("resid.{l}")).unwrap().2,
+        );
         worst = worst.max(e);
         assert!(e < 1e-3, "layer {l}: relative difference {e}");
     }
@@ -113,30 +175,86 @@ fn shapes_metadata_rows_and_determinism() {
     let Some(m) = model() else { return };
     let dir = tempfile::tempdir().unwrap();
     let p = prompts(dir.path());
-    let (o1, o2) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    let (o1, o2) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
     let (r1, r2) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-    ok(&["--model", s(&m), "--prompts", s(&p), "--out", s(&o1), "--rows", s(&r1), "--layers", "0-2,30", "--batch-size", "3"]);
-    ok(&["--model", s(&m), "--prompts", s(&p), "--out", s(&o2), "--rows", s(&r2), "--layers", "0-2,30", "--batch-size", "3"]);
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&o1),
+        "--rows",
+        s(&r1),
+        "--layers",
+        "0-2,30",
+        "--batch-size",
+        "3",
+    ]);
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&o2),
+        "--rows",
+        s(&r2),
+        "--layers",
+        "0-2,30",
+        "--batch-size",
+        "3",
+    ]);
     assert_eq!(std::fs::read(&r1).unwrap(), std::fs::read(&r2).unwrap());
-    let (f1, f2) = (TensorFile::read(&o1).unwrap(), TensorFile::read(&o2).unwrap());
+    let (f1, f2) = (
+        TensorFile::read(&o1).unwrap(),
+        TensorFile::read(&o2).unwrap(),
+    );
     assert_eq!(f1.tensors, f2.tensors, "two runs gave different tensors");
     assert_eq!(f1.resid_layers(), vec![0, 1, 2, 30]);
     for l in [0, 1, 2, 30] {
         let (n, d, _) = f1.get_2d_f32(&format!("resid.{l}")).unwrap();
         assert_eq!((n, d), (7, 576));
     }
-    for k in ["tool", "version", "argv", "model", "model_hash", "template", "layers", "positions", "prompt_ids_hash"] {
+    for k in [
+        "tool",
+        "version",
+        "argv",
+        "model",
+        "model_hash",
+        "template",
+        "layers",
+        "positions",
+        "prompt_ids_hash",
+    ] {
         assert!(f1.metadata.contains_key(k), "metadata lacks {k}");
     }
     assert_eq!(f1.metadata["layers"], "[0,1,2,30]");
     assert!(f1.metadata["model_hash"].starts_with("sha256:"));
     let rows = std::fs::read_to_string(&r1).unwrap();
     let mut lines = rows.lines();
-    assert_eq!(lines.next().unwrap(), "id,prompt,label,n_tokens,top1_id,top1_token,top1_logprob,refusal_score");
+    assert_eq!(
+        lines.next().unwrap(),
+        "id,prompt,label,n_tokens,top1_id,top1_token,top1_logprob,refusal_score"
+    );
     assert_eq!(rows.lines().count(), 8);
     // the same file written as .npz holds the same tensors
     let npz = dir.path().join("a.npz");
-    ok(&["--model", s(&m), "--prompts", s(&p), "--out", s(&npz), "--layers", "0-2,30", "--batch-size", "3"]);
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&npz),
+        "--layers",
+        "0-2,30",
+        "--batch-size",
+        "3",
+    ]);
     assert_eq!(TensorFile::read(&npz).unwrap().tensors, f1.tensors);
 }
 
@@ -147,7 +265,18 @@ fn shards_merge_to_the_unsharded_run_byte_for_byte() {
     let p = prompts(dir.path());
     let d = |n: &str| dir.path().join(n);
     for pos in ["last", "all"] {
-        let common = ["--model", s(&m), "--prompts", s(&p), "--layers", "0,5,30", "--batch-size", "2", "--positions", pos];
+        let common = [
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&p),
+            "--layers",
+            "0,5,30",
+            "--batch-size",
+            "2",
+            "--positions",
+            pos,
+        ];
         let full = d(&format!("full-{pos}.safetensors"));
         let full_rows = d(&format!("full-{pos}.csv"));
         let mut a = common.to_vec();
@@ -155,26 +284,46 @@ fn shards_merge_to_the_unsharded_run_byte_for_byte() {
         ok(&a);
         let mut shard_files = Vec::new();
         for k in [2, 0, 1] {
-            let (o, r) = (d(&format!("s{k}-{pos}.safetensors")), d(&format!("s{k}-{pos}.csv")));
+            let (o, r) = (
+                d(&format!("s{k}-{pos}.safetensors")),
+                d(&format!("s{k}-{pos}.csv")),
+            );
             let sh = format!("{k}/3");
             let mut a = common.to_vec();
             a.extend(["--out", s(&o), "--rows", s(&r), "--shard", &sh]);
             ok(&a);
             shard_files.push(o);
         }
-        let (mo, mr) = (d(&format!("m-{pos}.safetensors")), d(&format!("m-{pos}.csv")));
+        let (mo, mr) = (
+            d(&format!("m-{pos}.safetensors")),
+            d(&format!("m-{pos}.csv")),
+        );
         let mut a = vec!["merge", "--out", s(&mo), "--rows", s(&mr)];
         a.extend(shard_files.iter().map(|p| s(p)));
         ok(&a);
-        assert_eq!(std::fs::read(&full_rows).unwrap(), std::fs::read(&mr).unwrap(), "{pos}: rows differ");
-        let (f, g) = (TensorFile::read(&full).unwrap(), TensorFile::read(&mo).unwrap());
-        assert!(f.tensors == g.tensors, "{pos}: merged tensors differ from the unsharded run");
+        assert_eq!(
+            std::fs::read(&full_rows).unwrap(),
+            std::fs::read(&mr).unwrap(),
+            "{pos}: rows differ"
+        );
+        let (f, g) = (
+            TensorFile::read(&full).unwrap(),
+            TensorFile::read(&mo).unwrap(),
+        );
+        assert!(
+            f.tensors == g.tensors,
+            "{pos}: merged tensors differ from the unsharded run"
+        );
         let strip = |t: &TensorFile| {
             let mut md = t.metadata.clone();
             md.remove("argv");
             md
         };
-        assert_eq!(strip(&f), strip(&g), "{pos}: metadata other than argv differs");
+        assert_eq!(
+            strip(&f),
+            strip(&g),
+            "{pos}: metadata other than argv differs"
+        );
     }
 }
 
@@ -202,40 +351,203 @@ fn bad_input() {
         p
     };
     let no_prompt = case("np.csv", b"id,text\na,hi\n");
-    fails(&["--model", s(&m), "--prompts", s(&no_prompt), "--out", s(&out)], 1, "'prompt'", &out);
+    fails(
+        &[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&no_prompt),
+            "--out",
+            s(&out),
+        ],
+        1,
+        "'prompt'",
+        &out,
+    );
     let no_id = case("ni.csv", b"prompt\nhi\n");
-    fails(&["--model", s(&m), "--prompts", s(&no_id), "--out", s(&out)], 1, "'id'", &out);
+    fails(
+        &["--model", s(&m), "--prompts", s(&no_id), "--out", s(&out)],
+        1,
+        "'id'",
+        &out,
+    );
     let dup = case("dup.csv", b"id,prompt\na,hi\nb,yo\na,again\n");
-    fails(&["--model", s(&m), "--prompts", s(&dup), "--out", s(&out)], 1, "duplicate id 'a'", &out);
+    fails(
+        &["--model", s(&m), "--prompts", s(&dup), "--out", s(&out)],
+        1,
+        "duplicate id 'a'",
+        &out,
+    );
     let empty = case("empty.csv", b"");
-    fails(&["--model", s(&m), "--prompts", s(&empty), "--out", s(&out)], 1, "empty.csv", &out);
+    fails(
+        &["--model", s(&m), "--prompts", s(&empty), "--out", s(&out)],
+        1,
+        "empty.csv",
+        &out,
+    );
     let bad_utf8 = case("u.csv", b"id,prompt\na,caf\xe9\n");
-    fails(&["--model", s(&m), "--prompts", s(&bad_utf8), "--out", s(&out)], 1, "UTF-8", &out);
-    fails(&["--model", s(&d("nope.gguf")), "--prompts", s(&good), "--out", s(&out)], 1, "nope.gguf", &out);
+    fails(
+        &[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&bad_utf8),
+            "--out",
+            s(&out),
+        ],
+        1,
+        "UTF-8",
+        &out,
+    );
+    fails(
+        &[
+            "--model",
+            s(&d("nope.gguf")),
+            "--prompts",
+            s(&good),
+            "--out",
+            s(&out),
+        ],
+        1,
+        "nope.gguf",
+        &out,
+    );
     // a Hugging Face directory of an architecture we do not run
     let hf = d("gpt2");
     std::fs::create_dir(&hf).unwrap();
-    std::fs::write(hf.join("config.json"), r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#).unwrap();
-    fails(&["--model", s(&hf), "--prompts", s(&good), "--out", s(&out)], 1, "unsupported model_type 'gpt2'", &out);
+    std::fs::write(
+        hf.join("config.json"),
+        r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#,
+    )
+    .unwrap();
+    fails(
+        &["--model", s(&hf), "--prompts", s(&good), "--out", s(&out)],
+        1,
+        "unsupported model_type 'gpt2'",
+        &out,
+    );
     // a corrupt safetensors inside an otherwise valid-looking llama directory
     let llama = d("llama");
     std::fs::create_dir(&llama).unwrap();
     std::fs::write(llama.join("config.json"), r#"{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10}"#).unwrap();
     std::fs::write(llama.join("tokenizer.json"), r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":{"a":0,"[UNK]":1},"unk_token":"[UNK]"}}"#).unwrap();
-    std::fs::write(llama.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": garbage}").unwrap();
-    fails(&["--model", s(&llama), "--prompts", s(&good), "--out", s(&out)], 1, "model.safetensors", &out);
-    fails(&["--model", s(&m), "--prompts", s(&good), "--out", s(&out), "--shard", "3/3"], 2, "invalid shard '3/3'", &out);
-    fails(&["--model", s(&m), "--prompts", s(&good), "--out", s(&out), "--positions", "first"], 2, "positions", &out);
-    fails(&["--model", s(&m), "--prompts", s(&good), "--out", s(&d("x.txt"))], 1, "x.txt", &d("x.txt"));
+    std::fs::write(
+        llama.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": garbage}",
+    )
+    .unwrap();
+    fails(
+        &[
+            "--model",
+            s(&llama),
+            "--prompts",
+            s(&good),
+            "--out",
+            s(&out),
+        ],
+        1,
+        "model.safetensors",
+        &out,
+    );
+    fails(
+        &[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&good),
+            "--out",
+            s(&out),
+            "--shard",
+            "3/3",
+        ],
+        2,
+        "invalid shard '3/3'",
+        &out,
+    );
+    fails(
+        &[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&good),
+            "--out",
+            s(&out),
+            "--positions",
+            "first",
+        ],
+        2,
+        "positions",
+        &out,
+    );
+    fails(
+        &[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&good),
+            "--out",
+            s(&d("x.txt")),
+        ],
+        1,
+        "x.txt",
+        &d("x.txt"),
+    );
     if model().is_some() {
-        fails(&["--model", s(&m), "--prompts", s(&good), "--out", s(&out), "--layers", "0-40"], 1, "40", &out);
+        fails(
+            &[
+                "--model",
+                s(&m),
+                "--prompts",
+                s(&good),
+                "--out",
+                s(&out),
+                "--layers",
+                "0-40",
+            ],
+            1,
+            "40",
+            &out,
+        );
         // a truncated GGUF
         let bytes = std::fs::read(&m).unwrap();
         let trunc = case("trunc.gguf", &bytes[..bytes.len() / 3]);
-        fails(&["--model", s(&trunc), "--prompts", s(&good), "--out", s(&out)], 1, "trunc.gguf", &out);
+        fails(
+            &[
+                "--model",
+                s(&trunc),
+                "--prompts",
+                s(&good),
+                "--out",
+                s(&out),
+            ],
+            1,
+            "trunc.gguf",
+            &out,
+        );
         let junk = case("junk.gguf", b"GGUF\x03\x00\x00\x00garbage");
-        fails(&["--model", s(&junk), "--prompts", s(&good), "--out", s(&out)], 1, "junk.gguf", &out);
+        fails(
+            &["--model", s(&junk), "--prompts", s(&good), "--out", s(&out)],
+            1,
+            "junk.gguf",
+            &out,
+        );
         // an unwritable rows path leaves no activation file either
-        fails(&["--model", s(&m), "--prompts", s(&good), "--out", s(&out), "--rows", s(&d("no/such/dir/rows.csv")), "--layers", "0"], 1, "rows.csv", &out);
+        fails(
+            &[
+                "--model",
+                s(&m),
+                "--prompts",
+                s(&good),
+                "--out",
+                s(&out),
+                "--rows",
+                s(&d("no/such/dir/rows.csv")),
+                "--layers",
+                "0",
+            ],
+            1,
+            "rows.csv",
+            &out,
+        );
     }
 }

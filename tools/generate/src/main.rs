@@ -9,7 +9,10 @@ use std::path::PathBuf;
 /// Writes the prompt rows plus response, n_new_tokens and refused (1 when a refusal phrase
 /// appears in the first 200 characters; see --refusal-phrases).
 #[derive(Parser, Debug)]
-#[command(version, after_help = "Example:\n  generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompts data/prompts/benign.csv \\\n           --out runs/responses.csv --max-new-tokens 64")]
+#[command(
+    version,
+    after_help = "Example:\n  generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompts data/prompts/benign.csv \\\n           --out runs/responses.csv --max-new-tokens 64"
+)]
 struct Args {
     /// Model: a .gguf file or a Hugging Face directory.
     #[arg(long, value_name = "PATH")]
@@ -35,6 +38,9 @@ struct Args {
     /// Replace the refusal phrases with those in FILE (one per line, case-insensitive).
     #[arg(long, value_name = "FILE")]
     refusal_phrases: Option<PathBuf>,
+    /// Also write refusal rates per category (the `category` column) to this text file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -54,8 +60,12 @@ fn main() -> std::process::ExitCode {
             out: a.out,
             max_new_tokens: a.max_new_tokens,
             batch_size: a.batch_size as usize,
-            format: PromptFormat { system: a.system, no_template: a.no_template },
+            format: PromptFormat {
+                system: a.system,
+                no_template: a.no_template,
+            },
             judge,
+            summary: a.summary,
         })
     })
 }
