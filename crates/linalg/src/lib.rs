@@ -12,9 +12,9 @@
 //!
 //! # Numbers
 //!
-//! Inputs are `f32` activations; everything is computed in `f64`. Results are deterministic
-//! for a given machine and thread count (faer's parallel kernels fix their reduction order
-//! per thread count).
+//! Inputs are `f32` (or `f64`) activations; everything is computed in `f64`. Results are
+//! deterministic for a given CPU and parallelism: the `*_par` functions with [`Par::Seq`]
+//! give the same bits whatever the thread count; with `Par::rayon(n)` they depend on `n`.
 #![deny(missing_docs)]
 
 pub mod align;
@@ -25,4 +25,6 @@ pub mod spectrum;
 pub mod svd;
 
 pub use error::{LinalgError, Result};
+/// faer's parallelism switch, for the `*_par` functions: `Par::Seq` or `Par::rayon(n)`.
+pub use faer::Par;
 pub use matrix::Matrix;

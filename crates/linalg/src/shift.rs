@@ -113,12 +113,22 @@ pub fn lstsq_shift<X: Element, Y: Element>(
     base: &[X],
     tuned: &[Y],
 ) -> Result<(Matrix, usize), ShiftError> {
+    lstsq_shift_par(rows, cols, base, tuned, Par::rayon(0))
+}
+
+/// [`lstsq_shift`] with an explicit parallelism (see [`crate::svd::top_k_svd_par`]).
+pub fn lstsq_shift_par<X: Element, Y: Element>(
+    rows: usize,
+    cols: usize,
+    base: &[X],
+    tuned: &[Y],
+    par: Par,
+) -> Result<(Matrix, usize), ShiftError> {
     check_pair(rows, cols, base, tuned)?;
     let x = Matrix::from_slice(rows, cols, base).map_err(tag(Operand::Base))?;
     let y = Matrix::from_slice(rows, cols, tuned).map_err(tag(Operand::Tuned))?;
     let xr = MatRef::from_row_major_slice(x.as_slice(), rows, cols);
     let yr = MatRef::from_row_major_slice(y.as_slice(), rows, cols);
-    let par = Par::rayon(0);
 
     let size = rows.min(cols);
     let (s, u) = left_svd(xr, par)?;

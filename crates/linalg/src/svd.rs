@@ -38,14 +38,19 @@ pub struct TopSvd {
     pub components: Matrix,
 }
 
-/// All singular values of `a` and its top `k` right singular vectors (see the module docs).
+/// All singular values of `a` and its top `k` right singular vectors (see the module docs),
+/// on all of rayon's threads.
 ///
 /// `k` is clamped to `min(n, d)`; compare `components.rows()` with the `k` asked for.
 pub fn top_k_svd(a: &Matrix, k: usize) -> Result<TopSvd> {
     top_k_svd_par(a, k, Par::rayon(0))
 }
 
-/// [`top_k_svd`] with an explicit faer parallelism (`Par::Seq` for one thread).
+/// [`top_k_svd`] with an explicit parallelism. Every faer call inside uses `par`, so with
+/// [`Par::Seq`] the result is bit-for-bit independent of the thread count (faer's parallel
+/// kernels split reductions by thread count, so `Par::rayon(n)` results depend on `n`).
+/// Callers with many matrices get both speed and that independence by running one
+/// `Par::Seq` decomposition per thread.
 pub fn top_k_svd_par(a: &Matrix, k: usize, par: Par) -> Result<TopSvd> {
     let (n, d) = (a.rows(), a.cols());
     if n == 0 || d == 0 {
@@ -96,9 +101,7 @@ pub fn top_k_svd_par(a: &Matrix, k: usize, par: Par) -> Result<TopSvd> {
     // Rayleigh–Ritz: B = D Q (n x k), B = P Σ Wᵀ.
     let mut b = Mat::<f64>::zeros(n, k);
     matmul(&mut b, Accum::Replace, at.transpose(), &q, 1.0, par);
-    let svd_b = b
-        .thin_svd()
-        .map_err(|_| LinalgError::NoConvergence("SVD of the projected shift"))?;
+    let (sigma, w) = small_svd(b.as_ref(), par)?;
     drop(b);
 
     // Components, k x d row-major = (Q W) as column-major d x k.
@@ -107,14 +110,11 @@ pub fn top_k_svd_par(a: &Matrix, k: usize, par: Par) -> Result<TopSvd> {
         MatMut::from_column_major_slice_mut(&mut comps, d, k),
         Accum::Replace,
         &q,
-        svd_b.V(),
+        &w,
         1.0,
         par,
     );
-    let sigma = svd_b.S().column_vector();
-    for (i, v) in s.iter_mut().take(k).enumerate() {
-        *v = sigma[i];
-    }
+    s[..k].copy_from_slice(&sigma);
     for j in k.max(1)..r {
         s[j] = s[j].min(s[j - 1]);
     }
@@ -157,6 +157,37 @@ fn sym_eigen_desc(g: MatRef<'_, f64>, k: usize, par: Par) -> Result<(Vec<f64>, M
     let desc: Vec<f64> = (0..m).rev().map(|i| lam_col[i]).collect();
     let top = Mat::from_fn(m, k, |i, j| u[(i, m - 1 - j)]);
     Ok((desc, top))
+}
+
+/// Singular values and right singular vectors (`ncols x ncols`) of `b` (`nrows >= ncols`),
+/// with an explicit parallelism (faer's `thin_svd` uses the global one).
+fn small_svd(b: MatRef<'_, f64>, par: Par) -> Result<(Vec<f64>, Mat<f64>)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
+    let (m, n) = b.shape();
+    let size = m.min(n);
+    let mut s = faer::diag::Diag::<f64>::zeros(size);
+    let mut v = Mat::<f64>::zeros(n, size);
+    let mut buf = MemBuffer::new(svd_scratch::<f64>(
+        m,
+        n,
+        ComputeSvdVectors::No,
+        ComputeSvdVectors::Thin,
+        par,
+        Default::default(),
+    ));
+    svd(
+        b,
+        s.as_mut(),
+        None,
+        Some(v.as_mut()),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence("SVD of the projected shift"))?;
+    let s = s.column_vector();
+    Ok(((0..size).map(|i| s[i]).collect(), v))
 }
 
 /// First `ncols` columns of the Householder `Q` of `y` (`nrows >= ncols`).

@@ -291,3 +291,33 @@ fn one_by_one() {
     assert_eq!(z.singular_values, vec![0.0]);
     assert_eq!(norm(z.components.row(0)), 1.0);
 }
+
+#[test]
+fn sequential_result_is_independent_of_the_thread_count() {
+    use hd_linalg::svd::top_k_svd_par;
+    use hd_linalg::Par;
+    let mut r = rng(41);
+    let a = gaussian(&mut r, 90, 200);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| top_k_svd_par(&a, 30, Par::Seq).unwrap())
+    };
+    let (one, two) = (run(1), run(2));
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one.singular_values), bits(&two.singular_values));
+    assert_eq!(
+        bits(one.components.as_slice()),
+        bits(two.components.as_slice())
+    );
+    // And the parallel path agrees to rounding.
+    let par = top_k_svd_par(&a, 30, Par::rayon(2)).unwrap();
+    for (x, y) in one.singular_values.iter().zip(&par.singular_values) {
+        assert!((x - y).abs() <= 1e-12 * one.singular_values[0]);
+    }
+    for i in 0..30 {
+        assert!(abs_cos(one.components.row(i), par.components.row(i)) > 1.0 - 1e-10);
+    }
+}

@@ -38,7 +38,8 @@
 //! # Guarantees
 //!
 //! Every output is computed before any is written, and each is written atomically. The
-//! bytes depend only on the inputs and the options (and the machine's thread count).
+//! bytes depend only on the inputs and the options (and the CPU type), not on the thread
+//! count: layers run in parallel, one sequential decomposition per thread.
 
 #![deny(missing_docs)]
 
@@ -55,10 +56,11 @@ use hd_formats::tensors::{
     TensorFile,
 };
 use hd_linalg::align::alignment;
-use hd_linalg::shift::{contrast_shift, identity_shift, lstsq_shift, Operand, ShiftError};
+use hd_linalg::matrix::Element;
+use hd_linalg::shift::{contrast_shift, identity_shift, lstsq_shift_par, Operand, ShiftError};
 use hd_linalg::spectrum::{check_tau, effective_rank, spectrum};
-use hd_linalg::svd::{orient, top_k_svd};
-use hd_linalg::Matrix;
+use hd_linalg::svd::{orient, top_k_svd_par};
+use hd_linalg::{Matrix, Par};
 
 /// How many leading components of neighbouring layers `alignment.csv` compares.
 pub const ALIGN_TOP: usize = 5;
@@ -200,7 +202,10 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
     );
     let layers = match &opts.source {
         Source::Pair { base, tuned, shift } => {
-            let (base_f, tuned_f) = (read(base)?, read(tuned)?);
+            // One after the other: the reader maps each file while copying it out, so
+            // reading both at once would double the peak memory for a few milliseconds saved.
+            let mut base_f = read(base)?;
+            let mut tuned_f = read(tuned)?;
             check_same_prompts(&base_f, &tuned_f)?;
             if let Some(h) = base_f.metadata.get(PROMPT_IDS_HASH) {
                 metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
@@ -216,18 +221,31 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
                 .into(),
             );
             let layers = pair_layers(opts, &base_f, &tuned_f)?;
-            let bar = hd_cli::progress(layers.len() as u64, "shift-svd");
-            let mut out = Vec::with_capacity(layers.len());
             for &layer in &layers {
-                let d = pair_shift(layer, &base_f, &tuned_f, *shift)?;
-                out.push(decompose(layer, d, opts)?);
-                bar.inc(1);
+                let (n, d) = layer_shape(&base_f, layer)?;
+                let (nt, dt) = layer_shape(&tuned_f, layer)?;
+                if (n, d) != (nt, dt) {
+                    bail!(
+                        "layer {layer}: {} tensor '{name}' is [{n}, {d}] but {} tensor '{name}' \
+                         is [{nt}, {dt}]; the shift needs the same prompts and hidden size in both",
+                        base_f.path,
+                        tuned_f.path,
+                        name = resid_name(layer)
+                    );
+                }
             }
-            bar.finish_and_clear();
-            out
+            let items: Vec<(usize, Tensor, Tensor)> = layers
+                .iter()
+                .map(|&l| (l, take(&mut base_f, l), take(&mut tuned_f, l)))
+                .collect();
+            let paths = (base_f.path, tuned_f.path);
+            for_each_layer(items, |(layer, xb, yt)| {
+                let d = pair_shift(layer, (&paths.0, xb), (&paths.1, yt), *shift)?;
+                decompose(layer, d, opts)
+            })?
         }
         Source::Contrast { acts, rows, by } => {
-            let acts_f = read(acts)?;
+            let mut acts_f = read(acts)?;
             let table = PromptTable::read(rows)?;
             check_prompts_match(&acts_f, &table)?;
             if let Some(h) = acts_f.metadata.get(PROMPT_IDS_HASH) {
@@ -245,26 +263,33 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
                 .layers
                 .resolve_available(&available)
                 .with_context(|| format!("--layers {} in {}", opts.layers, acts_f.path))?;
-            let mut out = Vec::with_capacity(layers.len());
             for &layer in &layers {
-                let name = resid_name(layer);
-                let (rows_n, cols, values) = layer_values(&acts_f, layer)?;
-                if rows_n != labels.len() {
+                let (n, _) = layer_shape(&acts_f, layer)?;
+                if n != labels.len() {
                     bail!(
-                        "{}: tensor '{name}' has {rows_n} rows but {} has {} prompt rows",
+                        "{}: tensor '{}' has {n} rows but {} has {} prompt rows",
                         acts_f.path,
+                        resid_name(layer),
                         table.path,
                         labels.len()
                     );
                 }
-                let d = match values {
-                    Values::F32(v) => contrast_shift(rows_n, cols, v, &labels),
-                    Values::F64(v) => contrast_shift(rows_n, cols, v, &labels),
-                }
-                .map_err(|e| anyhow!("layer {layer}: {}: tensor '{name}': {e}", acts_f.path))?;
-                out.push(decompose(layer, d, opts)?);
             }
-            out
+            let items: Vec<(usize, Tensor)> =
+                layers.iter().map(|&l| (l, take(&mut acts_f, l))).collect();
+            let path = acts_f.path;
+            for_each_layer(items, |(layer, t)| {
+                let (n, d) = (t.shape[0], t.shape[1]);
+                let d = match values(&t) {
+                    Values::F32(v) => contrast_shift(n, d, v, &labels),
+                    Values::F64(v) => contrast_shift(n, d, v, &labels),
+                }
+                .map_err(|e| {
+                    anyhow!("layer {layer}: {path}: tensor '{}': {e}", resid_name(layer))
+                })?;
+                drop(t);
+                decompose(layer, d, opts)
+            })?
         }
     };
     metadata.insert(
@@ -275,12 +300,43 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(","),
     );
-    note_clamped(&layers, opts.k);
+    notes(&layers, opts.k);
     Ok(Outcome { layers, metadata })
+}
+
+/// Runs `work` on every item (one layer each), one layer per rayon thread. Each
+/// decomposition is itself sequential, so the bits do not depend on the thread count, and
+/// at most one layer's working set per thread is alive; the items are moved in, so a
+/// layer's input tensors are freed as soon as its shift is formed. Results come back in
+/// layer order; when several layers fail, the first of them is reported, whatever finished
+/// first.
+fn for_each_layer<T: Send>(
+    items: Vec<T>,
+    work: impl Fn(T) -> Result<LayerResult> + Sync,
+) -> Result<Vec<LayerResult>> {
+    use rayon::prelude::*;
+    let bar = hd_cli::progress(items.len() as u64, "shift-svd");
+    let results: Vec<Result<LayerResult>> = items
+        .into_par_iter()
+        .map(|item| {
+            let r = work(item);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    results.into_iter().collect()
 }
 
 fn read(path: &Path) -> Result<TensorFile> {
     Ok(TensorFile::read(path)?)
+}
+
+/// Moves `resid.{layer}` out of the file (checked present by [`layer_shape`]).
+fn take(file: &mut TensorFile, layer: usize) -> Tensor {
+    file.tensors
+        .remove(&resid_name(layer))
+        .expect("layer checked present")
 }
 
 /// The `resid.{i}` layers of a file; an error when there are none.
@@ -345,47 +401,56 @@ enum Values<'a> {
     F64(&'a [f64]),
 }
 
-fn layer_values(file: &TensorFile, layer: usize) -> Result<(usize, usize, Values<'_>)> {
+/// Checks that `resid.{layer}` is a non-empty 2-D float tensor; returns its shape.
+fn layer_shape(file: &TensorFile, layer: usize) -> Result<(usize, usize)> {
     let name = resid_name(layer);
     let t = file.expect_shape(&name, &[None, None])?;
     let (rows, cols) = (t.shape[0], t.shape[1]);
     if rows == 0 || cols == 0 {
         bail!(
-            "{}: tensor '{name}' is empty ([{rows}, {cols}]), expected at least one prompt and one dimension",
+            "{}: tensor '{name}' is empty ([{rows}, {cols}]), expected at least one prompt and \
+             one dimension",
             file.path
         );
     }
-    let values = match &t.data {
-        TensorData::F32(v) => Values::F32(v),
-        TensorData::F64(v) => Values::F64(v),
-        TensorData::I64(_) => bail!(
+    if let TensorData::I64(_) = t.data {
+        bail!(
             "{}: tensor '{name}' holds integers, expected F32 or F64 activations",
             file.path
-        ),
-    };
-    Ok((rows, cols, values))
-}
-
-fn pair_shift(
-    layer: usize,
-    base: &TensorFile,
-    tuned: &TensorFile,
-    mode: ShiftMode,
-) -> Result<Matrix> {
-    let name = resid_name(layer);
-    let (n, d, xb) = layer_values(base, layer)?;
-    let (nt, dt, yt) = layer_values(tuned, layer)?;
-    if (n, d) != (nt, dt) {
-        bail!(
-            "layer {layer}: {} tensor '{name}' is [{n}, {d}] but {} tensor '{name}' is [{nt}, {dt}]; \
-             the shift needs the same prompts and hidden size in both",
-            base.path,
-            tuned.path
         );
     }
+    Ok((rows, cols))
+}
+
+/// The values of a tensor checked by [`layer_shape`].
+fn values(t: &Tensor) -> Values<'_> {
+    match &t.data {
+        TensorData::F32(v) => Values::F32(v),
+        TensorData::F64(v) => Values::F64(v),
+        TensorData::I64(_) => unreachable!("checked by layer_shape"),
+    }
+}
+
+fn lstsq_seq<X: Element, Y: Element>(
+    n: usize,
+    d: usize,
+    x: &[X],
+    y: &[Y],
+) -> Result<(Matrix, usize), ShiftError> {
+    lstsq_shift_par(n, d, x, y, Par::Seq)
+}
+
+/// `D` for one layer from the (path, tensor) of each side; consumes the tensors.
+fn pair_shift(
+    layer: usize,
+    (base_path, xb): (&str, Tensor),
+    (tuned_path, yt): (&str, Tensor),
+    mode: ShiftMode,
+) -> Result<Matrix> {
+    let (n, d) = (xb.shape[0], xb.shape[1]);
     macro_rules! both {
         ($f:expr) => {
-            match (xb, yt) {
+            match (values(&xb), values(&yt)) {
                 (Values::F32(x), Values::F32(y)) => $f(n, d, x, y),
                 (Values::F32(x), Values::F64(y)) => $f(n, d, x, y),
                 (Values::F64(x), Values::F32(y)) => $f(n, d, x, y),
@@ -395,18 +460,23 @@ fn pair_shift(
     }
     let res: Result<Matrix, ShiftError> = match mode {
         ShiftMode::Identity => both!(identity_shift),
-        ShiftMode::Lstsq => both!(lstsq_shift).map(|(m, rank)| {
+        ShiftMode::Lstsq => both!(lstsq_seq).map(|(m, rank)| {
             tracing::debug!("layer {layer}: base activations have numerical rank {rank}");
             m
         }),
     };
+    drop((xb, yt));
     res.map_err(|e| {
         let file = match e.operand {
-            Some(Operand::Base) => &base.path,
-            Some(Operand::Tuned) => &tuned.path,
+            Some(Operand::Base) => base_path,
+            Some(Operand::Tuned) => tuned_path,
             None => return anyhow!("layer {layer}: {}", e.error),
         };
-        anyhow!("layer {layer}: {file}: tensor '{name}': {}", e.error)
+        anyhow!(
+            "layer {layer}: {file}: tensor '{}': {}",
+            resid_name(layer),
+            e.error
+        )
     })
 }
 
@@ -454,7 +524,7 @@ fn decompose(layer: usize, mut d: Matrix, opts: &Options) -> Result<LayerResult>
         d.sub_row(&mean_shift);
     }
     let (rows, cols) = (d.rows(), d.cols());
-    let mut svd = top_k_svd(&d, opts.k).map_err(|e| anyhow!("layer {layer}: {e}"))?;
+    let mut svd = top_k_svd_par(&d, opts.k, Par::Seq).map_err(|e| anyhow!("layer {layer}: {e}"))?;
     drop(d);
     orient(&mut svd.components, &mean_shift);
     tracing::debug!(
@@ -471,7 +541,18 @@ fn decompose(layer: usize, mut d: Matrix, opts: &Options) -> Result<LayerResult>
     })
 }
 
-fn note_clamped(layers: &[LayerResult], k: usize) {
+fn notes(layers: &[LayerResult], k: usize) {
+    let zero: Vec<String> = layers
+        .iter()
+        .filter(|l| l.singular_values.first().is_none_or(|&s| s == 0.0))
+        .map(|l| l.layer.to_string())
+        .collect();
+    if !zero.is_empty() {
+        tracing::warn!(
+            "the shift is exactly zero at layer(s) {}: effective rank 0, components arbitrary",
+            zero.join(",")
+        );
+    }
     let clamped: Vec<&LayerResult> = layers.iter().filter(|l| l.components.rows() < k).collect();
     if let Some(first) = clamped.first() {
         tracing::warn!(

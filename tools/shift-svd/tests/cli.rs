@@ -533,6 +533,15 @@ fn bad_pairs_are_clear_errors_and_leave_no_output() {
         &[(0, small(3, 5, 8), 5, 8), (1, nan, 5, 8)],
         None,
     );
+    let mut nan0 = small(3, 5, 8);
+    nan0[4 * 8] = f32::NAN;
+    let mut nan1 = small(4, 5, 8);
+    nan1[0] = f32::NAN;
+    write_acts(
+        &f("t_nan2.safetensors"),
+        &[(0, nan0, 5, 8), (1, nan1, 5, 8)],
+        None,
+    );
     let mut inf = small(1, 5, 8);
     inf[8 + 7] = f32::NEG_INFINITY;
     write_acts(
@@ -599,6 +608,14 @@ fn bad_pairs_are_clear_errors_and_leave_no_output() {
         "t_nan.safetensors",
         &["layer 1", "t_nan.safetensors", "row 3, column 2 is NaN"],
     );
+    // Layers run in parallel; the error reported is the first layer's, every time.
+    for _ in 0..3 {
+        case(
+            "b.safetensors",
+            "t_nan2.safetensors",
+            &["layer 0: ", "row 4, column 0 is NaN"],
+        );
+    }
     case(
         "b_inf.safetensors",
         "t_nan.safetensors",
@@ -760,4 +777,48 @@ fn usage_errors_exit_2() {
         1,
         &["o.npy", ".safetensors or .npz"],
     );
+}
+
+#[test]
+fn identical_inputs_give_rank_zero_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_acts(
+        &dir.join("b.safetensors"),
+        &[(0, small(1, 6, 10), 6, 10)],
+        None,
+    );
+    let r = ok(
+        dir,
+        &[
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "b.safetensors",
+            "--out",
+            "o.safetensors",
+            "--rank",
+            "r.csv",
+            "--spectrum",
+            "s.csv",
+            "--tau",
+            "0.5,1",
+        ],
+    );
+    assert!(
+        r.stderr.contains("exactly zero at layer(s) 0"),
+        "{}",
+        r.stderr
+    );
+    let rank = std::fs::read_to_string(dir.join("r.csv")).unwrap();
+    assert_eq!(rank, "layer,tau,effective_rank\n0,0.5,0\n0,1,0\n");
+    let spec = std::fs::read_to_string(dir.join("s.csv")).unwrap();
+    assert!(
+        spec.lines().skip(1).all(|l| l.ends_with(",0,0,0")),
+        "{spec}"
+    );
+    let got = TensorFile::read(&dir.join("o.safetensors")).unwrap();
+    for c in rows_of(&got, "components.0") {
+        assert!((dot(&c, &c) - 1.0).abs() < 1e-6, "still unit rows");
+    }
 }
