@@ -32,6 +32,27 @@ pub(crate) fn is_dash(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Checks, before any long computation, that `path` can later be written: its folder exists
+/// and a file can be created there. `-` (stdout) always passes.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    if is_dash(path) {
+        return Ok(());
+    }
+    let label = path.display().to_string();
+    if path.file_name().is_none() {
+        return Err(Error::invalid(&label, "output path has no file name"));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".hd-probe")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| Error::io(&label, "cannot write beside it", e))
+}
+
 /// Writes via a temp file in the destination folder, fsync, rename. "-" means stdout (no
 /// atomicity needed). On error no file is left behind, and an existing destination is
 /// untouched.

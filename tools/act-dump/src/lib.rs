@@ -101,6 +101,9 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     hd_formats::tensors::Format::from_path(&o.out)?;
+    for p in std::iter::once(&o.out).chain(o.rows.as_ref()) {
+        hd_formats::atomic::check_writable(p)?;
+    }
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());

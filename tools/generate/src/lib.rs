@@ -165,6 +165,9 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
     if o.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    for p in std::iter::once(&o.out).chain(o.summary.as_ref()) {
+        hd_formats::atomic::check_writable(p)?;
+    }
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
