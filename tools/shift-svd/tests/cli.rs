@@ -214,47 +214,51 @@ fn matches_numpy_reference_wide() {
 }
 
 #[test]
-fn matches_numpy_reference_tall_lstsq_and_center() {
+fn matches_numpy_reference_lstsq_and_center() {
     let tmp = tempfile::tempdir().unwrap();
-    let (base, tuned) = (testdata("tall_base.npy"), testdata("tall_tuned.npy"));
     let reference = TensorFile::read(&testdata("reference.npz")).unwrap();
-    for (flags, key) in [
-        (&[][..], "s"),
-        (&["--shift", "lstsq"][..], "lstsq_s"),
-        (&["--center"][..], "center_s"),
-    ] {
-        let out = tmp.path().join(format!("{key}.safetensors"));
-        let sp = tmp.path().join(format!("{key}.csv"));
-        let mut args = vec![
-            "--base",
-            p(&base),
-            "--tuned",
-            p(&tuned),
-            "--out",
-            p(&out),
-            "--spectrum",
-            p(&sp),
-        ];
-        args.extend_from_slice(flags);
-        ok(tmp.path(), &args);
-        let spectrum = spectrum(&sp);
-        for layer in 0..2 {
-            let want = f64s(&reference, &format!("tall.{key}.{layer}"));
-            assert_values_match(
-                &format!("tall {key} layer {layer}"),
-                &spectrum[&layer],
-                &want,
-                16,
-            );
-        }
-        if key == "s" {
-            let got = TensorFile::read(&out).unwrap();
-            for layer in 0..2 {
-                let vt = rows_of(&reference, &format!("tall.vt.{layer}"));
-                let s = f64s(&reference, &format!("tall.s.{layer}"));
-                let comps = rows_of(&got, &format!("components.{layer}"));
-                assert_eq!(comps.len(), 16, "k = 100 clamped to d = 16");
-                assert_components_match("tall", &comps, &vt, &s);
+    // (set, base, tuned, layers, min(n, d))
+    let sets = [
+        ("wide", "base.npz", "tuned.npz", 4, 24),
+        ("tall", "tall_base.npy", "tall_tuned.npy", 2, 16),
+    ];
+    for (set, base, tuned, n_layers, r) in sets {
+        let (base, tuned) = (testdata(base), testdata(tuned));
+        for (flags, key) in [
+            (&[][..], "s"),
+            (&["--shift", "lstsq"][..], "lstsq_s"),
+            (&["--center"][..], "center_s"),
+        ] {
+            let out = tmp.path().join(format!("{set}.{key}.safetensors"));
+            let sp = tmp.path().join(format!("{set}.{key}.csv"));
+            let mut args = vec![
+                "--base",
+                p(&base),
+                "--tuned",
+                p(&tuned),
+                "--out",
+                p(&out),
+                "--spectrum",
+                p(&sp),
+            ];
+            args.extend_from_slice(flags);
+            ok(tmp.path(), &args);
+            let spectrum = spectrum(&sp);
+            assert_eq!(spectrum.len(), n_layers);
+            for layer in 0..n_layers {
+                let want = f64s(&reference, &format!("{set}.{key}.{layer}"));
+                let what = format!("{set} {key} layer {layer}");
+                assert_values_match(&what, &spectrum[&layer], &want, r);
+            }
+            if key == "s" && set == "tall" {
+                let got = TensorFile::read(&out).unwrap();
+                for layer in 0..n_layers {
+                    let vt = rows_of(&reference, &format!("tall.vt.{layer}"));
+                    let s = f64s(&reference, &format!("tall.s.{layer}"));
+                    let comps = rows_of(&got, &format!("components.{layer}"));
+                    assert_eq!(comps.len(), 16, "k = 100 clamped to d = 16");
+                    assert_components_match("tall", &comps, &vt, &s);
+                }
             }
         }
     }
