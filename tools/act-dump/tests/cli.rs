@@ -170,6 +170,94 @@ fn matches_live_transformers() {
     eprintln!("all 31 layers: worst max relative difference to live transformers {worst:.2e}");
 }
 
+fn oracle_python() -> Option<PathBuf> {
+    let py = std::env::var_os("HD_ORACLE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/hd-oracle/bin/python")
+        });
+    if py.exists() {
+        Some(py)
+    } else {
+        eprintln!(
+            "SKIPPED: no transformers environment at {} (make oracle)",
+            py.display()
+        );
+        None
+    }
+}
+
+/// A Hugging Face directory (transformers' own save_pretrained of the default model) loads
+/// through config.json / model.safetensors / tokenizer.json / tokenizer_config.json and gives
+/// the same token ids and activations as the GGUF it came from.
+#[test]
+fn hugging_face_directory_matches_gguf() {
+    let Some(m) = model() else { return };
+    let Some(py) = oracle_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    let script = format!(
+        "import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\
+         m = AutoModelForCausalLM.from_pretrained('{d}', gguf_file='{f}', dtype=torch.bfloat16)\n\
+         t = AutoTokenizer.from_pretrained('{d}', gguf_file='{f}')\n\
+         m.save_pretrained('{o}'); t.save_pretrained('{o}')\n",
+        d = m.parent().unwrap().display(),
+        f = m.file_name().unwrap().to_str().unwrap(),
+        o = hf.display()
+    );
+    let st = Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let csv = root().join("testdata/parity/tricky.csv");
+    let (a, b) = (
+        dir.path().join("gguf.safetensors"),
+        dir.path().join("hf.safetensors"),
+    );
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&csv),
+        "--out",
+        s(&a),
+        "--positions",
+        "all",
+        "--layers",
+        "0,15,30",
+    ]);
+    ok(&[
+        "--model",
+        s(&hf),
+        "--prompts",
+        s(&csv),
+        "--out",
+        s(&b),
+        "--positions",
+        "all",
+        "--layers",
+        "0,15,30",
+    ]);
+    let (fa, fb) = (TensorFile::read(&a).unwrap(), TensorFile::read(&b).unwrap());
+    assert_eq!(
+        fa.get("token_ids").unwrap(),
+        fb.get("token_ids").unwrap(),
+        "HF directory tokenizes differently"
+    );
+    for l in [0, 15, 30] {
+        // bf16 weights: only agreement to bf16 precision is expected.
+        let e = rel_err(
+            fb.get_2d_f32(&format!("resid.{l}")).unwrap().2,
+            fa.get_2d_f32(&format!("resid.{l}")).unwrap().2,
+        );
+        eprintln!("layer {l}: HF directory (bf16) vs GGUF relative difference {e:.2e}");
+        assert!(e < 5e-2, "layer {l}: relative difference {e}");
+    }
+}
+
 #[test]
 fn shapes_metadata_rows_and_determinism() {
     let Some(m) = model() else { return };
