@@ -3,7 +3,8 @@
 form the shifts, and time numpy.linalg.svd(D, full_matrices=False) over all layers.
 
 Only the SVD calls are timed ("numpy's compute alone"); reading and subtracting are not.
-Prints one JSON line: {"dtype": ..., "runs": [...seconds...], "median": ...}.
+Prints one JSON line: {"dtype": ..., "runs": [...seconds...], "median": ...,
+"cpu_median": ... (process CPU time, all threads)}.
 
 Usage: numpy_svd.py DIR [--runs 5] [--dtype float32|float64]
   float32: the shifts as stored (LAPACK sgesdd);
@@ -43,14 +44,17 @@ def main():
     tuned = read_safetensors(os.path.join(a.dir, "tuned.safetensors"))
     names = sorted(base, key=lambda s: int(s.split(".")[1]))
     shifts = [tuned[k].astype(a.dtype) - base[k].astype(a.dtype) for k in names]
-    runs = []
+    runs, cpu = [], []
     for _ in range(a.runs):
+        c = time.process_time()
         t = time.perf_counter()
         for d in shifts:
             np.linalg.svd(d, full_matrices=False)
         runs.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     print(json.dumps({"dtype": a.dtype, "layers": len(shifts), "shape": list(shifts[0].shape),
-                      "runs": runs, "median": statistics.median(runs)}))
+                      "runs": runs, "median": statistics.median(runs),
+                      "cpu_median": statistics.median(cpu)}))
 
 
 if __name__ == "__main__":

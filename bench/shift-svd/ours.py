@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time the whole shift-svd process (read both files, all layers, write every output) and
-its peak memory. Prints one JSON line: {"runs": [...s...], "median": s, "max_rss_mb": ...,
-"input_mb": ...}.
+its peak memory. Prints one JSON line: {"runs": [...s...], "median": s, "cpu_median": s (user+sys),
+"max_rss_mb": ..., "input_mb": ...}.
 
 Usage: ours.py BIN DIR [--runs 5] [--k 100]
 """
@@ -27,7 +27,7 @@ def main():
            "--spectrum", os.path.join(a.dir, "spectrum.csv"),
            "--rank", os.path.join(a.dir, "rank.csv"),
            "--alignment", os.path.join(a.dir, "alignment.csv")]
-    runs, rss = [], []
+    runs, rss, cpu = [], [], []
     for _ in range(a.runs):
         t = time.perf_counter()
         p = subprocess.Popen(cmd)
@@ -36,8 +36,10 @@ def main():
         if status != 0:
             raise SystemExit(f"shift-svd failed with status {status}")
         rss.append(usage.ru_maxrss / 1024.0)  # KiB on Linux
+        cpu.append(usage.ru_utime + usage.ru_stime)
     input_mb = (os.path.getsize(base) + os.path.getsize(tuned)) / 2**20
     print(json.dumps({"runs": runs, "median": statistics.median(runs),
+                      "cpu_median": statistics.median(cpu),
                       "max_rss_mb": max(rss), "input_mb": input_mb}))
 
 

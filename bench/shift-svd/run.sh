@@ -19,17 +19,24 @@ cargo build --release -q -p shift-svd
 BIN="${CARGO_TARGET_DIR:-target}/release/shift-svd"
 python3 "$HERE/gen_inputs.py" "$DIR"
 
+load_before=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 ours=$(python3 "$HERE/ours.py" "$BIN" "$DIR" --runs "$RUNS")
 np32=$(python3 "$HERE/numpy_svd.py" "$DIR" --runs "$RUNS" --dtype float32)
 np64=$(python3 "$HERE/numpy_svd.py" "$DIR" --runs "$RUNS" --dtype float64)
 
-python3 - "$ours" "$np32" "$np64" "$(nproc)" <<'PY'
+load_after=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
+
+python3 - "$ours" "$np32" "$np64" "$(nproc)" "$load_before" "$load_after" <<'PY'
 import json, sys
 ours, n32, n64 = (json.loads(s) for s in sys.argv[1:4])
-print(f"machine: {sys.argv[4]} cores; 8 layers x 700 x 4096 f32; medians of {len(ours['runs'])} runs")
-print(f"shift-svd (whole process, k=100):      {ours['median']:8.3f} s")
-print(f"numpy svd float32 (compute only):      {n32['median']:8.3f} s   ratio {n32['median'] / ours['median']:5.1f}x")
-print(f"numpy svd float64 (compute only):      {n64['median']:8.3f} s   ratio {n64['median'] / ours['median']:5.1f}x")
+print(f"machine: {sys.argv[4]} cores (load average {sys.argv[5]} before, {sys.argv[6]} after: "
+      "other work on the machine skews both sides, numpy's threads most)")
+print(f"8 layers x 700 x 4096 f32; medians of {len(ours['runs'])} runs")
+print(f"                                        wall (ratio)        CPU user+sys (ratio)")
+print(f"shift-svd (whole process, k=100):   {ours['median']:8.3f} s           {ours['cpu_median']:8.3f} s")
+for name, r in (("float32", n32), ("float64", n64)):
+    print(f"numpy svd {name} (compute only):   {r['median']:8.3f} s ({r['median'] / ours['median']:5.1f}x)  "
+          f"{r['cpu_median']:8.3f} s ({r['cpu_median'] / ours['cpu_median']:5.1f}x)")
 print(f"shift-svd peak RSS: {ours['max_rss_mb']:.0f} MiB for {ours['input_mb']:.0f} MiB of input "
       f"({ours['max_rss_mb'] / ours['input_mb']:.2f}x)")
 PY
