@@ -33,4 +33,4 @@ print(f"  ours (whole process):      median {st.median(ours_tps):7.1f} tokens/s 
 print(f"  transformers (forward):    median {st.median(hf_tps):7.1f} tokens/s  (min {min(hf_tps):.1f}, max {max(hf_tps):.1f})")
 print(f"  ratio ours/transformers:   median {st.median(ratios):.2f}x (pairwise)")
 PY
-if [ -x bench/shift-svd/run.sh ]; then bash bench/shift-svd/run.sh; fi
+if [ "${ONLY:-}" != act-dump ] && [ -f bench/shift-svd/run.sh ]; then bash bench/shift-svd/run.sh; fi
