@@ -114,6 +114,14 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     let model = Model::load(&o.model)?;
     let cfg = &model.config;
     let layers = o.layers.resolve(cfg.num_layers)?;
+    if hd_formats::tensors::Format::from_path(&o.out)? == hd_formats::tensors::Format::Npy
+        && (layers.len() != 1 || o.positions == Positions::All)
+    {
+        bail!(
+            "{}: a .npy file holds one tensor; dump one layer with --positions last, or write .npz / .safetensors",
+            o.out.display()
+        );
+    }
     let mut seqs = Vec::with_capacity(table.len());
     for i in 0..table.len() {
         let ids = model
