@@ -581,6 +581,13 @@ fn bad_input() {
         &d("x.txt"),
     );
     if model().is_some() {
+        let npy = d("x.npy");
+        fails(
+            &["--model", s(&m), "--prompts", s(&good), "--out", s(&npy)],
+            1,
+            "one tensor",
+            &npy,
+        );
         fails(
             &[
                 "--model",
