@@ -8,7 +8,14 @@
 # ours = the whole process (read both files, every layer, write all outputs);
 # numpy = its SVD calls alone, on the same shifts, same cores, float32 (as stored) and
 # float64 (as the paper's scripts hold them). Peak RSS of ours is compared with the input size.
+#
+# BENCH_THREADS=1 pins both sides to one thread (RAYON_NUM_THREADS, OPENBLAS_NUM_THREADS,
+# OMP_NUM_THREADS): a fairer comparison on a machine that other work keeps busy, where
+# OpenBLAS's spinning threads lose far more time than rayon's.
 set -euo pipefail
+if [ -n "${BENCH_THREADS:-}" ]; then
+  export RAYON_NUM_THREADS="$BENCH_THREADS" OPENBLAS_NUM_THREADS="$BENCH_THREADS" OMP_NUM_THREADS="$BENCH_THREADS"
+fi
 cd "$(dirname "$0")/../.."
 RUNS="${1:-5}"
 HERE=bench/shift-svd
@@ -26,10 +33,12 @@ np64=$(python3 "$HERE/numpy_svd.py" "$DIR" --runs "$RUNS" --dtype float64)
 
 load_after=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 
-python3 - "$ours" "$np32" "$np64" "$(nproc)" "$load_before" "$load_after" <<'PY'
+python3 - "$ours" "$np32" "$np64" "$(getconf _NPROCESSORS_ONLN)" "$load_before" "$load_after" <<'PY'
 import json, sys
 ours, n32, n64 = (json.loads(s) for s in sys.argv[1:4])
-print(f"machine: {sys.argv[4]} cores (load average {sys.argv[5]} before, {sys.argv[6]} after: "
+import os
+threads = os.environ.get("BENCH_THREADS", "all")
+print(f"machine: {sys.argv[4]} cores, threads: {threads} (load average {sys.argv[5]} before, {sys.argv[6]} after: "
       "other work on the machine skews both sides, numpy's threads most)")
 print(f"8 layers x 700 x 4096 f32; medians of {len(ours['runs'])} runs")
 print(f"                                        wall (ratio)        CPU user+sys (ratio)")
