@@ -1,0 +1,410 @@
+//! safety-tune: safety fine-tuning of a chat model, exported as a Hugging Face directory.
+//!
+//! Harmful rows of the train CSV are trained towards a refusal, harmless rows towards the base
+//! model's own answer (the `target` column, or `--answers`: a `generate` output), with the loss
+//! on target tokens only; `--format guard` trains `safe` / `unsafe` instead (the paper's
+//! SSFT). LoRA adapters (default) or the full weights; AdamW with warm-up and cosine decay,
+//! gradient clipping, seeded. The result is merged and written as a Hugging Face directory
+//! (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`,
+//! `generation_config.json`) plus `loss.csv` (one row per step) and `safety_tune.json` (what
+//! was done), assembled in a temporary folder and renamed into place when complete.
+//!
+//! Checkpoints (`step-NNNNNN.safetensors`, every `--save-every` steps, in
+//! `--checkpoint-dir`, default `<out>.ckpt`) hold adapters, optimiser state and the loss
+//! history; `--resume` continues from one exactly as the uninterrupted run would have gone,
+//! and refuses a checkpoint made from another base model, other data or other settings.
+
+use anyhow::{bail, Context, Result};
+use hd_formats::atomic::write_atomic;
+use hd_formats::meta;
+use hd_formats::prompts::PromptTable;
+use hd_lm::{Model, PromptFormat};
+use hd_train::checkpoint;
+use hd_train::data::{self, DataOptions, Example, TargetFormat};
+use hd_train::diff::{DiffModel, Method, Module};
+use hd_train::export::{self, ExportParts, Staging};
+use hd_train::train::{StepLog, TrainConfig, Trainer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Tool name in metadata.
+pub const TOOL: &str = "safety-tune";
+
+/// Everything a tuning run needs.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// Base model (GGUF file or HF directory).
+    pub model: PathBuf,
+    /// Train CSV.
+    pub train: PathBuf,
+    /// A `generate` output whose `response` fills empty `target` cells (by id).
+    pub answers: Option<PathBuf>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// What is trained.
+    pub method: Method,
+    /// First trained block (lower blocks stay frozen).
+    pub first_layer: usize,
+    /// Hyper-parameters other than the method and layers.
+    pub lr: f64,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Warm-up fraction.
+    pub warmup: f64,
+    /// Final learning rate fraction.
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping norm (0 = off).
+    pub clip: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Target format.
+    pub format: TargetFormat,
+    /// Target token cap.
+    pub max_target_tokens: usize,
+    /// Prompt rendering.
+    pub prompt_format: PromptFormat,
+    /// Where checkpoints go (default `<out>.ckpt`).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Steps between checkpoints (0 = none).
+    pub save_every: usize,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Checkpoint (file or directory) to resume from.
+    pub resume: Option<PathBuf>,
+}
+
+/// The `select` subcommand: writes the rows that need a base-model answer.
+pub fn select(train: &Path, out: &Path, format: TargetFormat) -> Result<()> {
+    let table = PromptTable::read(train)?;
+    let need = data::rows_needing_answers(&table, format)?;
+    need.write(out)?;
+    tracing::info!(
+        "{}: {} of {} rows need the base model's answer",
+        out.display(),
+        need.len(),
+        table.len()
+    );
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// A digest of the examples as trained (tokens and where the targets start), so a resumed
+/// run refuses a checkpoint made from other data, answers or target format.
+fn examples_digest(ex: &[Example]) -> String {
+    let mut bytes = Vec::new();
+    for e in ex {
+        bytes.extend_from_slice(e.id.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&(e.n_prompt as u32).to_le_bytes());
+        for t in &e.tokens {
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    format!("sha256:{}", sha256_hex(&bytes))
+}
+
+fn method_desc(m: &Method) -> String {
+    match m {
+        Method::Lora {
+            rank,
+            alpha,
+            modules,
+        } => format!(
+            "lora rank={rank} alpha={alpha} modules={}",
+            modules
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Method::Full => "full".into(),
+    }
+}
+
+fn loss_csv(history: &[StepLog]) -> String {
+    let mut s = String::from("step,epoch,lr,loss,grad_norm,target_tokens\n");
+    for h in history {
+        s += &format!(
+            "{},{:.4},{:.6e},{:.6},{:.6},{}\n",
+            h.step, h.epoch, h.lr, h.loss, h.grad_norm, h.target_tokens
+        );
+    }
+    s
+}
+
+fn prune_checkpoints(dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut found: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    found.sort();
+    let n = found.len().saturating_sub(keep.max(1));
+    for p in &found[..n] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn mean_loss(h: &[StepLog]) -> f64 {
+    if h.is_empty() {
+        return f64::NAN;
+    }
+    h.iter().map(|x| x.loss).sum::<f64>() / h.len() as f64
+}
+
+/// Runs a tuning: read, check, train, export. Every input problem is reported before any
+/// training starts; nothing is written at `--out` unless the run completes.
+pub fn tune(o: &TuneOptions) -> Result<()> {
+    let t_start = std::time::Instant::now();
+    // Output first: an unwritable destination should fail now, not after the training.
+    let staging = Staging::new(&o.out)?;
+    let ckpt_dir = o.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut s = o.out.as_os_str().to_owned();
+        s.push(".ckpt");
+        PathBuf::from(s)
+    });
+
+    let mut table = PromptTable::read(&o.train)?;
+    if let Some(a) = &o.answers {
+        let answers = PromptTable::read(a)?;
+        table = data::attach_answers(&table, &answers)?;
+    }
+    let model = Model::load(&o.model)?;
+    let l = model.config.num_layers;
+    if o.first_layer >= l {
+        bail!(
+            "--first-layer {} out of range: the model has {l} blocks (0..{})",
+            o.first_layer,
+            l - 1
+        );
+    }
+    let examples = data::build_examples(
+        &model,
+        &table,
+        &DataOptions {
+            format: o.format,
+            seed: o.seed,
+            max_target_tokens: o.max_target_tokens,
+            prompt_format: o.prompt_format.clone(),
+        },
+    )?;
+    let n_harmful = examples.iter().filter(|e| e.harmful).count();
+    let n_tokens: usize = examples.iter().map(|e| e.tokens.len()).sum();
+    let n_target: usize = examples.iter().map(Example::n_target).sum();
+    tracing::info!(
+        "{} examples ({n_harmful} harmful, {} harmless), {n_tokens} tokens of which {n_target} targets",
+        examples.len(),
+        examples.len() - n_harmful
+    );
+
+    let mut hashes = Vec::new();
+    for f in &model.weight_files {
+        hashes.push(meta::sha256_file(f)?);
+    }
+    let model_hash = hashes.join(",");
+    let mut fingerprint = BTreeMap::new();
+    fingerprint.insert("model_hash".to_string(), model_hash.clone());
+    fingerprint.insert("examples_digest".to_string(), examples_digest(&examples));
+    fingerprint.insert("method".to_string(), method_desc(&o.method));
+    fingerprint.insert("first_layer".to_string(), o.first_layer.to_string());
+    fingerprint.insert(
+        "schedule".to_string(),
+        format!(
+            "lr={} epochs={} batch_size={} warmup={} min_lr_ratio={} weight_decay={} clip={} seed={}",
+            o.lr, o.epochs, o.batch_size, o.warmup, o.min_lr_ratio, o.weight_decay, o.clip, o.seed
+        ),
+    );
+
+    let Model {
+        config,
+        weights,
+        tokenizer,
+        template,
+        path: model_path,
+        ..
+    } = model;
+    let source_dir = model_path.is_dir().then(|| model_path.clone());
+    let diff = DiffModel::new(config.clone(), weights)?;
+    let mut trainer = Trainer::new(
+        diff,
+        examples,
+        TrainConfig {
+            method: o.method.clone(),
+            layers: o.first_layer..l,
+            lr: o.lr,
+            epochs: o.epochs,
+            batch_size: o.batch_size,
+            warmup_ratio: o.warmup,
+            min_lr_ratio: o.min_lr_ratio,
+            weight_decay: o.weight_decay,
+            clip: o.clip,
+            seed: o.seed,
+        },
+    )?;
+    if let Some(r) = &o.resume {
+        let p = checkpoint::resolve(r)?;
+        checkpoint::load(&p, &mut trainer, &fingerprint)?;
+        tracing::info!("resumed from {} at step {}", p.display(), trainer.step);
+    }
+    let total = trainer.total_steps();
+    tracing::info!(
+        "{}: {} trainable parameters in blocks {}..{l}, {total} steps ({} per epoch)",
+        method_desc(&o.method),
+        trainer.n_trainable(),
+        o.first_layer,
+        trainer.steps_per_epoch()
+    );
+
+    let pb = hd_cli::progress(total as u64, "tuning");
+    pb.set_position(trainer.step as u64);
+    let spe = trainer.steps_per_epoch();
+    let log_every = (total / 20).max(1);
+    let t_train = std::time::Instant::now();
+    let first_step = trainer.step;
+    while trainer.step < total {
+        let s = trainer.step()?;
+        pb.set_position(s.step as u64);
+        pb.set_message(format!("tuning (loss {:.3})", s.loss));
+        if s.step % log_every == 0 || s.step == total || s.step % spe == 0 {
+            let recent = &trainer.history[trainer.history.len().saturating_sub(log_every)..];
+            let done = (s.step - first_step) as f64;
+            let per = t_train.elapsed().as_secs_f64() / done.max(1.0);
+            pb.suspend(|| {
+                tracing::info!(
+                    "step {}/{total} epoch {:.2} loss {:.4} (mean of last {}: {:.4}) lr {:.2e} |g| {:.3} ({per:.2} s/step)",
+                    s.step,
+                    s.epoch,
+                    s.loss,
+                    recent.len(),
+                    mean_loss(recent),
+                    s.lr,
+                    s.grad_norm
+                )
+            });
+        }
+        if o.save_every > 0 && s.step % o.save_every == 0 && s.step < total {
+            std::fs::create_dir_all(&ckpt_dir).with_context(|| {
+                format!(
+                    "{}: cannot create the checkpoint folder",
+                    ckpt_dir.display()
+                )
+            })?;
+            let p = ckpt_dir.join(format!("step-{:06}.safetensors", s.step));
+            checkpoint::save(
+                &p,
+                &trainer,
+                &fingerprint,
+                meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION")),
+            )?;
+            write_atomic(&ckpt_dir.join("loss.csv"), |w| {
+                w.write_all(loss_csv(&trainer.history).as_bytes())
+            })?;
+            prune_checkpoints(&ckpt_dir, o.keep_checkpoints);
+        }
+    }
+    pb.finish_and_clear();
+
+    // Export.
+    let history = trainer.history.clone();
+    let weights = trainer.model.merged_weights()?;
+    drop(trainer);
+    let mut st_meta = meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION"));
+    st_meta.insert("base_model".into(), o.model.display().to_string());
+    st_meta.insert("base_model_hash".into(), model_hash.clone());
+    write_atomic(&staging.path().join("loss.csv"), |w| {
+        w.write_all(loss_csv(&history).as_bytes())
+    })?;
+    export::write_model_files(
+        staging.path(),
+        &ExportParts {
+            config: &config,
+            tokenizer: &tokenizer,
+            template: template.as_ref(),
+            source_dir: source_dir.as_deref(),
+            metadata: st_meta,
+        },
+        weights,
+    )?;
+    let spe_f = spe.max(1);
+    let epoch_means: Vec<String> = history
+        .chunks(spe_f)
+        .map(|c| format!("{:.4}", mean_loss(c)))
+        .collect();
+    let summary = serde_json::json!({
+        "tool": TOOL,
+        "version": env!("CARGO_PKG_VERSION"),
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "base_model": o.model.display().to_string(),
+        "base_model_hash": model_hash,
+        "train": o.train.display().to_string(),
+        "train_ids_hash": table.ids_hash(),
+        "answers": o.answers.as_ref().map(|p| p.display().to_string()),
+        "format": o.format.name(),
+        "max_target_tokens": o.max_target_tokens,
+        "method": method_desc(&o.method),
+        "trained_blocks": format!("{}..{l}", o.first_layer),
+        "fingerprint": fingerprint,
+        "steps": history.len(),
+        "loss_first": history.first().map(|h| h.loss),
+        "loss_last_epoch_mean": history.chunks(spe_f).last().map(mean_loss),
+        "loss_epoch_means": epoch_means,
+        "refusals": data::REFUSALS,
+    });
+    let mut s = serde_json::to_string_pretty(&summary)?;
+    s.push('\n');
+    write_atomic(&staging.path().join(export::MARKER), |w| {
+        w.write_all(s.as_bytes())
+    })?;
+    staging.commit()?;
+    tracing::info!(
+        "wrote {} ({} steps, loss {:.3} -> {:.3} by epoch means [{}]) in {:.0} s",
+        o.out.display(),
+        history.len(),
+        history.first().map_or(f64::NAN, |h| h.loss),
+        history.chunks(spe_f).last().map_or(f64::NAN, mean_loss),
+        epoch_means.join(", "),
+        t_start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Parses `--modules`: comma-separated names of [`Module`], or `all`.
+pub fn parse_modules(s: &str) -> std::result::Result<Vec<Module>, String> {
+    if s == "all" {
+        return Ok(Module::ALL.to_vec());
+    }
+    let mut v = Vec::new();
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let m = Module::parse(p).ok_or_else(|| {
+            format!("unknown module '{p}' (expected qkv, o, gate_up, down or all)")
+        })?;
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+    if v.is_empty() {
+        return Err("no modules given".into());
+    }
+    v.sort();
+    Ok(v)
+}
