@@ -23,7 +23,7 @@ pub enum Positions {
 }
 
 /// What an intervention does to the residual stream `h` at its layers and positions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum InterventionOp {
     /// `h ← h + alpha·v` (use a negative alpha to subtract, as the paper's `h − αv`).
     Add {
@@ -44,7 +44,7 @@ pub enum InterventionOp {
 /// An edit of the residual stream at Hugging Face hidden-state indices `layers`
 /// (0 = embeddings, i = output of block i−1, L = after the final norm). Applied before any
 /// capture at the same index, so captures see the edited stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Intervention {
     /// Hidden-state indices to edit.
     pub layers: Vec<usize>,
@@ -55,7 +55,7 @@ pub struct Intervention {
 }
 
 /// What a forward call should return.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Hidden-state indices to capture, HF `output_hidden_states` numbering.
     pub capture_layers: Vec<usize>,
@@ -94,6 +94,116 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Where each sequence's earlier keys and values come from.
+enum Past<'c> {
+    /// Nothing before the new tokens.
+    Empty,
+    /// One cache per sequence, extended with the new tokens.
+    Own(&'c mut [KvCache]),
+    /// One read-only cache every sequence continues (a shared prefix).
+    Shared(&'c KvCache),
+}
+
+impl Past<'_> {
+    fn len(&self, i: usize) -> usize {
+        match self {
+            Past::Empty => 0,
+            Past::Own(c) => c[i].len,
+            Past::Shared(c) => c.len,
+        }
+    }
+    fn cache(&self, i: usize) -> Option<&KvCache> {
+        match self {
+            Past::Empty => None,
+            Past::Own(c) => Some(&c[i]),
+            Past::Shared(c) => Some(c),
+        }
+    }
+}
+
+/// A token prefix that several sequences share, run once: its keys and values for the blocks
+/// a request needs and, when that request captures every position, its captured states.
+/// Continuing it gives the same states as running each full sequence, up to floating-point
+/// summation order, since attention is causal.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    tokens: Vec<u32>,
+    cache: KvCache,
+    /// `(layer, [len, d])` when the request captures all positions, else empty.
+    states: Vec<(usize, Vec<f32>)>,
+    /// The part of the request that shaped the prefix (see `prefix_request`).
+    req: Request,
+    blocks: usize,
+}
+
+impl Prefix {
+    /// The shared tokens.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    /// Number of shared tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    /// Whether it holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    /// Its keys and values, to seed per-sequence caches (generation) when computed with
+    /// `all_blocks`.
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+}
+
+/// What of `req` applies to the prefix rows: every-position captures and interventions.
+/// Last-position hooks never touch a prefix, whose last token is not any sequence's last.
+fn prefix_request(req: &Request) -> Request {
+    Request {
+        capture_layers: if req.capture_positions == Positions::All {
+            req.capture_layers.clone()
+        } else {
+            vec![]
+        },
+        capture_positions: Positions::All,
+        interventions: req
+            .interventions
+            .iter()
+            .filter(|iv| iv.positions == Positions::All)
+            .cloned()
+            .collect(),
+        logits: false,
+    }
+}
+
+/// Length of the prefix common to all `seqs`, leaving each at least one token of its own.
+pub fn common_prefix_len(seqs: &[&[u32]]) -> usize {
+    let Some(first) = seqs.first() else {
+        return 0;
+    };
+    let mut n = seqs
+        .iter()
+        .map(|s| s.len())
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(1);
+    for s in &seqs[1..] {
+        n = first[..n]
+            .iter()
+            .zip(*s)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    n
+}
+
+/// Whether running `ext` shared tokens once pays for itself: it saves `(n − 1)·ext` token
+/// rows, and costs a separate small forward pass that streams every weight once (a GEMM on
+/// few rows runs far below peak), worth roughly 64 rows of a batched pass.
+pub fn worth_sharing(n_seqs: usize, ext: usize) -> bool {
+    n_seqs.saturating_sub(1) * ext >= 64
 }
 
 /// The forward pass over weights and config.
@@ -150,9 +260,132 @@ impl Forward<'_> {
         Ok(())
     }
 
+    /// Blocks a request needs: up to the deepest captured or edited layer, all of them for
+    /// logits.
+    fn blocks_needed(&self, req: &Request) -> usize {
+        let nl = self.cfg.num_layers;
+        if req.logits {
+            return nl;
+        }
+        req.capture_layers
+            .iter()
+            .chain(req.interventions.iter().flat_map(|i| &i.layers))
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .min(nl)
+    }
+
     /// Runs the model on `seqs` (no cache).
     pub fn run(&self, seqs: &[&[u32]], req: &Request) -> Result<Output> {
-        self.run_inner(seqs, None, req)
+        let blocks = self.blocks_needed(req);
+        self.run_inner(seqs, Past::Empty, req, blocks)
+    }
+
+    /// Runs `tokens` once as the shared prefix of sequences that will be run with `req`.
+    /// `all_blocks` keeps keys and values for every block (for generation), not only the
+    /// blocks `req` needs.
+    pub fn prefix(&self, tokens: &[u32], req: &Request, all_blocks: bool) -> Result<Prefix> {
+        let empty = Prefix {
+            tokens: vec![],
+            cache: KvCache::default(),
+            states: vec![],
+            req: prefix_request(req),
+            blocks: if all_blocks {
+                self.cfg.num_layers
+            } else {
+                self.blocks_needed(req)
+            },
+        };
+        self.extend_prefix(&empty, tokens)
+    }
+
+    /// `p` followed by `more`, computed on top of `p`'s cache.
+    pub fn extend_prefix(&self, p: &Prefix, more: &[u32]) -> Result<Prefix> {
+        let mut out = p.clone();
+        if more.is_empty() {
+            return Ok(out);
+        }
+        let o = self.run_inner(
+            &[more],
+            Past::Own(std::slice::from_mut(&mut out.cache)),
+            &p.req,
+            p.blocks,
+        )?;
+        if out.states.is_empty() {
+            out.states = o.captured;
+        } else {
+            for ((_, a), (_, b)) in out.states.iter_mut().zip(o.captured) {
+                a.extend_from_slice(&b);
+            }
+        }
+        out.tokens.extend_from_slice(more);
+        Ok(out)
+    }
+
+    /// Runs `seqs`, each of which starts with `p`'s tokens, reusing `p` instead of recomputing
+    /// the shared rows. The output is laid out as `run` lays it out.
+    pub fn run_prefixed(&self, p: &Prefix, seqs: &[&[u32]], req: &Request) -> Result<Output> {
+        if p.is_empty() {
+            return self.run(seqs, req);
+        }
+        if prefix_request(req) != p.req || self.blocks_needed(req) > p.blocks {
+            return Err(LmError::Input(
+                "the shared prefix was computed for a different request".into(),
+            ));
+        }
+        let k = p.len();
+        for (i, s) in seqs.iter().enumerate() {
+            if s.len() <= k || s[..k] != p.tokens[..] {
+                return Err(LmError::Input(format!(
+                    "sequence {i} does not extend the shared prefix of {k} tokens"
+                )));
+            }
+        }
+        let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
+        let mut out =
+            self.run_inner(&rest, Past::Shared(&p.cache), req, self.blocks_needed(req))?;
+        if req.capture_positions == Positions::All {
+            let d = self.cfg.hidden_size;
+            for ((l, buf), (pl, pre)) in out.captured.iter_mut().zip(&p.states) {
+                debug_assert_eq!(l, pl);
+                let mut full = Vec::with_capacity(buf.len() + seqs.len() * pre.len());
+                let mut at = 0;
+                for r in &rest {
+                    full.extend_from_slice(pre);
+                    full.extend_from_slice(&buf[at..at + r.len() * d]);
+                    at += r.len() * d;
+                }
+                *buf = full;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one batch, sharing what its sequences have in common: `base` (typically the prefix
+    /// of the whole prompt set, computed once) extended by whatever longer prefix this batch
+    /// shares, when that pays. Deterministic in (`base`, `seqs`).
+    pub fn run_shared(
+        &self,
+        base: Option<&Prefix>,
+        seqs: &[&[u32]],
+        req: &Request,
+    ) -> Result<Output> {
+        let lcp = common_prefix_len(seqs);
+        let base =
+            base.filter(|b| !b.is_empty() && b.len() <= lcp && seqs[0][..b.len()] == b.tokens[..]);
+        let have = base.map_or(0, Prefix::len);
+        if worth_sharing(seqs.len(), lcp - have) {
+            let p = match base {
+                Some(b) => self.extend_prefix(b, &seqs[0][have..lcp])?,
+                None => self.prefix(&seqs[0][..lcp], req, false)?,
+            };
+            return self.run_prefixed(&p, seqs, req);
+        }
+        match base {
+            Some(b) => self.run_prefixed(b, seqs, req),
+            None => self.run(seqs, req),
+        }
     }
 
     /// Runs the model on new tokens `seqs[i]` continuing `caches[i]`, and appends to the caches.
@@ -169,19 +402,35 @@ impl Forward<'_> {
                 seqs.len()
             )));
         }
-        self.run_inner(seqs, Some(caches), req)
+        for c in caches.iter() {
+            if !c.is_empty() && c.k.len() < self.cfg.num_layers {
+                return Err(LmError::Input(
+                    "a cache holds fewer blocks than the model has".into(),
+                ));
+            }
+        }
+        self.run_inner(seqs, Past::Own(caches), req, self.cfg.num_layers)
     }
 
+    /// Runs `n_blocks` blocks (fewer than the model has only when nothing deeper is needed).
     fn run_inner(
         &self,
         seqs: &[&[u32]],
-        mut caches: Option<&mut [KvCache]>,
+        mut past_kv: Past<'_>,
         req: &Request,
+        n_blocks: usize,
     ) -> Result<Output> {
-        let max_past = caches
-            .as_ref()
-            .map_or(0, |c| c.iter().map(|c| c.len).max().unwrap_or(0));
-        self.check(seqs, req, max_past)?;
+        let n = seqs.len();
+        let past: Vec<usize> = (0..n).map(|i| past_kv.len(i)).collect();
+        self.check(seqs, req, past.iter().copied().max().unwrap_or(0))?;
+        if let Past::Shared(c) = &past_kv {
+            if c.len > 0 && c.k.len() < n_blocks {
+                return Err(LmError::Input(format!(
+                    "the shared prefix holds {} blocks, {n_blocks} needed",
+                    c.k.len()
+                )));
+            }
+        }
         let cfg = self.cfg;
         let w = self.w;
         let (d, hd, nh, nkv, ff) = (
@@ -194,39 +443,20 @@ impl Forward<'_> {
         let nl = cfg.num_layers;
         let qkv_w = cfg.qkv_width();
         let kv_w = nkv * hd;
-        let n = seqs.len();
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
         for s in seqs {
             offsets.push(offsets.last().unwrap() + s.len());
         }
         let t = offsets[n];
-        let past: Vec<usize> = match &caches {
-            Some(c) => c.iter().map(|c| c.len).collect(),
-            None => vec![0; n],
-        };
-        if let Some(c) = caches.as_deref_mut() {
+        if let Past::Own(c) = &mut past_kv {
             for c in c.iter_mut() {
                 if c.k.is_empty() {
-                    c.k = vec![Vec::new(); nl];
-                    c.v = vec![Vec::new(); nl];
+                    c.k = vec![Vec::new(); n_blocks];
+                    c.v = vec![Vec::new(); n_blocks];
                 }
             }
         }
-
-        // Deepest block needed: logits and the post-norm state need all of them.
-        let deepest = req
-            .capture_layers
-            .iter()
-            .chain(req.interventions.iter().flat_map(|i| &i.layers))
-            .copied()
-            .max()
-            .unwrap_or(0);
-        let n_blocks = if req.logits || caches.is_some() {
-            nl
-        } else {
-            deepest.min(nl)
-        };
 
         // RoPE tables for every position used.
         let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
@@ -292,41 +522,38 @@ impl Forward<'_> {
                 );
                 rope_row(&mut row[..(nh + nkv) * hd], nh + nkv, hd, c, s);
             });
-            // Keys/values: the cache when there is one, else straight from the qkv rows.
-            if let Some(c) = caches.as_deref_mut() {
-                for (i, cache) in c.iter_mut().enumerate() {
-                    for r in offsets[i]..offsets[i + 1] {
-                        let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
-                        cache.k[li].extend_from_slice(&row[nh * hd..nh * hd + kv_w]);
-                        cache.v[li].extend_from_slice(&row[nh * hd + kv_w..]);
-                    }
-                }
-            }
+            // Earlier keys/values from the cache, the new ones straight from the qkv rows.
             let scale = 1.0 / (hd as f32).sqrt();
-            let caches_ref = caches.as_deref();
+            let past_ref = &past_kv;
             let qkv_ref = &qkv;
             let seq_out: Vec<(usize, &mut [f32])> = split_rows(&mut att, &offsets, nh * hd);
             seq_out.into_par_iter().for_each(|(i, out)| {
                 let len = seqs[i].len();
-                let (kbuf, vbuf, stride, koff, voff) = match caches_ref {
-                    Some(c) => (&c[i].k[li][..], &c[i].v[li][..], kv_w, 0, 0),
-                    None => {
-                        let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
-                        (rows, rows, qkv_w, nh * hd, nh * hd + kv_w)
-                    }
+                let np = past[i];
+                let (pk, pv): (&[f32], &[f32]) = match past_ref.cache(i) {
+                    Some(c) if np > 0 => (&c.k[li], &c.v[li]),
+                    _ => (&[], &[]),
                 };
+                let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
+                let (koff, voff) = (nh * hd, nh * hd + kv_w);
                 with_avx2(|| {
-                    let mut scores = vec![0.0f32; past[i] + len];
+                    let mut scores = vec![0.0f32; np + len];
                     for j in 0..len {
-                        let qrow = &qkv_ref[(offsets[i] + j) * qkv_w..];
-                        let n_keys = past[i] + j + 1;
+                        let qrow = &rows[j * qkv_w..];
+                        let n_keys = np + j + 1;
                         for head in 0..nh {
                             let kvh = head / (nh / nkv);
                             let q = &qrow[head * hd..(head + 1) * hd];
+                            let key = |kk: usize| -> &[f32] {
+                                if kk < np {
+                                    &pk[kk * kv_w + kvh * hd..][..hd]
+                                } else {
+                                    &rows[(kk - np) * qkv_w + koff + kvh * hd..][..hd]
+                                }
+                            };
                             let mut m = f32::NEG_INFINITY;
                             for (kk, sc) in scores[..n_keys].iter_mut().enumerate() {
-                                let k = &kbuf[kk * stride + koff + kvh * hd..][..hd];
-                                *sc = dot_generic(q, k) * scale;
+                                *sc = dot_generic(q, key(kk)) * scale;
                                 m = m.max(*sc);
                             }
                             let mut z = 0.0f32;
@@ -337,12 +564,26 @@ impl Forward<'_> {
                             let o = &mut out[j * nh * hd + head * hd..][..hd];
                             o.fill(0.0);
                             for (kk, &p) in scores[..n_keys].iter().enumerate() {
-                                axpy(p / z, &vbuf[kk * stride + voff + kvh * hd..][..hd], o);
+                                let v = if kk < np {
+                                    &pv[kk * kv_w + kvh * hd..][..hd]
+                                } else {
+                                    &rows[(kk - np) * qkv_w + voff + kvh * hd..][..hd]
+                                };
+                                axpy(p / z, v, o);
                             }
                         }
                     }
                 });
             });
+            if let Past::Own(c) = &mut past_kv {
+                for (i, cache) in c.iter_mut().enumerate() {
+                    for r in offsets[i]..offsets[i + 1] {
+                        let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
+                        cache.k[li].extend_from_slice(&row[nh * hd..nh * hd + kv_w]);
+                        cache.v[li].extend_from_slice(&row[nh * hd + kv_w..]);
+                    }
+                }
+            }
             linear(&att, t, nh * hd, &lw.wo, d, &mut h, true);
             rms_norm(&h, &lw.mlp_norm, cfg.rms_norm_eps, &mut x);
             linear(&x, t, d, &lw.w_gate_up, 2 * ff, &mut gu, false);
@@ -352,7 +593,7 @@ impl Forward<'_> {
                 hook(li + 1, &mut h, &mut captured);
             }
         }
-        if let Some(c) = caches {
+        if let Past::Own(c) = past_kv {
             for (i, cache) in c.iter_mut().enumerate() {
                 cache.len += seqs[i].len();
             }

@@ -1,7 +1,7 @@
 //! Greedy, batched, KV-cached generation.
 
 use crate::error::Result;
-use crate::forward::{KvCache, Positions, Request};
+use crate::forward::{common_prefix_len, worth_sharing, KvCache, Positions, Request};
 use crate::Model;
 
 /// One finished generation.
@@ -34,7 +34,6 @@ impl Model {
         interventions: &[crate::Intervention],
     ) -> Result<Vec<Generation>> {
         let n = prompts.len();
-        let mut caches = vec![KvCache::default(); n];
         let mut out: Vec<Generation> = (0..n)
             .map(|_| Generation {
                 tokens: Vec::new(),
@@ -52,8 +51,17 @@ impl Model {
         };
         let fw = self.forward();
         let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+        // The prompts' common prefix (the template's system turn) is prefilled once.
+        let k = common_prefix_len(&seqs);
+        let (mut caches, k) = if worth_sharing(n, k) {
+            let p = fw.prefix(&seqs[0][..k], &req, true)?;
+            (vec![p.cache().clone(); n], k)
+        } else {
+            (vec![KvCache::default(); n], 0)
+        };
+        let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
         let logits = fw
-            .run_cached(&seqs, &mut caches, &req)?
+            .run_cached(&rest, &mut caches, &req)?
             .logits
             .unwrap_or_default();
         let v = self.config.vocab_size;

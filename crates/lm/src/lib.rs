@@ -24,7 +24,10 @@ pub mod weights;
 
 pub use config::{Arch, Config};
 pub use error::{LmError, Result};
-pub use forward::{Forward, Intervention, InterventionOp, KvCache, Output, Positions, Request};
+pub use forward::{
+    common_prefix_len, Forward, Intervention, InterventionOp, KvCache, Output, Positions, Prefix,
+    Request,
+};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;

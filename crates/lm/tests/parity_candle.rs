@@ -5,7 +5,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use hd_lm::config::Llama3Scaling;
 use hd_lm::{
-    Arch, Config, Forward, Intervention, InterventionOp, KvCache, Positions, Request, Weights,
+    common_prefix_len, Arch, Config, Forward, Intervention, InterventionOp, KvCache, Positions,
+    Request, Weights,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::HashMap;
@@ -459,4 +460,124 @@ fn interventions_edit_only_what_they_should() {
     {
         assert!((a - 1.5 * v[i % d] - b).abs() < 1e-5);
     }
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+fn assert_same_output(a: &hd_lm::Output, b: &hd_lm::Output, what: &str) {
+    assert_eq!(a.captured.len(), b.captured.len());
+    for ((la, x), (lb, y)) in a.captured.iter().zip(&b.captured) {
+        assert_eq!(la, lb);
+        let e = max_abs(x, y);
+        assert!(e < 1e-5, "{what}: layer {la} differs by {e}");
+    }
+    match (&a.logits, &b.logits) {
+        (Some(x), Some(y)) => assert!(max_abs(x, y) < 1e-5, "{what}: logits differ"),
+        (None, None) => {}
+        _ => panic!("{what}: logits present in one output only"),
+    }
+}
+
+/// Sharing a common prefix (run once, its keys/values reused) gives what running every full
+/// sequence gives, for captures at the last and at all positions, with interventions at both.
+#[test]
+fn shared_prefix_equals_full_run() {
+    let cfg = tiny(Arch::Llama, 101, true, true);
+    let w = ours(&cfg, &tensors(&cfg, 11, false));
+    let f = Forward { cfg: &cfg, w: &w };
+    let d = cfg.hidden_size;
+    let l = cfg.num_layers;
+    // 17 sequences: 5 tokens common to all, the first 12 of them share 4 more.
+    let seqs: Vec<Vec<u32>> = (0..17u32)
+        .map(|k| {
+            let mut s = vec![3, 17, 42, 5, 9];
+            if k < 12 {
+                s.extend([60, 1, 33, 12]);
+            }
+            s.extend((0..(1 + k % 5)).map(|i| (i * 7 + k * 3) % 101));
+            s
+        })
+        .collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    assert_eq!(common_prefix_len(&refs), 5);
+    assert_eq!(common_prefix_len(&refs[..12]), 9);
+    assert_eq!(common_prefix_len(&refs[..1]), refs[0].len() - 1);
+    let v: Vec<f32> = (0..d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+    let mut edited = req((0..=l).collect(), Positions::All, false);
+    edited.interventions = vec![
+        Intervention {
+            layers: vec![1],
+            positions: Positions::All,
+            op: InterventionOp::Add {
+                alpha: -0.7,
+                v: v.clone(),
+            },
+        },
+        Intervention {
+            layers: vec![2],
+            positions: Positions::Last,
+            op: InterventionOp::Project { alpha: 1.0, v },
+        },
+    ];
+    let mut edited_last = edited.clone();
+    edited_last.capture_positions = Positions::Last;
+    edited_last.logits = true;
+    for (name, r) in [
+        ("last+logits", req((0..=l).collect(), Positions::Last, true)),
+        ("all", req((0..=l).collect(), Positions::All, false)),
+        ("shallow all", req(vec![1], Positions::All, false)),
+        ("edited all", edited),
+        ("edited last", edited_last),
+    ] {
+        let full = f.run(&refs, &r).unwrap();
+        let p5 = f.prefix(&refs[0][..5], &r, false).unwrap();
+        assert_same_output(&full, &f.run_prefixed(&p5, &refs, &r).unwrap(), name);
+        // a batch whose longer common prefix extends the base prefix
+        let sub = &refs[..12];
+        let full_sub = f.run(sub, &r).unwrap();
+        let p9 = f.extend_prefix(&p5, &refs[0][5..9]).unwrap();
+        assert_eq!(p9.len(), 9);
+        assert_same_output(&full_sub, &f.run_prefixed(&p9, sub, &r).unwrap(), name);
+        assert_same_output(&full_sub, &f.run_shared(Some(&p5), sub, &r).unwrap(), name);
+        assert_same_output(&full, &f.run_shared(None, &refs, &r).unwrap(), name);
+        assert_same_output(&full, &f.run_shared(Some(&p9), &refs, &r).unwrap(), name);
+    }
+    // misuse is an error, not a silent wrong answer
+    let r = req(vec![1], Positions::Last, false);
+    let p = f.prefix(&refs[0][..5], &r, false).unwrap();
+    assert!(f.run_prefixed(&p, &[&[3, 17, 42, 5, 8, 1]], &r).is_err());
+    assert!(f.run_prefixed(&p, &[&refs[0][..5]], &r).is_err());
+    let deeper = req(vec![l], Positions::Last, false);
+    assert!(f.run_prefixed(&p, &refs, &deeper).is_err());
+}
+
+/// Generation continuing a shared prefix's cache decodes what fresh caches decode.
+#[test]
+fn cache_from_prefix_decodes_the_same() {
+    let cfg = tiny(Arch::Qwen2, 101, true, false);
+    let w = ours(&cfg, &tensors(&cfg, 12, false));
+    let f = Forward { cfg: &cfg, w: &w };
+    let r = req(vec![], Positions::Last, true);
+    let seqs: [&[u32]; 2] = [&[3, 17, 42, 5, 9, 60], &[3, 17, 42, 5, 2]];
+    let mut fresh = vec![KvCache::default(), KvCache::default()];
+    let a = f.run_cached(&seqs, &mut fresh, &r).unwrap();
+    let p = f.prefix(&seqs[0][..4], &r, true).unwrap();
+    let mut shared = vec![p.cache().clone(), p.cache().clone()];
+    let rest: [&[u32]; 2] = [&seqs[0][4..], &seqs[1][4..]];
+    let b = f.run_cached(&rest, &mut shared, &r).unwrap();
+    assert_same_output(&a, &b, "prefill");
+    let next: [&[u32]; 2] = [&[7], &[8]];
+    let a = f.run_cached(&next, &mut fresh, &r).unwrap();
+    let b = f.run_cached(&next, &mut shared, &r).unwrap();
+    assert_same_output(&a, &b, "decode step");
+    // a prefix that kept only the blocks one capture needs cannot seed a generation cache
+    let shallow = f.prefix(&seqs[0][..4], &req(vec![1], Positions::Last, false), false);
+    let mut bad = vec![shallow.unwrap().cache().clone()];
+    assert!(f.run_cached(&[&[5]], &mut bad, &r).is_err());
 }

@@ -35,3 +35,32 @@ fn capital_of_france() {
     eprintln!("{text:?}");
     assert!(text.contains("Paris"), "answer was {text:?}");
 }
+
+/// A batch prefills its common prefix (the system turn) once; each prompt's greedy answer must
+/// be what it gets alone, where nothing is shared.
+#[test]
+fn batched_generation_with_shared_prefix_matches_single() {
+    let Some(p) = model_path() else { return };
+    let m = Model::load(&p).unwrap();
+    let fmt = PromptFormat::default();
+    let prompts: Vec<Vec<u32>> = [
+        "What is the capital of France?",
+        "Name three primes.",
+        "How do I pick a lock?",
+        "Write a haiku about autumn.",
+    ]
+    .iter()
+    .map(|q| m.encode_prompt(q, &fmt).unwrap())
+    .collect();
+    let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+    let shared = hd_lm::common_prefix_len(&refs);
+    assert!(
+        hd_lm::forward::worth_sharing(refs.len(), shared),
+        "{shared} shared tokens: this test would not exercise sharing"
+    );
+    let batch = m.generate(&prompts, 24, &[]).unwrap();
+    for (p, b) in prompts.iter().zip(&batch) {
+        let alone = m.generate(std::slice::from_ref(p), 24, &[]).unwrap();
+        assert_eq!(alone[0].tokens, b.tokens);
+    }
+}

@@ -63,6 +63,8 @@ pub struct DumpOptions {
     pub shard: Option<Shard>,
     /// Comma-separated refusal-token strings.
     pub refusal_tokens: String,
+    /// Run the prompt set's common prefix (and each batch's) once and reuse it.
+    pub share_prefix: bool,
 }
 
 /// Indices of the prompts a shard processes: whole batches, so that every prompt is computed
@@ -109,8 +111,6 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         bail!("{}: no prompt rows", o.prompts.display());
     }
     let full_hash = table.ids_hash();
-    let idx = shard_indices(table.len(), o.batch_size, o.shard);
-    let table = table.select(&idx);
     let model = Model::load(&o.model)?;
     let cfg = &model.config;
     let layers = o.layers.resolve(cfg.num_layers)?;
@@ -122,7 +122,9 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
             o.out.display()
         );
     }
-    let mut seqs = Vec::with_capacity(table.len());
+    // Every prompt is encoded, also in a shard: the shared prefix comes from the whole set, so
+    // that shards compute exactly what an unsharded run computes.
+    let mut all_seqs = Vec::with_capacity(table.len());
     for i in 0..table.len() {
         let ids = model
             .encode_prompt(table.prompt(i), &o.format)
@@ -143,8 +145,26 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
                 cfg.max_position_embeddings
             );
         }
-        seqs.push(ids);
+        all_seqs.push(ids);
     }
+    let shared = if o.share_prefix {
+        let refs: Vec<&[u32]> = all_seqs.iter().map(Vec::as_slice).collect();
+        let n = hd_lm::common_prefix_len(&refs);
+        if hd_lm::forward::worth_sharing(refs.len(), n) {
+            refs[0][..n].to_vec()
+        } else {
+            vec![]
+        }
+    } else {
+        vec![]
+    };
+    let idx = shard_indices(table.len(), o.batch_size, o.shard);
+    let table = table.select(&idx);
+    let seqs: Vec<Vec<u32>> = idx
+        .iter()
+        .map(|&i| std::mem::take(&mut all_seqs[i]))
+        .collect();
+    drop(all_seqs);
     let (refusal, refusal_names) = refusal_ids(&model, &o.refusal_tokens)?;
     let d = cfg.hidden_size;
     let req = Request {
@@ -158,9 +178,18 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     let total_tokens: usize = seqs.iter().map(Vec::len).sum();
     let pb = hd_cli::progress(seqs.len() as u64, "prompts");
     let fw = model.forward();
+    let base = if shared.is_empty() {
+        None
+    } else {
+        Some(fw.prefix(&shared, &req, false)?)
+    };
     for chunk in seqs.chunks(o.batch_size) {
         let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let out = fw.run(&refs, &req)?;
+        let out = if o.share_prefix {
+            fw.run_shared(base.as_ref(), &refs, &req)?
+        } else {
+            fw.run(&refs, &req)?
+        };
         for (buf, (_, states)) in per_layer.iter_mut().zip(out.captured) {
             buf.extend_from_slice(&states);
         }
@@ -222,6 +251,11 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     );
     md.insert("n_prompts".into(), table.len().to_string());
     md.insert("batch_size".into(), o.batch_size.to_string());
+    md.insert(
+        "share_prefix".into(),
+        if o.share_prefix { "on" } else { "off" }.into(),
+    );
+    md.insert("shared_prefix_tokens".into(), shared.len().to_string());
     md.insert(
         "refusal_tokens".into(),
         serde_json::to_string(&refusal_names)?,
@@ -310,6 +344,8 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         "positions",
         "template",
         "batch_size",
+        "share_prefix",
+        "shared_prefix_tokens",
         "refusal_tokens",
         "system",
         "hidden_size",

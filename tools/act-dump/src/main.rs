@@ -50,6 +50,11 @@ struct Args {
     /// Refusal-token set for refusal_score: comma-separated strings, each giving its first token.
     #[arg(long, default_value = DEFAULT_REFUSAL_TOKENS, value_name = "LIST")]
     refusal_tokens: String,
+    /// Run every prompt in full instead of computing the prompt set's common prefix (and each
+    /// batch's) once and reusing its keys and values. Sharing is exact up to floating-point
+    /// summation order; turn it off to make each batch independent of the rest of the set.
+    #[arg(long)]
+    no_share_prefix: bool,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -92,6 +97,7 @@ fn main() -> std::process::ExitCode {
             },
             shard: a.shard,
             refusal_tokens: a.refusal_tokens,
+            share_prefix: !a.no_share_prefix,
         })
     })
 }

@@ -415,6 +415,85 @@ fn shards_merge_to_the_unsharded_run_byte_for_byte() {
     }
 }
 
+/// Sharing the common prefix (the template's system turn for the whole set, plus a long
+/// shared instruction inside one batch) gives the states of running every prompt in full.
+#[test]
+fn shared_prefix_matches_full_runs() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,prompt\n");
+    for (i, q) in [
+        "the capital of France",
+        "how a lock works",
+        "why the sky is blue",
+        "what a prime number is",
+        "how vaccines work",
+        "the rules of chess",
+        "how rainbows form",
+        "what inflation is",
+        "how bees make honey",
+    ]
+    .iter()
+    .enumerate()
+    {
+        csv += &format!("q{i},Answer in one short paragraph and as plainly as you can for a curious reader: {q}\n");
+    }
+    csv += "x,Hi\ny,Name three primes.\n";
+    let p = dir.path().join("p.csv");
+    std::fs::write(&p, csv).unwrap();
+    for pos in ["last", "all"] {
+        let (on, off) = (
+            dir.path().join(format!("on-{pos}.safetensors")),
+            dir.path().join(format!("off-{pos}.safetensors")),
+        );
+        let common = [
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&p),
+            "--positions",
+            pos,
+            "--batch-size",
+            "9",
+        ];
+        let mut a = common.to_vec();
+        a.extend(["--out", s(&on)]);
+        ok(&a);
+        let mut a = common.to_vec();
+        a.extend(["--out", s(&off), "--no-share-prefix"]);
+        ok(&a);
+        let (f, g) = (
+            TensorFile::read(&on).unwrap(),
+            TensorFile::read(&off).unwrap(),
+        );
+        assert_eq!(f.metadata["share_prefix"], "on");
+        assert_eq!(g.metadata["share_prefix"], "off");
+        let shared: usize = f.metadata["shared_prefix_tokens"].parse().unwrap();
+        assert!(
+            shared >= 20,
+            "only {shared} shared tokens: the system turn is longer"
+        );
+        assert_eq!(g.metadata["shared_prefix_tokens"], "0");
+        if pos == "all" {
+            assert_eq!(
+                f.get("token_ids").unwrap().as_i64(),
+                g.get("token_ids").unwrap().as_i64()
+            );
+        }
+        for l in f.resid_layers() {
+            let name = format!("resid.{l}");
+            let (na, da, a) = f.get_2d_f32(&name).unwrap();
+            let (nb, db, b) = g.get_2d_f32(&name).unwrap();
+            assert_eq!((na, da), (nb, db));
+            let e = rel_err(a, b);
+            assert!(
+                e < 1e-6,
+                "{pos} layer {l}: shared vs full differ by {e:.2e} relative"
+            );
+        }
+    }
+}
+
 fn fails(args: &[&str], code: i32, needle: &str, out: &Path) {
     let o = run(args);
     let err = String::from_utf8_lossy(&o.stderr);
