@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::error::{LmError, Result};
 use crate::kernels::{
-    axpy, dot, dot_generic, fast_exp, linear, rms_norm, rms_norm_row, rope_row, silu_mul, with_avx2,
+    attend, axpy, dot, linear, rms_norm, rms_norm_row, rope_row, silu_mul, ATT_KB, ATT_QB,
 };
 use crate::weights::Weights;
 use rayon::prelude::*;
@@ -536,44 +536,49 @@ impl Forward<'_> {
                 };
                 let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
                 let (koff, voff) = (nh * hd, nh * hd + kv_w);
-                with_avx2(|| {
-                    let mut scores = vec![0.0f32; np + len];
+                // Per key/value head: its query heads' vectors, the keys transposed and the
+                // values gathered into contiguous blocks for the kernel.
+                let gs = nh / nkv;
+                let nq = len * gs;
+                let nk = np + len;
+                let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
+                let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
+                let mut qb = vec![0.0f32; nqp * hd];
+                let mut kt = vec![0.0f32; hd * nkp];
+                let mut vb = vec![0.0f32; nk * hd];
+                let mut sb = vec![0.0f32; nqp * nkp];
+                let mut ob = vec![0.0f32; nq * hd];
+                let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
+                for g in 0..nkv {
                     for j in 0..len {
-                        let qrow = &rows[j * qkv_w..];
-                        let n_keys = np + j + 1;
-                        for head in 0..nh {
-                            let kvh = head / (nh / nkv);
-                            let q = &qrow[head * hd..(head + 1) * hd];
-                            let key = |kk: usize| -> &[f32] {
-                                if kk < np {
-                                    &pk[kk * kv_w + kvh * hd..][..hd]
-                                } else {
-                                    &rows[(kk - np) * qkv_w + koff + kvh * hd..][..hd]
-                                }
-                            };
-                            let mut m = f32::NEG_INFINITY;
-                            for (kk, sc) in scores[..n_keys].iter_mut().enumerate() {
-                                *sc = dot_generic(q, key(kk)) * scale;
-                                m = m.max(*sc);
-                            }
-                            let mut z = 0.0f32;
-                            for sc in scores[..n_keys].iter_mut() {
-                                *sc = fast_exp(*sc - m);
-                                z += *sc;
-                            }
-                            let o = &mut out[j * nh * hd + head * hd..][..hd];
-                            o.fill(0.0);
-                            for (kk, &p) in scores[..n_keys].iter().enumerate() {
-                                let v = if kk < np {
-                                    &pv[kk * kv_w + kvh * hd..][..hd]
-                                } else {
-                                    &rows[(kk - np) * qkv_w + voff + kvh * hd..][..hd]
-                                };
-                                axpy(p / z, v, o);
-                            }
+                        for hh in 0..gs {
+                            let src = &rows[j * qkv_w + (g * gs + hh) * hd..][..hd];
+                            qb[(j * gs + hh) * hd..][..hd].copy_from_slice(src);
                         }
                     }
-                });
+                    for kk in 0..nk {
+                        let (k, v) = if kk < np {
+                            (
+                                &pk[kk * kv_w + g * hd..][..hd],
+                                &pv[kk * kv_w + g * hd..][..hd],
+                            )
+                        } else {
+                            let r = &rows[(kk - np) * qkv_w..];
+                            (&r[koff + g * hd..][..hd], &r[voff + g * hd..][..hd])
+                        };
+                        for (dd, &x) in k.iter().enumerate() {
+                            kt[dd * nkp + kk] = x;
+                        }
+                        vb[kk * hd..(kk + 1) * hd].copy_from_slice(v);
+                    }
+                    attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut sb, &mut ob);
+                    for j in 0..len {
+                        for hh in 0..gs {
+                            out[j * nh * hd + (g * gs + hh) * hd..][..hd]
+                                .copy_from_slice(&ob[(j * gs + hh) * hd..][..hd]);
+                        }
+                    }
+                }
             });
             if let Past::Own(c) = &mut past_kv {
                 for (i, cache) in c.iter_mut().enumerate() {

@@ -4,8 +4,9 @@
 use crate::config::{Arch, Config, Llama3Scaling};
 use crate::error::{LmError, Result};
 use crate::weights::TensorSource;
-use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::Device;
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+use candle_core::quantized::GgmlDType;
+use memmap2::Mmap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Gguf {
     pub path: PathBuf,
     pub content: Content,
-    reader: BufReader<File>,
+    map: Mmap,
     arch: Arch,
     heads: (usize, usize),
 }
@@ -39,10 +40,13 @@ impl Gguf {
                 })
             }
         };
+        // SAFETY: the file is only read; as with every mmap-based loader, it must not be
+        // truncated by another process while we decode it.
+        let map = unsafe { Mmap::map(reader.get_ref()) }.map_err(|e| LmError::io(path, e))?;
         Ok(Gguf {
             path: path.into(),
             content,
-            reader,
+            map,
             arch,
             heads: (0, 0),
         })
@@ -159,65 +163,169 @@ impl Gguf {
     }
 }
 
+impl Gguf {
+    /// The tensor's info and its bytes in the file, checked to lie within it.
+    fn raw(&self, gname: &str) -> Result<Option<(&TensorInfo, &[u8])>> {
+        let Some(info) = self.content.tensor_infos.get(gname) else {
+            return Ok(None);
+        };
+        let n = info.shape.elem_count();
+        let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        let cols = info.shape.dims().last().copied().unwrap_or(1);
+        if cols % bs != 0 {
+            return Err(LmError::format(
+                &self.path,
+                format!(
+                    "tensor '{gname}': rows of {cols} values do not divide into {:?} blocks of {bs}",
+                    info.ggml_dtype
+                ),
+            ));
+        }
+        let start = self.content.tensor_data_offset as usize + info.offset as usize;
+        let len = n / bs * ts;
+        match self.map.get(start..start + len) {
+            Some(b) => Ok(Some((info, b))),
+            None => Err(LmError::format(
+                &self.path,
+                format!(
+                    "tensor '{gname}': its {len} bytes at offset {start} lie past the end of the \
+                     {}-byte file (truncated?)",
+                    self.map.len()
+                ),
+            )),
+        }
+    }
+}
+
 impl TensorSource for Gguf {
     fn path(&self) -> &Path {
         &self.path
     }
 
-    fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+    fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
         let Some(gname) = Self::gguf_name(name) else {
             return Ok(None);
         };
-        if !self.content.tensor_infos.contains_key(&gname) {
-            return Ok(None);
-        }
-        let err = |e: candle_core::Error| {
-            LmError::format(
+        Ok(self
+            .raw(&gname)?
+            .map(|(info, _)| info.shape.dims().to_vec()))
+    }
+
+    fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
+        let gname = Self::gguf_name(name).unwrap_or_default();
+        let Some((info, bytes)) = self.raw(&gname)? else {
+            return Err(LmError::format(
                 &self.path,
-                format!("tensor '{gname}': {}", crate::error::candle_msg(&e)),
-            )
+                format!("missing tensor '{gname}'"),
+            ));
         };
-        let q = self
-            .content
-            .tensor(&mut self.reader, &gname, &Device::Cpu)
-            .map_err(err)?;
-        let t = q.dequantize(&Device::Cpu).map_err(err)?;
-        let shape = t.dims().to_vec();
-        let mut data = t
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(err)?;
+        let err = |m: String| LmError::format(&self.path, format!("tensor '{gname}': {m}"));
         // convert_hf_to_gguf.py permutes Llama q/k rows for llama.cpp's interleaved RoPE;
         // undo it so one rotate-half RoPE (Hugging Face's) serves every source.
-        if self.arch == Arch::Llama {
-            let heads = if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") {
+        let heads = match self.arch {
+            Arch::Llama if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") => {
                 Some(self.heads.0)
-            } else if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") {
-                Some(self.heads.1)
-            } else {
-                None
-            };
-            if let Some(h) = heads {
-                data = unpermute_rows(&data, h, shape[0] / h, data.len() / shape[0]);
             }
+            Arch::Llama if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => {
+                Some(self.heads.1)
+            }
+            _ => None,
+        };
+        let Some(h) = heads else {
+            return dequantize(info.ggml_dtype, bytes, dst).map_err(err);
+        };
+        let rows = info.shape.dims()[0];
+        let cols = dst.len() / rows;
+        let row_bytes = bytes.len() / rows;
+        let hd = rows / h;
+        for r in 0..rows {
+            let (head, i, j) = (r / hd, (r % hd) / 2, r % 2);
+            let to = head * hd + j * (hd / 2) + i;
+            dequantize(
+                info.ggml_dtype,
+                &bytes[r * row_bytes..(r + 1) * row_bytes],
+                &mut dst[to * cols..(to + 1) * cols],
+            )
+            .map_err(err)?;
         }
-        Ok(Some((shape, data)))
+        Ok(())
     }
 }
 
-/// Inverse of llama.cpp's `permute`: GGUF row `h*hd + 2i + j` is HF row `h*hd + j*hd/2 + i`.
-pub(crate) fn unpermute_rows(w: &[f32], heads: usize, hd: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; w.len()];
-    for h in 0..heads {
-        for i in 0..hd / 2 {
-            for j in 0..2 {
-                let src = (h * hd + 2 * i + j) * cols;
-                let dst = (h * hd + j * (hd / 2) + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
-            }
+/// Decodes GGUF tensor bytes of `dtype` into f32, straight into `out`.
+fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::Result<(), String> {
+    use candle_core::quantized::k_quants::*;
+    fn blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> std::result::Result<(), String> {
+        let size = std::mem::size_of::<T>();
+        if out.len() % T::BLCK_SIZE != 0 || bytes.len() != out.len() / T::BLCK_SIZE * size {
+            return Err(format!(
+                "{} bytes do not hold {} values of {:?}",
+                bytes.len(),
+                out.len(),
+                T::DTYPE
+            ));
         }
+        let n = bytes.len() / size;
+        if (bytes.as_ptr() as usize) % std::mem::align_of::<T>() == 0 {
+            // SAFETY: the pointer is aligned for T, the length is n whole blocks, and ggml
+            // blocks are plain integers and half floats, valid for any bit pattern.
+            let xs = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), n) };
+            T::to_float(xs, out);
+        } else {
+            // GGUF aligns tensor data (32 bytes by default); copy when a file does not.
+            let mut xs: Vec<T> = Vec::with_capacity(n);
+            // SAFETY: as above; the destination has capacity for n blocks.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    xs.as_mut_ptr().cast::<u8>(),
+                    bytes.len(),
+                );
+                xs.set_len(n);
+            }
+            T::to_float(&xs, out);
+        }
+        Ok(())
     }
-    out
+    let n = out.len();
+    let scalars = |width: usize| -> std::result::Result<std::slice::ChunksExact<'_, u8>, String> {
+        if bytes.len() != n * width {
+            return Err(format!("{} bytes do not hold {n} values", bytes.len()));
+        }
+        Ok(bytes.chunks_exact(width))
+    };
+    match dtype {
+        GgmlDType::F32 => {
+            for (o, c) in out.iter_mut().zip(scalars(4)?) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            Ok(())
+        }
+        GgmlDType::F16 => {
+            for (o, c) in out.iter_mut().zip(scalars(2)?) {
+                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+            Ok(())
+        }
+        GgmlDType::BF16 => {
+            for (o, c) in out.iter_mut().zip(scalars(2)?) {
+                *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+            Ok(())
+        }
+        GgmlDType::Q4_0 => blocks::<BlockQ4_0>(bytes, out),
+        GgmlDType::Q4_1 => blocks::<BlockQ4_1>(bytes, out),
+        GgmlDType::Q5_0 => blocks::<BlockQ5_0>(bytes, out),
+        GgmlDType::Q5_1 => blocks::<BlockQ5_1>(bytes, out),
+        GgmlDType::Q8_0 => blocks::<BlockQ8_0>(bytes, out),
+        GgmlDType::Q8_1 => blocks::<BlockQ8_1>(bytes, out),
+        GgmlDType::Q2K => blocks::<BlockQ2K>(bytes, out),
+        GgmlDType::Q3K => blocks::<BlockQ3K>(bytes, out),
+        GgmlDType::Q4K => blocks::<BlockQ4K>(bytes, out),
+        GgmlDType::Q5K => blocks::<BlockQ5K>(bytes, out),
+        GgmlDType::Q6K => blocks::<BlockQ6K>(bytes, out),
+        GgmlDType::Q8K => blocks::<BlockQ8K>(bytes, out),
+    }
 }
 
 pub(crate) fn get_str(c: &Content, path: &Path, key: &str) -> Result<String> {

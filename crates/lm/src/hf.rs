@@ -154,7 +154,57 @@ impl TensorSource for HfTensors {
         &self.dir
     }
 
-    fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+    fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
+        Ok(self.view(name)?.map(|(_, t)| t.shape().to_vec()))
+    }
+
+    fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
+        let Some((p, t)) = self.view(name)? else {
+            return Err(LmError::format(
+                &self.dir,
+                format!("missing tensor '{name}'"),
+            ));
+        };
+        let b = t.data();
+        let width = match t.dtype() {
+            Dtype::F32 => 4,
+            Dtype::BF16 | Dtype::F16 => 2,
+            other => {
+                return Err(LmError::format(
+                    p,
+                    format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16"),
+                ))
+            }
+        };
+        if b.len() != dst.len() * width {
+            return Err(LmError::format(
+                p,
+                format!(
+                    "tensor '{name}': {} bytes for {} values",
+                    b.len(),
+                    dst.len()
+                ),
+            ));
+        }
+        let chunks = b.chunks_exact(width);
+        match t.dtype() {
+            Dtype::F32 => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }),
+            Dtype::BF16 => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
+                *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }),
+            _ => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
+                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }),
+        }
+        Ok(())
+    }
+}
+
+impl HfTensors {
+    /// The file holding `name` and a view of the tensor, or `None` when no file has it.
+    fn view(&self, name: &str) -> Result<Option<(&Path, safetensors::tensor::TensorView<'_>)>> {
         let Some(&fi) = self.index.get(name) else {
             return Ok(None);
         };
@@ -163,27 +213,6 @@ impl TensorSource for HfTensors {
         let t = st
             .tensor(name)
             .map_err(|e| LmError::format(p, format!("tensor '{name}': {e}")))?;
-        let b = t.data();
-        let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(LmError::format(
-                    p,
-                    format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16"),
-                ))
-            }
-        };
-        Ok(Some((t.shape().to_vec(), data)))
+        Ok(Some((p.as_path(), t)))
     }
 }

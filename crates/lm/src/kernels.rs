@@ -191,6 +191,123 @@ pub(crate) fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Query vectors per block of `attend`'s score kernel; its padding of `q` and `s`.
+pub const ATT_QB: usize = 4;
+/// Keys per block of `attend`'s score kernel; its padding of `kt`'s rows.
+pub const ATT_KB: usize = 16;
+
+/// Causal softmax attention for one key/value head of one sequence.
+///
+/// `q`: `[nq rounded up to ATT_QB, hd]` query vectors; `limits[r]`: how many leading keys query
+/// `r` sees (≥ 1); `kt`: keys transposed, `[hd, nkp]` with `nkp` a multiple of `ATT_KB` ≥ every
+/// limit; `v`: values `[≥ max limit, hd]`; `s`: scratch `[q rows, nkp]`; `o`: `[nq, hd]` output.
+/// Scores are computed `ATT_QB` queries × `ATT_KB` keys at a time with the keys laid out along
+/// the vector lanes, so there are no horizontal sums and each key load serves several queries.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    hd: usize,
+    q: &[f32],
+    limits: &[usize],
+    kt: &[f32],
+    nkp: usize,
+    v: &[f32],
+    scale: f32,
+    s: &mut [f32],
+    o: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { attend_avx2(hd, q, limits, kt, nkp, v, scale, s, o) };
+        }
+    }
+    attend_generic(hd, q, limits, kt, nkp, v, scale, s, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    hd: usize,
+    q: &[f32],
+    limits: &[usize],
+    kt: &[f32],
+    nkp: usize,
+    v: &[f32],
+    scale: f32,
+    s: &mut [f32],
+    o: &mut [f32],
+) {
+    attend_generic(hd, q, limits, kt, nkp, v, scale, s, o)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_generic(
+    hd: usize,
+    q: &[f32],
+    limits: &[usize],
+    kt: &[f32],
+    nkp: usize,
+    v: &[f32],
+    scale: f32,
+    s: &mut [f32],
+    o: &mut [f32],
+) {
+    let nq = limits.len();
+    assert!(q.len() >= nq.div_ceil(ATT_QB) * ATT_QB * hd && kt.len() >= hd * nkp);
+    assert!(s.len() >= nq.div_ceil(ATT_QB) * ATT_QB * nkp && o.len() >= nq * hd);
+    for qb in (0..nq).step_by(ATT_QB) {
+        let lim = limits[qb..(qb + ATT_QB).min(nq)]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        assert!(lim <= nkp && v.len() >= lim * hd);
+        for kc in (0..lim).step_by(ATT_KB) {
+            let mut acc = [[0.0f32; ATT_KB]; ATT_QB];
+            for d in 0..hd {
+                let kr: &[f32; ATT_KB] =
+                    kt[d * nkp + kc..d * nkp + kc + ATT_KB].try_into().unwrap();
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let qd = q[(qb + r) * hd + d];
+                    for l in 0..ATT_KB {
+                        a[l] = qd.mul_add(kr[l], a[l]);
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                s[(qb + r) * nkp + kc..(qb + r) * nkp + kc + ATT_KB].copy_from_slice(a);
+            }
+        }
+        for r in qb..(qb + ATT_QB).min(nq) {
+            let n = limits[r];
+            let row = &mut s[r * nkp..r * nkp + n];
+            let mut m = f32::NEG_INFINITY;
+            for x in row.iter_mut() {
+                *x *= scale;
+                m = m.max(*x);
+            }
+            let mut z = 0.0f32;
+            for x in row.iter_mut() {
+                *x = fast_exp(*x - m);
+                z += *x;
+            }
+            let inv = 1.0 / z;
+            let out = &mut o[r * hd..(r + 1) * hd];
+            out.fill(0.0);
+            for (kk, &p) in row.iter().enumerate() {
+                let p = p * inv;
+                for (y, &x) in out.iter_mut().zip(&v[kk * hd..(kk + 1) * hd]) {
+                    *y = p.mul_add(x, *y);
+                }
+            }
+        }
+    }
+}
+
 /// `y += a * x`.
 #[inline(always)]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {

@@ -89,7 +89,7 @@ impl Model {
             }
             _ => None,
         };
-        let weights = weights::load_weights(&config, &mut g)?;
+        let weights = weights::load_weights(&config, &g)?;
         Ok(Model {
             config,
             weights,
@@ -104,9 +104,9 @@ impl Model {
         let config = hf::config(dir)?;
         let tokenizer = Tokenizer::from_hf_dir(dir)?;
         let template = hf_template(dir)?;
-        let mut src = hf::HfTensors::open(dir)?;
+        let src = hf::HfTensors::open(dir)?;
         let weight_files = src.files().map(Path::to_path_buf).collect();
-        let weights = weights::load_weights(&config, &mut src)?;
+        let weights = weights::load_weights(&config, &src)?;
         Ok(Model {
             config,
             weights,

@@ -3,7 +3,10 @@
 
 use crate::config::Config;
 use crate::error::{LmError, Result};
+use rayon::prelude::*;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// One decoder block.
 #[derive(Debug, Clone)]
@@ -39,21 +42,42 @@ pub struct Weights {
 
 impl Weights {
     /// Builds weights from tensors looked up by Hugging Face name (`model.layers.0.mlp.up_proj.weight`);
-    /// `get` returns shape and row-major f32 data, or `None` when absent.
+    /// `get` returns shape and row-major f32 data, or `None` when absent. It is called once per
+    /// name, in a fixed order (seeded fixtures rely on that).
     pub fn from_fn(
         cfg: &Config,
-        get: impl FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>,
+        get: impl FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)> + Send,
     ) -> Result<Self> {
-        struct FnSource<F>(F, std::path::PathBuf);
-        impl<F: FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>> TensorSource for FnSource<F> {
+        type Loaded = HashMap<String, Option<(Vec<usize>, Vec<f32>)>>;
+        struct FnSource<F>(Mutex<(F, Loaded)>, std::path::PathBuf);
+        impl<F: FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)> + Send> TensorSource for FnSource<F> {
             fn path(&self) -> &Path {
                 &self.1
             }
-            fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
-                Ok((self.0)(name))
+            fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
+                let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                let (f, loaded) = &mut *g;
+                let t = loaded.entry(name.into()).or_insert_with(|| f(name));
+                Ok(t.as_ref().map(|(s, _)| s.clone()))
+            }
+            fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
+                let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                match g.1.get(name) {
+                    Some(Some((_, data))) if data.len() == dst.len() => {
+                        dst.copy_from_slice(data);
+                        Ok(())
+                    }
+                    _ => Err(LmError::format(
+                        &self.1,
+                        format!("tensor '{name}': data does not match its shape"),
+                    )),
+                }
             }
         }
-        load_weights(cfg, &mut FnSource(get, "<tensors>".into()))
+        load_weights(
+            cfg,
+            &FnSource(Mutex::new((get, HashMap::new())), "<tensors>".into()),
+        )
     }
 
     /// The output head (the embedding matrix when tied).
@@ -63,101 +87,122 @@ impl Weights {
 }
 
 /// Where raw tensors come from; names are Hugging Face names (`model.layers.3.mlp.up_proj.weight`).
-pub(crate) trait TensorSource {
+/// Shared across threads: tensors are decoded in parallel, each straight into its place in
+/// the fused buffers.
+pub(crate) trait TensorSource: Sync {
     /// The file this source reads, for error messages.
     fn path(&self) -> &Path;
-    /// Shape and f32 data of a tensor, or `None` when absent.
-    fn load(&mut self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>>;
+    /// Shape of a tensor (row-major), or `None` when absent.
+    fn shape(&self, name: &str) -> Result<Option<Vec<usize>>>;
+    /// Writes a tensor, whose shape was checked, as row-major f32 into `dst`.
+    fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()>;
 }
 
-fn need(src: &mut dyn TensorSource, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-    match src.load(name)? {
-        Some((s, data)) => {
-            if s != shape {
-                return Err(LmError::format(
-                    src.path(),
-                    format!("tensor '{name}' has shape {s:?}, expected {shape:?}"),
-                ));
-            }
-            Ok(data)
-        }
-        None => Err(LmError::format(
-            src.path(),
-            format!("missing tensor '{name}'"),
-        )),
-    }
-}
-
-fn maybe(src: &mut dyn TensorSource, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
-    match src.load(name)? {
-        Some((s, data)) if s == shape => Ok(Some(data)),
-        Some((s, _)) => Err(LmError::format(
+/// Whether `name` is present with `shape`; a shape mismatch, or absence when `required`,
+/// is an error naming the tensor.
+fn check(src: &dyn TensorSource, name: &str, shape: &[usize], required: bool) -> Result<bool> {
+    match src.shape(name)? {
+        Some(s) if s == shape => Ok(true),
+        Some(s) => Err(LmError::format(
             src.path(),
             format!("tensor '{name}' has shape {s:?}, expected {shape:?}"),
         )),
-        None => Ok(None),
+        None if required => Err(LmError::format(
+            src.path(),
+            format!("missing tensor '{name}'"),
+        )),
+        None => Ok(false),
     }
 }
 
-/// Loads every tensor by its Hugging Face name and fuses the projections.
-pub(crate) fn load_weights(cfg: &Config, src: &mut dyn TensorSource) -> Result<Weights> {
-    let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+/// Loads every tensor by its Hugging Face name, fusing q|k|v and gate|up: all shapes are
+/// checked first, then the tensors are decoded in parallel into their final buffers.
+pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weights> {
+    let (d, ff, hd, nl) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.head_dim,
+        cfg.num_layers,
+    );
     let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-    let embed = need(src, "model.embed_tokens.weight", &[cfg.vocab_size, d])?;
-    let mut layers = Vec::with_capacity(cfg.num_layers);
-    for i in 0..cfg.num_layers {
-        let p = format!("model.layers.{i}");
-        let attn_norm = need(src, &format!("{p}.input_layernorm.weight"), &[d])?;
-        let q = need(src, &format!("{p}.self_attn.q_proj.weight"), &[q_out, d])?;
-        let k = need(src, &format!("{p}.self_attn.k_proj.weight"), &[kv_out, d])?;
-        let v = need(src, &format!("{p}.self_attn.v_proj.weight"), &[kv_out, d])?;
-        let wqkv = [q, k, v].concat();
-        let bias = |src: &mut dyn TensorSource, n: &str, len: usize| {
-            maybe(src, &format!("{p}.self_attn.{n}.bias"), &[len])
-        };
-        let (bq, bk, bv) = (
-            bias(src, "q_proj", q_out)?,
-            bias(src, "k_proj", kv_out)?,
-            bias(src, "v_proj", kv_out)?,
-        );
-        let bqkv = match (bq, bk, bv) {
-            (None, None, None) => None,
-            (bq, bk, bv) => Some(
-                [
-                    bq.unwrap_or_else(|| vec![0.0; q_out]),
-                    bk.unwrap_or_else(|| vec![0.0; kv_out]),
-                    bv.unwrap_or_else(|| vec![0.0; kv_out]),
-                ]
-                .concat(),
-            ),
-        };
-        let wo = need(src, &format!("{p}.self_attn.o_proj.weight"), &[d, q_out])?;
-        let mlp_norm = need(src, &format!("{p}.post_attention_layernorm.weight"), &[d])?;
-        let gate = need(src, &format!("{p}.mlp.gate_proj.weight"), &[ff, d])?;
-        let up = need(src, &format!("{p}.mlp.up_proj.weight"), &[ff, d])?;
-        let w_gate_up = [gate, up].concat();
-        let w_down = need(src, &format!("{p}.mlp.down_proj.weight"), &[d, ff])?;
-        layers.push(LayerWeights {
-            attn_norm,
-            wqkv,
-            bqkv,
-            wo,
-            mlp_norm,
-            w_gate_up,
-            w_down,
-        });
+    let name = |i: usize, t: &str| format!("model.layers.{i}.{t}");
+    check(src, "model.embed_tokens.weight", &[cfg.vocab_size, d], true)?;
+    let mut biases = Vec::with_capacity(nl);
+    for i in 0..nl {
+        check(src, &name(i, "input_layernorm.weight"), &[d], true)?;
+        check(src, &name(i, "self_attn.q_proj.weight"), &[q_out, d], true)?;
+        check(src, &name(i, "self_attn.k_proj.weight"), &[kv_out, d], true)?;
+        check(src, &name(i, "self_attn.v_proj.weight"), &[kv_out, d], true)?;
+        biases.push([
+            check(src, &name(i, "self_attn.q_proj.bias"), &[q_out], false)?,
+            check(src, &name(i, "self_attn.k_proj.bias"), &[kv_out], false)?,
+            check(src, &name(i, "self_attn.v_proj.bias"), &[kv_out], false)?,
+        ]);
+        check(src, &name(i, "self_attn.o_proj.weight"), &[d, q_out], true)?;
+        check(src, &name(i, "post_attention_layernorm.weight"), &[d], true)?;
+        check(src, &name(i, "mlp.gate_proj.weight"), &[ff, d], true)?;
+        check(src, &name(i, "mlp.up_proj.weight"), &[ff, d], true)?;
+        check(src, &name(i, "mlp.down_proj.weight"), &[d, ff], true)?;
     }
-    let final_norm = need(src, "model.norm.weight", &[d])?;
-    let lm_head = if cfg.tie_word_embeddings {
-        None
-    } else {
-        // Some checkpoints say untied but ship no head; transformers then ties them.
-        maybe(src, "lm_head.weight", &[cfg.vocab_size, d])?
+    check(src, "model.norm.weight", &[d], true)?;
+    // Some checkpoints say untied but ship no head; transformers then ties them.
+    let has_head =
+        !cfg.tie_word_embeddings && check(src, "lm_head.weight", &[cfg.vocab_size, d], false)?;
+
+    let mut w = Weights {
+        embed: vec![0.0; cfg.vocab_size * d],
+        layers: biases
+            .iter()
+            .map(|b| LayerWeights {
+                attn_norm: vec![0.0; d],
+                wqkv: vec![0.0; (q_out + 2 * kv_out) * d],
+                // absent parts of a partial bias stay zero
+                bqkv: b.iter().any(|&x| x).then(|| vec![0.0; q_out + 2 * kv_out]),
+                wo: vec![0.0; d * q_out],
+                mlp_norm: vec![0.0; d],
+                w_gate_up: vec![0.0; 2 * ff * d],
+                w_down: vec![0.0; d * ff],
+            })
+            .collect(),
+        final_norm: vec![0.0; d],
+        lm_head: has_head.then(|| vec![0.0; cfg.vocab_size * d]),
     };
-    Ok(Weights {
-        embed,
-        layers,
-        final_norm,
-        lm_head,
-    })
+    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 12 + 3);
+    jobs.push(("model.embed_tokens.weight".into(), &mut w.embed));
+    for (i, (l, has)) in w.layers.iter_mut().zip(&biases).enumerate() {
+        jobs.push((name(i, "input_layernorm.weight"), &mut l.attn_norm));
+        let (q, kv) = l.wqkv.split_at_mut(q_out * d);
+        let (k, v) = kv.split_at_mut(kv_out * d);
+        jobs.push((name(i, "self_attn.q_proj.weight"), q));
+        jobs.push((name(i, "self_attn.k_proj.weight"), k));
+        jobs.push((name(i, "self_attn.v_proj.weight"), v));
+        if let Some(b) = &mut l.bqkv {
+            let (q, kv) = b.split_at_mut(q_out);
+            let (k, v) = kv.split_at_mut(kv_out);
+            for ((part, dst), &present) in ["q_proj", "k_proj", "v_proj"]
+                .into_iter()
+                .zip([q, k, v])
+                .zip(has)
+            {
+                if present {
+                    jobs.push((name(i, &format!("self_attn.{part}.bias")), dst));
+                }
+            }
+        }
+        jobs.push((name(i, "self_attn.o_proj.weight"), &mut l.wo));
+        jobs.push((name(i, "post_attention_layernorm.weight"), &mut l.mlp_norm));
+        let (gate, up) = l.w_gate_up.split_at_mut(ff * d);
+        jobs.push((name(i, "mlp.gate_proj.weight"), gate));
+        jobs.push((name(i, "mlp.up_proj.weight"), up));
+        jobs.push((name(i, "mlp.down_proj.weight"), &mut l.w_down));
+    }
+    jobs.push(("model.norm.weight".into(), &mut w.final_norm));
+    if let Some(h) = &mut w.lm_head {
+        jobs.push(("lm_head.weight".into(), h));
+    }
+    // Largest first, so the embedding matrix does not start last on an otherwise idle pool.
+    jobs.sort_by_key(|(_, dst)| std::cmp::Reverse(dst.len()));
+    jobs.into_par_iter()
+        .try_for_each(|(n, dst)| src.read_into(&n, dst))?;
+    Ok(w)
 }

@@ -478,7 +478,10 @@ fn assert_same_output(a: &hd_lm::Output, b: &hd_lm::Output, what: &str) {
         assert!(e < 1e-5, "{what}: layer {la} differs by {e}");
     }
     match (&a.logits, &b.logits) {
-        (Some(x), Some(y)) => assert!(max_abs(x, y) < 1e-5, "{what}: logits differ"),
+        (Some(x), Some(y)) => {
+            let e = max_abs(x, y) / x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(e < 1e-5, "{what}: logits differ by {e} relative")
+        }
         (None, None) => {}
         _ => panic!("{what}: logits present in one output only"),
     }

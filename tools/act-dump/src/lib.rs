@@ -111,7 +111,13 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         bail!("{}: no prompt rows", o.prompts.display());
     }
     let full_hash = table.ids_hash();
+    let t0 = std::time::Instant::now();
     let model = Model::load(&o.model)?;
+    tracing::debug!(
+        "loaded {} in {:.2} s",
+        o.model.display(),
+        t0.elapsed().as_secs_f64()
+    );
     let cfg = &model.config;
     let layers = o.layers.resolve(cfg.num_layers)?;
     if hd_formats::tensors::Format::from_path(&o.out)? == hd_formats::tensors::Format::Npy
@@ -178,6 +184,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     let total_tokens: usize = seqs.iter().map(Vec::len).sum();
     let pb = hd_cli::progress(seqs.len() as u64, "prompts");
     let fw = model.forward();
+    let t0 = std::time::Instant::now();
     let base = if shared.is_empty() {
         None
     } else {
@@ -213,6 +220,14 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    tracing::debug!(
+        "forward: {} prompts, {total_tokens} tokens ({} of them a prefix shared by all) in {secs:.2} s, {:.0} tokens/s",
+        seqs.len(),
+        shared.len(),
+        total_tokens as f64 / secs
+    );
+    let t0 = std::time::Instant::now();
 
     let mut md = meta::base_metadata("act-dump", env!("CARGO_PKG_VERSION"));
     meta::set_prompt_ids_hash(&mut md, &table);
@@ -288,7 +303,13 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         &file,
         &o.out,
         o.rows.as_deref().map(|r| (r, &table, row_extra)),
-    )
+    )?;
+    tracing::debug!(
+        "hashed the model and wrote {} in {:.2} s",
+        o.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Rows CSV columns added by act-dump.
