@@ -283,6 +283,27 @@ impl DeviceArgs {
 }
 
 // ---------------------------------------------------------------------------------------
+// Chat formatting.
+
+/// How prompts become model input, for the tools that run a chat model.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(about = None, long_about = None)]
+pub struct ChatArgs {
+    /// System message for the chat template.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Encode the raw prompt text, without the chat template.
+    #[arg(long, conflicts_with = "system")]
+    pub no_template: bool,
+    /// Compute every token of every prompt instead of running the prompts' common prefix
+    /// (the template's system turn) once and reusing its keys and values. Sharing is exact up
+    /// to floating-point summation order; turn it off for numerics that do not depend on which
+    /// other prompts share the prefix.
+    #[arg(long)]
+    pub no_share_prefix: bool,
+}
+
+// ---------------------------------------------------------------------------------------
 // Layers.
 
 /// `--layers`.

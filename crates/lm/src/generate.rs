@@ -26,12 +26,26 @@ fn argmax(row: &[f32]) -> u32 {
 
 impl Model {
     /// Greedy decoding of every prompt (token ids) in one batch, up to `max_new` tokens each,
-    /// stopping a sequence at any of the tokenizer's stop ids.
+    /// stopping a sequence at any of the tokenizer's stop ids. The prompts' common prefix is
+    /// prefilled once (see `generate_with`).
     pub fn generate(
         &self,
         prompts: &[Vec<u32>],
         max_new: usize,
         interventions: &[crate::Intervention],
+    ) -> Result<Vec<Generation>> {
+        self.generate_with(prompts, max_new, interventions, true)
+    }
+
+    /// `generate`, choosing whether the prompts' common prefix (the template's system turn) is
+    /// prefilled once and its keys and values copied to every sequence, or every prompt is
+    /// prefilled in full.
+    pub fn generate_with(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        interventions: &[crate::Intervention],
+        share_prefix: bool,
     ) -> Result<Vec<Generation>> {
         let n = prompts.len();
         let mut out: Vec<Generation> = (0..n)
@@ -51,9 +65,8 @@ impl Model {
         };
         let fw = self.forward();
         let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-        // The prompts' common prefix (the template's system turn) is prefilled once.
         let k = common_prefix_len(&seqs);
-        let (mut caches, k) = if worth_sharing(n, k) {
+        let (mut caches, k) = if share_prefix && worth_sharing(n, k) {
             let p = fw.prefix(&seqs[0][..k], &req, true)?;
             (vec![p.cache().clone(); n], k)
         } else {

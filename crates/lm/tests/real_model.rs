@@ -37,7 +37,7 @@ fn capital_of_france() {
 }
 
 /// A batch prefills its common prefix (the system turn) once; each prompt's greedy answer must
-/// be what it gets alone, where nothing is shared.
+/// be what it gets alone and what the batch gets without sharing.
 #[test]
 fn batched_generation_with_shared_prefix_matches_single() {
     let Some(p) = model_path() else { return };
@@ -59,7 +59,9 @@ fn batched_generation_with_shared_prefix_matches_single() {
         "{shared} shared tokens: this test would not exercise sharing"
     );
     let batch = m.generate(&prompts, 24, &[]).unwrap();
-    for (p, b) in prompts.iter().zip(&batch) {
+    let unshared = m.generate_with(&prompts, 24, &[], false).unwrap();
+    for ((p, b), u) in prompts.iter().zip(&batch).zip(&unshared) {
+        assert_eq!(b.tokens, u.tokens);
         let alone = m.generate(std::slice::from_ref(p), 24, &[]).unwrap();
         assert_eq!(alone[0].tokens, b.tokens);
     }

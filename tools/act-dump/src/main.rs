@@ -1,6 +1,6 @@
 use act_dump::{dump, merge, parse_positions, DumpOptions, Shard, DEFAULT_REFUSAL_TOKENS};
 use clap::{Parser, Subcommand};
-use hd_cli::{DeviceArgs, LayerArgs, LogArgs};
+use hd_cli::{ChatArgs, DeviceArgs, LayerArgs, LogArgs};
 use hd_lm::{Positions, PromptFormat};
 use std::path::PathBuf;
 
@@ -38,23 +38,14 @@ struct Args {
     /// Prompts per forward pass (packed, no padding).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
-    /// System message for the chat template.
-    #[arg(long, value_name = "TEXT")]
-    system: Option<String>,
-    /// Encode the raw prompt text, without the chat template.
-    #[arg(long, conflicts_with = "system")]
-    no_template: bool,
+    #[command(flatten)]
+    chat: ChatArgs,
     /// Process every N-th batch starting at batch K (0-based); join with `act-dump merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
     /// Refusal-token set for refusal_score: comma-separated strings, each giving its first token.
     #[arg(long, default_value = DEFAULT_REFUSAL_TOKENS, value_name = "LIST")]
     refusal_tokens: String,
-    /// Run every prompt in full instead of computing the prompt set's common prefix (and each
-    /// batch's) once and reusing its keys and values. Sharing is exact up to floating-point
-    /// summation order; turn it off to make each batch independent of the rest of the set.
-    #[arg(long)]
-    no_share_prefix: bool,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -92,12 +83,12 @@ fn main() -> std::process::ExitCode {
             positions: a.positions,
             batch_size: a.batch_size as usize,
             format: PromptFormat {
-                system: a.system,
-                no_template: a.no_template,
+                system: a.chat.system,
+                no_template: a.chat.no_template,
             },
             shard: a.shard,
             refusal_tokens: a.refusal_tokens,
-            share_prefix: !a.no_share_prefix,
+            share_prefix: !a.chat.no_share_prefix,
         })
     })
 }

@@ -127,6 +127,8 @@ pub struct GenerateOptions {
     pub judge: Judge,
     /// Where to write refusal rates per `category` (also logged).
     pub summary: Option<PathBuf>,
+    /// Prefill each batch's common prefix once.
+    pub share_prefix: bool,
 }
 
 /// Refusal rate per value of the `category` column (or `all` without one), as an aligned
@@ -193,7 +195,7 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
     let pb = hd_cli::progress(table.len() as u64, "prompts");
     let mut extra = Vec::with_capacity(table.len());
     for chunk in ids.chunks(o.batch_size) {
-        for g in model.generate(chunk, o.max_new_tokens, &[])? {
+        for g in model.generate_with(chunk, o.max_new_tokens, &[], o.share_prefix)? {
             let text = model.tokenizer.decode(&g.tokens, true)?;
             let refused = o.judge.refused(&text);
             extra.push(vec![

@@ -1,6 +1,6 @@
 use clap::Parser;
 use generate::{generate, GenerateOptions, Judge};
-use hd_cli::{DeviceArgs, LogArgs};
+use hd_cli::{ChatArgs, DeviceArgs, LogArgs};
 use hd_lm::PromptFormat;
 use std::path::PathBuf;
 
@@ -29,12 +29,8 @@ struct Args {
     /// Prompts decoded together.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
-    /// System message for the chat template.
-    #[arg(long, value_name = "TEXT")]
-    system: Option<String>,
-    /// Encode the raw prompt text, without the chat template.
-    #[arg(long, conflicts_with = "system")]
-    no_template: bool,
+    #[command(flatten)]
+    chat: ChatArgs,
     /// Replace the refusal phrases with those in FILE (one per line, case-insensitive).
     #[arg(long, value_name = "FILE")]
     refusal_phrases: Option<PathBuf>,
@@ -61,11 +57,12 @@ fn main() -> std::process::ExitCode {
             max_new_tokens: a.max_new_tokens,
             batch_size: a.batch_size as usize,
             format: PromptFormat {
-                system: a.system,
-                no_template: a.no_template,
+                system: a.chat.system,
+                no_template: a.chat.no_template,
             },
             judge,
             summary: a.summary,
+            share_prefix: !a.chat.no_share_prefix,
         })
     })
 }
