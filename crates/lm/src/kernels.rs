@@ -93,7 +93,7 @@ unsafe fn small_rows_avx2<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], re
 fn small_rows_generic<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], res: &mut [f32]) {
     let n = w.len() / inp;
     assert!(xt.len() == inp * TP && res.len() == n * TP);
-    let xt: &[[f32; TP]] = xt.as_chunks::<TP>().0;
+    let lanes = |c: &[f32]| -> [f32; TP] { c.try_into().expect("TP lanes") };
     // four weight rows at a time: four independent accumulator sets hide the FMA latency
     let mut o = 0;
     while o + 4 <= n {
@@ -104,7 +104,7 @@ fn small_rows_generic<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], res: &
             &w[(o + 3) * inp..(o + 4) * inp],
         );
         let mut acc = [[0.0f32; TP]; 4];
-        for (k, xr) in xt.iter().enumerate() {
+        for (k, xr) in xt.chunks_exact(TP).map(lanes).enumerate() {
             let wv = [w0[k], w1[k], w2[k], w3[k]];
             for (a, &wk) in acc.iter_mut().zip(&wv) {
                 for l in 0..TP {
@@ -120,7 +120,7 @@ fn small_rows_generic<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], res: &
     while o < n {
         let wr = &w[o * inp..(o + 1) * inp];
         let mut a = [0.0f32; TP];
-        for (xr, &wk) in xt.iter().zip(wr) {
+        for (xr, &wk) in xt.chunks_exact(TP).map(lanes).zip(wr) {
             for l in 0..TP {
                 a[l] = wk.mul_add(xr[l], a[l]);
             }
