@@ -136,6 +136,8 @@ pub struct Prefix {
     /// The part of the request that shaped the prefix (see `prefix_request`).
     req: Request,
     blocks: usize,
+    /// Hidden size, key/value width and block count of the model that ran it.
+    dims: (usize, usize, usize),
 }
 
 impl Prefix {
@@ -260,6 +262,11 @@ impl Forward<'_> {
         Ok(())
     }
 
+    fn dims(&self) -> (usize, usize, usize) {
+        let c = self.cfg;
+        (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_layers)
+    }
+
     /// Blocks a request needs: up to the deepest captured or edited layer, all of them for
     /// logits.
     fn blocks_needed(&self, req: &Request) -> usize {
@@ -296,12 +303,18 @@ impl Forward<'_> {
             } else {
                 self.blocks_needed(req)
             },
+            dims: self.dims(),
         };
         self.extend_prefix(&empty, tokens)
     }
 
     /// `p` followed by `more`, computed on top of `p`'s cache.
     pub fn extend_prefix(&self, p: &Prefix, more: &[u32]) -> Result<Prefix> {
+        if p.dims != self.dims() {
+            return Err(LmError::Input(
+                "the shared prefix was computed by a model of another shape".into(),
+            ));
+        }
         let mut out = p.clone();
         if more.is_empty() {
             return Ok(out);
@@ -328,6 +341,11 @@ impl Forward<'_> {
     pub fn run_prefixed(&self, p: &Prefix, seqs: &[&[u32]], req: &Request) -> Result<Output> {
         if p.is_empty() {
             return self.run(seqs, req);
+        }
+        if p.dims != self.dims() {
+            return Err(LmError::Input(
+                "the shared prefix was computed by a model of another shape".into(),
+            ));
         }
         if prefix_request(req) != p.req || self.blocks_needed(req) > p.blocks {
             return Err(LmError::Input(
@@ -546,7 +564,7 @@ impl Forward<'_> {
                 let mut qb = vec![0.0f32; nqp * hd];
                 let mut kt = vec![0.0f32; hd * nkp];
                 let mut vb = vec![0.0f32; nk * hd];
-                let mut sb = vec![0.0f32; nqp * nkp];
+                let mut sb = vec![0.0f32; ATT_QB * nkp];
                 let mut ob = vec![0.0f32; nq * hd];
                 let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
                 for g in 0..nkv {

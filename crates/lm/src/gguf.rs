@@ -181,9 +181,17 @@ impl Gguf {
                 ),
             ));
         }
-        let start = self.content.tensor_data_offset as usize + info.offset as usize;
-        let len = n / bs * ts;
-        match self.map.get(start..start + len) {
+        // Offsets and sizes come from the file: overflow must not wrap into a valid range.
+        let start = (self.content.tensor_data_offset)
+            .checked_add(info.offset)
+            .and_then(|s| usize::try_from(s).ok());
+        let len = (n / bs).checked_mul(ts);
+        let range = start.zip(len).and_then(|(s, l)| Some(s..s.checked_add(l)?));
+        let (start, len) = (
+            range.as_ref().map_or(usize::MAX, |r| r.start),
+            len.unwrap_or(usize::MAX),
+        );
+        match range.and_then(|r| self.map.get(r)) {
             Some(b) => Ok(Some((info, b))),
             None => Err(LmError::format(
                 &self.path,

@@ -202,7 +202,12 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
     }
     // Largest first, so the embedding matrix does not start last on an otherwise idle pool.
     jobs.sort_by_key(|(_, dst)| std::cmp::Reverse(dst.len()));
-    jobs.into_par_iter()
-        .try_for_each(|(n, dst)| src.read_into(&n, dst))?;
+    // Every job runs; the first failure in job order is reported, so the message does not
+    // depend on which thread failed first.
+    let done: Vec<Result<()>> = jobs
+        .into_par_iter()
+        .map(|(n, dst)| src.read_into(&n, dst))
+        .collect();
+    done.into_iter().collect::<Result<()>>()?;
     Ok(w)
 }
