@@ -564,7 +564,6 @@ impl Forward<'_> {
                 let mut qb = vec![0.0f32; nqp * hd];
                 let mut kt = vec![0.0f32; hd * nkp];
                 let mut vb = vec![0.0f32; nk * hd];
-                let mut sb = vec![0.0f32; ATT_QB * nkp];
                 let mut ob = vec![0.0f32; nq * hd];
                 let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
                 for g in 0..nkv {
@@ -589,7 +588,7 @@ impl Forward<'_> {
                         }
                         vb[kk * hd..(kk + 1) * hd].copy_from_slice(v);
                     }
-                    attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut sb, &mut ob);
+                    attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut ob);
                     for j in 0..len {
                         for hh in 0..gs {
                             out[j * nh * hd + (g * gs + hh) * hd..][..hd]

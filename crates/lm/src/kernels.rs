@@ -260,19 +260,21 @@ pub(crate) fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Query vectors per block of `attend`'s score kernel; its padding of `q` and `s`.
+/// Query vectors per register tile of `attend`; its padding of `q`.
 pub const ATT_QB: usize = 4;
-/// Keys per block of `attend`'s score kernel; its padding of `kt`'s rows.
+/// Keys per register tile of `attend`; its padding of `kt`'s rows.
 pub const ATT_KB: usize = 16;
+/// Query vectors per task of `attend`: a chunk of transposed keys is loaded once into L1 and
+/// serves all of them, and tasks spread one long prompt over every core.
+const ATT_QS: usize = 32;
 
 /// Causal softmax attention for one key/value head of one sequence.
 ///
 /// `q`: `[nq rounded up to ATT_QB, hd]` query vectors; `limits[r]`: how many leading keys query
-/// `r` sees (≥ 1); `kt`: keys transposed, `[hd, nkp]` with `nkp` a multiple of `ATT_KB` ≥ every
-/// limit; `v`: values `[≥ max limit, hd]`; `s`: scratch `[ATT_QB, nkp]` (one query block's
-/// scores, so long prompts do not need a quadratic buffer); `o`: `[nq, hd]` output.
-/// Scores are computed `ATT_QB` queries × `ATT_KB` keys at a time with the keys laid out along
-/// the vector lanes, so there are no horizontal sums and each key load serves several queries.
+/// `r` sees (≥ 1, non-decreasing in `r`); `kt`: keys transposed, `[hd, nkp]` with `nkp` a
+/// multiple of `ATT_KB` ≥ every limit; `v`: values `[≥ max limit, hd]`; `o`: `[nq, hd]` output.
+/// Scores are computed `ATT_QB` queries × `ATT_KB` keys at a time with the keys on the vector
+/// lanes (no horizontal sums); `P·V` likewise `ATT_QB` queries × 16 dimensions at a time.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     hd: usize,
@@ -282,18 +284,37 @@ pub fn attend(
     nkp: usize,
     v: &[f32],
     scale: f32,
-    s: &mut [f32],
     o: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    let nq = limits.len();
+    assert!(q.len() >= nq.div_ceil(ATT_QB) * ATT_QB * hd && kt.len() >= hd * nkp);
+    assert!(o.len() >= nq * hd && limits.iter().all(|&l| l >= 1 && l <= nkp));
+    assert!(limits.windows(2).all(|w| w[0] <= w[1]) && v.len() >= limits[nq - 1] * hd);
+    let task = |(i, oc): (usize, &mut [f32])| {
+        let q0 = i * ATT_QS;
+        let mut s = vec![0.0f32; ATT_QS * nkp];
+        let part = (q0, &limits[q0..(q0 + ATT_QS).min(nq)]);
+        #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { attend_avx2(hd, q, limits, kt, nkp, v, scale, s, o) };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                return unsafe { attend_avx2(hd, q, part, kt, nkp, v, scale, &mut s, oc) };
+            }
         }
+        attend_block(hd, q, part, kt, nkp, v, scale, &mut s, oc)
+    };
+    let chunks = o[..nq * hd].par_chunks_mut(ATT_QS * hd).enumerate();
+    if nq > ATT_QS {
+        chunks.for_each(task);
+    } else {
+        // one task: no need to involve the pool from inside a pool task
+        o[..nq * hd]
+            .chunks_mut(ATT_QS * hd)
+            .enumerate()
+            .for_each(task);
     }
-    attend_generic(hd, q, limits, kt, nkp, v, scale, s, o)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -302,7 +323,7 @@ pub fn attend(
 unsafe fn attend_avx2(
     hd: usize,
     q: &[f32],
-    limits: &[usize],
+    part: (usize, &[usize]),
     kt: &[f32],
     nkp: usize,
     v: &[f32],
@@ -310,15 +331,17 @@ unsafe fn attend_avx2(
     s: &mut [f32],
     o: &mut [f32],
 ) {
-    attend_generic(hd, q, limits, kt, nkp, v, scale, s, o)
+    attend_block(hd, q, part, kt, nkp, v, scale, s, o)
 }
 
+/// One task of `attend`: queries `q0..q0 + limits.len()` (at most `ATT_QS`); `s` is the
+/// `[ATT_QS, nkp]` score scratch, `o` the task's output rows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_generic(
+fn attend_block(
     hd: usize,
     q: &[f32],
-    limits: &[usize],
+    (q0, limits): (usize, &[usize]),
     kt: &[f32],
     nkp: usize,
     v: &[f32],
@@ -326,56 +349,97 @@ fn attend_generic(
     s: &mut [f32],
     o: &mut [f32],
 ) {
-    let nq = limits.len();
-    assert!(q.len() >= nq.div_ceil(ATT_QB) * ATT_QB * hd && kt.len() >= hd * nkp);
-    assert!(s.len() >= ATT_QB * nkp && o.len() >= nq * hd);
-    for qb in (0..nq).step_by(ATT_QB) {
-        let lim = limits[qb..(qb + ATT_QB).min(nq)]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0);
-        assert!(lim <= nkp && v.len() >= lim * hd);
-        for kc in (0..lim).step_by(ATT_KB) {
+    let n = limits.len();
+    let tiles = n.div_ceil(ATT_QB);
+    let lim = limits[n - 1];
+    // scores, key chunk by key chunk so each chunk of `kt` stays in L1 for all tiles
+    for kc in (0..lim).step_by(ATT_KB) {
+        for t in 0..tiles {
+            let r0 = t * ATT_QB;
+            if kc >= limits[(r0 + ATT_QB).min(n) - 1] {
+                continue;
+            }
             let mut acc = [[0.0f32; ATT_KB]; ATT_QB];
             for d in 0..hd {
                 let kr: &[f32; ATT_KB] =
                     kt[d * nkp + kc..d * nkp + kc + ATT_KB].try_into().unwrap();
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let qd = q[(qb + r) * hd + d];
+                    let qd = q[(q0 + r0 + r) * hd + d];
                     for l in 0..ATT_KB {
                         a[l] = qd.mul_add(kr[l], a[l]);
                     }
                 }
             }
             for (r, a) in acc.iter().enumerate() {
-                s[r * nkp + kc..r * nkp + kc + ATT_KB].copy_from_slice(a);
-            }
-        }
-        for r in qb..(qb + ATT_QB).min(nq) {
-            let n = limits[r];
-            let row = &mut s[(r - qb) * nkp..(r - qb) * nkp + n];
-            let mut m = f32::NEG_INFINITY;
-            for x in row.iter_mut() {
-                *x *= scale;
-                m = m.max(*x);
-            }
-            let mut z = 0.0f32;
-            for x in row.iter_mut() {
-                *x = fast_exp(*x - m);
-                z += *x;
-            }
-            let inv = 1.0 / z;
-            let out = &mut o[r * hd..(r + 1) * hd];
-            out.fill(0.0);
-            for (kk, &p) in row.iter().enumerate() {
-                let p = p * inv;
-                for (y, &x) in out.iter_mut().zip(&v[kk * hd..(kk + 1) * hd]) {
-                    *y = p.mul_add(x, *y);
-                }
+                s[(r0 + r) * nkp + kc..(r0 + r) * nkp + kc + ATT_KB].copy_from_slice(a);
             }
         }
     }
+    // softmax; probabilities beyond a query's limit are zero up to its tile's limit
+    for (r, &nr) in limits.iter().enumerate() {
+        let tile_lim = limits[((r / ATT_QB + 1) * ATT_QB).min(n) - 1];
+        let row = &mut s[r * nkp..r * nkp + tile_lim];
+        let (seen, unseen) = row.split_at_mut(nr);
+        // separate passes with lane-wise reductions, so each one vectorises
+        seen.iter_mut().for_each(|x| *x *= scale);
+        let m = lanes_fold(seen, f32::NEG_INFINITY, f32::max);
+        seen.iter_mut().for_each(|x| *x = fast_exp(*x - m));
+        let inv = 1.0 / lanes_fold(seen, 0.0, |a, b| a + b);
+        seen.iter_mut().for_each(|x| *x *= inv);
+        unseen.fill(0.0);
+    }
+    // P·V: a tile of ATT_QB queries × 16 dimensions, each value row loaded once per tile
+    for t in 0..tiles {
+        let r0 = t * ATT_QB;
+        let rows = (n - r0).min(ATT_QB);
+        let tile_lim = limits[r0 + rows - 1];
+        let mut d0 = 0;
+        while d0 + 16 <= hd {
+            // all ATT_QB rows (a partial tile's extra rows hold finite scores of zero queries
+            // and are not stored): a fixed trip count keeps the inner loops unrolled
+            let mut acc = [[0.0f32; 16]; ATT_QB];
+            for kk in 0..tile_lim {
+                let vr: &[f32; 16] = v[kk * hd + d0..kk * hd + d0 + 16].try_into().unwrap();
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let p = s[(r0 + r) * nkp + kk];
+                    for l in 0..16 {
+                        a[l] = p.mul_add(vr[l], a[l]);
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                o[(r0 + r) * hd + d0..(r0 + r) * hd + d0 + 16].copy_from_slice(a);
+            }
+            d0 += 16;
+        }
+        // head widths that are not a multiple of 16
+        for r in r0..r0 + rows {
+            for d in d0..hd {
+                o[r * hd + d] = (0..tile_lim)
+                    .map(|kk| s[r * nkp + kk] * v[kk * hd + d])
+                    .sum();
+            }
+        }
+    }
+}
+
+/// Folds `xs` with 16 independent accumulators (then across them): a reduction LLVM can
+/// vectorise, unlike one running accumulator.
+#[inline(always)]
+fn lanes_fold(xs: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = xs.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] = f(acc[l], c[l]);
+        }
+    }
+    let mut r = acc.into_iter().fold(init, &f);
+    for &x in rest {
+        r = f(r, x);
+    }
+    r
 }
 
 /// `y += a * x`.
@@ -419,49 +483,51 @@ mod tests {
     /// limit per query, several query blocks and a key count that is not a block multiple.
     #[test]
     fn attend_matches_naive() {
-        let (hd, nq, nk) = (8usize, 10usize, 37usize);
-        let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
-        let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
-        let f = |i: usize, a: f32| ((i as f32) * a).sin();
-        let mut q = vec![0.0f32; nqp * hd];
-        for (i, x) in q[..nq * hd].iter_mut().enumerate() {
-            *x = f(i, 0.71);
-        }
-        let keys: Vec<f32> = (0..nk * hd).map(|i| f(i, 0.37)).collect();
-        let v: Vec<f32> = (0..nk * hd).map(|i| f(i, 0.13)).collect();
-        let mut kt = vec![0.0f32; hd * nkp];
-        for kk in 0..nk {
-            for d in 0..hd {
-                kt[d * nkp + kk] = keys[kk * hd + d];
+        // hd 8: only the remainder path; 64: only 16-wide tiles; 20: both. nq 70: several tasks.
+        for (hd, nq, nk) in [(8usize, 10usize, 37usize), (64, 70, 97), (20, 41, 41)] {
+            let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
+            let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
+            let f = |i: usize, a: f32| ((i as f32) * a).sin();
+            let mut q = vec![0.0f32; nqp * hd];
+            for (i, x) in q[..nq * hd].iter_mut().enumerate() {
+                *x = f(i, 0.71);
             }
-        }
-        let limits: Vec<usize> = (0..nq).map(|r| nk - nq + r + 1).collect();
-        let scale = 0.35;
-        let mut s = vec![f32::NAN; ATT_QB * nkp];
-        let mut o = vec![0.0f32; nq * hd];
-        attend(hd, &q, &limits, &kt, nkp, &v, scale, &mut s, &mut o);
-        for r in 0..nq {
-            let sc: Vec<f64> = (0..limits[r])
-                .map(|kk| {
-                    (0..hd)
-                        .map(|d| q[r * hd + d] as f64 * keys[kk * hd + d] as f64)
-                        .sum::<f64>()
-                        * scale as f64
-                })
-                .collect();
-            let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
-            for d in 0..hd {
-                let want: f64 = sc
-                    .iter()
-                    .enumerate()
-                    .map(|(kk, x)| (x - m).exp() / z * v[kk * hd + d] as f64)
-                    .sum();
-                let got = o[r * hd + d] as f64;
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "query {r} dim {d}: {got} vs {want}"
-                );
+            let keys: Vec<f32> = (0..nk * hd).map(|i| f(i, 0.37)).collect();
+            let v: Vec<f32> = (0..nk * hd).map(|i| f(i, 0.13)).collect();
+            let mut kt = vec![0.0f32; hd * nkp];
+            for kk in 0..nk {
+                for d in 0..hd {
+                    kt[d * nkp + kk] = keys[kk * hd + d];
+                }
+            }
+            // two query heads per position, as with grouped-query attention
+            let limits: Vec<usize> = (0..nq).map(|r| nk - nq.div_ceil(2) + r / 2 + 1).collect();
+            let scale = 0.35;
+            let mut o = vec![0.0f32; nq * hd];
+            attend(hd, &q, &limits, &kt, nkp, &v, scale, &mut o);
+            for r in 0..nq {
+                let sc: Vec<f64> = (0..limits[r])
+                    .map(|kk| {
+                        (0..hd)
+                            .map(|d| q[r * hd + d] as f64 * keys[kk * hd + d] as f64)
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
+                for d in 0..hd {
+                    let want: f64 = sc
+                        .iter()
+                        .enumerate()
+                        .map(|(kk, x)| (x - m).exp() / z * v[kk * hd + d] as f64)
+                        .sum();
+                    let got = o[r * hd + d] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "hd {hd} nq {nq}: query {r} dim {d}: {got} vs {want}"
+                    );
+                }
             }
         }
     }
