@@ -201,6 +201,16 @@ pub fn common_prefix_len(seqs: &[&[u32]]) -> usize {
     n
 }
 
+/// The prefix of `seqs` worth running once for all of them (empty when none pays).
+pub fn shared_prefix<'s>(seqs: &[&'s [u32]]) -> &'s [u32] {
+    let n = common_prefix_len(seqs);
+    if worth_sharing(seqs.len(), n) {
+        &seqs[0][..n]
+    } else {
+        &[]
+    }
+}
+
 /// Whether running `ext` shared tokens once pays for itself: it saves `(n − 1)·ext` token
 /// rows, and costs a separate small forward pass that streams every weight once (a GEMM on
 /// few rows runs far below peak), worth roughly 64 rows of a batched pass.
@@ -267,6 +277,16 @@ impl Forward<'_> {
         (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_layers)
     }
 
+    fn check_prefix_model(&self, p: &Prefix) -> Result<()> {
+        if p.dims == self.dims() {
+            Ok(())
+        } else {
+            Err(LmError::Input(
+                "the shared prefix was computed by a model of another shape".into(),
+            ))
+        }
+    }
+
     /// Blocks a request needs: up to the deepest captured or edited layer, all of them for
     /// logits.
     fn blocks_needed(&self, req: &Request) -> usize {
@@ -310,11 +330,7 @@ impl Forward<'_> {
 
     /// `p` followed by `more`, computed on top of `p`'s cache.
     pub fn extend_prefix(&self, p: &Prefix, more: &[u32]) -> Result<Prefix> {
-        if p.dims != self.dims() {
-            return Err(LmError::Input(
-                "the shared prefix was computed by a model of another shape".into(),
-            ));
-        }
+        self.check_prefix_model(p)?;
         let mut out = p.clone();
         if more.is_empty() {
             return Ok(out);
@@ -342,11 +358,7 @@ impl Forward<'_> {
         if p.is_empty() {
             return self.run(seqs, req);
         }
-        if p.dims != self.dims() {
-            return Err(LmError::Input(
-                "the shared prefix was computed by a model of another shape".into(),
-            ));
-        }
+        self.check_prefix_model(p)?;
         if prefix_request(req) != p.req || self.blocks_needed(req) > p.blocks {
             return Err(LmError::Input(
                 "the shared prefix was computed for a different request".into(),
@@ -441,14 +453,6 @@ impl Forward<'_> {
         let n = seqs.len();
         let past: Vec<usize> = (0..n).map(|i| past_kv.len(i)).collect();
         self.check(seqs, req, past.iter().copied().max().unwrap_or(0))?;
-        if let Past::Shared(c) = &past_kv {
-            if c.len > 0 && c.k.len() < n_blocks {
-                return Err(LmError::Input(format!(
-                    "the shared prefix holds {} blocks, {n_blocks} needed",
-                    c.k.len()
-                )));
-            }
-        }
         let cfg = self.cfg;
         let w = self.w;
         let (d, hd, nh, nkv, ff) = (
@@ -567,11 +571,10 @@ impl Forward<'_> {
                 let mut ob = vec![0.0f32; nq * hd];
                 let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
                 for g in 0..nkv {
+                    // the group's query heads are adjacent in a qkv row and in an output row
+                    let gw = gs * hd;
                     for j in 0..len {
-                        for hh in 0..gs {
-                            let src = &rows[j * qkv_w + (g * gs + hh) * hd..][..hd];
-                            qb[(j * gs + hh) * hd..][..hd].copy_from_slice(src);
-                        }
+                        qb[j * gw..(j + 1) * gw].copy_from_slice(&rows[j * qkv_w + g * gw..][..gw]);
                     }
                     for kk in 0..nk {
                         let (k, v) = if kk < np {
@@ -590,10 +593,8 @@ impl Forward<'_> {
                     }
                     attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut ob);
                     for j in 0..len {
-                        for hh in 0..gs {
-                            out[j * nh * hd + (g * gs + hh) * hd..][..hd]
-                                .copy_from_slice(&ob[(j * gs + hh) * hd..][..hd]);
-                        }
+                        out[j * nh * hd + g * gw..][..gw]
+                            .copy_from_slice(&ob[j * gw..(j + 1) * gw]);
                     }
                 }
             });

@@ -1,7 +1,7 @@
 //! Greedy, batched, KV-cached generation.
 
 use crate::error::Result;
-use crate::forward::{common_prefix_len, worth_sharing, KvCache, Positions, Request};
+use crate::forward::{shared_prefix, KvCache, Positions, Request};
 use crate::Model;
 
 /// One finished generation.
@@ -65,12 +65,16 @@ impl Model {
         };
         let fw = self.forward();
         let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-        let k = common_prefix_len(&seqs);
-        let (mut caches, k) = if share_prefix && worth_sharing(n, k) {
-            let p = fw.prefix(&seqs[0][..k], &req, true)?;
-            (vec![p.cache().clone(); n], k)
+        let shared = if share_prefix {
+            shared_prefix(&seqs)
         } else {
-            (vec![KvCache::default(); n], 0)
+            &[]
+        };
+        let k = shared.len();
+        let mut caches = if k > 0 {
+            vec![fw.prefix(shared, &req, true)?.cache().clone(); n]
+        } else {
+            vec![KvCache::default(); n]
         };
         let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
         let logits = fw

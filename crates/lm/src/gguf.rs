@@ -3,7 +3,7 @@
 
 use crate::config::{Arch, Config, Llama3Scaling};
 use crate::error::{LmError, Result};
-use crate::weights::TensorSource;
+use crate::weights::{decode_floats, Float, TensorSource};
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::quantized::GgmlDType;
 use memmap2::Mmap;
@@ -295,32 +295,10 @@ fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::R
         }
         Ok(())
     }
-    let n = out.len();
-    let scalars = |width: usize| -> std::result::Result<std::slice::ChunksExact<'_, u8>, String> {
-        if bytes.len() != n * width {
-            return Err(format!("{} bytes do not hold {n} values", bytes.len()));
-        }
-        Ok(bytes.chunks_exact(width))
-    };
     match dtype {
-        GgmlDType::F32 => {
-            for (o, c) in out.iter_mut().zip(scalars(4)?) {
-                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-            Ok(())
-        }
-        GgmlDType::F16 => {
-            for (o, c) in out.iter_mut().zip(scalars(2)?) {
-                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-            Ok(())
-        }
-        GgmlDType::BF16 => {
-            for (o, c) in out.iter_mut().zip(scalars(2)?) {
-                *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-            Ok(())
-        }
+        GgmlDType::F32 => decode_floats(Float::F32, bytes, out),
+        GgmlDType::F16 => decode_floats(Float::F16, bytes, out),
+        GgmlDType::BF16 => decode_floats(Float::BF16, bytes, out),
         GgmlDType::Q4_0 => blocks::<BlockQ4_0>(bytes, out),
         GgmlDType::Q4_1 => blocks::<BlockQ4_1>(bytes, out),
         GgmlDType::Q5_0 => blocks::<BlockQ5_0>(bytes, out),

@@ -3,7 +3,7 @@
 use crate::config::{Arch, Config, Llama3Scaling};
 use crate::error::{LmError, Result};
 use crate::tokenizer::read_json_opt;
-use crate::weights::TensorSource;
+use crate::weights::{decode_floats, Float, TensorSource};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as J;
@@ -94,7 +94,15 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
 pub(crate) struct HfTensors {
     dir: PathBuf,
     files: Vec<(PathBuf, Mmap)>,
-    index: BTreeMap<String, usize>,
+    /// Each tensor's file, dtype, shape and byte range there, from the headers read at open.
+    index: BTreeMap<String, Entry>,
+}
+
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: std::ops::Range<usize>,
 }
 
 impl HfTensors {
@@ -130,10 +138,24 @@ impl HfTensors {
             let f = std::fs::File::open(&p).map_err(|e| LmError::io(&p, e))?;
             // SAFETY: the file is opened read-only and not modified by us while mapped.
             let mm = unsafe { Mmap::map(&f) }.map_err(|e| LmError::io(&p, e))?;
-            let st = SafeTensors::deserialize(&mm)
-                .map_err(|e| LmError::format(&p, format!("not a valid safetensors file: {e}")))?;
-            for n in st.names() {
-                index.insert(n.to_string(), files.len());
+            let bad = |e: safetensors::SafeTensorError| {
+                LmError::format(&p, format!("not a valid safetensors file: {e}"))
+            };
+            // deserialize validates every tensor's offsets against the file
+            SafeTensors::deserialize(&mm).map_err(bad)?;
+            let (header, meta) = SafeTensors::read_metadata(&mm).map_err(bad)?;
+            let start = 8 + header;
+            for (name, info) in meta.tensors() {
+                let (a, b) = info.data_offsets;
+                index.insert(
+                    name,
+                    Entry {
+                        file: files.len(),
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        bytes: start + a..start + b,
+                    },
+                );
             }
             files.push((p, mm));
         }
@@ -155,20 +177,21 @@ impl TensorSource for HfTensors {
     }
 
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
-        Ok(self.view(name)?.map(|(_, t)| t.shape().to_vec()))
+        Ok(self.index.get(name).map(|e| e.shape.clone()))
     }
 
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
-        let Some((p, t)) = self.view(name)? else {
+        let Some(e) = self.index.get(name) else {
             return Err(LmError::format(
                 &self.dir,
                 format!("missing tensor '{name}'"),
             ));
         };
-        let b = t.data();
-        let width = match t.dtype() {
-            Dtype::F32 => 4,
-            Dtype::BF16 | Dtype::F16 => 2,
+        let (p, mm) = &self.files[e.file];
+        let kind = match e.dtype {
+            Dtype::F32 => Float::F32,
+            Dtype::BF16 => Float::BF16,
+            Dtype::F16 => Float::F16,
             other => {
                 return Err(LmError::format(
                     p,
@@ -176,43 +199,7 @@ impl TensorSource for HfTensors {
                 ))
             }
         };
-        if b.len() != dst.len() * width {
-            return Err(LmError::format(
-                p,
-                format!(
-                    "tensor '{name}': {} bytes for {} values",
-                    b.len(),
-                    dst.len()
-                ),
-            ));
-        }
-        let chunks = b.chunks_exact(width);
-        match t.dtype() {
-            Dtype::F32 => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
-                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }),
-            Dtype::BF16 => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
-                *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }),
-            _ => dst.iter_mut().zip(chunks).for_each(|(o, c)| {
-                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-            }),
-        }
-        Ok(())
-    }
-}
-
-impl HfTensors {
-    /// The file holding `name` and a view of the tensor, or `None` when no file has it.
-    fn view(&self, name: &str) -> Result<Option<(&Path, safetensors::tensor::TensorView<'_>)>> {
-        let Some(&fi) = self.index.get(name) else {
-            return Ok(None);
-        };
-        let (p, mm) = &self.files[fi];
-        let st = SafeTensors::deserialize(mm).map_err(|e| LmError::format(p, e.to_string()))?;
-        let t = st
-            .tensor(name)
-            .map_err(|e| LmError::format(p, format!("tensor '{name}': {e}")))?;
-        Ok(Some((p.as_path(), t)))
+        decode_floats(kind, &mm[e.bytes.clone()], dst)
+            .map_err(|m| LmError::format(p, format!("tensor '{name}': {m}")))
     }
 }

@@ -86,6 +86,42 @@ impl Weights {
     }
 }
 
+/// Plain little-endian float encodings that GGUF and safetensors files share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Float {
+    F32,
+    F16,
+    BF16,
+}
+
+/// Decodes `bytes` of `kind` into `out`, which must hold exactly as many values.
+pub(crate) fn decode_floats(
+    kind: Float,
+    bytes: &[u8],
+    out: &mut [f32],
+) -> std::result::Result<(), String> {
+    let width = match kind {
+        Float::F32 => 4,
+        Float::F16 | Float::BF16 => 2,
+    };
+    if bytes.len() != out.len() * width {
+        return Err(format!(
+            "{} bytes do not hold {} values",
+            bytes.len(),
+            out.len()
+        ));
+    }
+    let pairs = out.iter_mut().zip(bytes.chunks_exact(width));
+    match kind {
+        Float::F32 => pairs.for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        Float::F16 => pairs.for_each(|(o, c)| *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        Float::BF16 => {
+            pairs.for_each(|(o, c)| *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+        }
+    }
+    Ok(())
+}
+
 /// Where raw tensors come from; names are Hugging Face names (`model.layers.3.mlp.up_proj.weight`).
 /// Shared across threads: tensors are decoded in parallel, each straight into its place in
 /// the fused buffers.

@@ -155,12 +155,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     }
     let shared = if o.share_prefix {
         let refs: Vec<&[u32]> = all_seqs.iter().map(Vec::as_slice).collect();
-        let n = hd_lm::common_prefix_len(&refs);
-        if hd_lm::forward::worth_sharing(refs.len(), n) {
-            refs[0][..n].to_vec()
-        } else {
-            vec![]
-        }
+        hd_lm::forward::shared_prefix(&refs).to_vec()
     } else {
         vec![]
     };
