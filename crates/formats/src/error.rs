@@ -274,6 +274,14 @@ pub enum Error {
         available: String,
     },
 
+    /// A command line that names the same file twice where that would destroy data (an
+    /// output that is an input, two outputs that are one file). A usage error: exit 2.
+    #[error("{message}")]
+    Usage {
+        /// The whole one-line message, naming both flags and the file.
+        message: String,
+    },
+
     /// Two files made from different prompt sets.
     #[error("{a} and {b} were made from different prompts (prompt_ids_hash {a_hash} vs {b_hash})")]
     PromptsMismatch {
@@ -294,6 +302,18 @@ impl Error {
         match self {
             Error::Io { error, .. } => Some(error.kind()),
             _ => None,
+        }
+    }
+
+    /// True for errors of the command line rather than of the data (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Usage { .. })
+    }
+
+    /// A usage error with this message.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
         }
     }
 

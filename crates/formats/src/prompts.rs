@@ -13,7 +13,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{in_label, is_dash, write_atomic};
+use crate::atomic::{in_label, is_dash, Outputs};
 use crate::error::Loc;
 use crate::Error;
 
@@ -61,6 +61,7 @@ impl PromptTable {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(empty());
         }
+        check_quotes(path_label, bytes)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true) // ragged rows get our own message below
@@ -212,7 +213,33 @@ impl PromptTable {
         extra_headers: &[&str],
         extra: &[Vec<String>],
     ) -> Result<(), Error> {
-        let label = crate::atomic::out_label(path);
+        let mut outs = Outputs::new();
+        self.stage_with(&mut outs, path, extra_headers, extra)?;
+        outs.commit()
+    }
+
+    /// [`PromptTable::write_with`] into a run's output set: the file appears when the set
+    /// is committed.
+    pub fn stage_with(
+        &self,
+        outs: &mut Outputs,
+        path: &Path,
+        extra_headers: &[&str],
+        extra: &[Vec<String>],
+    ) -> Result<(), Error> {
+        let bytes = self.to_csv_with(&crate::atomic::out_label(path), extra_headers, extra)?;
+        outs.stage(path, |w: &mut dyn Write| w.write_all(&bytes))
+    }
+
+    /// The CSV bytes [`PromptTable::write_with`] writes; `label` names the output in
+    /// messages.
+    pub fn to_csv_with(
+        &self,
+        label: &str,
+        extra_headers: &[&str],
+        extra: &[Vec<String>],
+    ) -> Result<Vec<u8>, Error> {
+        let label = label.to_string();
         if !extra_headers.is_empty() && extra.len() != self.rows.len() {
             return Err(Error::invalid(
                 &label,
@@ -258,9 +285,11 @@ impl PromptTable {
             }
         }
 
-        write_atomic(path, |w: &mut dyn Write| {
-            let mut out = csv::Writer::from_writer(w);
-            out.write_record(&headers)?;
+        let mut buf = Vec::new();
+        {
+            let mut out = csv::Writer::from_writer(&mut buf);
+            out.write_record(&headers)
+                .map_err(|e| csv_error(&label, e))?;
             let mut cells: Vec<&str> = Vec::with_capacity(headers.len());
             for (i, row) in self.rows.iter().enumerate() {
                 cells.clear();
@@ -271,10 +300,12 @@ impl PromptTable {
                         cells[c] = v;
                     }
                 }
-                out.write_record(&cells)?;
+                out.write_record(&cells).map_err(|e| csv_error(&label, e))?;
             }
             out.flush()
-        })
+                .map_err(|e| Error::io(&label, "cannot write", e))?;
+        }
+        Ok(buf)
     }
 }
 
@@ -356,6 +387,46 @@ fn decode_record(
             })
         })
         .collect()
+}
+
+/// The csv crate reads an unterminated quoted field to the end of the file without a word,
+/// so one stray `"` would silently merge every later row into one prompt. This follows the
+/// same quoting rules (a quote opens a field only at its start, `""` escapes) and reports
+/// the line where a quote that never closes was opened.
+fn check_quotes(path: &str, bytes: &[u8]) -> Result<(), Error> {
+    let mut line = 1u64;
+    let mut field_start = true;
+    let mut open: Option<u64> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if open.is_some() {
+            match b {
+                b'"' if bytes.get(i + 1) == Some(&b'"') => i += 1,
+                b'"' => open = None,
+                b'\n' => line += 1,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' if field_start => open = Some(line),
+                b'\n' => line += 1,
+                _ => {}
+            }
+            field_start = matches!(b, b',' | b'\n' | b'\r');
+        }
+        i += 1;
+    }
+    match open {
+        None => Ok(()),
+        Some(l) => Err(Error::Csv {
+            path: path.to_string(),
+            at: Loc::Line(l),
+            message: "unterminated quoted field: the '\"' opened here is never closed, so the \
+                      rest of the file would be read as one cell"
+                .to_string(),
+        }),
+    }
 }
 
 fn csv_error(path: &str, e: csv::Error) -> Error {

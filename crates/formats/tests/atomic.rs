@@ -88,3 +88,175 @@ fn relative_path_without_folder() {
     r.unwrap();
     assert_eq!(std::fs::read(d.path().join("rel.txt")).unwrap(), b"ok");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: outputs that are not regular files, outputs that are inputs, all-or-nothing.
+
+use hd_formats::atomic::Outputs;
+use std::path::Path;
+
+fn mknod(args: &[&str]) -> bool {
+    std::process::Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(unix)]
+fn file_type(p: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::symlink_metadata(p).unwrap().file_type();
+    match () {
+        _ if t.is_symlink() => "symlink",
+        _ if t.is_fifo() => "fifo",
+        _ if t.is_char_device() => "char device",
+        _ if t.is_file() => "file",
+        _ => "other",
+    }
+}
+
+/// Issue 12 item 1: a temp file renamed over a device or FIFO replaces it (as root, over
+/// `/dev/null`, for the whole machine). A device node made in a temp folder stands in for
+/// `/dev/null`, so a regression cannot damage the machine running the test.
+#[cfg(unix)]
+#[test]
+fn issue12_device_and_fifo_outputs_are_streamed_not_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pipe");
+    assert!(mknod(&["mkfifo", fifo.to_str().unwrap()]));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    write_atomic(&fifo, |w| w.write_all(b"through the pipe")).unwrap();
+    assert_eq!(reader.join().unwrap(), b"through the pipe");
+    assert_eq!(file_type(&fifo), "fifo");
+
+    // A character device like /dev/null (1, 3); needs root, which is when it matters.
+    let null = d.path().join("null");
+    if mknod(&["mknod", null.to_str().unwrap(), "c", "1", "3"]) {
+        write_atomic(&null, |w| w.write_all(b"discarded")).unwrap();
+        assert_eq!(file_type(&null), "char device");
+        // Several outputs may all be discarded into one device.
+        Outputs::new()
+            .output("--out", &null)
+            .output("--rows", &null)
+            .check()
+            .unwrap();
+    }
+    assert!(
+        entries(d.path()).iter().all(|e| !e.ends_with(".tmp")),
+        "{:?}",
+        entries(d.path())
+    );
+}
+
+/// Issue 12 item 1: a symlink is written through: the link stays, its target changes.
+#[cfg(unix)]
+#[test]
+fn issue12_symlink_outputs_are_written_through() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("real")).unwrap();
+    let target = d.path().join("real/out.txt");
+    std::fs::write(&target, b"old").unwrap();
+    let link = d.path().join("link.txt");
+    std::os::unix::fs::symlink("real/out.txt", &link).unwrap();
+    write_atomic(&link, |w| w.write_all(b"new")).unwrap();
+    assert_eq!(file_type(&link), "symlink");
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    // A dangling link creates its target.
+    let dangling = d.path().join("dangling.txt");
+    std::os::unix::fs::symlink("real/later.txt", &dangling).unwrap();
+    write_atomic(&dangling, |w| w.write_all(b"made")).unwrap();
+    assert_eq!(file_type(&dangling), "symlink");
+    assert_eq!(
+        std::fs::read(d.path().join("real/later.txt")).unwrap(),
+        b"made"
+    );
+    assert_eq!(entries(&d.path().join("real")), ["later.txt", "out.txt"]);
+}
+
+/// Issue 12 item 2: an output that is an input, or two outputs that are one file, is a
+/// usage error before any work: by the same spelling, another spelling, a hard link, a
+/// symlink, or a file that does not exist yet.
+#[test]
+fn issue12_outputs_may_not_be_inputs_or_each_other() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |s: &str| d.path().join(s);
+    std::fs::write(p("in.csv"), b"id,prompt\n").unwrap();
+    std::fs::create_dir(p("sub")).unwrap();
+    #[cfg(unix)]
+    {
+        std::fs::hard_link(p("in.csv"), p("hard.csv")).unwrap();
+        std::os::unix::fs::symlink("in.csv", p("soft.csv")).unwrap();
+    }
+    let cases: Vec<(PathBuf, PathBuf, bool)> = vec![
+        // (output, input or other output, is it an input)
+        (p("in.csv"), p("in.csv"), true),
+        (p("sub/../in.csv"), p("in.csv"), true),
+        #[cfg(unix)]
+        (p("hard.csv"), p("in.csv"), true),
+        #[cfg(unix)]
+        (p("soft.csv"), p("in.csv"), true),
+        (p("new.csv"), p("./new.csv"), false),
+        (p("sub/../new.csv"), p("new.csv"), false),
+    ];
+    for (out, other, is_input) in cases {
+        let set = if is_input {
+            Outputs::new()
+                .input("--prompts", &other)
+                .output("--out", &out)
+        } else {
+            Outputs::new()
+                .output("--out", &other)
+                .output("--summary", &out)
+        };
+        let e = set.check().unwrap_err();
+        assert!(e.is_usage(), "{out:?} vs {other:?}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&out.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(if is_input { "--prompts" } else { "--out" }),
+            "{msg}"
+        );
+    }
+    // Distinct files, and stdin in with stdout out, are fine.
+    Outputs::new()
+        .input("--prompts", &p("in.csv"))
+        .input("--stdin", Path::new("-"))
+        .output("--out", Path::new("-"))
+        .output("--rows", &p("rows.csv"))
+        .check()
+        .unwrap();
+}
+
+use std::path::PathBuf;
+
+/// Issue 12 item 3: when one output of a run fails, none appears and existing files keep
+/// their contents.
+#[test]
+fn issue12_a_failed_output_leaves_no_output_of_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a.safetensors");
+    let b = d.path().join("b.csv");
+    std::fs::write(&b, b"old b").unwrap();
+    let mut outs = Outputs::new()
+        .output("--out", &a)
+        .output("--spectrum", &b)
+        .check()
+        .unwrap();
+    outs.stage(&a, |w| w.write_all(b"a")).unwrap();
+    outs.stage(&b, |_| Err(io::Error::other("render failed")))
+        .unwrap_err();
+    drop(outs);
+    assert_eq!(entries(d.path()), ["b.csv"]);
+    assert_eq!(std::fs::read(&b).unwrap(), b"old b");
+
+    let mut outs = Outputs::new();
+    outs.stage(&a, |w| w.write_all(b"a")).unwrap();
+    outs.stage(&b, |w| w.write_all(b"b")).unwrap();
+    // Staged but not committed: only hidden temporaries exist.
+    assert!(!a.exists());
+    outs.commit().unwrap();
+    assert_eq!(entries(d.path()), ["a.safetensors", "b.csv"]);
+}

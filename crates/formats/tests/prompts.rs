@@ -223,3 +223,17 @@ fn read_missing_file_names_it() {
     assert!(e.starts_with("/nonexistent/p.csv: cannot read: "), "{e}");
     assert!(!e.contains('\n'));
 }
+
+/// Issue 12 item 4: an unterminated quote used to swallow the rest of the file (4 rows
+/// became 1, no error); the error names the line where the quote opened.
+#[test]
+fn issue12_unterminated_quote_is_an_error_naming_the_line() {
+    let text = b"id,prompt\na,one\nb,\"two\nc,three\nd,four\n";
+    let e = err(text);
+    assert!(e.contains("line 3"), "{e}");
+    assert!(e.contains("unterminated"), "{e}");
+    // Escaped quotes, quotes inside unquoted cells and multi-line cells are fine.
+    let ok = parse("id,prompt\na,\"say \"\"hi\"\"\"\nb,5\" tall\nc,\"two\nlines\"\n").unwrap();
+    assert_eq!(ok.len(), 3);
+    assert_eq!(ok.prompt(1), "5\" tall");
+}

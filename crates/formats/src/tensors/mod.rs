@@ -29,7 +29,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::atomic::{in_label, is_dash, out_label, write_atomic};
+use crate::atomic::{in_label, is_dash, out_label, Outputs};
 use crate::error::{abbreviate, fmt_shape};
 use crate::Error;
 
@@ -417,6 +417,19 @@ impl TensorFile {
 
     /// Writes atomically in the given format, whatever the extension.
     pub fn write_as(&self, path: &Path, format: Format) -> Result<(), Error> {
+        let mut outs = Outputs::new();
+        self.stage_as(&mut outs, path, format)?;
+        outs.commit()
+    }
+
+    /// Stages the file into a run's output set (format by extension); it appears when the
+    /// set is committed.
+    pub fn stage(&self, outs: &mut Outputs, path: &Path) -> Result<(), Error> {
+        self.stage_as(outs, path, Format::from_path(path)?)
+    }
+
+    /// [`TensorFile::stage`] in the given format, whatever the extension.
+    pub fn stage_as(&self, outs: &mut Outputs, path: &Path, format: Format) -> Result<(), Error> {
         let label = out_label(path);
         match format {
             Format::Safetensors => {
@@ -427,7 +440,7 @@ impl TensorFile {
                     });
                 }
                 let header = st::header(&label, self)?;
-                write_atomic(path, |w| st::write(w, &header, self))
+                outs.stage(path, |w| st::write(w, &header, self))
             }
             Format::Npz => {
                 if is_dash(path) {
@@ -437,7 +450,7 @@ impl TensorFile {
                     });
                 }
                 let plan = npz::plan(&label, self)?;
-                write_atomic(path, |w| npz::write(w, &plan))
+                outs.stage(path, |w| npz::write(w, &plan))
             }
             Format::Npy => {
                 let tensor = match self.tensors.values().collect::<Vec<_>>().as_slice() {
@@ -453,7 +466,7 @@ impl TensorFile {
                         ))
                     }
                 };
-                write_atomic(path, |w| npy::write(w, tensor))
+                outs.stage(path, |w| npy::write(w, tensor))
             }
         }
     }
