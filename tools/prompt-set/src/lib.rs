@@ -13,6 +13,12 @@
 //!   (JailbreakBench's), grouped into paraphrase clusters that never straddle splits; a split
 //!   gets as many past-tense rows as it has shared behaviours.
 //! - **Harmless**: our `benign.csv` and `borderline.csv`.
+//! - **Train only** (when present in `--ours`): `train_borderline.csv` appended to the train
+//!   split's `borderline` rows, and `train_harmful.csv` as `contrast` rows (harmful requests
+//!   in the words of borderline ones). Analysis and test do not change with them.
+//! - **Held out**: `heldout_safe.csv` and `heldout_harmful.csv` go into no split; they are
+//!   checked to share no prompt, exactly or nearly, with anything that does
+//!   ([`ours::check_heldout`]), so they stay an evaluation-only over-refusal measurement.
 //!
 //! Every prompt is then shortened with the reference's rule (longer than `max_chars`
 //! characters: keep the first half and the last half, [`text::shorten`]).
@@ -29,7 +35,8 @@
 //! `analysis.csv`, `train.csv`, `test.csv` with columns
 //! `id,prompt,label,category,source,behaviour_id,variant`. Row ids are
 //! `<an|tr|te>-<slot>-<category>`: in the six wrapper categories, rows with the same slot
-//! share a behaviour; `past_tense`, `benign` and `borderline` number their own slots.
+//! share a behaviour; `past_tense`, `benign`, `borderline` and `contrast` number their own
+//! slots.
 //! `variant` names the template (`dan:Dan_11_0`, `gcg-3`, `hypothetical-2`, ...) or, for
 //! `past_tense`, the rephrasing's line.
 
@@ -49,7 +56,7 @@ use std::path::{Path, PathBuf};
 use hd_formats::prompts::PromptTable;
 
 pub use error::Error;
-use ours::OurPrompt;
+use ours::{OurPrompt, Ours};
 use rng::SplitMix64;
 pub use templates::Category;
 use templates::{fill, FLIP, HYPOTHETICAL, PREFIX_INJECTION};
@@ -236,17 +243,36 @@ pub struct Inputs {
     pub benign: Vec<OurPrompt>,
     /// Our borderline prompts.
     pub borderline: Vec<OurPrompt>,
+    /// Borderline prompts for the train split only.
+    pub train_borderline: Vec<OurPrompt>,
+    /// Harmful contrast prompts for the train split only.
+    pub train_harmful: Vec<OurPrompt>,
+    /// Held-out evaluation prompts (safe, harmful), in no split.
+    pub heldout: [usize; 2],
 }
 
 impl Inputs {
-    /// Loads the vendor folder and our CSVs.
+    /// Loads the vendor folder and our CSVs, and checks that the held-out prompts are
+    /// disjoint from everything a split can hold.
     pub fn load(cfg: &Config) -> Result<Self, Error> {
         let vendor = vendor::load(&cfg.vendor, &cfg.donotanswer, &cfg.assistant_name)?;
-        let (benign, borderline) = ours::load(&cfg.ours)?;
+        let ours = ours::load(&cfg.ours)?;
+        ours::check_heldout(&cfg.ours, &ours, &vendor)?;
+        let Ours {
+            benign,
+            borderline,
+            train_borderline,
+            train_harmful,
+            heldout_safe,
+            heldout_harmful,
+        } = ours;
         Ok(Inputs {
             vendor,
             benign,
             borderline,
+            train_borderline,
+            train_harmful,
+            heldout: [heldout_safe.len(), heldout_harmful.len()],
         })
     }
 }
@@ -523,12 +549,27 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
             round += 1;
         }
 
-        for (category, pool, idx) in [
-            (Category::Benign, &inputs.benign, &benign_idx[k]),
-            (Category::Borderline, &inputs.borderline, &borderline_idx[k]),
+        // Train-only rows follow the split's own, numbered on from them.
+        let (more_borderline, contrast): (&[OurPrompt], &[OurPrompt]) = match split {
+            Split::Train => (&inputs.train_borderline, &inputs.train_harmful),
+            _ => (&[], &[]),
+        };
+        for (category, chosen) in [
+            (
+                Category::Benign,
+                benign_idx[k].iter().map(|&i| &inputs.benign[i]).collect(),
+            ),
+            (
+                Category::Borderline,
+                borderline_idx[k]
+                    .iter()
+                    .map(|&i| &inputs.borderline[i])
+                    .chain(more_borderline)
+                    .collect::<Vec<_>>(),
+            ),
+            (Category::Contrast, contrast.iter().collect()),
         ] {
-            for (slot, &i) in idx.iter().enumerate() {
-                let o = &pool[i];
+            for (slot, o) in chosen.into_iter().enumerate() {
                 rows.push(Row {
                     id: format!("{p}-{:04}-{category}", slot + 1),
                     prompt: text::shorten(&o.prompt, max_chars),
@@ -573,8 +614,9 @@ pub struct Report {
     pub paths: Vec<PathBuf>,
     /// Load counts.
     pub stats: vendor::LoadStats,
-    /// Pool sizes: behaviours, past-tense clusters, benign, borderline.
-    pub pools: [usize; 4],
+    /// Pool sizes: behaviours, past-tense clusters, benign, borderline, train-only
+    /// borderline, train-only contrast, held-out safe, held-out harmful.
+    pub pools: [usize; 8],
 }
 
 impl Report {
@@ -585,7 +627,8 @@ impl Report {
         let _ = writeln!(
             s,
             "pools: {} harmful behaviours ({} read, {} exact and {} near duplicates dropped), \
-             {} past-tense clusters ({} lines), {} benign, {} borderline",
+             {} past-tense clusters ({} lines), {} benign, {} borderline, {} train-only \
+             borderline, {} train-only contrast; held out (in no split): {} safe, {} harmful",
             self.pools[0],
             self.stats.behaviours_read,
             self.stats.exact_duplicates,
@@ -594,6 +637,10 @@ impl Report {
             self.stats.past_tense_lines,
             self.pools[2],
             self.pools[3],
+            self.pools[4],
+            self.pools[5],
+            self.pools[6],
+            self.pools[7],
         );
         let _ = write!(s, "{:<17}", "category");
         for sp in Split::ALL {
@@ -636,6 +683,10 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
             inputs.vendor.past_tense.len(),
             inputs.benign.len(),
             inputs.borderline.len(),
+            inputs.train_borderline.len(),
+            inputs.train_harmful.len(),
+            inputs.heldout[0],
+            inputs.heldout[1],
         ],
     })
 }

@@ -27,6 +27,9 @@ pub enum Category {
     Benign,
     /// A safe request with alarming words (ours, XSTest-style).
     Borderline,
+    /// A plainly harmful request in the words of a borderline one (ours, train split only):
+    /// the other side of the boundary the borderline rows teach.
+    Contrast,
 }
 
 impl Category {
@@ -41,7 +44,7 @@ impl Category {
     ];
 
     /// Every category, in output order.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Raw,
         Category::Roleplay,
         Category::Suffix,
@@ -51,6 +54,7 @@ impl Category {
         Category::PastTense,
         Category::Benign,
         Category::Borderline,
+        Category::Contrast,
     ];
 
     /// The name used in the CSV.
@@ -65,6 +69,7 @@ impl Category {
             Category::PastTense => "past_tense",
             Category::Benign => "benign",
             Category::Borderline => "borderline",
+            Category::Contrast => "contrast",
         }
     }
 

@@ -251,3 +251,132 @@ fn borderline_prompts_carry_an_alarming_word_or_context() {
         t.len()
     );
 }
+
+/// The over-refusal types of the held-out sets (XSTest's, issue 13).
+const TYPES: [&str; 10] = [
+    "homonym",
+    "figurative",
+    "safe_target",
+    "safe_context",
+    "definition",
+    "history",
+    "group_question",
+    "public_figure",
+    "fictional_private",
+    "safety",
+];
+
+/// Checks a file with a `type` column; returns its prompts' keys and rows per type.
+fn check_typed(
+    name: &str,
+    label: &str,
+    category: Option<&str>,
+    prefix: &str,
+    min: usize,
+    min_per_type: usize,
+) -> HashSet<String> {
+    let t = table(name);
+    assert_eq!(
+        t.headers,
+        ["id", "prompt", "label", "category", "type", "source"],
+        "{name}"
+    );
+    assert!(t.len() >= min, "{name}: {} rows, want {min}", t.len());
+    let mut seen = HashSet::new();
+    let mut per_type = std::collections::BTreeMap::new();
+    for i in 0..t.len() {
+        let (id, p) = (t.id(i), t.prompt(i));
+        assert_eq!(
+            id,
+            format!("{prefix}-{:04}", i + 1),
+            "{name}: ids are sequential"
+        );
+        assert!(!p.trim().is_empty() && p == p.trim(), "{name}: {id}");
+        assert!(seen.insert(norm(p)), "{name}: {id} repeats a prompt");
+        assert_eq!(t.get(i, "label"), Some(label), "{name}: {id}");
+        let ty = t.get(i, "type").unwrap();
+        assert!(TYPES.contains(&ty), "{name}: {id} has unknown type '{ty}'");
+        // Held-out files repeat the type as category, so `generate --summary` is per type.
+        assert_eq!(
+            t.get(i, "category"),
+            Some(category.unwrap_or(ty)),
+            "{name}: {id}"
+        );
+        *per_type.entry(ty).or_insert(0usize) += 1;
+    }
+    for ty in TYPES {
+        let n = per_type.get(ty).copied().unwrap_or(0);
+        assert!(
+            n >= min_per_type,
+            "{name}: {n} rows of type {ty}, want {min_per_type}"
+        );
+    }
+    seen
+}
+
+#[test]
+fn held_out_sets_cover_every_type_on_both_sides() {
+    check_typed(
+        "heldout_safe.csv",
+        "harmless",
+        None,
+        "heldout-safe",
+        250,
+        20,
+    );
+    check_typed(
+        "heldout_harmful.csv",
+        "harmful",
+        None,
+        "heldout-harmful",
+        100,
+        8,
+    );
+    check_typed(
+        "train_borderline.csv",
+        "harmless",
+        Some("borderline"),
+        "train-borderline",
+        150,
+        10,
+    );
+    check_typed(
+        "train_harmful.csv",
+        "harmful",
+        Some("contrast"),
+        "train-harmful",
+        50,
+        5,
+    );
+}
+
+/// The held-out sets are for evaluation only: no prompt of theirs may appear, exactly or
+/// reworded, in any file a split is built from (prompt-set also checks the vendor data).
+#[test]
+fn held_out_sets_share_no_prompt_with_training_or_analysis_files() {
+    use prompt_set::text::{content_words, jaccard};
+    use prompt_set::vendor::NEAR_DUP_THRESHOLD;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/prompts");
+    // Exact repeats across all six files (normalised case, spaces, final punctuation).
+    let ours = prompt_set::ours::load(&dir).expect("our prompt files load and are disjoint");
+    assert!(!ours.heldout_safe.is_empty() && !ours.heldout_harmful.is_empty());
+    let pool: Vec<_> = ours
+        .benign
+        .iter()
+        .chain(&ours.borderline)
+        .chain(&ours.train_borderline)
+        .chain(&ours.train_harmful)
+        .map(|r| (r.id.as_str(), content_words(&r.prompt)))
+        .collect();
+    for h in ours.heldout_safe.iter().chain(&ours.heldout_harmful) {
+        let sig = content_words(&h.prompt);
+        for (id, s) in &pool {
+            let j = jaccard(&sig, s);
+            assert!(
+                j < NEAR_DUP_THRESHOLD,
+                "{} nearly repeats {id} ({j:.2})",
+                h.id
+            );
+        }
+    }
+}
