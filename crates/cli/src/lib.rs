@@ -62,10 +62,15 @@ where
         Err(e) => return clap_exit(&e.format(&mut A::command())),
     };
     init_logging(&log_args_from(&matches));
-    match run(args) {
+    install_signal_cleanup();
+    let outcome = run(args);
+    // The error line comes first on stderr; warnings held during the run follow it.
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(tool, &err),
-    }
+    };
+    flush_held_warnings();
+    code
 }
 
 /// clap prints help/version to stdout and errors to stderr itself; its code is 0 for
@@ -93,13 +98,114 @@ fn log_args_from(m: &ArgMatches) -> LogArgs {
     LogArgs { verbose, quiet }
 }
 
-/// Exit code for an error that ended a run: 0 for a broken pipe, else 1.
+/// Exit code for an error that ended a run: 0 for a broken pipe, 2 for a usage error
+/// ([`UsageError`], or an `hd_formats::Error` that [`hd_formats::Error::is_usage`]), else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if is_broken_pipe(err) {
         0
+    } else if is_usage(err) {
+        2
     } else {
         1
     }
+}
+
+/// A usage error found after argument parsing (a value out of range, flags that clash, an
+/// output that is an input): exit code 2, like clap's own. Make with [`usage`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `anyhow::Error` of a [`UsageError`]: `return Err(hd_cli::usage("--lr must be > 0"))`.
+pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.to_string()))
+}
+
+/// True when any error in the chain is a usage error.
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.downcast_ref::<hd_formats::Error>()
+                .is_some_and(hd_formats::Error::is_usage)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals.
+
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only async-signal-safe work here: hand the signal number to the cleanup thread.
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    let b = sig as u8;
+    // SAFETY: write(2) on a pipe is async-signal-safe; the buffer is one live byte.
+    unsafe {
+        libc::write(fd, (&b as *const u8).cast(), 1);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove every temporary output registered with
+/// `hd_formats::atomic` (staged files, staging folders), then die of the same signal, so the
+/// shell and make see an interrupted run and no hidden half-output stays behind. (`kill -9`
+/// cannot be caught; its leftovers are hidden `.name.*.tmp` files that match no make target.)
+///
+/// The handler only writes the signal number to a pipe; a thread does the removal, where
+/// taking locks and touching the filesystem is safe. Installed once per process.
+pub fn install_signal_cleanup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe(2) fills the two-element array.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return;
+        }
+        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("signal-cleanup".into())
+            .spawn(move || {
+                let mut b = 0u8;
+                loop {
+                    // SAFETY: reads one byte into a live local.
+                    let n = unsafe { libc::read(fds[0], (&mut b as *mut u8).cast(), 1) };
+                    if n == 1 {
+                        break;
+                    }
+                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return;
+                }
+                hd_formats::atomic::remove_temps();
+                let sig = libc::c_int::from(b);
+                // SAFETY: restoring the default action and re-raising ends the process
+                // the way the signal would have without a handler.
+                unsafe {
+                    libc::signal(sig, libc::SIG_DFL);
+                    libc::raise(sig);
+                }
+            });
+        if spawned.is_err() {
+            return;
+        }
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: a plain C handler that only calls write(2).
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    });
 }
 
 /// Prints `{tool}: {err:#}` on one line to stderr (unless it is a broken pipe) and returns
@@ -171,11 +277,58 @@ pub fn init_logging(args: &LogArgs) {
         }
         _ => EnvFilter::new(level),
     };
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let writer = HeldWarnings
+        .with_max_level(tracing::Level::WARN)
+        .or_else(io::stderr);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
+        .with_writer(writer)
+        .with_ansi(use_colour())
         .with_target(false)
         .try_init();
+}
+
+/// Colour on stderr only when it is a terminal and `NO_COLOR` (no-color.org) is unset or
+/// empty: escape codes in a log file or a CI transcript are noise.
+pub fn use_colour() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+// Warnings and errors logged during a run are held and printed after it, so that when the
+// run fails its one-line error is the first thing on stderr (a warning such as "--k is
+// clamped" printed first reads as the cause). Info and debug lines stream as they come.
+static HELD: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct HeldWarnings;
+
+struct HeldWriter;
+
+impl io::Write for HeldWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for HeldWarnings {
+    type Writer = HeldWriter;
+    fn make_writer(&'a self) -> HeldWriter {
+        HeldWriter
+    }
+}
+
+/// Writes the warnings held since the last call to stderr (see [`main_with`]).
+pub fn flush_held_warnings() {
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|e| e.into_inner()));
+    if !held.is_empty() {
+        let _ = io::Write::write_all(&mut io::stderr(), &held);
+    }
 }
 
 /// A progress bar on stderr for `len` steps of `what`.
@@ -312,7 +465,14 @@ pub struct ChatArgs {
 #[command(about = None, long_about = None)]
 pub struct LayerArgs {
     /// Layers (hidden-state indices): all, last, N, -N (from the end), A-B, comma-separated.
-    #[arg(long, default_value = "all", value_name = "SPEC", value_parser = LayerSpec::from_str)]
+    // allow_hyphen_values: `--layers -3` (as documented) rather than only `--layers=-3`.
+    #[arg(
+        long,
+        default_value = "all",
+        value_name = "SPEC",
+        allow_hyphen_values = true,
+        value_parser = LayerSpec::from_str
+    )]
     pub layers: LayerSpec,
 }
 

@@ -196,3 +196,62 @@ fn progress_is_hidden_off_a_terminal() {
     });
     assert!(hd_cli::progress(10, "x").is_hidden());
 }
+
+/// Issue 12 item 11: usage errors found after parsing exit 2, like clap's.
+#[test]
+fn issue12_usage_errors_after_parsing_exit_2() {
+    assert_eq!(
+        run(&[], |_| Err(hd_cli::usage("--lr must be > 0, found 0"))),
+        ExitCode::from(2)
+    );
+    let same = hd_formats::Error::usage("--out x is the same file as --prompts x");
+    assert_eq!(
+        run(&[], |_| Err(
+            anyhow::Error::from(same).context("checking outputs")
+        )),
+        ExitCode::from(2)
+    );
+    assert_eq!(exit_code(&anyhow::anyhow!("bad data")), 1);
+}
+
+/// Issue 12 item 12: `--layers -3`, the form --help documents, was rejected by the parser
+/// (only `--layers=-3` worked).
+#[test]
+fn issue12_layers_accepts_a_negative_value_as_a_separate_argument() {
+    for argv in [
+        ["--layers", "-3"],
+        ["--layers", "-3,-1"],
+        ["--layers", "-5--2"],
+    ] {
+        let mut got = None;
+        let code = run(&argv, |a| {
+            got = Some(a.layers.layers);
+            Ok(())
+        });
+        assert_eq!(code, ExitCode::from(0), "{argv:?}");
+        assert_eq!(
+            got.unwrap().to_string(),
+            argv[1]
+                .parse::<hd_formats::layers::LayerSpec>()
+                .unwrap()
+                .to_string()
+        );
+    }
+    // A real flag after it is still a flag.
+    assert_eq!(
+        run(&["--layers", "-3", "-q"], |_| Ok(())),
+        ExitCode::from(0)
+    );
+}
+
+/// Issue 12 item 13: colour only on a terminal, and never with NO_COLOR set.
+#[test]
+fn issue12_no_colour_off_a_terminal_or_with_no_color() {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        assert!(!hd_cli::use_colour());
+    }
+    std::env::set_var("NO_COLOR", "1");
+    assert!(!hd_cli::use_colour());
+    std::env::remove_var("NO_COLOR");
+}
