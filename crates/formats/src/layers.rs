@@ -41,6 +41,15 @@ impl LayerSpec {
         }
     }
 
+    /// `Some(N)` when the spec is exactly one index counted from the start (`N`): what names
+    /// the layer of a file that does not record its own (a lone `.npy` tensor).
+    pub fn single_index(&self) -> Option<usize> {
+        match self.items[..] {
+            [Item::Range(Index::FromStart(a), Index::FromStart(b))] if a == b => Some(a),
+            _ => None,
+        }
+    }
+
     /// The layer indices in `0..=max_index`, sorted and deduplicated.
     pub fn resolve(&self, max_index: usize) -> Result<Vec<usize>, Error> {
         let mut out = Vec::new();

@@ -48,6 +48,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use hd_formats::atomic::Outputs;
 use hd_formats::layers::LayerSpec;
 use hd_formats::meta::{base_metadata, check_prompts_match, check_same_prompts, PROMPT_IDS_HASH};
 use hd_formats::prompts::PromptTable;
@@ -173,8 +174,26 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Fails fast on options that would only fail after the work: output format, `τ` range.
+/// The run's files: inputs, then outputs, as the flags name them.
+pub fn output_set(opts: &Options) -> Outputs {
+    let set = match &opts.source {
+        Source::Pair { base, tuned, .. } => {
+            Outputs::new().input("--base", base).input("--tuned", tuned)
+        }
+        Source::Contrast { acts, rows, .. } => Outputs::new()
+            .input("--contrast", acts)
+            .input("--rows", rows),
+    };
+    set.output("--out", &opts.out)
+        .output_opt("--spectrum", opts.spectrum.as_deref())
+        .output_opt("--rank", opts.rank.as_deref())
+        .output_opt("--alignment", opts.alignment.as_deref())
+}
+
+/// Fails fast on options that would only fail after the work: an output that is an input or
+/// another output (usage error), output format, `τ` range.
 pub fn check_options(opts: &Options) -> Result<()> {
+    output_set(opts).check()?;
     match Format::from_path(&opts.out)? {
         Format::Safetensors | Format::Npz => {}
         Format::Npy => bail!(
@@ -204,8 +223,8 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
         Source::Pair { base, tuned, shift } => {
             // One after the other: the reader maps each file while copying it out, so
             // reading both at once would double the peak memory for a few milliseconds saved.
-            let mut base_f = read(base)?;
-            let mut tuned_f = read(tuned)?;
+            let mut base_f = read(base, &opts.layers)?;
+            let mut tuned_f = read(tuned, &opts.layers)?;
             check_same_prompts(&base_f, &tuned_f)?;
             if let Some(h) = base_f.metadata.get(PROMPT_IDS_HASH) {
                 metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
@@ -245,8 +264,16 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
             })?
         }
         Source::Contrast { acts, rows, by } => {
-            let mut acts_f = read(acts)?;
+            let mut acts_f = read(acts, &opts.layers)?;
             let table = PromptTable::read(rows)?;
+            if table.is_empty() {
+                bail!(
+                    "{}: no rows (a header only), expected one prompt row per activation row \
+                     of {}",
+                    table.path,
+                    acts_f.path
+                );
+            }
             check_prompts_match(&acts_f, &table)?;
             if let Some(h) = acts_f.metadata.get(PROMPT_IDS_HASH) {
                 metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
@@ -328,8 +355,24 @@ fn for_each_layer<T: Send>(
     results.into_iter().collect()
 }
 
-fn read(path: &Path) -> Result<TensorFile> {
-    Ok(TensorFile::read(path)?)
+/// Reads an activation file. A lone `.npy` matrix records no layer (the reader calls it
+/// `resid.0`), so which layer it is must come from `--layers N`; taking it for layer 0
+/// silently would pair or label the wrong layer.
+fn read(path: &Path, layers: &LayerSpec) -> Result<TensorFile> {
+    let mut file = TensorFile::read(path)?;
+    if Format::from_path(path)? == Format::Npy && file.tensors.len() == 1 {
+        let Some(l) = layers.single_index() else {
+            return Err(hd_cli::usage(format!(
+                "{}: a .npy file holds one matrix and does not record its layer; say which layer \
+                 it is with --layers N (got --layers {layers}), or write .safetensors/.npz",
+                file.path
+            )));
+        };
+        if let Some(t) = file.tensors.remove(&resid_name(0)) {
+            file.tensors.insert(resid_name(l), t);
+        }
+    }
+    Ok(file)
 }
 
 /// Moves `resid.{layer}` out of the file (checked present by [`layer_shape`]).
@@ -508,6 +551,15 @@ fn contrast_labels(table: &PromptTable, by: &str) -> Result<Vec<Option<bool>>> {
             ),
         });
     }
+    let harmful = out.iter().filter(|l| **l == Some(true)).count();
+    let harmless = out.iter().filter(|l| **l == Some(false)).count();
+    if harmful == 0 || harmless == 0 {
+        bail!(
+            "{}: column '{by}' has {harmful} harmful and {harmless} harmless rows ({left_out} \
+             empty); the contrast needs at least one of each",
+            table.path
+        );
+    }
     if left_out > 0 {
         tracing::info!(
             "{}: {left_out} row(s) with an empty '{by}' left out",
@@ -655,10 +707,10 @@ pub fn num(x: f64) -> String {
     }
 }
 
-/// Writes every requested output (each atomically), after everything is computed.
+/// Writes every requested output after everything is computed: all are staged to temporary
+/// files and renamed together, so a failure leaves none of them.
 pub fn write_outputs(opts: &Options, outcome: &Outcome) -> Result<()> {
     let file = components_file(outcome)?;
-    // Render all CSVs first, so a failure there leaves nothing written.
     let mut csvs: Vec<(&PathBuf, String)> = Vec::new();
     if let Some(p) = &opts.spectrum {
         csvs.push((p, spectrum_csv(outcome)));
@@ -669,9 +721,11 @@ pub fn write_outputs(opts: &Options, outcome: &Outcome) -> Result<()> {
     if let Some(p) = &opts.alignment {
         csvs.push((p, alignment_csv(outcome)));
     }
-    file.write(&opts.out)?;
+    let mut outs = Outputs::new();
+    file.stage(&mut outs, &opts.out)?;
     for (path, text) in csvs {
-        hd_formats::atomic::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+        outs.stage(path, |w| w.write_all(text.as_bytes()))?;
     }
+    outs.commit()?;
     Ok(())
 }

@@ -826,3 +826,425 @@ fn identical_inputs_give_rank_zero_with_a_note() {
         assert!((dot(&c, &c) - 1.0).abs() < 1e-6, "still unit rows");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: the bad-input matrix of shift-svd, in one table.
+
+/// One bad (or once-mishandled) command line: what it must exit with, what stderr must say,
+/// and which files must not exist afterwards.
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    code: i32,
+    needles: &'static [&'static str],
+    absent: &'static [&'static str],
+}
+
+fn case(
+    name: &'static str,
+    args: &[&str],
+    code: i32,
+    needles: &'static [&'static str],
+    absent: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code,
+        needles,
+        absent,
+    }
+}
+
+fn issue12_fixtures(dir: &Path) {
+    write_acts(
+        &dir.join("b.safetensors"),
+        &[(4, small(1, 3, 10), 3, 10)],
+        None,
+    );
+    write_acts(
+        &dir.join("t.safetensors"),
+        &[(4, small(2, 3, 10), 3, 10)],
+        None,
+    );
+    let one = |name: &str, seed| {
+        let mut f = TensorFile::new(BTreeMap::new());
+        f.insert("x", Tensor::f32(vec![3, 10], small(seed, 3, 10)).unwrap());
+        f.write(&dir.join(name)).unwrap();
+    };
+    one("b.npy", 1);
+    one("t.npy", 2);
+    std::fs::write(dir.join("header_only.csv"), "id,prompt,label\n").unwrap();
+    std::fs::write(
+        dir.join("all_harmless.csv"),
+        "id,prompt,label\na,x,harmless\nb,y,harmless\nc,z,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rows.csv"),
+        "id,prompt,label\na,x,harmful\nb,y,harmless\nc,z,harmful\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("folder")).unwrap();
+    std::fs::create_dir(dir.join("folder.safetensors")).unwrap();
+}
+
+#[test]
+fn issue12_bad_input_matrix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    issue12_fixtures(dir);
+    let pair = ["--base", "b.safetensors", "--tuned", "t.safetensors"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        pair.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let contrast = ["--contrast", "b.safetensors", "--rows"];
+    let cases = vec![
+        // item 2: an output that is an input, or two outputs that are one file.
+        Case {
+            args: with(&["--out", "b.safetensors"]),
+            ..case(
+                "out = base",
+                &[],
+                2,
+                &["--out b.safetensors", "--base b.safetensors"],
+                &[],
+            )
+        },
+        Case {
+            args: with(&["--out", "o.safetensors", "--spectrum", "./t.safetensors"]),
+            ..case(
+                "spectrum = tuned",
+                &[],
+                2,
+                &["--spectrum", "--tuned"],
+                &["o.safetensors"],
+            )
+        },
+        case(
+            "rank = rows",
+            &[
+                "--contrast",
+                "b.safetensors",
+                "--rows",
+                "rows.csv",
+                "--out",
+                "o.safetensors",
+                "--rank",
+                "rows.csv",
+            ],
+            2,
+            &["--rank rows.csv", "--rows rows.csv"],
+            &["o.safetensors"],
+        ),
+        Case {
+            args: with(&[
+                "--out",
+                "o.safetensors",
+                "--spectrum",
+                "s.csv",
+                "--rank",
+                "folder/../s.csv",
+            ]),
+            ..case(
+                "rank = spectrum",
+                &[],
+                2,
+                &["--rank", "--spectrum", "same file"],
+                &["o.safetensors", "s.csv"],
+            )
+        },
+        // item 3: an output that cannot be written leaves no other output.
+        Case {
+            args: with(&["--out", "o.safetensors", "--spectrum", "no/such/dir/s.csv"]),
+            ..case(
+                "spectrum folder missing",
+                &[],
+                1,
+                &["no/such/dir/s.csv"],
+                &["o.safetensors"],
+            )
+        },
+        // item 9: a .npy records no layer.
+        case(
+            "npy without --layers",
+            &[
+                "--base",
+                "b.npy",
+                "--tuned",
+                "t.npy",
+                "--out",
+                "o.safetensors",
+            ],
+            2,
+            &["b.npy", "does not record its layer", "--layers N"],
+            &["o.safetensors"],
+        ),
+        case(
+            "npy with a range",
+            &[
+                "--base",
+                "b.npy",
+                "--tuned",
+                "t.npy",
+                "--out",
+                "o.safetensors",
+                "--layers",
+                "0-3",
+            ],
+            2,
+            &["--layers 0-3"],
+            &["o.safetensors"],
+        ),
+        // item 14: messages that name the real problem.
+        Case {
+            args: contrast
+                .iter()
+                .chain(&["header_only.csv", "--out", "o.safetensors"])
+                .map(|s| s.to_string())
+                .collect(),
+            ..case(
+                "header-only rows",
+                &[],
+                1,
+                &["header_only.csv: no rows"],
+                &["o.safetensors"],
+            )
+        },
+        Case {
+            args: contrast
+                .iter()
+                .chain(&["all_harmless.csv", "--out", "o.safetensors"])
+                .map(|s| s.to_string())
+                .collect(),
+            ..case(
+                "all harmless",
+                &[],
+                1,
+                &["all_harmless.csv: column 'label' has 0 harmful and 2 harmless rows"],
+                &["o.safetensors"],
+            )
+        },
+        case(
+            "base is a folder",
+            &[
+                "--base",
+                "folder.safetensors",
+                "--tuned",
+                "t.safetensors",
+                "--out",
+                "o.safetensors",
+            ],
+            1,
+            &["folder.safetensors: is a folder"],
+            &["o.safetensors"],
+        ),
+    ];
+    for c in cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let r = run(dir, &args);
+        assert_eq!(
+            r.code, c.code,
+            "{}: shift-svd {args:?}:\n{}",
+            c.name, r.stderr
+        );
+        for n in c.needles {
+            assert!(
+                r.stderr.contains(n),
+                "{}: stderr lacks {n:?}:\n{}",
+                c.name,
+                r.stderr
+            );
+        }
+        assert_eq!(
+            r.stderr.lines().count(),
+            1,
+            "{}: one line:\n{}",
+            c.name,
+            r.stderr
+        );
+        for a in c.absent {
+            assert!(!dir.join(a).exists(), "{}: {a} was written", c.name);
+        }
+        let leftovers: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{}: {leftovers:?}", c.name);
+    }
+    // The inputs survived every attempt.
+    TensorFile::read(&dir.join("b.safetensors"))
+        .unwrap()
+        .get("resid.4")
+        .unwrap();
+    assert!(std::fs::read_to_string(dir.join("rows.csv"))
+        .unwrap()
+        .contains("harmful"));
+}
+
+/// Issue 12 items 9 and 12: a .npy names its layer through `--layers N`, and `--layers -3`
+/// (a separate argument, as --help documents) parses.
+#[test]
+fn issue12_npy_layer_and_negative_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    issue12_fixtures(dir);
+    ok(
+        dir,
+        &[
+            "--base",
+            "b.npy",
+            "--tuned",
+            "t.npy",
+            "--out",
+            "o.safetensors",
+            "--layers",
+            "7",
+        ],
+    );
+    let got = TensorFile::read(&dir.join("o.safetensors")).unwrap();
+    assert_eq!(got.get("components.7").unwrap().shape, vec![3, 10]);
+    assert!(got.get("components.0").is_err());
+    ok(
+        dir,
+        &[
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "t.safetensors",
+            "--out",
+            "n.safetensors",
+            "--layers",
+            "-1",
+        ],
+    );
+    assert!(TensorFile::read(&dir.join("n.safetensors"))
+        .unwrap()
+        .get("components.4")
+        .is_ok());
+}
+
+/// Issue 12 items 1, 3 and 13: an output on a device that fails (a private `/dev/full`)
+/// fails the run and leaves no other output; the error line is the first thing on stderr
+/// (the "--k is clamped" warning follows it), and no colour codes reach a pipe. Before,
+/// the device node was renamed over (exit 0, the node gone).
+#[test]
+fn issue12_failing_device_output_error_first_no_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    issue12_fixtures(dir);
+    let full = dir.join("full");
+    let made = Command::new("mknod")
+        .args([p(&full), "c", "1", "7"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("SKIPPED the device part: mknod needs root");
+    } else {
+        let r = run(
+            dir,
+            &[
+                "--base",
+                "b.safetensors",
+                "--tuned",
+                "t.safetensors",
+                "--out",
+                "o.safetensors",
+                "--alignment",
+                p(&full),
+                "--k",
+                "50",
+            ],
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let first = r.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("shift-svd: ") && first.contains("full"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("--k 50 is more than"), "{}", r.stderr);
+        assert!(!dir.join("o.safetensors").exists());
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&full)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+    // A warning on a pipe: no escape codes (the test harness's stderr is a pipe).
+    let r = ok(
+        dir,
+        &[
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "t.safetensors",
+            "--out",
+            "c.safetensors",
+            "--k",
+            "50",
+        ],
+    );
+    assert!(r.stderr.contains("WARN"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "colour on a pipe: {:?}",
+        r.stderr
+    );
+}
+
+/// Issue 12 item 6: SIGINT while outputs are staged removes the temporaries. The run is
+/// held inside the write by a FIFO output that nobody reads yet: `--out` is already staged
+/// as a hidden temporary file when the signal comes.
+#[test]
+fn issue12_sigint_removes_staged_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    issue12_fixtures(dir);
+    let fifo = dir.join("spectrum.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(p(&fifo))
+        .status()
+        .unwrap()
+        .success());
+    let mut child = Command::new(BIN)
+        .args([
+            "--base",
+            "b.safetensors",
+            "--tuned",
+            "t.safetensors",
+            "--out",
+            "o.safetensors",
+            "--spectrum",
+            p(&fifo),
+        ])
+        .current_dir(dir)
+        .env_clear()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temps = || -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    while temps().is_empty() {
+        assert!(t0.elapsed().as_secs() < 60, "no temporary file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(2), "dies of SIGINT: {status:?}");
+    assert!(temps().is_empty(), "left behind: {:?}", temps());
+    assert!(!dir.join("o.safetensors").exists());
+}

@@ -375,12 +375,14 @@ impl TensorFile {
 
     /// Reads a tensor file, its format chosen by extension (`-` = a `.npy` on stdin).
     pub fn read(path: &Path) -> Result<Self, Error> {
+        check_not_folder(path)?;
         Self::read_as(path, Format::from_path(path)?)
     }
 
     /// Reads a tensor file in the given format, whatever its extension.
     pub fn read_as(path: &Path, format: Format) -> Result<Self, Error> {
         let label = in_label(path);
+        check_not_folder(path)?;
         let (tensors, metadata) = match format {
             Format::Safetensors => {
                 if is_dash(path) {
@@ -625,4 +627,15 @@ impl RawType {
             RawType::U32 => TensorData::I64(conv(bytes, b, |a| i64::from(u32::from_le_bytes(a)))),
         }
     }
+}
+
+/// Otherwise a folder fails later as "unknown extension" or, from mmap, "No such device".
+fn check_not_folder(path: &Path) -> Result<(), Error> {
+    if !is_dash(path) && path.is_dir() {
+        return Err(Error::invalid(
+            &in_label(path),
+            "is a folder, expected a tensor file (.safetensors, .npz or .npy)",
+        ));
+    }
+    Ok(())
 }
