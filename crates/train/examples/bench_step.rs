@@ -2,7 +2,7 @@
 //! `cargo run --release -p hd-train --example bench_step -- MODEL [ROWS] [TOKENS] [FIRST_LAYER]`
 //! (defaults 8 rows of 120 tokens sharing a 28-token prefix, LoRA rank 16 on all blocks).
 
-use hd_train::diff::{DiffModel, DiffRequest, Method, Module, Packed};
+use hd_grad::diff::{DiffModel, DiffRequest, Method, Module, Packed};
 use std::time::Instant;
 
 fn main() -> hd_train::Result<()> {
@@ -74,7 +74,7 @@ fn main() -> hd_train::Result<()> {
                 ..Default::default()
             },
         )?;
-        let loss = hd_train::ops::cross_entropy(out.logits.as_ref().expect("logits"), &targets)?
+        let loss = hd_grad::ops::cross_entropy(out.logits.as_ref().expect("logits"), &targets)?
             .mean_all()?;
         let t1 = Instant::now();
         let _g = loss.backward()?;

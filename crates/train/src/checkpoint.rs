@@ -3,7 +3,7 @@
 //! hyper-parameters) so a resumed run can refuse a checkpoint that belongs to another one.
 //!
 //! Tensors: `param.{name}`, `adam_m.{name}`, `adam_v.{name}` (f32, names as
-//! [`crate::diff::DiffModel::trainable`]), `history` `[steps, 6]` f64 (step, epoch, lr, loss,
+//! [`hd_grad::diff::DiffModel::trainable`]), `history` `[steps, 6]` f64 (step, epoch, lr, loss,
 //! grad_norm, target_tokens). Metadata: the standard keys (tool, version, argv), `step`,
 //! and `fingerprint.*` entries.
 

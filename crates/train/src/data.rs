@@ -14,10 +14,22 @@
 //! template's end-of-turn token (`<|im_end|>` for SmolLM2), so the model learns to stop.
 //! A target longer than `max_target_tokens` is cut there and gets no end-of-turn token (it
 //! was cut, not finished). The loss covers the target tokens only.
+//!
+//! # Preference pairs (DPO)
+//! [`build_pairs`] makes one [`Pair`] per row, both completions tokenised as above: for a
+//! harmful row, chosen = a refusal and rejected = the base model's own answer (its `target`
+//! cell); for a harmless row the reverse. A row whose base answer was itself judged a refusal
+//! (`target_refused` = 1, copied from `generate`'s `refused` column by [`attach_answers`])
+//! gives no preference and is left out: for a harmful row it would pair a refusal with a
+//! refusal, for a harmless row it would teach refusing.
+//!
+//! # Exposure
+//! [`limit_exposure`] keeps the first `k` rows of every jailbreak category (the paper's SSFT
+//! exposure experiment); raw, contrast and harmless rows all stay.
 
 use crate::error::{Result, TrainError};
-use crate::rng::{hash_str, SplitMix64};
 use hd_formats::prompts::PromptTable;
+use hd_grad::rng::{hash_str, SplitMix64};
 use hd_lm::{Message, Model, PromptFormat};
 
 /// The refusals harmful rows are trained on. Each starts with a phrase of `generate`'s
@@ -38,6 +50,17 @@ pub const HARMFUL: &str = "harmful";
 pub const HARMLESS: &str = "harmless";
 /// The column holding a harmless row's completion.
 pub const TARGET: &str = "target";
+/// Whether the refusal judge of `generate` called the `target` a refusal (`1` / `0`).
+pub const TARGET_REFUSED: &str = "target_refused";
+/// The categories whose rows are jailbreaks of a raw request (what `--exposure` limits).
+pub const JAILBREAKS: [&str; 6] = [
+    "roleplay",
+    "suffix",
+    "hypothetical",
+    "prefix_injection",
+    "flip",
+    "past_tense",
+];
 /// The column of the prompt CSV holding labels.
 pub const LABEL: &str = "label";
 
@@ -166,23 +189,49 @@ fn need_label_column(table: &PromptTable, format: TargetFormat) -> Result<()> {
     Ok(())
 }
 
-/// The rows whose target must come from the base model (harmless rows with no `target`
-/// under the refusal format), to be answered by `generate`.
-pub fn rows_needing_answers(table: &PromptTable, format: TargetFormat) -> Result<PromptTable> {
+/// The rows whose target must come from the base model, to be answered by `generate`:
+/// harmless rows with no `target` under the refusal format; with `pairs` (DPO), every row
+/// with no `target`, since a harmful row's rejected completion is the base model's answer.
+pub fn rows_needing_answers(
+    table: &PromptTable,
+    format: TargetFormat,
+    pairs: bool,
+) -> Result<PromptTable> {
     need_label_column(table, format)?;
     let mut keep = Vec::new();
     for i in 0..table.len() {
         let harmful = label_of(table, i)?;
         let has_target = table.get(i, TARGET).is_some_and(|t| !t.trim().is_empty());
-        if format == TargetFormat::Refusal && !harmful && !has_target {
+        if format == TargetFormat::Refusal && (pairs || !harmful) && !has_target {
             keep.push(i);
         }
     }
     Ok(table.select(&keep))
 }
 
+/// Keeps the first `k` rows (in file order: prompt-set's seeded behaviour order) of every
+/// jailbreak category ([`JAILBREAKS`]) and every other row. Returns the table and the rows
+/// kept per jailbreak category.
+pub fn limit_exposure(table: &PromptTable, k: usize) -> (PromptTable, Vec<(String, usize)>) {
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut keep = Vec::new();
+    for i in 0..table.len() {
+        let c = table.get(i, "category").unwrap_or("");
+        if JAILBREAKS.contains(&c) {
+            let n = seen.entry(c.to_string()).or_insert(0);
+            if *n >= k {
+                continue;
+            }
+            *n += 1;
+        }
+        keep.push(i);
+    }
+    (table.select(&keep), seen.into_iter().collect())
+}
+
 /// Copies the `response` column of `answers` (a `generate` output) into the empty `target`
-/// cells of `train`, matching rows by id. Every answers row must match a train row.
+/// cells of `train`, matching rows by id, and its `refused` column (when present) into
+/// `target_refused`. Every answers row must match a train row.
 pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<PromptTable> {
     if answers.column("response").is_none() {
         return Err(TrainError::Input(format!(
@@ -195,7 +244,10 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
     for i in 0..answers.len() {
         by_id.insert(
             answers.id(i).to_string(),
-            answers.get(i, "response").unwrap_or(""),
+            (
+                answers.get(i, "response").unwrap_or(""),
+                answers.get(i, "refused"),
+            ),
         );
     }
     let mut used = 0;
@@ -207,14 +259,25 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
             headers.len() - 1
         }
     };
+    let rcol = match (answers.column("refused"), train.column(TARGET_REFUSED)) {
+        (None, _) => None,
+        (Some(_), Some(c)) => Some(c),
+        (Some(_), None) => {
+            headers.push(TARGET_REFUSED.to_string());
+            Some(headers.len() - 1)
+        }
+    };
     let mut rows = Vec::with_capacity(train.len());
     for i in 0..train.len() {
         let mut row = train.rows[i].clone();
         row.resize(headers.len(), String::new());
-        if let Some(r) = by_id.get(train.id(i)) {
+        if let Some((r, refused)) = by_id.get(train.id(i)) {
             used += 1;
             if row[tcol].trim().is_empty() {
                 row[tcol] = r.to_string();
+                if let (Some(c), Some(f)) = (rcol, refused) {
+                    row[c] = f.to_string();
+                }
             }
         }
         rows.push(row);
@@ -233,10 +296,8 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
     Ok(PromptTable::from_rows(&train.path, headers, rows)?)
 }
 
-/// Builds and checks every example of the table. Errors name the file and row: a missing
-/// `label` column, an unknown label, a harmless row without target (refusal format), an
-/// empty target, a sequence beyond the model's context.
-pub fn build_examples(model: &Model, table: &PromptTable, o: &DataOptions) -> Result<Vec<Example>> {
+/// Checks what every format needs before any row is encoded.
+fn check_table(table: &PromptTable, o: &DataOptions, need_all_targets: bool) -> Result<()> {
     need_label_column(table, o.format)?;
     if table.is_empty() {
         return Err(TrainError::Input(format!(
@@ -245,12 +306,13 @@ pub fn build_examples(model: &Model, table: &PromptTable, o: &DataOptions) -> Re
         )));
     }
     if o.format == TargetFormat::Refusal && table.column(TARGET).is_none() {
-        let harmless = (0..table.len())
-            .filter(|&i| table.get(i, LABEL) == Some(HARMLESS))
+        let need = (0..table.len())
+            .filter(|&i| need_all_targets || table.get(i, LABEL) == Some(HARMLESS))
             .count();
-        if harmless > 0 {
+        if need > 0 {
+            let which = if need_all_targets { "" } else { "harmless " };
             return Err(TrainError::Input(format!(
-                "{}: no '{TARGET}' column, but {harmless} harmless rows need the base model's answer as target \
+                "{}: no '{TARGET}' column, but {need} {which}rows need the base model's answer as target \
                  (make them with `safety-tune select` and `generate`, then pass --answers)",
                 table.path
             )));
@@ -261,64 +323,180 @@ pub fn build_examples(model: &Model, table: &PromptTable, o: &DataOptions) -> Re
             "--max-target-tokens must be at least 1".into(),
         ));
     }
-    let eot = end_of_turn_id(model)?;
-    let ctx = model.config.max_position_embeddings;
-    let mut out = Vec::with_capacity(table.len());
-    for i in 0..table.len() {
-        let id = table.id(i);
-        let harmful = label_of(table, i)?;
-        let target: String = match (o.format, harmful) {
-            (TargetFormat::Guard, true) => "unsafe".into(),
-            (TargetFormat::Guard, false) => "safe".into(),
-            (TargetFormat::Refusal, true) => refusal_for(o.seed, id).into(),
-            (TargetFormat::Refusal, false) => {
-                let t = table.get(i, TARGET).unwrap_or("");
-                if t.trim().is_empty() {
-                    return Err(TrainError::Input(format!(
-                        "{}: row with id '{id}' is harmless but has an empty '{TARGET}' \
-                         (give it the base model's answer: `safety-tune select`, `generate`, --answers)",
-                        table.path
-                    )));
-                }
-                t.to_string()
-            }
-        };
-        let prompt = model
-            .encode_prompt(table.prompt(i), &o.prompt_format)
+    Ok(())
+}
+
+/// Prompt and target of row `i` as one training sequence.
+struct Encoder<'a> {
+    model: &'a Model,
+    table: &'a PromptTable,
+    o: &'a DataOptions,
+    eot: u32,
+    ctx: usize,
+}
+
+impl Encoder<'_> {
+    fn new<'a>(
+        model: &'a Model,
+        table: &'a PromptTable,
+        o: &'a DataOptions,
+    ) -> Result<Encoder<'a>> {
+        Ok(Encoder {
+            model,
+            table,
+            o,
+            eot: end_of_turn_id(model)?,
+            ctx: model.config.max_position_embeddings,
+        })
+    }
+
+    /// The row's base-model answer; an empty one is an error naming the row.
+    fn base_answer(&self, i: usize, why: &str) -> Result<&str> {
+        let t = self.table.get(i, TARGET).unwrap_or("");
+        if t.trim().is_empty() {
+            return Err(TrainError::Input(format!(
+                "{}: row with id '{}' {why} but has an empty '{TARGET}' \
+                 (give it the base model's answer: `safety-tune select`, `generate`, --answers)",
+                self.table.path,
+                self.table.id(i)
+            )));
+        }
+        Ok(t)
+    }
+
+    fn encode(&self, i: usize, harmful: bool, target: &str) -> Result<Example> {
+        let (table, id) = (self.table, self.table.id(i));
+        let prompt = self
+            .model
+            .encode_prompt(table.prompt(i), &self.o.prompt_format)
             .map_err(|e| TrainError::Input(format!("{}: row with id '{id}': {e}", table.path)))?;
-        let mut tgt = model.tokenizer.encode(&target, false)?;
+        let mut tgt = self.model.tokenizer.encode(target, false)?;
         if tgt.is_empty() {
             return Err(TrainError::Input(format!(
                 "{}: row with id '{id}': the target encodes to no tokens",
                 table.path
             )));
         }
-        if tgt.len() > o.max_target_tokens {
-            tgt.truncate(o.max_target_tokens);
+        if tgt.len() > self.o.max_target_tokens {
+            tgt.truncate(self.o.max_target_tokens);
         } else {
-            tgt.push(eot);
+            tgt.push(self.eot);
         }
         let n = prompt.len() + tgt.len();
-        if n > ctx {
+        if n > self.ctx {
             return Err(TrainError::Input(format!(
-                "{}: row with id '{id}': {} prompt tokens + {} target tokens = {n} do not fit the model's context of {ctx}",
+                "{}: row with id '{id}': {} prompt tokens + {} target tokens = {n} do not fit the model's context of {}",
                 table.path,
                 prompt.len(),
-                tgt.len()
+                tgt.len(),
+                self.ctx
             )));
         }
         let n_prompt = prompt.len();
         let mut tokens = prompt;
         tokens.extend_from_slice(&tgt);
-        out.push(Example {
+        Ok(Example {
             id: id.to_string(),
             category: table.get(i, "category").unwrap_or("").to_string(),
             harmful,
             tokens,
             n_prompt,
-        });
+        })
+    }
+}
+
+/// Builds and checks every example of the table. Errors name the file and row: a missing
+/// `label` column, an unknown label, a harmless row without target (refusal format), an
+/// empty target, a sequence beyond the model's context.
+pub fn build_examples(model: &Model, table: &PromptTable, o: &DataOptions) -> Result<Vec<Example>> {
+    check_table(table, o, false)?;
+    let enc = Encoder::new(model, table, o)?;
+    let mut out = Vec::with_capacity(table.len());
+    for i in 0..table.len() {
+        let harmful = label_of(table, i)?;
+        let target: String = match (o.format, harmful) {
+            (TargetFormat::Guard, true) => "unsafe".into(),
+            (TargetFormat::Guard, false) => "safe".into(),
+            (TargetFormat::Refusal, true) => refusal_for(o.seed, table.id(i)).into(),
+            (TargetFormat::Refusal, false) => enc.base_answer(i, "is harmless")?.to_string(),
+        };
+        out.push(enc.encode(i, harmful, &target)?);
     }
     Ok(out)
+}
+
+/// A preference pair: the same prompt with the preferred and the dispreferred completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Prompt + preferred completion.
+    pub chosen: Example,
+    /// Prompt + dispreferred completion.
+    pub rejected: Example,
+}
+
+/// What [`build_pairs`] left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairStats {
+    /// Harmful rows whose base answer was already a refusal (no compliant completion).
+    pub harmful_base_refused: usize,
+    /// Harmless rows whose base answer was a refusal (no helpful completion).
+    pub harmless_base_refused: usize,
+}
+
+/// Builds one [`Pair`] per usable row (see the module notes): every row needs its base-model
+/// answer in `target`; rows whose answer was judged a refusal (`target_refused` = 1) are left
+/// out and counted. Only the refusal format has pairs.
+pub fn build_pairs(
+    model: &Model,
+    table: &PromptTable,
+    o: &DataOptions,
+) -> Result<(Vec<Pair>, PairStats)> {
+    if o.format != TargetFormat::Refusal {
+        return Err(TrainError::Input(format!(
+            "--objective dpo needs --format refusal (pairs of a refusal and an answer), not {}",
+            o.format.name()
+        )));
+    }
+    check_table(table, o, true)?;
+    let enc = Encoder::new(model, table, o)?;
+    let mut stats = PairStats::default();
+    let mut out = Vec::with_capacity(table.len());
+    for i in 0..table.len() {
+        let harmful = label_of(table, i)?;
+        let answer = enc.base_answer(
+            i,
+            if harmful {
+                "is harmful (its base answer is the rejected completion)"
+            } else {
+                "is harmless (its base answer is the chosen completion)"
+            },
+        )?;
+        if table.get(i, TARGET_REFUSED) == Some("1") {
+            if harmful {
+                stats.harmful_base_refused += 1;
+            } else {
+                stats.harmless_base_refused += 1;
+            }
+            continue;
+        }
+        let refusal = refusal_for(o.seed, table.id(i));
+        let (chosen, rejected) = if harmful {
+            (refusal, answer)
+        } else {
+            (answer, refusal)
+        };
+        out.push(Pair {
+            chosen: enc.encode(i, harmful, chosen)?,
+            rejected: enc.encode(i, harmful, rejected)?,
+        });
+    }
+    if out.is_empty() {
+        return Err(TrainError::Input(format!(
+            "{}: no usable preference pairs (every base answer was judged a refusal)",
+            table.path
+        )));
+    }
+    Ok((out, stats))
 }
 
 #[cfg(test)]
@@ -355,10 +533,10 @@ mod tests {
                 &["c", "r", "harmless"],
             ],
         );
-        let need = rows_needing_answers(&train, TargetFormat::Refusal).unwrap();
+        let need = rows_needing_answers(&train, TargetFormat::Refusal, false).unwrap();
         assert_eq!(need.ids().collect::<Vec<_>>(), ["b", "c"]);
         assert_eq!(
-            rows_needing_answers(&train, TargetFormat::Guard)
+            rows_needing_answers(&train, TargetFormat::Guard, false)
                 .unwrap()
                 .len(),
             0
@@ -383,12 +561,12 @@ mod tests {
     #[test]
     fn label_errors() {
         let t = table(&["id", "prompt"], &[&["a", "p"]]);
-        let e = rows_needing_answers(&t, TargetFormat::Refusal)
+        let e = rows_needing_answers(&t, TargetFormat::Refusal, false)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("train.csv: no 'label' column"), "{e}");
         let t = table(&["id", "prompt", "label"], &[&["a", "p", "evil"]]);
-        let e = rows_needing_answers(&t, TargetFormat::Refusal)
+        let e = rows_needing_answers(&t, TargetFormat::Refusal, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("row with id 'a': label 'evil'"), "{e}");

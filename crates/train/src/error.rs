@@ -10,6 +10,9 @@ pub enum TrainError {
     /// Reading or writing one of the project's file formats failed.
     #[error(transparent)]
     Formats(#[from] hd_formats::Error),
+    /// The differentiable decoder refused its input or failed.
+    #[error(transparent)]
+    Grad(#[from] hd_grad::GradError),
     /// Bad input data or arguments (the message names the file and row).
     #[error("{0}")]
     Input(String),

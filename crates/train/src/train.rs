@@ -7,21 +7,63 @@
 //! tokens, and minimises the mean over the batch of each example's mean target-token
 //! negative log-likelihood (every row counts the same, however long its target).
 //!
+//! With [`Objective::Dpo`] the examples come in preference pairs (chosen, rejected, chosen,
+//! rejected, ...: [`crate::data::Pair`]s flattened by [`flatten_pairs`]), a batch is
+//! `batch_size` pairs, and the loss is DPO's (Rafailov et al. 2023):
+//! `mean over pairs of -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r))))`,
+//! where `log pi(y)` is the summed log-probability of the completion's tokens. The reference
+//! is the model before any update: its log-probabilities are computed once, in
+//! [`Trainer::new`], before the adapters (or trainable weights) are attached. With LoRA that is
+//! exactly the adapter-off forward, and no second copy of the weights is kept.
+//!
 //! Everything a step does depends only on the step number, the seed, the examples and the
 //! parameters, so a run resumed from a checkpoint continues exactly as the uninterrupted run.
 
-use crate::data::Example;
-use crate::diff::{to_vec, DiffModel, DiffRequest, Method, Packed};
+use crate::data::{Example, Pair};
 use crate::error::{Result, TrainError};
-use crate::ops;
 use crate::optim::{clip_global_norm, lr_at, AdamW};
-use crate::rng::SplitMix64;
 use candle_core::{Device, Tensor};
+use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Method, Packed};
+use hd_grad::ops;
+use hd_grad::rng::SplitMix64;
 use std::ops::Range;
+
+/// What is minimised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Mean target-token negative log-likelihood (supervised fine-tuning).
+    Sft,
+    /// Direct preference optimisation on (chosen, rejected) pairs, reference = the initial
+    /// model.
+    Dpo {
+        /// Inverse temperature of the implicit reward (TRL's default 0.1).
+        beta: f64,
+    },
+}
+
+impl Objective {
+    /// `sft` or `dpo beta=<beta>`, for metadata and checkpoint fingerprints.
+    pub fn describe(&self) -> String {
+        match self {
+            Objective::Sft => "sft".into(),
+            Objective::Dpo { beta } => format!("dpo beta={beta}"),
+        }
+    }
+}
+
+/// Pairs as the example list [`Trainer::new`] takes for [`Objective::Dpo`].
+pub fn flatten_pairs(pairs: Vec<Pair>) -> Vec<Example> {
+    pairs
+        .into_iter()
+        .flat_map(|p| [p.chosen, p.rejected])
+        .collect()
+}
 
 /// Hyper-parameters of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
+    /// What is minimised.
+    pub objective: Objective,
     /// What is trained.
     pub method: Method,
     /// Blocks that are trained (the others stay frozen).
@@ -53,7 +95,7 @@ pub struct StepLog {
     pub epoch: f64,
     /// Learning rate used.
     pub lr: f64,
-    /// Batch loss (mean per-example target NLL).
+    /// Batch loss (SFT: mean per-example target NLL; DPO: mean pair loss).
     pub loss: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
@@ -73,6 +115,8 @@ pub struct Trainer {
     pub history: Vec<StepLog>,
     opt: AdamW,
     examples: Vec<Example>,
+    /// DPO: the reference log-probability of every example's completion.
+    ref_logp: Vec<f64>,
 }
 
 /// Longest shared prefix computed once per batch; longer prompts share little beyond the
@@ -96,6 +140,23 @@ impl Trainer {
                 config.lr
             )));
         }
+        let ref_logp = match config.objective {
+            Objective::Sft => Vec::new(),
+            Objective::Dpo { beta } => {
+                if !(beta > 0.0 && beta.is_finite()) {
+                    return Err(TrainError::Input(format!("--beta {beta} must be positive")));
+                }
+                check_pairs(&examples)?;
+                // Before the trainable parameters exist: the frozen model is the reference.
+                let mut lp = Vec::with_capacity(examples.len());
+                let idx: Vec<usize> = (0..examples.len()).collect();
+                for chunk in idx.chunks(2 * config.batch_size) {
+                    let (t, _) = seq_logp(&model, &examples, chunk, 0)?;
+                    lp.extend(to_vec(&t)?.into_iter().map(f64::from));
+                }
+                lp
+            }
+        };
         model.make_trainable(&config.method, config.layers.clone(), config.seed)?;
         let sizes: Vec<usize> = model
             .trainable()
@@ -110,12 +171,21 @@ impl Trainer {
             history: Vec::new(),
             opt,
             examples,
+            ref_logp,
         })
+    }
+
+    /// What a batch is made of: examples (SFT) or pairs (DPO).
+    fn n_units(&self) -> usize {
+        match self.config.objective {
+            Objective::Sft => self.examples.len(),
+            Objective::Dpo { .. } => self.examples.len() / 2,
+        }
     }
 
     /// Steps per epoch.
     pub fn steps_per_epoch(&self) -> usize {
-        self.examples.len().div_ceil(self.config.batch_size)
+        self.n_units().div_ceil(self.config.batch_size)
     }
 
     /// Steps of the whole run.
@@ -137,12 +207,13 @@ impl Trainer {
         &self.examples
     }
 
-    /// Example indices of step `step` (0-based): a slice of the epoch's seeded permutation;
-    /// the `ceil(n / batch_size)` batches of an epoch differ in size by at most one.
+    /// Example (SFT) or pair (DPO) indices of step `step` (0-based): a slice of the epoch's
+    /// seeded permutation; the `ceil(n / batch_size)` batches of an epoch differ in size by at
+    /// most one.
     pub fn batch_of(&self, step: usize) -> Vec<usize> {
         let spe = self.steps_per_epoch();
         let (epoch, b) = (step / spe, step % spe);
-        let mut order: Vec<usize> = (0..self.examples.len()).collect();
+        let mut order: Vec<usize> = (0..self.n_units()).collect();
         SplitMix64::derive(&[self.config.seed, epoch as u64, 0x5EED_BA7C]).shuffle(&mut order);
         // Batches of near-equal size (never a lone remainder of one or two rows).
         let n = order.len();
@@ -153,54 +224,51 @@ impl Trainer {
         ((self.total_steps() as f64) * self.config.warmup_ratio).ceil() as usize
     }
 
-    /// Loss of a set of examples under the current parameters, as a tensor with a graph.
+    /// Loss of a batch (example indices for SFT, pair indices for DPO) under the current
+    /// parameters, as a tensor with a graph, and the number of target tokens in it.
     pub fn loss_of(&self, idx: &[usize]) -> Result<(Tensor, usize)> {
-        let seqs: Vec<&[u32]> = idx
-            .iter()
-            .map(|&i| self.examples[i].tokens.as_slice())
-            .collect();
-        let packed = Packed::with_shared_prefix(&seqs, MAX_SHARED_PREFIX);
-        let mut rows = Vec::new();
-        let mut targets = Vec::new();
-        let mut weights = Vec::new();
-        for (s, &i) in idx.iter().enumerate() {
-            let ex = &self.examples[i];
-            let nt = ex.n_target();
-            for p in ex.n_prompt..ex.tokens.len() {
-                rows.push(packed.row(s, p - 1));
-                targets.push(ex.tokens[p]);
-                weights.push(1.0 / (nt as f32 * idx.len() as f32));
-            }
+        match self.config.objective {
+            Objective::Sft => self.sft_loss(idx),
+            Objective::Dpo { beta } => self.dpo_loss(idx, beta),
         }
-        // Blocks below the trained ones carry no parameters: run them without a graph.
-        let first = self.config.layers.start;
-        let start = if first > 0 {
-            let h = self.model.forward(
-                &packed,
-                &DiffRequest {
-                    capture: vec![first],
-                    ..Default::default()
-                },
-            )?;
-            Some((first, h.hidden[0].1.detach()))
-        } else {
-            None
-        };
-        let out = self.model.forward(
-            &packed,
-            &DiffRequest {
-                logit_rows: Some(rows),
-                start,
-                ..Default::default()
-            },
-        )?;
-        let logits = out
-            .logits
-            .ok_or_else(|| TrainError::Candle("no logits".into()))?;
-        let nll = ops::cross_entropy(&logits, &targets)?;
+    }
+
+    fn sft_loss(&self, idx: &[usize]) -> Result<(Tensor, usize)> {
+        let (nll, spans) = token_nll(&self.model, &self.examples, idx, self.config.layers.start)?;
+        let mut weights = Vec::with_capacity(nll.elem_count());
+        for r in &spans {
+            let nt = r.len();
+            weights.extend(std::iter::repeat_n(
+                1.0 / (nt as f32 * idx.len() as f32),
+                nt,
+            ));
+        }
         let n = weights.len();
         let w = Tensor::from_vec(weights, n, &Device::Cpu)?;
         Ok(((nll * w)?.sum_all()?, n))
+    }
+
+    fn dpo_loss(&self, pairs: &[usize], beta: f64) -> Result<(Tensor, usize)> {
+        let seqs: Vec<usize> = pairs.iter().flat_map(|&p| [2 * p, 2 * p + 1]).collect();
+        let (lp, n) = seq_logp(&self.model, &self.examples, &seqs, self.config.layers.start)?;
+        // d_p = log pi(c_p) - log pi(r_p), through a [2P, P] matrix of +1 / -1.
+        let np = pairs.len();
+        let mut sign = vec![0f32; 2 * np * np];
+        for p in 0..np {
+            sign[(2 * p) * np + p] = 1.0;
+            sign[(2 * p + 1) * np + p] = -1.0;
+        }
+        let sign = Tensor::from_vec(sign, (2 * np, np), &Device::Cpu)?;
+        let d = lp.unsqueeze(0)?.matmul(&sign)?.squeeze(0)?;
+        let ref_d: Vec<f32> = pairs
+            .iter()
+            .map(|&p| (self.ref_logp[2 * p] - self.ref_logp[2 * p + 1]) as f32)
+            .collect();
+        let ref_d = Tensor::from_vec(ref_d, np, &Device::Cpu)?;
+        let z = ((d - ref_d)? * beta)?;
+        // -log sigmoid(z) = softplus(-z) = relu(-z) + log(1 + exp(-|z|)), stable for any z.
+        let loss = (z.neg()?.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        Ok((loss.mean_all()?, n))
     }
 
     /// Runs the next step.
@@ -257,7 +325,7 @@ impl Trainer {
         self.model
             .trainable()
             .iter()
-            .map(|(_, v)| to_vec(v.as_tensor()))
+            .map(|(_, v)| Ok(to_vec(v.as_tensor())?))
             .collect()
     }
 
@@ -305,4 +373,97 @@ impl Trainer {
         self.history = history;
         Ok(())
     }
+}
+
+/// The examples packed, their common prefix (the chat template's header) computed once.
+fn packed_of(examples: &[Example], idx: &[usize]) -> Packed {
+    let seqs: Vec<&[u32]> = idx.iter().map(|&i| examples[i].tokens.as_slice()).collect();
+    Packed::with_shared_prefix(&seqs, MAX_SHARED_PREFIX)
+}
+
+/// Per-target-token negative log-likelihoods of examples `idx`, and which of them belong to
+/// each example (in `idx` order). Blocks below `first` carry no parameters and run without a
+/// graph.
+fn token_nll(
+    model: &DiffModel,
+    examples: &[Example],
+    idx: &[usize],
+    first: usize,
+) -> Result<(Tensor, Vec<Range<usize>>)> {
+    let packed = packed_of(examples, idx);
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    let mut spans = Vec::with_capacity(idx.len());
+    for (s, &i) in idx.iter().enumerate() {
+        let ex = &examples[i];
+        let from = rows.len();
+        for p in ex.n_prompt..ex.tokens.len() {
+            rows.push(packed.row(s, p - 1));
+            targets.push(ex.tokens[p]);
+        }
+        spans.push(from..rows.len());
+    }
+    let start = if first > 0 {
+        let h = model.forward(
+            &packed,
+            &DiffRequest {
+                capture: vec![first],
+                ..Default::default()
+            },
+        )?;
+        Some((first, h.hidden[0].1.detach()))
+    } else {
+        None
+    };
+    let out = model.forward(
+        &packed,
+        &DiffRequest {
+            logit_rows: Some(rows),
+            start,
+            ..Default::default()
+        },
+    )?;
+    let logits = out
+        .logits
+        .ok_or_else(|| TrainError::Candle("no logits".into()))?;
+    Ok((ops::cross_entropy(&logits, &targets)?, spans))
+}
+
+/// Summed log-probability of each example's target tokens `[idx.len()]`, and the number of
+/// target tokens.
+fn seq_logp(
+    model: &DiffModel,
+    examples: &[Example],
+    idx: &[usize],
+    first: usize,
+) -> Result<(Tensor, usize)> {
+    let (nll, spans) = token_nll(model, examples, idx, first)?;
+    let n = nll.elem_count();
+    let mut member = vec![0f32; n * idx.len()];
+    for (s, r) in spans.iter().enumerate() {
+        for row in r.clone() {
+            member[row * idx.len() + s] = -1.0;
+        }
+    }
+    let member = Tensor::from_vec(member, (n, idx.len()), &Device::Cpu)?;
+    Ok((nll.unsqueeze(0)?.matmul(&member)?.squeeze(0)?, n))
+}
+
+/// DPO examples must alternate chosen / rejected completions of the same row.
+fn check_pairs(examples: &[Example]) -> Result<()> {
+    if examples.len() % 2 != 0 {
+        return Err(TrainError::Input(format!(
+            "DPO needs (chosen, rejected) pairs, got an odd number of examples ({})",
+            examples.len()
+        )));
+    }
+    for p in examples.chunks(2) {
+        if p[0].id != p[1].id || p[0].tokens[..p[0].n_prompt] != p[1].tokens[..p[1].n_prompt] {
+            return Err(TrainError::Input(format!(
+                "DPO pair '{}' / '{}': the two completions must answer the same prompt",
+                p[0].id, p[1].id
+            )));
+        }
+    }
+    Ok(())
 }

@@ -2,9 +2,9 @@
 //! environment exists) computes the same hidden states from it.
 
 use hd_lm::{Arch, Model, Positions, PromptFormat, Request};
-use hd_train::diff::{DiffModel, Method, Module};
+use hd_grad::diff::{DiffModel, Method, Module};
 use hd_train::export::{write_model_files, ExportParts, Staging};
-use hd_train::testing::{write_tiny_model, TINY_VOCAB};
+use hd_testkit::{write_tiny_model, TINY_VOCAB};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,14 +1,14 @@
 //! The training loop on the tiny fixture: examples, loss falling, determinism, resume.
 
 use hd_formats::prompts::PromptTable;
+use hd_grad::diff::{DiffModel, Method, Module};
 use hd_lm::{Arch, Model, PromptFormat};
+use hd_testkit::write_tiny_model;
 use hd_train::checkpoint;
 use hd_train::data::{
     build_examples, end_of_turn_id, DataOptions, Example, TargetFormat, REFUSALS,
 };
-use hd_train::diff::{DiffModel, Method, Module};
-use hd_train::testing::write_tiny_model;
-use hd_train::train::{TrainConfig, Trainer};
+use hd_train::train::{Objective, TrainConfig, Trainer};
 use std::collections::BTreeMap;
 
 fn table() -> PromptTable {
@@ -52,6 +52,7 @@ fn setup(max_target_tokens: usize) -> (tempfile::TempDir, Model, Vec<Example>) {
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {
+        objective: Objective::Sft,
         method: Method::Lora {
             rank: 4,
             alpha: 8.0,

@@ -11,9 +11,8 @@ use hd_lm::kernels::log_softmax;
 use hd_lm::{Model, Positions, PromptFormat, Request};
 use std::path::{Path, PathBuf};
 
-/// First tokens of a refusal, as in the paper's refusal label (token "I" for Llama Instruct).
-/// Each entry contributes the first token of its encoding.
-pub const DEFAULT_REFUSAL_TOKENS: &str = "I,Sorry,As,Unfortunately,Unable,No";
+pub use hd_analysis::refusal::DEFAULT_REFUSAL_TOKENS;
+use hd_analysis::refusal::RefusalTokens;
 
 /// `K/N`: this run takes every N-th batch starting at batch K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,26 +74,6 @@ pub fn shard_indices(n: usize, batch: usize, shard: Option<Shard>) -> Vec<usize>
         None => (0..n).collect(),
         Some(s) => (0..n).filter(|i| (i / batch) % s.n == s.k).collect(),
     }
-}
-
-fn refusal_ids(model: &Model, spec: &str) -> Result<(Vec<u32>, Vec<String>)> {
-    let mut ids = Vec::new();
-    for w in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let enc = model
-            .tokenizer
-            .encode(w, false)
-            .context("encoding the refusal tokens")?;
-        if let Some(&t) = enc.first() {
-            ids.push(t);
-        }
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        bail!("--refusal-tokens '{spec}': no tokens");
-    }
-    let names = ids.iter().map(|&t| model.tokenizer.token_text(t)).collect();
-    Ok((ids, names))
 }
 
 /// Runs the dump.
@@ -166,7 +145,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         .map(|&i| std::mem::take(&mut all_seqs[i]))
         .collect();
     drop(all_seqs);
-    let (refusal, refusal_names) = refusal_ids(&model, &o.refusal_tokens)?;
+    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
     let d = cfg.hidden_size;
     let req = Request {
         capture_layers: layers.clone(),
@@ -200,9 +179,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
             for (j, s) in chunk.iter().enumerate() {
                 let lp = log_softmax(&lg[j * v..(j + 1) * v]);
                 let top = (0..v).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
-                let p_ref: f64 = refusal.iter().map(|&t| (lp[t as usize] as f64).exp()).sum();
-                let p_ref = p_ref.clamp(1e-30, 1.0 - 1e-12);
-                let score = p_ref.ln() - (1.0 - p_ref).ln();
+                let score = refusal.score(&lp);
                 row_extra.push(vec![
                     s.len().to_string(),
                     top.to_string(),
@@ -268,7 +245,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     md.insert("shared_prefix_tokens".into(), shared.len().to_string());
     md.insert(
         "refusal_tokens".into(),
-        serde_json::to_string(&refusal_names)?,
+        serde_json::to_string(&refusal.names)?,
     );
     if let Some(s) = o.shard {
         md.insert("shard".into(), format!("{}/{}", s.k, s.n));

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hd_cli::{DeviceArgs, LogArgs};
-use hd_train::{data::TargetFormat, diff::Method};
+use hd_grad::diff::Method;
+use hd_train::data::TargetFormat;
 use safety_tune::TuneOptions;
 use std::path::PathBuf;
 
@@ -46,7 +47,7 @@ pub struct Args {
     alpha: f64,
     /// Projections with adapters: qkv, o, gate_up, down (comma-separated) or all.
     #[arg(long, default_value = "all", value_parser = safety_tune::parse_modules)]
-    modules: std::vec::Vec<hd_train::diff::Module>,
+    modules: std::vec::Vec<hd_grad::diff::Module>,
     /// First trained block; the blocks below stay frozen.
     #[arg(long, default_value_t = 0)]
     first_layer: usize,
@@ -77,6 +78,15 @@ pub struct Args {
     /// Target tokens kept; longer targets are cut and get no end-of-turn token.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     max_target_tokens: u64,
+    /// sft: targets (refusals / base answers); dpo: preference pairs against the base model.
+    #[arg(long, value_enum, default_value = "sft")]
+    objective: ObjectiveArg,
+    /// DPO's beta (inverse temperature of the implicit reward; TRL's default).
+    #[arg(long, default_value_t = 0.1)]
+    beta: f64,
+    /// Keep only the first K rows of each jailbreak category (the exposure experiment).
+    #[arg(long, value_name = "K")]
+    exposure: Option<usize>,
     /// Seed of shuffles, adapter initialisation and refusal choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -111,7 +121,16 @@ pub enum Cmd {
         /// Output CSV ('-' for stdout).
         #[arg(long, value_name = "CSV")]
         out: PathBuf,
+        /// dpo: every row needs a base answer (harmful rows' answers are the rejected side).
+        #[arg(long, value_enum, default_value = "sft")]
+        objective: ObjectiveArg,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    Sft,
+    Dpo,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -165,6 +184,11 @@ impl Args {
             save_every: self.save_every,
             keep_checkpoints: self.keep_checkpoints,
             resume: self.resume,
+            objective: match self.objective {
+                ObjectiveArg::Sft => hd_train::train::Objective::Sft,
+                ObjectiveArg::Dpo => hd_train::train::Objective::Dpo { beta: self.beta },
+            },
+            exposure: self.exposure,
         }
     }
 }

@@ -9,6 +9,13 @@
 //! `generation_config.json`) plus `loss.csv` (one row per step) and `safety_tune.json` (what
 //! was done), assembled in a temporary folder and renamed into place when complete.
 //!
+//! `--objective dpo` trains on preference pairs instead (the paper's second method): for a
+//! harmful row chosen = a refusal and rejected = the base model's own answer, the reverse for
+//! a harmless row, so `--answers` must cover every row (`safety-tune select --objective dpo`);
+//! the reference is the base model (the adapter-off forward), `--beta` its temperature.
+//! `--exposure K` keeps only the first K rows of each jailbreak category (the paper's SSFT
+//! exposure experiment).
+//!
 //! Checkpoints (`step-NNNNNN.safetensors`, every `--save-every` steps, in
 //! `--checkpoint-dir`, default `<out>.ckpt`) hold adapters, optimiser state and the loss
 //! history; `--resume` continues from one exactly as the uninterrupted run would have gone,
@@ -18,12 +25,12 @@ use anyhow::{bail, Context, Result};
 use hd_formats::atomic::write_atomic;
 use hd_formats::meta;
 use hd_formats::prompts::PromptTable;
+use hd_grad::diff::{DiffModel, Method, Module};
 use hd_lm::{Model, PromptFormat};
 use hd_train::checkpoint;
 use hd_train::data::{self, DataOptions, Example, TargetFormat};
-use hd_train::diff::{DiffModel, Method, Module};
 use hd_train::export::{self, ExportParts, Staging};
-use hd_train::train::{StepLog, TrainConfig, Trainer};
+use hd_train::train::{flatten_pairs, Objective, StepLog, TrainConfig, Trainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -75,12 +82,17 @@ pub struct TuneOptions {
     pub keep_checkpoints: usize,
     /// Checkpoint (file or directory) to resume from.
     pub resume: Option<PathBuf>,
+    /// SFT or DPO.
+    pub objective: Objective,
+    /// Rows kept per jailbreak category (`None`: all).
+    pub exposure: Option<usize>,
 }
 
-/// The `select` subcommand: writes the rows that need a base-model answer.
-pub fn select(train: &Path, out: &Path, format: TargetFormat) -> Result<()> {
+/// The `select` subcommand: writes the rows that need a base-model answer (with `pairs`, for
+/// DPO: every row, harmful ones included).
+pub fn select(train: &Path, out: &Path, format: TargetFormat, pairs: bool) -> Result<()> {
     let table = PromptTable::read(train)?;
-    let need = data::rows_needing_answers(&table, format)?;
+    let need = data::rows_needing_answers(&table, format, pairs)?;
     need.write(out)?;
     tracing::info!(
         "{}: {} of {} rows need the base model's answer",
@@ -198,21 +210,47 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
             l - 1
         );
     }
-    let examples = data::build_examples(
-        &model,
-        &table,
-        &DataOptions {
-            format: o.format,
-            seed: o.seed,
-            max_target_tokens: o.max_target_tokens,
-            prompt_format: o.prompt_format.clone(),
-        },
-    )?;
+    let mut exposure_kept = Vec::new();
+    if let Some(k) = o.exposure {
+        let (t, kept) = data::limit_exposure(&table, k);
+        tracing::info!(
+            "--exposure {k}: {} of {} rows kept ({})",
+            t.len(),
+            table.len(),
+            kept.iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        table = t;
+        exposure_kept = kept;
+    }
+    let data_opts = DataOptions {
+        format: o.format,
+        seed: o.seed,
+        max_target_tokens: o.max_target_tokens,
+        prompt_format: o.prompt_format.clone(),
+    };
+    let mut pair_stats = None;
+    let examples = match o.objective {
+        Objective::Sft => data::build_examples(&model, &table, &data_opts)?,
+        Objective::Dpo { .. } => {
+            let (pairs, stats) = data::build_pairs(&model, &table, &data_opts)?;
+            tracing::info!(
+                "{} preference pairs; left out: {} harmful and {} harmless rows whose base answer was judged a refusal",
+                pairs.len(),
+                stats.harmful_base_refused,
+                stats.harmless_base_refused
+            );
+            pair_stats = Some(stats);
+            flatten_pairs(pairs)
+        }
+    };
     let n_harmful = examples.iter().filter(|e| e.harmful).count();
     let n_tokens: usize = examples.iter().map(|e| e.tokens.len()).sum();
     let n_target: usize = examples.iter().map(Example::n_target).sum();
     tracing::info!(
-        "{} examples ({n_harmful} harmful, {} harmless), {n_tokens} tokens of which {n_target} targets",
+        "{} sequences ({n_harmful} harmful, {} harmless), {n_tokens} tokens of which {n_target} targets",
         examples.len(),
         examples.len() - n_harmful
     );
@@ -227,6 +265,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     fingerprint.insert("examples_digest".to_string(), examples_digest(&examples));
     fingerprint.insert("method".to_string(), method_desc(&o.method));
     fingerprint.insert("first_layer".to_string(), o.first_layer.to_string());
+    fingerprint.insert("objective".to_string(), o.objective.describe());
     fingerprint.insert(
         "schedule".to_string(),
         format!(
@@ -249,6 +288,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         diff,
         examples,
         TrainConfig {
+            objective: o.objective,
             method: o.method.clone(),
             layers: o.first_layer..l,
             lr: o.lr,
@@ -360,6 +400,13 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         "train_ids_hash": table.ids_hash(),
         "answers": o.answers.as_ref().map(|p| p.display().to_string()),
         "format": o.format.name(),
+        "objective": o.objective.describe(),
+        "exposure": o.exposure,
+        "exposure_rows": exposure_kept.iter().map(|(c, n)| (c.clone(), *n)).collect::<BTreeMap<_, _>>(),
+        "dpo_pairs_left_out": pair_stats.map(|s| serde_json::json!({
+            "harmful_base_refused": s.harmful_base_refused,
+            "harmless_base_refused": s.harmless_base_refused,
+        })),
         "max_target_tokens": o.max_target_tokens,
         "method": method_desc(&o.method),
         "trained_blocks": format!("{}..{l}", o.first_layer),

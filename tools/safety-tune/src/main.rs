@@ -3,16 +3,23 @@
 
 mod args;
 
-use args::{Args, Cmd};
+use args::{Args, Cmd, ObjectiveArg};
 use hd_train::data::TargetFormat;
 
 fn main() -> std::process::ExitCode {
     hd_cli::main_with::<Args>("safety-tune", |a| {
         a.device.apply()?;
         match a.cmd {
-            Some(Cmd::Select { train, out }) => {
-                safety_tune::select(&train, &out, TargetFormat::Refusal)
-            }
+            Some(Cmd::Select {
+                train,
+                out,
+                objective,
+            }) => safety_tune::select(
+                &train,
+                &out,
+                TargetFormat::Refusal,
+                objective == ObjectiveArg::Dpo,
+            ),
             None => safety_tune::tune(&a.options()),
         }
     })

@@ -17,7 +17,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        hd_train::testing::write_tiny_model(
+        hd_testkit::write_tiny_model(
             &dir.path().join("model"),
             hd_lm::Arch::Llama,
             true,
@@ -173,7 +173,7 @@ fn tunes_exports_and_reloads() {
     let g = m.generate(&[ids], 100, &[]).unwrap();
     let text = m.tokenizer.decode(&g[0].tokens, true).unwrap();
     assert!(
-        generate::Judge::default().refused(&text),
+        hd_analysis::judge::Judge::default().refused(&text),
         "answer: {text:?}"
     );
     assert!(g[0].stopped, "the end-of-turn token was learnt: {text:?}");
@@ -253,7 +253,7 @@ fn resume_from_another_model_is_refused() {
     let f = Fixture::new();
     let a = f.tune("a", &["--save-every", "2"]);
     assert!(a.status.success(), "{}", stderr(&a));
-    hd_train::testing::write_tiny_model(&f.p("model2"), hd_lm::Arch::Llama, true, 22).unwrap();
+    hd_testkit::write_tiny_model(&f.p("model2"), hd_lm::Arch::Llama, true, 22).unwrap();
     let o = bin()
         .current_dir(f.dir.path())
         .args([
@@ -517,7 +517,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn refusals_count_as_refusals_for_generate() {
-    let judge = generate::Judge::default();
+    let judge = hd_analysis::judge::Judge::default();
     for r in hd_train::data::REFUSALS {
         assert!(judge.refused(r), "generate's judge misses {r:?}");
     }

@@ -117,7 +117,7 @@ fn short_tuning_of_the_default_model() {
     let text = tuned.tokenizer.decode(&g[0].tokens, true).unwrap();
     eprintln!("tuned answer to a trained harmful prompt: {text:?}");
     assert!(
-        generate::Judge::default().refused(&text),
+        hd_analysis::judge::Judge::default().refused(&text),
         "not a refusal: {text:?}"
     );
 

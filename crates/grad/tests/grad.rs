@@ -3,12 +3,11 @@
 //! with elementary candle ops.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use hd_train::diff::{to_vec, DiffModel, DiffRequest, Method, Module, Packed};
-use hd_train::ops::{self, AttnSpec, Span};
-use hd_train::rng::SplitMix64;
+use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Method, Module, Packed};
+use hd_grad::ops::{self, AttnSpec, Span};
+use hd_grad::rng::SplitMix64;
 
-mod common;
-use common::{tiny_config, tiny_weights};
+use hd_testkit::{tiny_config, tiny_weights};
 
 fn dev() -> Device {
     Device::Cpu

@@ -11,8 +11,8 @@
 //! wrap it in a [`candle_core::Var`], and start from it:
 //!
 //! ```no_run
-//! # use hd_train::diff::{DiffModel, DiffRequest, Packed};
-//! # fn f(m: &DiffModel, ids: &[u32], c: &candle_core::Tensor) -> hd_train::Result<()> {
+//! # use hd_grad::diff::{DiffModel, DiffRequest, Packed};
+//! # fn f(m: &DiffModel, ids: &[u32], c: &candle_core::Tensor) -> hd_grad::Result<()> {
 //! let l = 10;
 //! let batch = Packed::new(&[ids]);
 //! let h = m.forward(&batch, &DiffRequest { capture: vec![l], ..Default::default() })?;
@@ -30,8 +30,8 @@
 //! # let _ = g; Ok(()) }
 //! ```
 
-use crate::error::{Result, TrainError};
-use crate::ops::{self, AttnSpec, Span};
+use crate::error::{GradError, Result};
+use crate::ops::{self, AttnSpec, Rules, Span};
 use crate::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor, Var};
 use hd_lm::{Config, Weights};
@@ -275,8 +275,10 @@ pub struct DiffRequest {
     /// Packed rows at which to compute logits (`None`: no logits).
     pub logit_rows: Option<Vec<usize>>,
     /// Start at hidden-state index `ℓ < L` from the given states `[n_tokens, d]` instead of
-    /// the embeddings; blocks below `ℓ` are not run.
+    /// the embeddings; blocks below `ℓ` are not run. `ℓ = 0` starts from given embeddings.
     pub start: Option<(usize, Tensor)>,
+    /// The backward pass the ops compute: exact (training) or AttnLRP (attribution).
+    pub rules: Rules,
 }
 
 /// Result of [`DiffModel::forward`].
@@ -346,7 +348,7 @@ impl DiffModel {
         seed: u64,
     ) -> Result<()> {
         if layers.end > self.layers.len() || layers.start >= layers.end {
-            return Err(TrainError::Input(format!(
+            return Err(GradError::Input(format!(
                 "trained layers {}..{} out of range for a model of {} blocks",
                 layers.start,
                 layers.end,
@@ -360,7 +362,7 @@ impl DiffModel {
                 modules,
             } => {
                 if *rank == 0 {
-                    return Err(TrainError::Input("LoRA rank must be at least 1".into()));
+                    return Err(GradError::Input("LoRA rank must be at least 1".into()));
                 }
                 for li in layers {
                     for &m in modules {
@@ -427,29 +429,29 @@ impl DiffModel {
         let nl = cfg.num_layers;
         let n = packed.n_rows();
         if packed.n_seqs() == 0 || packed.spans.iter().any(|s| s.len == 0) {
-            return Err(TrainError::Input(
+            return Err(GradError::Input(
                 "forward: empty batch or empty sequence".into(),
             ));
         }
         if let Some(&c) = req.capture.iter().find(|&&c| c > nl) {
-            return Err(TrainError::Input(format!(
+            return Err(GradError::Input(format!(
                 "layer {c} out of range 0..={nl}"
             )));
         }
         let start = req.start.as_ref().map_or(0, |(l, _)| *l);
         if start >= nl {
-            return Err(TrainError::Input(format!(
+            return Err(GradError::Input(format!(
                 "start layer {start} out of range 0..{nl}"
             )));
         }
         if let Some(&c) = req.capture.iter().find(|&&c| c < start) {
-            return Err(TrainError::Input(format!(
+            return Err(GradError::Input(format!(
                 "cannot capture layer {c} below the start layer {start}"
             )));
         }
         if let Some(rows) = &req.logit_rows {
             if let Some(&r) = rows.iter().find(|&&r| r >= n) {
-                return Err(TrainError::Input(format!(
+                return Err(GradError::Input(format!(
                     "logit row {r} out of range for {n} tokens"
                 )));
             }
@@ -457,7 +459,7 @@ impl DiffModel {
         let mut h = match &req.start {
             Some((_, h)) => {
                 if h.dims() != [n, cfg.hidden_size] {
-                    return Err(TrainError::Input(format!(
+                    return Err(GradError::Input(format!(
                         "start states have shape {:?}, expected [{n}, {}]",
                         h.dims(),
                         cfg.hidden_size
@@ -468,7 +470,7 @@ impl DiffModel {
             None => {
                 let ids = packed.tokens.clone();
                 if let Some(&bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                    return Err(TrainError::Input(format!(
+                    return Err(GradError::Input(format!(
                         "token id {bad} out of range for vocabulary of {}",
                         cfg.vocab_size
                     )));
@@ -503,13 +505,16 @@ impl DiffModel {
         };
         keep(start, &h);
         for li in start..end {
-            h = self.block(li, &h, &spec)?;
+            h = self.block(li, &h, &spec, req.rules)?;
             keep(li + 1, &h);
         }
         let mut logits = None;
         if wants_final {
             if req.capture.contains(&nl) {
-                hidden.push((nl, ops::rms_norm(&h, &self.final_norm, cfg.rms_norm_eps)?));
+                hidden.push((
+                    nl,
+                    ops::rms_norm_with(&h, &self.final_norm, cfg.rms_norm_eps, req.rules)?,
+                ));
             }
             if let Some(rows) = &req.logit_rows {
                 let idx = Tensor::from_vec(
@@ -518,7 +523,7 @@ impl DiffModel {
                     &cpu(),
                 )?;
                 let hr = h.index_select(&idx, 0)?;
-                let hn = ops::rms_norm(&hr, &self.final_norm, cfg.rms_norm_eps)?;
+                let hn = ops::rms_norm_with(&hr, &self.final_norm, cfg.rms_norm_eps, req.rules)?;
                 logits = Some(ops::linear(&hn, self.head())?);
             }
         }
@@ -535,19 +540,19 @@ impl DiffModel {
         })
     }
 
-    fn block(&self, li: usize, h: &Tensor, spec: &AttnSpec) -> Result<Tensor> {
+    fn block(&self, li: usize, h: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {
         let cfg = &self.config;
         let l = &self.layers[li];
-        let x = ops::rms_norm(h, &l.attn_norm, cfg.rms_norm_eps)?;
+        let x = ops::rms_norm_with(h, &l.attn_norm, cfg.rms_norm_eps, rules)?;
         let mut qkv = l.proj(Module::Qkv, &x)?;
         if let Some(b) = &l.bqkv {
             qkv = qkv.broadcast_add(b)?;
         }
-        let att = ops::attention(&qkv, spec)?;
+        let att = ops::attention_with(&qkv, spec, rules)?;
         let h = ops::add(h, &l.proj(Module::O, &att)?)?;
-        let x = ops::rms_norm(&h, &l.mlp_norm, cfg.rms_norm_eps)?;
+        let x = ops::rms_norm_with(&h, &l.mlp_norm, cfg.rms_norm_eps, rules)?;
         let gu = l.proj(Module::GateUp, &x)?;
-        let act = ops::silu_mul(&gu, cfg.intermediate_size)?;
+        let act = ops::silu_mul_with(&gu, cfg.intermediate_size, rules)?;
         Ok(ops::add(&h, &l.proj(Module::Down, &act)?)?)
     }
 

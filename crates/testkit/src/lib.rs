@@ -2,7 +2,7 @@
 //! of width 32 with random weights, a byte-level tokenizer and a ChatML template, so a whole
 //! train → export → reload cycle runs in well under a second.
 
-use crate::rng::SplitMix64;
+use hd_grad::rng::SplitMix64;
 use hd_lm::{Arch, Config, Weights};
 
 /// A 3-block config of width 32 (4 heads, 2 kv heads) and the given vocabulary.
@@ -126,9 +126,13 @@ pub fn write_tiny_model(
     arch: Arch,
     tie: bool,
     seed: u64,
-) -> crate::Result<()> {
-    use crate::error::TrainError;
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, "cannot create", e))?;
+) -> hd_train::Result<()> {
+    use hd_train::TrainError;
+    std::fs::create_dir_all(dir).map_err(|error| TrainError::Io {
+        path: dir.into(),
+        action: "cannot create",
+        error,
+    })?;
     let tj = serde_json::to_string(&tiny_tokenizer_json()).expect("serialisable");
     hd_formats::atomic::write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(tj.as_bytes()))?;
     let tc = serde_json::json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": TINY_TEMPLATE});
@@ -139,9 +143,9 @@ pub fn write_tiny_model(
     let template = hd_lm::ChatTemplate::new(TINY_TEMPLATE.to_string())?;
     let cfg = tiny_config(arch, TINY_VOCAB, tie);
     let w = tiny_weights(&cfg, seed);
-    crate::export::write_model_files(
+    hd_train::export::write_model_files(
         dir,
-        &crate::export::ExportParts {
+        &hd_train::export::ExportParts {
             config: &cfg,
             tokenizer: &tok,
             template: Some(&template),

@@ -16,6 +16,20 @@
 //! Every op is checked against finite differences and against the same maths written with
 //! elementary candle ops (see `tests/grad.rs`). f32 on the CPU only; inputs are made
 //! contiguous by the wrappers.
+//!
+//! # Rules
+//! The `*_with` variants take a [`Rules`]: [`Rules::Exact`] is the true gradient;
+//! [`Rules::AttnLrp`] is the linearised AttnLRP of Achtibat et al. (ICML 2024) as `lxt.efficient`
+//! implements it, so that gradient × input gives LRP relevances:
+//!
+//! | op | AttnLRP backward |
+//! |----|------------------|
+//! | [`rms_norm_with`] | `rsqrt(mean x² + ε)` held constant: `dx = r·(g∘dy)` (identity rule) |
+//! | [`silu_mul_with`] | `silu'(a)` replaced by `silu(a)/a = σ(a)` (identity rule), and both factors of `silu(a)∘b` get half the gradient (uniform rule) |
+//! | [`attention_with`] | `dq` and `dk` ÷ 4, `dv` ÷ 2: the uniform rule on the bilinear `q·kᵀ` (÷2) and `softmax·v` (÷2, which also reaches q and k through the softmax) |
+//!
+//! Linear layers, residual adds, RoPE and the softmax keep their exact gradients: in gradient ×
+//! input form those are the epsilon rule (ε → 0) and the Deep-Taylor softmax rule.
 
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
@@ -267,11 +281,28 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
 }
 
+/// Which backward pass the ops compute (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Rules {
+    /// The true gradient (training, plain gradient × input).
+    #[default]
+    Exact,
+    /// The linearised AttnLRP rules (relevance as gradient × input).
+    AttnLrp,
+}
+
+impl Rules {
+    fn lrp(self) -> bool {
+        self == Rules::AttnLrp
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // RMSNorm.
 
 struct RmsNorm {
     eps: f64,
+    rules: Rules,
 }
 
 /// Rows per rayon task in the element-wise ops.
@@ -319,6 +350,8 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = g.elem_count();
         let eps = self.eps;
+        // AttnLRP: the rsqrt factor is a constant, so only the first term of dx remains.
+        let keep_norm_term = if self.rules.lrp() { 0.0 } else { 1.0 };
         let want_x = x.track_op();
         let want_g = g.track_op();
         let (dx, dg) = with_data(x, |xd| {
@@ -339,7 +372,7 @@ impl CustomOp2 for RmsNorm {
                                     let s: f64 = (0..d)
                                         .map(|i| (gd[i] * dyr[i]) as f64 * xr[i] as f64)
                                         .sum();
-                                    let k = inv.powi(3) * s / d as f64;
+                                    let k = keep_norm_term * inv.powi(3) * s / d as f64;
                                     for i in 0..d {
                                         o[i] = (inv * (gd[i] * dyr[i]) as f64 - k * xr[i] as f64)
                                             as f32;
@@ -397,7 +430,13 @@ fn inv_rms(x: &[f32], eps: f64) -> f32 {
 
 /// RMSNorm over the last dimension with gain `g` (`[d]`), accumulated in f64 as hd-lm does.
 pub fn rms_norm(x: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&g.contiguous()?, RmsNorm { eps })
+    rms_norm_with(x, g, eps, Rules::Exact)
+}
+
+/// [`rms_norm`] with the backward pass of `rules`.
+pub fn rms_norm_with(x: &Tensor, g: &Tensor, eps: f64, rules: Rules) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&g.contiguous()?, RmsNorm { eps, rules })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -601,7 +640,7 @@ fn gemm_seq(
     faer::linalg::matmul::matmul(cm, acc, a, b, alpha, Par::Seq);
 }
 
-struct Attention(AttnSpec);
+struct Attention(AttnSpec, Rules);
 
 /// The inputs of one (span, kv head) task, gathered into dense matrices.
 struct Task {
@@ -885,6 +924,18 @@ impl CustomOp1 for Attention {
                 })
             })
         })???;
+        let mut dqkv = dqkv;
+        if self.1.lrp() {
+            // Uniform rule: q·kᵀ splits relevance between q and k, softmax·v between the
+            // probabilities (hence again q and k) and v.
+            let (qw, kw) = (nh * hd, nkv * hd);
+            dqkv.par_chunks_mut(w).for_each(|row| {
+                let (q, rest) = row.split_at_mut(qw);
+                let (k, v) = rest.split_at_mut(kw);
+                q.iter_mut().chain(k.iter_mut()).for_each(|x| *x *= 0.25);
+                v.iter_mut().for_each(|x| *x *= 0.5);
+            });
+        }
         Ok(Some(tensor(dqkv, (n, w), arg)?))
     }
 }
@@ -894,7 +945,13 @@ impl CustomOp1 for Attention {
 /// `[n, nh·hd]` the attention output before `o_proj`. A span sees its own earlier rows and
 /// all rows of its context span.
 pub fn attention(qkv: &Tensor, spec: &AttnSpec) -> Result<Tensor> {
-    qkv.contiguous()?.apply_op1(Attention(spec.clone()))
+    attention_with(qkv, spec, Rules::Exact)
+}
+
+/// [`attention`] with the backward pass of `rules`.
+pub fn attention_with(qkv: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {
+    qkv.contiguous()?
+        .apply_op1(Attention(spec.clone(), rules))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1081,6 +1138,7 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct SiluMul {
     ff: usize,
+    rules: Rules,
 }
 
 #[inline(always)]
@@ -1121,6 +1179,7 @@ impl CustomOp1 for SiluMul {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let ff = self.ff;
+        let lrp = self.rules.lrp();
         let d = with_data(arg, |gu| {
             with_data(g, |dy| {
                 let mut d = vec![0.0f32; gu.len()];
@@ -1136,11 +1195,20 @@ impl CustomOp1 for SiluMul {
                             let (a, b) = gr.split_at(ff);
                             let (da, db) = dr.split_at_mut(ff);
                             with_avx2(|| {
-                                for i in 0..ff {
-                                    let s = sigmoid(a[i]);
-                                    let silu = a[i] * s;
-                                    da[i] = yr[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
-                                    db[i] = yr[i] * silu;
+                                if lrp {
+                                    for i in 0..ff {
+                                        let s = sigmoid(a[i]);
+                                        let half = 0.5 * yr[i];
+                                        da[i] = half * b[i] * s;
+                                        db[i] = half * a[i] * s;
+                                    }
+                                } else {
+                                    for i in 0..ff {
+                                        let s = sigmoid(a[i]);
+                                        let silu = a[i] * s;
+                                        da[i] = yr[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
+                                        db[i] = yr[i] * silu;
+                                    }
                                 }
                             });
                         }
@@ -1154,7 +1222,12 @@ impl CustomOp1 for SiluMul {
 
 /// `silu(gate) ∘ up` of fused `[.., 2·ff]` rows (gate first), giving `[.., ff]`.
 pub fn silu_mul(gate_up: &Tensor, ff: usize) -> Result<Tensor> {
-    gate_up.contiguous()?.apply_op1(SiluMul { ff })
+    silu_mul_with(gate_up, ff, Rules::Exact)
+}
+
+/// [`silu_mul`] with the backward pass of `rules`.
+pub fn silu_mul_with(gate_up: &Tensor, ff: usize, rules: Rules) -> Result<Tensor> {
+    gate_up.contiguous()?.apply_op1(SiluMul { ff, rules })
 }
 
 // ---------------------------------------------------------------------------------------

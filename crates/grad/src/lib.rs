@@ -1,0 +1,26 @@
+//! The differentiable decoder of hidden-dims, shared by training (`hd-train`) and attribution
+//! (`dir-label`, `dir-interact`, `token-prune`).
+//!
+//! - [`ops`]: fused CPU ops (projection, LoRA projection, RMSNorm, RoPE + causal GQA
+//!   attention, SwiGLU, cross-entropy) as candle custom ops with hand-written backward
+//!   passes — candle's own fused kernels have none — each checked against finite
+//!   differences. The backward pass is exact, or follows the linearised AttnLRP rules
+//!   ([`Rules`]).
+//! - [`diff`]: the decoder written with those ops over packed sequences ([`diff::DiffModel`]);
+//!   it returns hidden states as candle tensors that carry gradients, can start from a given
+//!   hidden state, and carries LoRA adapters or trainable weights.
+//!
+//! - [`attrib`]: gradient × input attribution of a component projection or the refusal
+//!   log-odds to input tokens or to an intermediate layer's states, on one saved forward.
+//!
+//! No printing and no command line.
+#![deny(missing_docs)]
+
+pub mod attrib;
+pub mod diff;
+mod error;
+pub mod ops;
+pub mod rng;
+
+pub use error::{GradError, Result};
+pub use ops::Rules;

@@ -1,2 +1,0 @@
-#![allow(dead_code)]
-pub use hd_train::testing::{tiny_config, tiny_weights};
