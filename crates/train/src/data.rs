@@ -571,4 +571,63 @@ mod tests {
             .to_string();
         assert!(e.contains("row with id 'a': label 'evil'"), "{e}");
     }
+
+    #[test]
+    fn answers_carry_the_judge_and_dpo_selects_every_row() {
+        let train = table(
+            &["id", "prompt", "label"],
+            &[&["a", "p", "harmful"], &["b", "q", "harmless"]],
+        );
+        let need = rows_needing_answers(&train, TargetFormat::Refusal, true).unwrap();
+        assert_eq!(need.ids().collect::<Vec<_>>(), ["a", "b"]);
+        let answers = table(
+            &["id", "prompt", "response", "refused"],
+            &[&["a", "p", "I can't.", "1"], &["b", "q", "Sure.", "0"]],
+        );
+        let t = attach_answers(&train, &answers).unwrap();
+        assert_eq!(t.get(0, TARGET_REFUSED), Some("1"));
+        assert_eq!(t.get(1, TARGET_REFUSED), Some("0"));
+        assert_eq!(t.get(1, TARGET), Some("Sure."));
+    }
+
+    #[test]
+    fn exposure_keeps_the_first_k_of_each_jailbreak_category() {
+        let rows: Vec<[String; 3]> = [
+            ("r1", "raw"),
+            ("r2", "raw"),
+            ("p1", "roleplay"),
+            ("p2", "roleplay"),
+            ("p3", "roleplay"),
+            ("f1", "flip"),
+            ("t1", "past_tense"),
+            ("t2", "past_tense"),
+            ("b1", "borderline"),
+            ("c1", "contrast"),
+        ]
+        .iter()
+        .map(|(id, c)| [id.to_string(), "x".to_string(), c.to_string()])
+        .collect();
+        let refs: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|r| r.iter().map(|s| s.as_str()).collect())
+            .collect();
+        let refs: Vec<&[&str]> = refs.iter().map(|r| r.as_slice()).collect();
+        let t = table(&["id", "prompt", "category"], &refs);
+        let (k1, kept) = limit_exposure(&t, 1);
+        assert_eq!(
+            k1.ids().collect::<Vec<_>>(),
+            ["r1", "r2", "p1", "f1", "t1", "b1", "c1"]
+        );
+        assert_eq!(
+            kept,
+            [
+                ("flip".to_string(), 1),
+                ("past_tense".to_string(), 1),
+                ("roleplay".to_string(), 1)
+            ]
+        );
+        let (k0, _) = limit_exposure(&t, 0);
+        assert_eq!(k0.ids().collect::<Vec<_>>(), ["r1", "r2", "b1", "c1"]);
+        assert_eq!(limit_exposure(&t, 99).0.len(), t.len());
+    }
 }

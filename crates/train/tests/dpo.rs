@@ -66,7 +66,7 @@ fn opts() -> DataOptions {
     DataOptions {
         format: TargetFormat::Refusal,
         seed: 1,
-        max_target_tokens: 40,
+        max_target_tokens: 200,
         prompt_format: PromptFormat::default(),
     }
 }
