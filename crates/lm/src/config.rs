@@ -102,6 +102,13 @@ impl Config {
             .collect()
     }
 
+    fn qkv_width_checked(&self) -> Option<usize> {
+        self.num_kv_heads
+            .checked_mul(2)?
+            .checked_add(self.num_heads)?
+            .checked_mul(self.head_dim)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
         {
@@ -116,8 +123,61 @@ impl Config {
                 self.head_dim
             ));
         }
-        if self.hidden_size == 0 || self.num_layers == 0 || self.vocab_size == 0 {
-            return Err("hidden_size, num_hidden_layers and vocab_size must be positive".into());
+        if self.hidden_size == 0
+            || self.num_layers == 0
+            || self.vocab_size == 0
+            || self.intermediate_size == 0
+        {
+            return Err(format!(
+                "hidden_size {}, num_hidden_layers {}, vocab_size {} and intermediate_size {} \
+                 must all be positive",
+                self.hidden_size, self.num_layers, self.vocab_size, self.intermediate_size
+            ));
+        }
+        // A NaN or negative epsilon or RoPE base gives NaN activations with exit 0; catch it
+        // here, naming the key, rather than as garbage downstream.
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
+            return Err(format!(
+                "rms_norm_eps is {}, expected a small positive number (like 1e-5)",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return Err(format!(
+                "rope_theta (rope.freq_base) is {}, expected a finite number above 1 (like 10000)",
+                self.rope_theta
+            ));
+        }
+        if let Some(r) = self.rope_scaling {
+            let ok = |x: f64| x.is_finite() && x > 0.0;
+            if !(ok(r.factor)
+                && ok(r.low_freq_factor)
+                && ok(r.high_freq_factor)
+                && r.low_freq_factor < r.high_freq_factor
+                && r.original_max_position_embeddings > 0)
+            {
+                return Err(format!(
+                    "rope_scaling {r:?}: expected positive finite factors with \
+                     low_freq_factor < high_freq_factor and a positive original context"
+                ));
+            }
+        }
+        if self.max_position_embeddings == 0 {
+            return Err("max_position_embeddings (context_length) is 0, expected positive".into());
+        }
+        // Buffer sizes are products of these; they must not wrap.
+        let sizes = [
+            self.qkv_width_checked()
+                .map(|w| w.checked_mul(self.hidden_size)),
+            Some(self.vocab_size.checked_mul(self.hidden_size)),
+            Some(
+                self.intermediate_size
+                    .checked_mul(self.hidden_size)
+                    .and_then(|x| x.checked_mul(3)),
+            ),
+        ];
+        if sizes.iter().any(|s| s.flatten().is_none()) {
+            return Err("the weight shapes these sizes imply overflow the address space".into());
         }
         Ok(())
     }

@@ -34,6 +34,14 @@ pub enum LmError {
     /// The chat template failed to render.
     #[error("chat template: {0}")]
     Template(String),
+    /// NaN or infinity in what a forward pass computed (corrupt weights, a bad intervention).
+    #[error("{what} of sequence {sequence} of the batch are not finite")]
+    NonFinite {
+        /// 0-based index of the sequence in the batch given to the call.
+        sequence: usize,
+        /// What was not finite, e.g. "logits at step 3".
+        what: String,
+    },
 }
 
 impl LmError {

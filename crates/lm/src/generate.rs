@@ -24,6 +24,21 @@ fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
+/// NaN logits make argmax pick token 0 forever, an empty or garbage answer that a refusal
+/// judge counts as compliance; stop instead, naming the sequence (`seqs[j]` is row `j`).
+fn check_logits(logits: &[f32], v: usize, seqs: &[usize], step: usize) -> Result<()> {
+    for (j, &i) in seqs.iter().enumerate() {
+        let row = logits.get(j * v..(j + 1) * v).unwrap_or(&[]);
+        if row.is_empty() || row.iter().any(|x| !x.is_finite()) {
+            return Err(crate::LmError::NonFinite {
+                sequence: i,
+                what: format!("logits at step {step} (after the final norm)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Model {
     /// Greedy decoding of every prompt (token ids) in one batch, up to `max_new` tokens each,
     /// stopping a sequence at any of the tokenizer's stop ids. The prompts' common prefix is
@@ -82,9 +97,12 @@ impl Model {
             .logits
             .unwrap_or_default();
         let v = self.config.vocab_size;
+        let rows: Vec<usize> = (0..n).collect();
+        check_logits(&logits, v, &rows, 0)?;
         let mut next: Vec<u32> = (0..n)
             .map(|i| argmax(&logits[i * v..(i + 1) * v]))
             .collect();
+        let mut step = 0;
         let mut active: Vec<usize> = (0..n).collect();
         loop {
             let mut still = Vec::new();
@@ -112,6 +130,8 @@ impl Model {
                 .run_cached(&seqs, &mut sub, &req)?
                 .logits
                 .unwrap_or_default();
+            step += 1;
+            check_logits(&logits, v, &active, step)?;
             for (j, (&i, c)) in active.iter().zip(sub).enumerate() {
                 caches[i] = c;
                 next[i] = argmax(&logits[j * v..(j + 1) * v]);

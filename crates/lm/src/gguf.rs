@@ -22,6 +22,16 @@ pub(crate) struct Gguf {
 impl Gguf {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| LmError::io(path, e))?;
+        // SAFETY: the file is only read; as with every mmap-based loader, it must not be
+        // truncated by another process while we decode it.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| LmError::io(path, e))?;
+        if alignment_is_zero(&map) {
+            // candle divides by it (a panic); say what is wrong instead.
+            return Err(LmError::format(
+                path,
+                "metadata 'general.alignment' is 0, expected a positive alignment (like 32)",
+            ));
+        }
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| {
             LmError::format(
@@ -40,9 +50,7 @@ impl Gguf {
                 })
             }
         };
-        // SAFETY: the file is only read; as with every mmap-based loader, it must not be
-        // truncated by another process while we decode it.
-        let map = unsafe { Mmap::map(reader.get_ref()) }.map_err(|e| LmError::io(path, e))?;
+        check_disjoint(path, &content)?;
         Ok(Gguf {
             path: path.into(),
             content,
@@ -65,14 +73,15 @@ impl Gguf {
         };
         let head_dim = match c.metadata.get(&format!("{a}.attention.key_length")) {
             Some(_) => u("attention.key_length")?,
-            None => hidden_size / num_heads,
+            // 0 heads is reported by validate(), not a division by zero here.
+            None => hidden_size.checked_div(num_heads).unwrap_or(0),
         };
         let embd = self
             .content
             .tensor_infos
             .get("token_embd.weight")
             .ok_or_else(|| LmError::format(p, "missing tensor 'token_embd.weight'"))?;
-        let vocab_size = embd.shape.dims()[0];
+        let vocab_size = embd.shape.dims().first().copied().unwrap_or(0);
         let f = |k: &str, default: f64| -> Result<f64> {
             match c.metadata.get(&format!("{a}.{k}")) {
                 Some(v) => v
@@ -312,6 +321,122 @@ fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::R
         GgmlDType::Q6K => blocks::<BlockQ6K>(bytes, out),
         GgmlDType::Q8K => blocks::<BlockQ8K>(bytes, out),
     }
+}
+
+/// Walks the metadata of a GGUF file far enough to see whether `general.alignment` is an
+/// integer 0. Anything malformed stops the walk (false): candle's reader reports it.
+fn alignment_is_zero(b: &[u8]) -> bool {
+    struct R<'a>(&'a [u8], usize, bool);
+    impl R<'_> {
+        fn take(&mut self, n: u64) -> Option<&[u8]> {
+            let n = usize::try_from(n).ok()?;
+            let end = self.1.checked_add(n)?;
+            let s = self.0.get(self.1..end)?;
+            self.1 = end;
+            Some(s)
+        }
+        fn u32(&mut self) -> Option<u32> {
+            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        }
+        fn u64(&mut self) -> Option<u64> {
+            Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+        fn len(&mut self) -> Option<u64> {
+            if self.2 {
+                self.u32().map(u64::from)
+            } else {
+                self.u64()
+            }
+        }
+        /// Skips a value; returns it when it is an integer.
+        fn value(&mut self, ty: u32, depth: u32) -> Option<Option<u64>> {
+            let size = match ty {
+                0 | 1 | 7 => 1,
+                2 | 3 => 2,
+                4 | 5 | 6 => 4,
+                10..=12 => 8,
+                8 => {
+                    let n = self.len()?;
+                    self.take(n)?;
+                    return Some(None);
+                }
+                9 if depth < 8 => {
+                    let (t, n) = (self.u32()?, self.len()?);
+                    for _ in 0..n {
+                        self.value(t, depth + 1)?;
+                    }
+                    return Some(None);
+                }
+                _ => return None,
+            };
+            let v = self.take(size)?;
+            let mut x = [0u8; 8];
+            x[..v.len()].copy_from_slice(v);
+            Some((ty != 6 && ty != 12 && ty != 7).then_some(u64::from_le_bytes(x)))
+        }
+    }
+    let mut r = R(b, 0, false);
+    let mut walk = || -> Option<bool> {
+        r.take(4)?;
+        r.2 = r.u32()? == 1;
+        r.len()?;
+        let kvs = r.len()?;
+        for _ in 0..kvs {
+            let n = r.len()?;
+            let key = r.take(n)?.to_vec();
+            let ty = r.u32()?;
+            let v = r.value(ty, 0)?;
+            if key == b"general.alignment" {
+                return Some(v == Some(0));
+            }
+        }
+        Some(false)
+    };
+    walk().unwrap_or(false)
+}
+
+/// Tensors whose byte ranges overlap decode the same bytes twice: a crafted or corrupt file,
+/// never what a writer produces. Each range is checked to lie in the file when it is read.
+fn check_disjoint(path: &Path, c: &Content) -> Result<()> {
+    let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(c.tensor_infos.len());
+    for (name, info) in &c.tensor_infos {
+        let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        let len = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| (n / bs.max(1)).checked_mul(ts))
+            .and_then(|l| u64::try_from(l).ok());
+        let start = c.tensor_data_offset.checked_add(info.offset);
+        let (Some(len), Some(start)) = (len, start) else {
+            return Err(LmError::format(
+                path,
+                format!("tensor '{name}': its offset or size overflows"),
+            ));
+        };
+        let Some(end) = start.checked_add(len) else {
+            return Err(LmError::format(
+                path,
+                format!("tensor '{name}': its byte range overflows"),
+            ));
+        };
+        ranges.push((start, end, name));
+    }
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        let ((_, a_end, a), (b_start, _, b)) = (w[0], w[1]);
+        if b_start < a_end {
+            return Err(LmError::format(
+                path,
+                format!(
+                    "tensors '{a}' and '{b}' overlap: '{a}' ends at byte {a_end}, '{b}' starts \
+                     at {b_start}; expected disjoint byte ranges (corrupt file?)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn get_str(c: &Content, path: &Path, key: &str) -> Result<String> {

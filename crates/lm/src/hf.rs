@@ -42,7 +42,8 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
     let num_kv_heads = u("num_key_value_heads").unwrap_or(num_heads);
     let head_dim = match j.get("head_dim").and_then(J::as_u64) {
         Some(h) => h as usize,
-        None => hidden_size / num_heads,
+        // 0 heads is reported by validate(), not a division by zero here.
+        None => hidden_size.checked_div(num_heads).unwrap_or(0),
     };
     let rope_scaling = match j.get("rope_scaling") {
         None | Some(J::Null) => None,

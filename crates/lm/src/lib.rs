@@ -79,14 +79,27 @@ impl Model {
         }
     }
 
+    /// The hyper-parameters of a `.gguf` file or Hugging Face directory, without loading the
+    /// weights: enough to check a command line (`--layers`, context length) before a load
+    /// that takes seconds.
+    pub fn read_config(path: &Path) -> Result<Config> {
+        let meta = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?;
+        if meta.is_dir() {
+            hf::config(path)
+        } else {
+            gguf::Gguf::open(path)?.config()
+        }
+    }
+
     fn load_gguf(path: &Path) -> Result<Self> {
         let mut g = gguf::Gguf::open(path)?;
         let config = g.config()?;
         let tokenizer = Tokenizer::from_gguf(&g.content, path)?;
         let template = match g.content.metadata.get("tokenizer.chat_template") {
-            Some(candle_core::quantized::gguf_file::Value::String(s)) => {
-                Some(ChatTemplate::new(s.clone())?)
-            }
+            Some(candle_core::quantized::gguf_file::Value::String(s)) => Some(
+                ChatTemplate::new(s.clone())
+                    .map_err(|e| in_file(path, "tokenizer.chat_template", e))?,
+            ),
             _ => None,
         };
         let weights = weights::load_weights(&config, &g)?;
@@ -103,7 +116,7 @@ impl Model {
     fn load_hf(dir: &Path) -> Result<Self> {
         let config = hf::config(dir)?;
         let tokenizer = Tokenizer::from_hf_dir(dir)?;
-        let template = hf_template(dir)?;
+        let template = hf_template(dir).map_err(|e| in_file(dir, "chat template", e))?;
         let src = hf::HfTensors::open(dir)?;
         let weight_files = src.files().map(Path::to_path_buf).collect();
         let weights = weights::load_weights(&config, &src)?;
@@ -170,12 +183,21 @@ impl Model {
             self.tokenizer.bos_token.as_deref(),
             self.tokenizer.eos_token.as_deref(),
         )
+        .map_err(|e| in_file(&self.path, "chat template", e))
     }
 
     /// Token ids of a prompt, exactly as transformers' `apply_chat_template(..., tokenize=True)`.
     pub fn encode_prompt(&self, prompt: &str, fmt: &PromptFormat) -> Result<Vec<u32>> {
         let text = self.render(prompt, fmt)?;
         self.tokenizer.encode(&text, fmt.no_template)
+    }
+}
+
+/// A template error names the model it came from (the user sees only the model path).
+fn in_file(path: &Path, what: &str, e: LmError) -> LmError {
+    match e {
+        LmError::Template(m) => LmError::format(path, format!("{what}: {m}")),
+        other => other,
     }
 }
 

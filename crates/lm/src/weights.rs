@@ -153,6 +153,23 @@ fn check(src: &dyn TensorSource, name: &str, shape: &[usize], required: bool) ->
 
 /// Loads every tensor by its Hugging Face name, fusing q|k|v and gate|up: all shapes are
 /// checked first, then the tensors are decoded in parallel into their final buffers.
+/// Random bytes in a weight decode to NaN or infinity, which turn every activation into NaN
+/// and every answer into nothing, with exit 0. One pass over the decoded values, cheap next
+/// to decoding them.
+fn check_finite(path: &Path, name: &str, v: &[f32]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(LmError::format(
+            path,
+            format!(
+                "tensor '{name}': value {} at index {i} is not finite, expected finite weights \
+                 (corrupt file?)",
+                v[i]
+            ),
+        )),
+    }
+}
+
 pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weights> {
     let (d, ff, hd, nl) = (
         cfg.hidden_size,
@@ -242,7 +259,10 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
     // depend on which thread failed first.
     let done: Vec<Result<()>> = jobs
         .into_par_iter()
-        .map(|(n, dst)| src.read_into(&n, dst))
+        .map(|(n, dst)| {
+            src.read_into(&n, dst)?;
+            check_finite(src.path(), &n, dst)
+        })
         .collect();
     done.into_iter().collect::<Result<()>>()?;
     Ok(w)

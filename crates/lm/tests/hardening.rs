@@ -1,0 +1,505 @@
+//! Issue 12: a corrupt model is an error at load (never NaN activations with exit 0), and no
+//! reader of hd-lm (GGUF, config.json, chat template) panics or allocates far beyond its
+//! input on thousands of seeded mutations of valid files.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use hd_lm::{ChatTemplate, Message, Model};
+
+// ---------------------------------------------------------------------------------------
+// The largest single allocation made by this thread while armed.
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        note(new);
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+fn note(size: usize) {
+    let _ = ARMED.try_with(|a| {
+        if a.get() {
+            let _ = LARGEST.try_with(|m| m.set(m.get().max(size)));
+        }
+    });
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// candle's errors capture a backtrace when RUST_BACKTRACE is set, and resolving it
+/// allocates megabytes whatever the input; the bound is about the input. Called first in
+/// every test, before any error could decide the process-wide setting.
+fn no_error_backtraces() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("RUST_LIB_BACKTRACE", "0"));
+}
+
+/// Runs `f`, catching panics; returns the largest allocation it made on this thread.
+fn measured<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> (std::thread::Result<T>, usize) {
+    LARGEST.with(|m| m.set(0));
+    ARMED.with(|a| a.set(true));
+    let r = std::panic::catch_unwind(f);
+    ARMED.with(|a| a.set(false));
+    (r, LARGEST.with(Cell::get))
+}
+
+/// A seeded xorshift: the mutations are the same on every run, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One mutation of `b`: byte flips, an "interesting" integer written over 1-8 bytes, a
+/// truncation, a removed or duplicated span. `hot` is where the structure lives (headers);
+/// most mutations land there.
+fn mutate(rng: &mut Rng, b: &[u8], hot: usize) -> Vec<u8> {
+    let mut v = b.to_vec();
+    let pos = |rng: &mut Rng, len: usize| {
+        if rng.below(4) > 0 {
+            rng.below(hot.min(len))
+        } else {
+            rng.below(len)
+        }
+    };
+    for _ in 0..1 + rng.below(3) {
+        if v.is_empty() {
+            break;
+        }
+        match rng.below(6) {
+            0 | 1 => {
+                let i = pos(rng, v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            2 => {
+                const INTERESTING: [u64; 9] = [
+                    0,
+                    1,
+                    0x7f,
+                    0xff,
+                    0xffff,
+                    0x7fff_ffff,
+                    0xffff_ffff,
+                    1 << 40,
+                    u64::MAX,
+                ];
+                let x = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
+                let i = pos(rng, v.len());
+                let n = [1, 2, 4, 8][rng.below(4)].min(v.len() - i);
+                v[i..i + n].copy_from_slice(&x[..n]);
+            }
+            3 => {
+                let i = pos(rng, v.len());
+                v.truncate(i);
+            }
+            4 => {
+                let i = pos(rng, v.len());
+                let n = rng.below(16).min(v.len() - i);
+                v.drain(i..i + n);
+            }
+            _ => {
+                let i = pos(rng, v.len());
+                let n = rng.below(16).min(v.len() - i);
+                let span = v[i..i + n].to_vec();
+                v.splice(i..i, span);
+            }
+        }
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------
+// A tiny but complete GGUF model (F32, byte-level tokenizer of single characters).
+
+const VOCAB: usize = 16;
+
+fn tiny_gguf() -> Vec<u8> {
+    let (d, ff, heads, kv, layers) = (8usize, 16usize, 2u32, 1u32, 2u32);
+    let hd = d / heads as usize;
+    let mut rng = Rng(7);
+    let mut t = |rows: usize, cols: usize| {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.below(2000) as f32 - 1000.0) / 4000.0)
+            .collect();
+        let shape: Vec<usize> = if rows == 1 {
+            vec![cols]
+        } else {
+            vec![rows, cols]
+        };
+        let x = Tensor::from_vec(data, shape, &Device::Cpu).unwrap();
+        QTensor::quantize(&x, GgmlDType::F32).unwrap()
+    };
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        ("token_embd.weight".into(), t(VOCAB, d)),
+        ("output_norm.weight".into(), t(1, d)),
+    ];
+    for i in 0..layers {
+        let q = heads as usize * hd;
+        let k = kv as usize * hd;
+        for (name, r, c) in [
+            ("attn_norm.weight", 1, d),
+            ("attn_q.weight", q, d),
+            ("attn_k.weight", k, d),
+            ("attn_v.weight", k, d),
+            ("attn_output.weight", d, q),
+            ("ffn_norm.weight", 1, d),
+            ("ffn_gate.weight", ff, d),
+            ("ffn_up.weight", ff, d),
+            ("ffn_down.weight", d, ff),
+        ] {
+            tensors.push((format!("blk.{i}.{name}"), t(r, c)));
+        }
+    }
+    let tokens: Vec<Value> = [
+        "<|endoftext|>",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "ab",
+    ]
+    .iter()
+    .map(|s| Value::String(s.to_string()))
+    .collect();
+    assert_eq!(tokens.len(), VOCAB);
+    let md: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.embedding_length", Value::U32(d as u32)),
+        ("llama.feed_forward_length", Value::U32(ff as u32)),
+        ("llama.block_count", Value::U32(layers)),
+        ("llama.attention.head_count", Value::U32(heads)),
+        ("llama.attention.head_count_kv", Value::U32(kv)),
+        ("llama.context_length", Value::U32(64)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)),
+        (
+            "tokenizer.ggml.merges",
+            Value::Array(vec![Value::String("a b".into())]),
+        ),
+        ("tokenizer.ggml.eos_token_id", Value::U32(0)),
+        (
+            "tokenizer.chat_template",
+            Value::String(TEMPLATE.to_string()),
+        ),
+    ];
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &md_refs, &t_refs).unwrap();
+    out.into_inner()
+}
+
+const TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// Where the metadata and tensor infos end (mutations favour them).
+fn header_len(b: &[u8]) -> usize {
+    let c = gguf_file::Content::read(&mut std::io::Cursor::new(b)).unwrap();
+    c.tensor_data_offset as usize
+}
+
+/// Runs `check` on `iters` mutations of `valid`; every outcome must be Ok or Err (no panic)
+/// and no single allocation may pass `factor` times the input size plus `slack` bytes.
+fn fuzz(
+    what: &str,
+    valid: &[u8],
+    hot: usize,
+    iters: usize,
+    factor: usize,
+    slack: usize,
+    check: impl Fn(&[u8]) -> bool + std::panic::RefUnwindSafe,
+) {
+    // Fixed costs that do not grow with the input (a tokenizer's cache, thread pools) are
+    // measured on the valid file and allowed on top.
+    let (r, base) = measured(|| check(valid));
+    assert!(matches!(r, Ok(true)), "{what}: the valid input is rejected");
+    let slack = slack + base;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ valid.len() as u64);
+    let (mut oks, mut errs) = (0, 0);
+    for i in 0..iters {
+        let m = mutate(&mut rng, valid, hot);
+        let (r, largest) = measured(|| check(&m));
+        match r {
+            Ok(true) => oks += 1,
+            Ok(false) => errs += 1,
+            Err(_) => panic!("{what}: mutation {i} panicked (seeded; rerun reproduces it)"),
+        }
+        let bound = factor * m.len() + slack;
+        assert!(
+            largest <= bound,
+            "{what}: mutation {i} allocated {largest} bytes at once for a {}-byte input (bound {bound})",
+            m.len()
+        );
+    }
+    eprintln!("{what}: {iters} mutations: {oks} accepted, {errs} errors, no panic");
+    assert!(
+        errs > 0,
+        "{what}: the mutations never produced an error; are they effective?"
+    );
+}
+
+/// Issue 12 item 10: `attention.head_count = 0` divided by zero in the GGUF config reader.
+#[test]
+fn issue12_zero_heads_is_an_error_not_a_panic() {
+    no_error_backtraces();
+    let dir = tempfile::tempdir().unwrap();
+    let good = tiny_gguf();
+    let p = dir.path().join("m.gguf");
+    std::fs::write(&p, &good).unwrap();
+    Model::load(&p).unwrap();
+    let bad = patch_metadata_u32(&good, "llama.attention.head_count", 0);
+    std::fs::write(&p, &bad).unwrap();
+    let e = std::panic::catch_unwind(|| Model::load(&p).err().map(|e| e.to_string()))
+        .expect("no panic")
+        .expect("an error");
+    assert!(
+        e.contains("m.gguf") && e.contains("num_attention_heads 0"),
+        "{e}"
+    );
+}
+
+/// Issue 12 item 10: thousands of mutations of a valid GGUF model, loaded in full.
+#[test]
+fn issue12_gguf_reader_never_panics_on_mutations() {
+    no_error_backtraces();
+    let dir = tempfile::tempdir().unwrap();
+    let good = tiny_gguf();
+    let hot = header_len(&good);
+    let p = dir.path().join("m.gguf");
+    fuzz("gguf", &good, hot, 3000, 64, 1 << 20, |b| {
+        std::fs::write(&p, b).unwrap();
+        Model::load(&p).is_ok()
+    });
+}
+
+/// Issue 12 item 10: mutations of a Hugging Face config.json.
+#[test]
+fn issue12_config_json_never_panics_on_mutations() {
+    no_error_backtraces();
+    let dir = tempfile::tempdir().unwrap();
+    let good = br#"{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 16, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": true, "head_dim": 4, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}"#;
+    let p = dir.path().join("config.json");
+    std::fs::write(&p, good).unwrap();
+    Model::read_config(dir.path()).unwrap();
+    fuzz("config.json", good, good.len(), 3000, 64, 1 << 20, |b| {
+        std::fs::write(&p, b).unwrap();
+        Model::read_config(dir.path()).is_ok()
+    });
+}
+
+/// Issue 12 item 10: mutations of a chat template, parsed and rendered.
+#[test]
+fn issue12_chat_template_never_panics_on_mutations() {
+    no_error_backtraces();
+    let msgs = [Message {
+        role: "user".into(),
+        content: "hi".into(),
+    }];
+    fuzz(
+        "chat template",
+        TEMPLATE.as_bytes(),
+        TEMPLATE.len(),
+        3000,
+        64,
+        1 << 20,
+        |b| {
+            let Ok(s) = std::str::from_utf8(b) else {
+                return false;
+            };
+            ChatTemplate::new(s.to_string())
+                .and_then(|t| t.render(&msgs, true, Some("<s>"), Some("</s>")))
+                .is_ok()
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The real model, corrupted in the ways the issue found.
+
+fn real_model() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.exists() {
+        return Some(p);
+    }
+    // In CI a missing model is a broken setup, not a reason to pass.
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} not found and CI is set: run `make setup`",
+        p.display()
+    );
+    eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
+    None
+}
+
+/// The offset of the value of metadata `key` (a length-prefixed key, then a u32 type).
+fn metadata_value_at(b: &[u8], key: &str) -> usize {
+    let mut pat = (key.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(key.as_bytes());
+    let i = b
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .unwrap_or_else(|| panic!("no metadata {key}"));
+    i + pat.len() + 4
+}
+
+fn patch_metadata_u32(b: &[u8], key: &str, v: u32) -> Vec<u8> {
+    let mut out = b.to_vec();
+    let at = metadata_value_at(b, key);
+    out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    out
+}
+
+fn patch_metadata_f32(b: &[u8], key: &str, v: f32) -> Vec<u8> {
+    let mut out = b.to_vec();
+    let at = metadata_value_at(b, key);
+    out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    out
+}
+
+/// Byte range of a tensor's data, and the offset of its info's `offset` field.
+fn tensor_at(b: &[u8], name: &str) -> (std::ops::Range<usize>, usize) {
+    let c = gguf_file::Content::read(&mut std::io::Cursor::new(b)).unwrap();
+    let info = &c.tensor_infos[name];
+    let start = (c.tensor_data_offset + info.offset) as usize;
+    let n = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name.as_bytes());
+    let i = b.windows(pat.len()).position(|w| w == pat).unwrap() + pat.len();
+    let n_dims = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    let offset_field = i + 4 + 8 * n_dims + 4;
+    (start..start + n, offset_field)
+}
+
+/// Issue 12 item 7: each corruption is a load error naming the file and what is wrong.
+#[test]
+fn issue12_corrupt_model_is_a_load_error() {
+    no_error_backtraces();
+    let Some(path) = real_model() else { return };
+    let good = std::fs::read(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (norm, _) = tensor_at(&good, "blk.3.attn_norm.weight");
+    let (_, q_offset_field) = tensor_at(&good, "blk.3.attn_q.weight");
+    let k_offset = {
+        let c = gguf_file::Content::read(&mut std::io::Cursor::new(&good)).unwrap();
+        c.tensor_infos["blk.3.attn_k.weight"].offset
+    };
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Patch, &[&str])> = vec![
+        (
+            "random bytes in a tensor",
+            Box::new(move |b: &mut Vec<u8>| {
+                for x in &mut b[norm.clone()] {
+                    *x = 0xff;
+                }
+            }),
+            &[
+                "tensor 'model.layers.3.input_layernorm.weight'",
+                "not finite",
+            ],
+        ),
+        (
+            "rope.freq_base NaN",
+            Box::new(|b: &mut Vec<u8>| {
+                *b = patch_metadata_f32(b, "llama.rope.freq_base", f32::NAN);
+            }),
+            &["rope_theta", "NaN"],
+        ),
+        (
+            "negative rms epsilon",
+            Box::new(|b: &mut Vec<u8>| {
+                *b = patch_metadata_f32(b, "llama.attention.layer_norm_rms_epsilon", -1e-5);
+            }),
+            &["rms_norm_eps is -0.0000099"],
+        ),
+        (
+            "head_count 0",
+            Box::new(|b: &mut Vec<u8>| {
+                *b = patch_metadata_u32(b, "llama.attention.head_count", 0);
+            }),
+            &["num_attention_heads 0"],
+        ),
+        (
+            "overlapping tensors",
+            Box::new(move |b: &mut Vec<u8>| {
+                b[q_offset_field..q_offset_field + 8].copy_from_slice(&k_offset.to_le_bytes());
+            }),
+            &["overlap", "blk.3.attn_"],
+        ),
+    ];
+    for (name, patch, needles) in cases {
+        let mut b = good.clone();
+        patch(&mut b);
+        let p = dir.path().join("bad.gguf");
+        std::fs::write(&p, &b).unwrap();
+        let e = match Model::load(&p) {
+            Ok(_) => panic!("{name}: loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.starts_with(&p.display().to_string()), "{name}: {e}");
+        for n in needles {
+            assert!(e.contains(n), "{name}: {e:?} lacks {n:?}");
+        }
+    }
+}
+
+/// Issue 12 item 14: a broken chat template names the model file.
+#[test]
+fn issue12_broken_template_names_the_model() {
+    no_error_backtraces();
+    let dir = tempfile::tempdir().unwrap();
+    let good = tiny_gguf();
+    let mut bad = good.clone();
+    // `{% for` with its `%}` replaced: a syntax error of the same length.
+    let at = bad.windows(5).position(|w| w == b"{% fo").unwrap();
+    bad[at + 1] = b'{';
+    let p = dir.path().join("tmpl.gguf");
+    std::fs::write(&p, &bad).unwrap();
+    let e = Model::load(&p).err().expect("an error").to_string();
+    assert!(e.starts_with(&p.display().to_string()), "{e}");
+    assert!(e.contains("chat_template"), "{e}");
+    let _ = Path::new("");
+}
