@@ -395,7 +395,7 @@ fn gradient_hessian(blocks: &[Block<'_>], d: usize, theta: &[f64], c: f64) -> (V
 /// One block's `Σ r_i·[x_i, 1]` and `Σ s_i·[x_i, 1][x_i, 1]ᵀ` (`r = σ(m) − y`,
 /// `s = σ(m)(1 − σ(m))`), the Hessian by one sequential matrix product.
 fn block_gradient_hessian(b: &Block<'_>, d: usize, theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    use faer::linalg::matmul::matmul;
+    use faer::linalg::matmul::triangular::{self, BlockStructure};
     use faer::{Accum, MatMut, MatRef, Par};
     let p = theta.len();
     let n = b.y.len();
@@ -415,13 +415,18 @@ fn block_gradient_hessian(b: &Block<'_>, d: usize, theta: &[f64]) -> (Vec<f64>, 
             a[d * n + i] = w;
         }
     }
+    // Only the lower half: the Cholesky factorisation reads nothing else, and the product
+    // costs half as much (it dominates the pooled probe).
     let mut h = vec![0.0; p * p];
     let am = MatRef::from_column_major_slice(&a, n, p);
-    matmul(
+    triangular::matmul(
         MatMut::from_column_major_slice_mut(&mut h, p, p),
+        BlockStructure::TriangularLower,
         Accum::Replace,
         am.transpose(),
+        BlockStructure::Rectangular,
         am,
+        BlockStructure::Rectangular,
         1.0,
         Par::Seq,
     );
@@ -759,6 +764,15 @@ pub struct LayerReport {
     pub cos_probe_c1: f64,
 }
 
+/// What [`classify`] computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// Per layer, in input order.
+    pub layers: Vec<LayerReport>,
+    /// The pooled probe's fit (`None` when not asked for).
+    pub pooled: Option<LogisticFit>,
+}
+
 /// Scores every layer (layers in parallel, each sequential inside, so the results do not
 /// depend on the thread count). `y` has the `n` rows of every layer's `x`.
 pub fn classify(
@@ -767,7 +781,7 @@ pub fn classify(
     y: &[bool],
     cats: &[Category],
     opts: &ClassifyOptions,
-) -> Result<Vec<LayerReport>> {
+) -> Result<Classification> {
     let n = y.len();
     let npos = y.iter().filter(|&&v| v).count();
     if npos < 2 || n - npos < 2 {
@@ -790,14 +804,19 @@ pub fn classify(
         .par_iter()
         .map(|l| classify_layer(l, d, y, cats, &split, opts))
         .collect::<Result<_>>()?;
+    let mut pooled = None;
     if opts.pooled {
         let xs: Vec<&[f64]> = layers.iter().map(|l| l.x).collect();
-        let (_, accs) = pooled_probe(&xs, d, y, &split, opts.c)?;
+        let (fit, accs) = pooled_probe(&xs, d, y, &split, opts.c)?;
         for (r, a) in reports.iter_mut().zip(accs) {
             r.pooled_probe_acc = a;
         }
+        pooled = Some(fit);
     }
-    Ok(reports)
+    Ok(Classification {
+        layers: reports,
+        pooled,
+    })
 }
 
 fn classify_layer(

@@ -71,7 +71,7 @@ fn planted_category_and_accuracy_are_found() {
         k: K,
         ..Default::default()
     };
-    let reps = classify(&layers, D, &y, &cats, &opts).unwrap();
+    let reps = classify(&layers, D, &y, &cats, &opts).unwrap().layers;
     let (l5, l6) = (&reps[0], &reps[1]);
 
     // C1 separates harmful from harmless: about Φ(2) ≈ 0.977 per class at the midpoint.

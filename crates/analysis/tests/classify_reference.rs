@@ -239,7 +239,9 @@ fn classify_assembles_the_same_figures() {
         k: fx.k,
         ..Default::default()
     };
-    let reports = classify(&inputs, fx.d, &fx.y, &cats, &opts).unwrap();
+    let out = classify(&inputs, fx.d, &fx.y, &cats, &opts).unwrap();
+    assert!(out.pooled.unwrap().converged);
+    let reports = out.layers;
     for (l, (rep, layer)) in reports
         .iter()
         .zip(fx.r["layers"].as_array().unwrap())

@@ -174,15 +174,35 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
         seed: opts.seed,
         ..Default::default()
     };
-    let reports = cls::classify(&inputs, d, &y, &cats, &copts).map_err(|e| {
+    let out = cls::classify(&inputs, d, &y, &cats, &copts).map_err(|e| {
         anyhow!(
             "{}: labels from {}: {e}",
             opts.rows.display(),
             label_source(opts)
         )
     })?;
+    for r in &out.layers {
+        let f = &r.probe.fit;
+        tracing::debug!("layer {}: probe {} Newton steps", r.layer, f.iterations);
+        if !f.converged {
+            tracing::warn!(
+                "layer {}: the probe did not converge in {} Newton steps",
+                r.layer,
+                f.iterations
+            );
+        }
+    }
+    if let Some(f) = &out.pooled {
+        tracing::debug!("pooled probe: {} Newton steps", f.iterations);
+        if !f.converged {
+            tracing::warn!(
+                "the pooled probe did not converge in {} Newton steps",
+                f.iterations
+            );
+        }
+    }
     Ok(Outcome {
-        layers: reports,
+        layers: out.layers,
         categories: cats.into_iter().map(|c| c.name).collect(),
         k,
         rows: y.len(),
@@ -566,7 +586,7 @@ fn categories_csv(o: &Outcome) -> Result<Vec<u8>> {
 
 /// Creates the folder if needed and writes every file atomically; if one fails, the ones
 /// already written by this call are removed, so a failed run leaves no output.
-fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+pub(crate) fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
     for (i, (name, bytes)) in files.iter().enumerate() {
