@@ -39,3 +39,4 @@ for name, label in [("ours", "ours (default)"), ("full", "ours --no-share-prefix
           f" ratio {st.median(ratios):.2f}x (median of pairs)")
 PY
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/shift-svd/run.sh ]; then bash bench/shift-svd/run.sh; fi
+if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-classify.sh ]; then bash bench/dir-label-classify.sh; fi
