@@ -67,6 +67,29 @@ pub(super) fn parse(label: &str, member: Option<&str>, bytes: &[u8]) -> Result<T
             format!("{what}not a .npy (no \\x93NUMPY magic)"),
         ));
     }
+    // npyz allocates the header length the file declares (up to 4 GiB) before reading it;
+    // a declared length past the end of the bytes is a truncated or corrupt file.
+    let declared = match bytes.get(6) {
+        Some(1) => bytes
+            .get(8..10)
+            .map(|b| 10 + u16::from_le_bytes([b[0], b[1]]) as usize),
+        Some(2 | 3) => bytes
+            .get(8..12)
+            .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        _ => None,
+    };
+    if let Some(n) = declared {
+        if n > bytes.len() {
+            return Err(Error::corrupt(
+                label,
+                format!(
+                    "{what}.npy header declares {n} bytes, the {} has {} (truncated?)",
+                    if member.is_some() { "member" } else { "file" },
+                    bytes.len()
+                ),
+            ));
+        }
+    }
     let mut r = bytes;
     let header = npyz::NpyHeader::from_reader(&mut r).map_err(|e| {
         let msg = if e.kind() == io::ErrorKind::UnexpectedEof {

@@ -13,6 +13,7 @@ type Parsed = (BTreeMap<String, Tensor>, BTreeMap<String, String>);
 
 pub(super) fn read(label: &str, path: &Path) -> Result<Parsed, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(label, "cannot open", e))?;
+    let file_len = file.metadata().map_or(0, |m| m.len());
     let mut zip = npyz::zip::ZipArchive::new(io::BufReader::new(file))
         .map_err(|e| Error::corrupt(label, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut tensors = BTreeMap::new();
@@ -24,8 +25,10 @@ pub(super) fn read(label: &str, path: &Path) -> Result<Parsed, Error> {
         let Some(name) = member.name().strip_suffix(".npy").map(str::to_string) else {
             continue; // not an array; numpy ignores these too
         };
-        // The declared size only sizes the first allocation: a corrupt archive may lie.
-        let mut bytes = Vec::with_capacity(member.size().min(1 << 26) as usize);
+        // The declared size only sizes the first allocation, and no larger than the archive
+        // could plausibly hold: a corrupt archive may lie. Real data grows the buffer.
+        let cap = member.size().min(file_len.saturating_mul(4)).min(1 << 26);
+        let mut bytes = Vec::with_capacity(cap as usize);
         member
             .read_to_end(&mut bytes)
             .map_err(|e| Error::corrupt(label, format!("member '{name}': cannot read: {e}")))?;
