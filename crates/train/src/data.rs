@@ -189,20 +189,21 @@ fn need_label_column(table: &PromptTable, format: TargetFormat) -> Result<()> {
     Ok(())
 }
 
-/// The rows whose target must come from the base model, to be answered by `generate`:
-/// harmless rows with no `target` under the refusal format; with `pairs` (DPO), every row
-/// with no `target`, since a harmful row's rejected completion is the base model's answer.
+/// The rows whose target must come from the base model, to be answered by `generate`, under
+/// the refusal format: the harmless rows with no `target` (SFT's targets, DPO's chosen
+/// completions), or with `harmful` the harmful rows with no `target` (DPO's rejected
+/// completions). DPO takes both answer files.
 pub fn rows_needing_answers(
     table: &PromptTable,
     format: TargetFormat,
-    pairs: bool,
+    harmful: bool,
 ) -> Result<PromptTable> {
     need_label_column(table, format)?;
     let mut keep = Vec::new();
     for i in 0..table.len() {
-        let harmful = label_of(table, i)?;
+        let is_harmful = label_of(table, i)?;
         let has_target = table.get(i, TARGET).is_some_and(|t| !t.trim().is_empty());
-        if format == TargetFormat::Refusal && (pairs || !harmful) && !has_target {
+        if format == TargetFormat::Refusal && is_harmful == harmful && !has_target {
             keep.push(i);
         }
     }
@@ -579,7 +580,7 @@ mod tests {
             &[&["a", "p", "harmful"], &["b", "q", "harmless"]],
         );
         let need = rows_needing_answers(&train, TargetFormat::Refusal, true).unwrap();
-        assert_eq!(need.ids().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(need.ids().collect::<Vec<_>>(), ["a"]);
         let answers = table(
             &["id", "prompt", "response", "refused"],
             &[&["a", "p", "I can't.", "1"], &["b", "q", "Sure.", "0"]],

@@ -30,9 +30,10 @@ pub struct Args {
     /// Train CSV (id, prompt, label; target for harmless rows).
     #[arg(long, required = true, value_name = "CSV")]
     train: Option<PathBuf>,
-    /// A `generate` output whose `response` column fills empty `target` cells, by id.
-    #[arg(long, value_name = "CSV")]
-    answers: Option<PathBuf>,
+    /// A `generate` output whose `response` column fills empty `target` cells, by id; may be
+    /// repeated (DPO: the harmless rows' answers, then the harmful rows').
+    #[arg(long, value_name = "CSV", action = clap::ArgAction::Append)]
+    answers: Vec<PathBuf>,
     /// Output directory (Hugging Face layout); replaced only when the run completes.
     #[arg(long, required = true, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -121,9 +122,9 @@ pub enum Cmd {
         /// Output CSV ('-' for stdout).
         #[arg(long, value_name = "CSV")]
         out: PathBuf,
-        /// dpo: every row needs a base answer (harmful rows' answers are the rejected side).
-        #[arg(long, value_enum, default_value = "sft")]
-        objective: ObjectiveArg,
+        /// The harmful rows instead (their base answers are DPO's rejected completions).
+        #[arg(long)]
+        harmful: bool,
     },
 }
 

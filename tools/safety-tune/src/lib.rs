@@ -11,7 +11,8 @@
 //!
 //! `--objective dpo` trains on preference pairs instead (the paper's second method): for a
 //! harmful row chosen = a refusal and rejected = the base model's own answer, the reverse for
-//! a harmless row, so `--answers` must cover every row (`safety-tune select --objective dpo`);
+//! a harmless row, so the base model must answer every row (`safety-tune select` for the
+//! harmless rows, `select --harmful` for the harmful ones, both given as `--answers`);
 //! the reference is the base model (the adapter-off forward), `--beta` its temperature.
 //! `--exposure K` keeps only the first K rows of each jailbreak category (the paper's SSFT
 //! exposure experiment).
@@ -44,8 +45,8 @@ pub struct TuneOptions {
     pub model: PathBuf,
     /// Train CSV.
     pub train: PathBuf,
-    /// A `generate` output whose `response` fills empty `target` cells (by id).
-    pub answers: Option<PathBuf>,
+    /// `generate` outputs whose `response` fills empty `target` cells (by id), in order.
+    pub answers: Vec<PathBuf>,
     /// Output directory.
     pub out: PathBuf,
     /// What is trained.
@@ -88,11 +89,11 @@ pub struct TuneOptions {
     pub exposure: Option<usize>,
 }
 
-/// The `select` subcommand: writes the rows that need a base-model answer (with `pairs`, for
-/// DPO: every row, harmful ones included).
-pub fn select(train: &Path, out: &Path, format: TargetFormat, pairs: bool) -> Result<()> {
+/// The `select` subcommand: writes the harmless rows that need a base-model answer, or with
+/// `harmful` (DPO's rejected completions) the harmful ones.
+pub fn select(train: &Path, out: &Path, format: TargetFormat, harmful: bool) -> Result<()> {
     let table = PromptTable::read(train)?;
-    let need = data::rows_needing_answers(&table, format, pairs)?;
+    let need = data::rows_needing_answers(&table, format, harmful)?;
     need.write(out)?;
     tracing::info!(
         "{}: {} of {} rows need the base model's answer",
@@ -197,7 +198,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     });
 
     let mut table = PromptTable::read(&o.train)?;
-    if let Some(a) = &o.answers {
+    for a in &o.answers {
         let answers = PromptTable::read(a)?;
         table = data::attach_answers(&table, &answers)?;
     }
@@ -398,7 +399,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         "base_model_hash": model_hash,
         "train": o.train.display().to_string(),
         "train_ids_hash": table.ids_hash(),
-        "answers": o.answers.as_ref().map(|p| p.display().to_string()),
+        "answers": o.answers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "format": o.format.name(),
         "objective": o.objective.describe(),
         "exposure": o.exposure,

@@ -3,7 +3,7 @@
 
 mod args;
 
-use args::{Args, Cmd, ObjectiveArg};
+use args::{Args, Cmd};
 use hd_train::data::TargetFormat;
 
 fn main() -> std::process::ExitCode {
@@ -13,13 +13,8 @@ fn main() -> std::process::ExitCode {
             Some(Cmd::Select {
                 train,
                 out,
-                objective,
-            }) => safety_tune::select(
-                &train,
-                &out,
-                TargetFormat::Refusal,
-                objective == ObjectiveArg::Dpo,
-            ),
+                harmful,
+            }) => safety_tune::select(&train, &out, TargetFormat::Refusal, harmful),
             None => safety_tune::tune(&a.options()),
         }
     })
