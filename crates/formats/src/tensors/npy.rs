@@ -78,17 +78,14 @@ pub(super) fn parse(label: &str, member: Option<&str>, bytes: &[u8]) -> Result<T
             .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
         _ => None,
     };
-    if let Some(n) = declared {
-        if n > bytes.len() {
-            return Err(Error::corrupt(
-                label,
-                format!(
-                    "{what}.npy header declares {n} bytes, the {} has {} (truncated?)",
-                    if member.is_some() { "member" } else { "file" },
-                    bytes.len()
-                ),
-            ));
-        }
+    if declared.is_some_and(|n| n > bytes.len()) {
+        return Err(Error::corrupt(
+            label,
+            format!(
+                "{what}.npy header is truncated (file has {} bytes)",
+                bytes.len()
+            ),
+        ));
     }
     let mut r = bytes;
     let header = npyz::NpyHeader::from_reader(&mut r).map_err(|e| {
