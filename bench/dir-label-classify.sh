@@ -16,10 +16,12 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 for i in $(seq "$RUNS"); do
   /usr/bin/time -f "%e %U %M" -o "$tmp/t.$i" target/release/dir-label classify --acts "$ACTS" \
-    --components "$SVD" --rows "$ROWS" --out-dir "$tmp/out" --k 100 -q
+    --components "$SVD" --rows "$ROWS" --out-dir "$tmp/out" --k 100 2> "$tmp/log.$i"
 done
-rows=$(($(wc -l < "$ROWS") - 1))
-layers=$(($(wc -l < "$tmp/out/layers.csv") - 1))
+# The tool's own summary line: "31 layer(s) x 100 component(s), 700 rows, ..." (a CSV
+# line count would count multi-line prompts twice).
+rows=$(grep -o '[0-9]* rows' "$tmp/log.1" | cut -d' ' -f1)
+layers=$(grep -o '[0-9]* layer(s)' "$tmp/log.1" | cut -d' ' -f1)
 sort -n "$tmp"/t.* | awk -v n="$RUNS" -v rows="$rows" -v layers="$layers" '
   { w[NR] = $1; u[NR] = $2; if ($3 > m) m = $3 }
   END {
