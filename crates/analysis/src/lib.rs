@@ -2,12 +2,21 @@
 //!
 //! - [`classify`]: components as refusal classifiers, and the probe baselines;
 //! - [`judge`]: the refusal judge of generated answers (phrase matching);
-//! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set).
+//! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set);
+//! - [`tokens`]: token attribution maps of components (AttnLRP or gradient × input) and the
+//!   reference's greedy top-token cut.
 #![deny(missing_docs)]
 
-mod error;
 pub mod classify;
+mod error;
 pub mod judge;
 pub mod refusal;
+pub mod tokens;
 
 pub use error::{AnalysisError, Result};
+
+impl From<hd_grad::GradError> for AnalysisError {
+    fn from(e: hd_grad::GradError) -> Self {
+        AnalysisError::Input(e.to_string())
+    }
+}

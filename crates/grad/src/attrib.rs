@@ -173,7 +173,9 @@ impl<'m> Traced<'m> {
                     )));
                 }
                 let c = Tensor::from_vec(direction.to_vec(), (d, 1), &cpu())?;
-                Ok(h.index_select(&self.last_rows(), 0)?.matmul(&c)?.flatten_all()?)
+                Ok(h.index_select(&self.last_rows(), 0)?
+                    .matmul(&c)?
+                    .flatten_all()?)
             }
             Target::LogOdds { ids } => {
                 let lg = self.logits.as_ref().ok_or_else(|| {
@@ -196,7 +198,11 @@ impl<'m> Traced<'m> {
                 let inv: Vec<f32> = denom
                     .iter()
                     .map(|&x| {
-                        let x = if x.abs() < 1e-12 { 1e-12f32.copysign(x) } else { x };
+                        let x = if x.abs() < 1e-12 {
+                            1e-12f32.copysign(x)
+                        } else {
+                            x
+                        };
                         1.0 / x
                     })
                     .collect();

@@ -434,9 +434,7 @@ impl DiffModel {
             ));
         }
         if let Some(&c) = req.capture.iter().find(|&&c| c > nl) {
-            return Err(GradError::Input(format!(
-                "layer {c} out of range 0..={nl}"
-            )));
+            return Err(GradError::Input(format!("layer {c} out of range 0..={nl}")));
         }
         let start = req.start.as_ref().map_or(0, |(l, _)| *l);
         if start >= nl {

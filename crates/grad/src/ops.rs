@@ -950,8 +950,7 @@ pub fn attention(qkv: &Tensor, spec: &AttnSpec) -> Result<Tensor> {
 
 /// [`attention`] with the backward pass of `rules`.
 pub fn attention_with(qkv: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {
-    qkv.contiguous()?
-        .apply_op1(Attention(spec.clone(), rules))
+    qkv.contiguous()?.apply_op1(Attention(spec.clone(), rules))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -155,3 +155,39 @@ pub fn write_tiny_model(
         w,
     )
 }
+
+/// The default model of `make setup`, from the workspace root. Missing: `None` with a
+/// SKIPPED line, or a panic when the `CI` variable is set (a broken setup must not pass).
+pub fn default_model() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} not found under CI (make setup failed?)", p.display());
+    }
+    eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
+    None
+}
+
+/// The Python of the transformers oracle (`make oracle`): `HD_ORACLE_PYTHON` or
+/// `~/.cache/hd-oracle/bin/python`. Missing: `None` with a SKIPPED line naming why (also
+/// under CI: the oracle is a large download that may fail).
+pub fn oracle_python() -> Option<std::path::PathBuf> {
+    let p = match std::env::var_os("HD_ORACLE_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/hd-oracle/bin/python")
+        }
+    };
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: no transformers oracle at {} (run `make oracle`)",
+            p.display()
+        );
+        None
+    }
+}

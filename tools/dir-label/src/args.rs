@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use dir_label::classify;
+use dir_label::{classify, tokens};
 
 /// What each direction of the safety residual space means.
 #[derive(Parser)]
@@ -19,6 +19,98 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Command {
     Classify(ClassifyArgs),
+    Tokens(TokensArgs),
+}
+
+/// Which input tokens drive each component: relevance of every token of every prompt to the
+/// projection of the last prompt token's state on a component (AttnLRP, as the paper's token
+/// PLRP, or plain gradient x input).
+///
+/// Writes tokens.csv (id,component,position,token_id,token,relevance,raw_relevance,
+/// projection), top_tokens.csv (component,rank,token,mean_relevance,count,cumulative_share,
+/// top) and labels.csv (component,name,acc,auc,best_category,best_category_auc,top_tokens,
+/// suggested_label; edit it by hand) into --out-dir. Components are 1-based (L14-C6).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example (after `make demo`, from the repository root):\n  dir-label tokens --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n    --components runs/default/contrast/svd.safetensors --prompts testdata/smoke/prompts.csv \\\n    --layer 14 --comps 1-10 --out-dir /tmp/tokens"
+)]
+struct TokensArgs {
+    /// GGUF file or Hugging Face directory (the model the map explains).
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Components (components.{i} [k, d]; e.g. shift-svd's output).
+    #[arg(long, value_name = "FILE")]
+    components: PathBuf,
+    /// Prompt CSV (id, prompt).
+    #[arg(long, value_name = "CSV")]
+    prompts: PathBuf,
+    /// Hidden-state index of the components (HF numbering).
+    #[arg(long)]
+    layer: usize,
+    /// Components to explain, 1-based: 1-10, 1,3,6, 2-4,8.
+    #[arg(long, default_value = "1-10", value_parser = tokens::parse_comps)]
+    comps: std::vec::Vec<usize>,
+    /// Folder for the three CSVs (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
+    #[arg(long, value_enum, default_value = "attnlrp")]
+    rules: RulesArg,
+    /// Reported positions: the user text or every token of the templated prompt.
+    #[arg(long, value_enum, default_value = "user")]
+    positions: PositionsArg,
+    /// Prompts per traced forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Share of the positive relevance mass the top tokens cover (the reference's 0.4).
+    #[arg(long, default_value_t = 0.4)]
+    tau: f64,
+    /// A `dir-label classify` folder of the same components: accuracy and best category in
+    /// labels.csv.
+    #[arg(long, value_name = "DIR")]
+    classify: Option<PathBuf>,
+    #[command(flatten)]
+    chat: hd_cli::ChatArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum RulesArg {
+    Attnlrp,
+    GradXInput,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum PositionsArg {
+    User,
+    All,
+}
+
+impl TokensArgs {
+    fn into_options(self) -> tokens::Options {
+        tokens::Options {
+            model: self.model,
+            components: self.components,
+            prompts: self.prompts,
+            layer: self.layer,
+            comps: self.comps,
+            out_dir: self.out_dir,
+            rules: match self.rules {
+                RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
+                RulesArg::GradXInput => hd_grad::Rules::Exact,
+            },
+            positions: match self.positions {
+                PositionsArg::User => tokens::Positions::User,
+                PositionsArg::All => tokens::Positions::All,
+            },
+            batch_size: self.batch_size,
+            tau: self.tau,
+            classify: self.classify,
+            format: hd_lm::PromptFormat {
+                system: self.chat.system,
+                no_template: self.chat.no_template,
+            },
+        }
+    }
 }
 
 /// Each component as a refusal classifier, beside a probe, the pooled probe and the
@@ -71,6 +163,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Classify(a) => classify::run(&a.into_options()?).map(drop),
+            Command::Tokens(a) => tokens::run(&a.into_options()),
         }
     }
 }

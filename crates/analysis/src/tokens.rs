@@ -1,0 +1,205 @@
+//! Token attribution maps (the paper's dir-label B) on the `hd-grad` engine: which input
+//! tokens make the last prompt token's state project on a component, and the greedy
+//! top-token cut of the reference.
+
+use crate::error::{AnalysisError, Result};
+use hd_grad::attrib::{Target, Traced};
+use hd_grad::diff::DiffModel;
+use hd_grad::Rules;
+use hd_lm::forward::common_prefix_len;
+use hd_lm::{Model, PromptFormat};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// A prompt's token ids and where its user text lies among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids of the (chat-templated) prompt.
+    pub ids: Vec<u32>,
+    /// Positions of the user text; the rest is the template.
+    pub user: Range<usize>,
+}
+
+/// Encodes a prompt and finds its user-text positions: the template rendered around an empty
+/// message gives the template's own tokens, and what the full encoding shares with it at
+/// both ends is template. A token that merges template text with the user's first or last
+/// character counts as user text.
+pub fn encode_with_user_span(model: &Model, prompt: &str, fmt: &PromptFormat) -> Result<Encoded> {
+    let ids = model.encode_prompt(prompt, fmt)?;
+    let empty = model.encode_prompt("", fmt)?;
+    let pre = common_prefix_len(&[&ids, &empty]);
+    let max_suf = ids.len().min(empty.len()) - pre;
+    let suf = ids
+        .iter()
+        .rev()
+        .zip(empty.iter().rev())
+        .take(max_suf)
+        .take_while(|(a, b)| a == b)
+        .count();
+    Ok(Encoded {
+        user: pre..ids.len() - suf,
+        ids,
+    })
+}
+
+/// One prompt's map for one direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenMap {
+    /// Gradient × input of each position (summed over the width), for the seed
+    /// `c/(c·h_ℓ)` at the last position.
+    pub raw: Vec<f32>,
+    /// Each position's own state at layer ℓ projected on `c`.
+    pub projection: Vec<f32>,
+}
+
+/// Token maps of every prompt (`[prompt][direction]`) for directions at hidden-state index
+/// `layer`: one traced forward per batch of `batch` prompts serves all directions (one
+/// backward each). `done` is called with the number of prompts finished so far.
+pub fn token_maps(
+    model: &DiffModel,
+    seqs: &[Vec<u32>],
+    layer: usize,
+    directions: &[Vec<f32>],
+    rules: Rules,
+    batch: usize,
+    mut done: impl FnMut(usize),
+) -> Result<Vec<Vec<TokenMap>>> {
+    let d = model.config.hidden_size;
+    if let Some(bad) = directions.iter().find(|c| c.len() != d) {
+        return Err(AnalysisError::Input(format!(
+            "a direction has {} values, the model's width is {d}",
+            bad.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(batch.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        let traced = Traced::run(model, &refs, 0, &[layer], false, rules)?;
+        let states = traced.states(layer)?;
+        let mut maps: Vec<Vec<TokenMap>> = vec![Vec::with_capacity(directions.len()); refs.len()];
+        for c in directions {
+            let rel = traced.relevance(&Target::Projection {
+                layer,
+                direction: c,
+            })?;
+            for (q, seq) in refs.iter().enumerate() {
+                let rows: Vec<usize> = (0..seq.len()).map(|p| traced.row(q, p)).collect();
+                maps[q].push(TokenMap {
+                    raw: rows.iter().map(|&r| rel[r]).collect(),
+                    projection: rows
+                        .iter()
+                        .map(|&r| dot(&states[r * d..(r + 1) * d], c))
+                        .collect(),
+                });
+            }
+        }
+        out.extend(maps);
+        done(out.len());
+    }
+    Ok(out)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x as f64 * y as f64)
+        .sum::<f64>() as f32
+}
+
+/// `raw / max |raw|` over the given values (all zeros stay zeros).
+pub fn normalise(raw: &[f32]) -> Vec<f32> {
+    let m = raw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if m == 0.0 {
+        return vec![0.0; raw.len()];
+    }
+    raw.iter().map(|v| v / m).collect()
+}
+
+/// One token string's aggregate over all prompts of a component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopToken {
+    /// The token's text.
+    pub token: String,
+    /// Mean normalised relevance over its occurrences.
+    pub mean: f64,
+    /// Occurrences.
+    pub count: usize,
+    /// Share of the positive mass covered by this token and those ranked above it.
+    pub cumulative_share: f64,
+    /// Inside the greedy cut.
+    pub top: bool,
+}
+
+/// Averages relevance per token string and ranks the strings by mean (ties by text), then
+/// marks the reference's greedy cut (`get_first_tokens(τ)`): tokens are taken in rank order
+/// while the positive mass taken so far is below `tau` of all positive mass.
+pub fn top_tokens<'a>(
+    occurrences: impl IntoIterator<Item = (&'a str, f32)>,
+    tau: f64,
+) -> Vec<TopToken> {
+    let mut acc: HashMap<&str, (f64, usize)> = HashMap::new();
+    for (t, r) in occurrences {
+        let e = acc.entry(t).or_insert((0.0, 0));
+        e.0 += r as f64;
+        e.1 += 1;
+    }
+    let mut rows: Vec<TopToken> = acc
+        .into_iter()
+        .map(|(t, (s, n))| TopToken {
+            token: t.to_string(),
+            mean: s / n as f64,
+            count: n,
+            cumulative_share: 0.0,
+            top: false,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.mean
+            .total_cmp(&a.mean)
+            .then_with(|| a.token.cmp(&b.token))
+    });
+    let positive: f64 = rows.iter().map(|r| r.mean.max(0.0)).sum();
+    let mut taken = 0.0;
+    for r in &mut rows {
+        r.top = positive > 0.0 && r.mean > 0.0 && taken < tau * positive;
+        taken += r.mean.max(0.0);
+        r.cumulative_share = if positive > 0.0 {
+            taken / positive
+        } else {
+            0.0
+        };
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_cut_takes_tokens_until_the_share_is_reached() {
+        let occ = [
+            ("a", 0.5f32),
+            ("a", 0.3),
+            ("b", 0.2),
+            ("c", 0.1),
+            ("d", -0.4),
+        ];
+        let t = top_tokens(occ.iter().map(|&(s, r)| (s, r)), 0.4);
+        let names: Vec<&str> = t.iter().map(|r| r.token.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        // positive mass 0.4 + 0.2 + 0.1 = 0.7; "a" alone covers 0.4/0.7 = 57% >= 40%.
+        assert!(t[0].top && !t[1].top && !t[2].top && !t[3].top);
+        assert_eq!(t[0].count, 2);
+        assert!((t[0].mean - 0.4).abs() < 1e-9);
+        assert!((t[1].cumulative_share - 0.6 / 0.7).abs() < 1e-9);
+        let t = top_tokens(occ.iter().map(|&(s, r)| (s, r)), 0.6);
+        assert!(t[0].top && t[1].top && !t[2].top);
+    }
+
+    #[test]
+    fn normalise_by_the_largest_magnitude() {
+        assert_eq!(normalise(&[1.0, -4.0, 2.0]), [0.25, -1.0, 0.5]);
+        assert_eq!(normalise(&[0.0, 0.0]), [0.0, 0.0]);
+    }
+}

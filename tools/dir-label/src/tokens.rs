@@ -1,0 +1,446 @@
+//! `dir-label tokens`: which input tokens drive each component (the paper's token PLRP).
+//!
+//! For each prompt and each chosen component `c` of layer ℓ, the target is `c·h_ℓ` at the
+//! last prompt token, seeded `c/(c·h_ℓ)`; a token's relevance is its embedding times the
+//! gradient, summed over the width, with the AttnLRP rules (default) or the exact gradient
+//! (`--rules grad-x-input`). See [`hd_grad::ops`] for the rules and [`hd_analysis::tokens`]
+//! for the maps and the top-token cut.
+//!
+//! Writes into `--out-dir`:
+//! - `tokens.csv`: `id,component,position,token_id,token,relevance,raw_relevance,projection`
+//!   for the reported positions (`--positions user`: the user text; `all`: every token);
+//!   `relevance` is `raw_relevance` over the prompt's largest |raw_relevance| among them;
+//! - `top_tokens.csv`: `component,rank,token,mean_relevance,count,cumulative_share,top` per
+//!   component, token strings ranked by mean relevance, `top` = inside the reference's greedy
+//!   cut at `--tau` (0.4) of the positive mass;
+//! - `labels.csv`: `component,name,acc,auc,best_category,best_category_auc,top_tokens,
+//!   suggested_label`, one row per component, for a person to edit. Accuracy and the
+//!   category come from a `dir-label classify` folder (`--classify`), when given.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hd_analysis::tokens::{encode_with_user_span, normalise, token_maps, top_tokens, TokenMap};
+use hd_formats::prompts::PromptTable;
+use hd_formats::tensors::{components_name, TensorFile};
+use hd_grad::diff::DiffModel;
+use hd_grad::Rules;
+use hd_lm::{Model, PromptFormat};
+
+/// `tokens.csv`, `top_tokens.csv`, `labels.csv` and their headers.
+pub const TOKENS_CSV: (&str, &str) = (
+    "tokens.csv",
+    "id,component,position,token_id,token,relevance,raw_relevance,projection",
+);
+/// See [`TOKENS_CSV`].
+pub const TOP_TOKENS_CSV: (&str, &str) = (
+    "top_tokens.csv",
+    "component,rank,token,mean_relevance,count,cumulative_share,top",
+);
+/// See [`TOKENS_CSV`].
+pub const LABELS_CSV: (&str, &str) = (
+    "labels.csv",
+    "component,name,acc,auc,best_category,best_category_auc,top_tokens,suggested_label",
+);
+
+/// Which positions are reported (and normalised over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// The user text only (the reference drops the template).
+    User,
+    /// Every token of the templated prompt.
+    All,
+}
+
+/// Everything `dir-label tokens` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// GGUF file or HF directory.
+    pub model: PathBuf,
+    /// Components file (`components.{ℓ}`).
+    pub components: PathBuf,
+    /// Prompt CSV.
+    pub prompts: PathBuf,
+    /// Hidden-state index ℓ of the components.
+    pub layer: usize,
+    /// 1-based component numbers.
+    pub comps: Vec<usize>,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// AttnLRP or exact gradient.
+    pub rules: Rules,
+    /// Reported positions.
+    pub positions: Positions,
+    /// Prompts per traced forward.
+    pub batch_size: usize,
+    /// Greedy cut of the top tokens.
+    pub tau: f64,
+    /// A `dir-label classify` folder of the same components, for labels.csv.
+    pub classify: Option<PathBuf>,
+    /// Chat formatting.
+    pub format: PromptFormat,
+}
+
+/// Parses `1-10`, `1,3,6`, `2-4,8` into sorted, distinct 1-based numbers.
+pub fn parse_comps(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("invalid component list '{s}': expected e.g. 1-10 or 1,3,6 (1-based)");
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a == 0 || b < a {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Reads the inputs, attributes every prompt, then writes the three CSVs.
+pub fn run(o: &Options) -> Result<()> {
+    if o.batch_size == 0 {
+        return Err(hd_cli::usage("--batch-size must be at least 1"));
+    }
+    if !(o.tau > 0.0 && o.tau <= 1.0) {
+        return Err(hd_cli::usage(format!(
+            "--tau {}: expected 0 < tau <= 1",
+            o.tau
+        )));
+    }
+    let config = Model::read_config(&o.model)?;
+    if o.layer > config.num_layers {
+        return Err(hd_cli::usage(format!(
+            "--layer {}: {} has hidden states 0..={}",
+            o.layer,
+            o.model.display(),
+            config.num_layers
+        )));
+    }
+    let dirs = read_directions(o, config.hidden_size)?;
+    let table = PromptTable::read(&o.prompts)?;
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    let classify = o.classify.as_deref().map(read_classify).transpose()?;
+    let model = Model::load(&o.model)?;
+    let mut encoded = Vec::with_capacity(table.len());
+    for i in 0..table.len() {
+        let e = encode_with_user_span(&model, table.prompt(i), &o.format)
+            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
+        if e.ids.len() > config.max_position_embeddings {
+            bail!(
+                "{}: row with id '{}': {} tokens exceed the model's context of {}",
+                o.prompts.display(),
+                table.id(i),
+                e.ids.len(),
+                config.max_position_embeddings
+            );
+        }
+        encoded.push(e);
+    }
+    let Model {
+        config: cfg,
+        weights,
+        tokenizer,
+        ..
+    } = model;
+    let diff = DiffModel::new(cfg, weights)?;
+    let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+    let pb = hd_cli::progress(seqs.len() as u64, "prompts");
+    let t0 = std::time::Instant::now();
+    let maps = token_maps(&diff, &seqs, o.layer, &dirs, o.rules, o.batch_size, |n| {
+        pb.set_position(n as u64)
+    })?;
+    pb.finish_and_clear();
+    tracing::info!(
+        "{} prompts x {} components attributed in {:.2} s",
+        seqs.len(),
+        dirs.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let texts: Vec<Vec<String>> = seqs
+        .iter()
+        .map(|s| s.iter().map(|&t| token_string(&tokenizer, t)).collect())
+        .collect();
+    let report = Report {
+        o,
+        table: &table,
+        encoded: &encoded,
+        maps: &maps,
+        texts: &texts,
+    };
+    let (tokens, tops) = report.tokens_and_top()?;
+    let labels = report.labels(&tops, classify.as_ref())?;
+    crate::classify::write_all(
+        &o.out_dir,
+        &[
+            (TOKENS_CSV.0, tokens),
+            (TOP_TOKENS_CSV.0, top_csv(o, &tops)?),
+            (LABELS_CSV.0, labels),
+        ],
+    )
+}
+
+/// A token as a reader sees it (decoded, not the byte-level `Ġ` form).
+fn token_string(tok: &hd_lm::Tokenizer, id: u32) -> String {
+    tok.decode(&[id], false)
+        .unwrap_or_else(|_| tok.token_text(id))
+}
+
+fn read_directions(o: &Options, d: usize) -> Result<Vec<Vec<f32>>> {
+    let f = TensorFile::read(&o.components)?;
+    let name = components_name(o.layer);
+    let t = f
+        .expect_shape(&name, &[None, None])
+        .with_context(|| format!("--layer {}", o.layer))?;
+    let (k, dc) = (t.shape[0], t.shape[1]);
+    if dc != d {
+        bail!(
+            "{}: tensor '{name}' is [{k}, {dc}] but {} has width {d}; components and model must match",
+            o.components.display(),
+            o.model.display()
+        );
+    }
+    if let Some(&c) = o.comps.iter().find(|&&c| c > k) {
+        return Err(hd_cli::usage(format!(
+            "--comps: component {c} requested, but {} tensor '{name}' holds {k}",
+            o.components.display()
+        )));
+    }
+    let data = t.to_f32_vec();
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: tensor '{name}' has a non-finite value in row {}",
+            o.components.display(),
+            i / d
+        );
+    }
+    Ok(o.comps
+        .iter()
+        .map(|&c| data[(c - 1) * d..c * d].to_vec())
+        .collect())
+}
+
+/// Per component of the layer: acc, auc, best category and its AUC (as text, for the CSV).
+type ClassifyInfo = HashMap<String, [String; 4]>;
+
+/// Reads `components.csv` and `categories.csv` of a `dir-label classify` folder.
+fn read_classify(dir: &Path) -> Result<ClassifyInfo> {
+    let comps = PromptTableLike::read(&dir.join(crate::classify::COMPONENTS_CSV.0))?;
+    let cats = PromptTableLike::read(&dir.join(crate::classify::CATEGORIES_CSV.0))?;
+    let mut out: ClassifyInfo = HashMap::new();
+    for r in &comps.rows {
+        let name = comps.get(r, "name")?;
+        out.insert(
+            name.to_string(),
+            [
+                comps.get(r, "acc")?.to_string(),
+                comps.get(r, "auc")?.to_string(),
+                String::new(),
+                String::new(),
+            ],
+        );
+    }
+    // The category whose AUC against the harmless rows is farthest from 0.5.
+    let mut best: HashMap<String, (f64, String, String)> = HashMap::new();
+    for r in &cats.rows {
+        let name = format!("L{}-C{}", cats.get(r, "layer")?, cats.get(r, "component")?);
+        let auc_s = cats.get(r, "auc_vs_harmless")?;
+        let Ok(auc) = auc_s.parse::<f64>() else {
+            continue;
+        };
+        let e = best
+            .entry(name)
+            .or_insert((-1.0, String::new(), String::new()));
+        if (auc - 0.5).abs() > e.0 {
+            *e = (
+                (auc - 0.5).abs(),
+                cats.get(r, "category")?.to_string(),
+                auc_s.to_string(),
+            );
+        }
+    }
+    for (name, (_, cat, auc)) in best {
+        if let Some(v) = out.get_mut(&name) {
+            v[2] = cat;
+            v[3] = auc;
+        }
+    }
+    Ok(out)
+}
+
+/// A plain CSV with a header, read whole (the classify outputs are small).
+struct PromptTableLike {
+    path: PathBuf,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl PromptTableLike {
+    fn read(path: &Path) -> Result<Self> {
+        let mut r = csv::Reader::from_path(path).with_context(|| {
+            format!(
+                "{}: cannot read (a dir-label classify output)",
+                path.display()
+            )
+        })?;
+        let header = r
+            .headers()
+            .with_context(|| format!("{}: no header", path.display()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+            rows.push(rec.iter().map(str::to_string).collect());
+        }
+        Ok(PromptTableLike {
+            path: path.into(),
+            header,
+            rows,
+        })
+    }
+
+    fn get<'a>(&self, row: &'a [String], col: &str) -> Result<&'a str> {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == col)
+            .with_context(|| format!("{}: no column '{col}'", self.path.display()))?;
+        Ok(row.get(i).map(String::as_str).unwrap_or(""))
+    }
+}
+
+struct Report<'a> {
+    o: &'a Options,
+    table: &'a PromptTable,
+    encoded: &'a [hd_analysis::tokens::Encoded],
+    maps: &'a [Vec<TokenMap>],
+    texts: &'a [Vec<String>],
+}
+
+impl Report<'_> {
+    fn positions(&self, i: usize) -> std::ops::Range<usize> {
+        match self.o.positions {
+            Positions::User => self.encoded[i].user.clone(),
+            Positions::All => 0..self.encoded[i].ids.len(),
+        }
+    }
+
+    fn name(&self, j: usize) -> String {
+        format!("L{}-C{}", self.o.layer, self.o.comps[j])
+    }
+
+    /// tokens.csv, and per component the ranked token strings.
+    fn tokens_and_top(&self) -> Result<(Vec<u8>, Vec<Vec<hd_analysis::tokens::TopToken>>)> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(TOKENS_CSV.1.split(','))?;
+        let mut occ: Vec<Vec<(usize, usize, f32)>> = vec![Vec::new(); self.o.comps.len()];
+        for (i, per_comp) in self.maps.iter().enumerate() {
+            let span = self.positions(i);
+            for (j, m) in per_comp.iter().enumerate() {
+                let rel = normalise(&m.raw[span.clone()]);
+                for (k, p) in span.clone().enumerate() {
+                    w.write_record([
+                        self.table.id(i),
+                        &self.name(j),
+                        &p.to_string(),
+                        &self.encoded[i].ids[p].to_string(),
+                        &self.texts[i][p],
+                        &format!("{:.6}", rel[k]),
+                        &format!("{:.6e}", m.raw[p]),
+                        &format!("{:.6}", m.projection[p]),
+                    ])?;
+                    occ[j].push((i, p, rel[k]));
+                }
+            }
+        }
+        let tops = occ
+            .iter()
+            .map(|o| {
+                top_tokens(
+                    o.iter().map(|&(i, p, r)| (self.texts[i][p].as_str(), r)),
+                    self.o.tau,
+                )
+            })
+            .collect();
+        Ok((w.into_inner()?, tops))
+    }
+
+    fn labels(
+        &self,
+        tops: &[Vec<hd_analysis::tokens::TopToken>],
+        classify: Option<&ClassifyInfo>,
+    ) -> Result<Vec<u8>> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(LABELS_CSV.1.split(','))?;
+        for (j, top) in tops.iter().enumerate() {
+            let name = self.name(j);
+            let info = classify
+                .and_then(|c| c.get(&name).cloned())
+                .unwrap_or_default();
+            let words: Vec<String> = top
+                .iter()
+                .filter(|t| t.top)
+                .take(5)
+                .map(|t| format!("'{}'", t.token.trim()))
+                .collect();
+            let mut suggested = words.join(" ");
+            if !info[2].is_empty() {
+                suggested = format!("{} | {suggested}", info[2]);
+            }
+            w.write_record([
+                &self.o.comps[j].to_string(),
+                &name,
+                &info[0],
+                &info[1],
+                &info[2],
+                &info[3],
+                &words.join(" "),
+                &suggested,
+            ])?;
+        }
+        Ok(w.into_inner()?)
+    }
+}
+
+fn top_csv(o: &Options, tops: &[Vec<hd_analysis::tokens::TopToken>]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(TOP_TOKENS_CSV.1.split(','))?;
+    for (j, top) in tops.iter().enumerate() {
+        let name = format!("L{}-C{}", o.layer, o.comps[j]);
+        for (rank, t) in top.iter().enumerate() {
+            w.write_record([
+                &name,
+                &(rank + 1).to_string(),
+                &t.token,
+                &format!("{:.6}", t.mean),
+                &t.count.to_string(),
+                &format!("{:.6}", t.cumulative_share),
+                &u8::from(t.top).to_string(),
+            ])?;
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_lists() {
+        assert_eq!(parse_comps("1-3").unwrap(), [1, 2, 3]);
+        assert_eq!(parse_comps("6,1,2-3,3").unwrap(), [1, 2, 3, 6]);
+        assert!(parse_comps("0-2").is_err());
+        assert!(parse_comps("3-1").is_err());
+        assert!(parse_comps("a").is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! Token relevances of our AttnLRP engine against lxt 2.1 on transformers
+//! (`testdata/dir-label/lxt_ref.py`): the committed reference in every run, and a live run
+//! when the oracle environment (`make oracle`) is present. 16 prompts x 3 directions x 2
+//! layers of the default model; per prompt, relevances normalised by their largest
+//! magnitude agree within 1e-3 and correlate at >= 0.999.
+
+use hd_analysis::tokens::{encode_with_user_span, token_maps};
+use hd_formats::tensors::TensorFile;
+use hd_grad::diff::DiffModel;
+use hd_grad::Rules;
+use hd_lm::{Model, PromptFormat};
+use std::path::{Path, PathBuf};
+
+const LAYERS: [usize; 2] = [10, 20];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data(name: &str) -> PathBuf {
+    root().join("testdata/dir-label").join(name)
+}
+
+struct Ours {
+    ids: Vec<Vec<u32>>,
+    /// `[layer][direction][prompt]` raw relevances.
+    rel: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules) -> Ours {
+    let model = Model::load(model_path).unwrap();
+    let table = hd_formats::prompts::PromptTable::read(prompts).unwrap();
+    let fmt = PromptFormat::default();
+    let ids: Vec<Vec<u32>> = (0..table.len())
+        .map(|i| {
+            encode_with_user_span(&model, table.prompt(i), &fmt)
+                .unwrap()
+                .ids
+        })
+        .collect();
+    let comps = TensorFile::read(components).unwrap();
+    let Model {
+        config, weights, ..
+    } = model;
+    let d = config.hidden_size;
+    let diff = DiffModel::new(config, weights).unwrap();
+    let mut rel = Vec::new();
+    for l in LAYERS {
+        let c = comps.get(&format!("components.{l}")).unwrap().to_f32_vec();
+        let dirs: Vec<Vec<f32>> = c.chunks(d).map(<[f32]>::to_vec).collect();
+        let maps = token_maps(&diff, &ids, l, &dirs, rules, 16, |_| {}).unwrap();
+        rel.push(
+            (0..dirs.len())
+                .map(|j| maps.iter().map(|m| m[j].raw.clone()).collect())
+                .collect(),
+        );
+    }
+    Ours { ids, rel }
+}
+
+fn compare(ours: &Ours, reference: &Path) {
+    let r = TensorFile::read(reference).unwrap();
+    let offsets: Vec<usize> = r
+        .get("offsets")
+        .unwrap()
+        .as_i64()
+        .unwrap()
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let ref_ids: Vec<u32> = r
+        .get("token_ids")
+        .unwrap()
+        .as_i64()
+        .unwrap()
+        .iter()
+        .map(|&v| v as u32)
+        .collect();
+    assert_eq!(offsets.len(), ours.ids.len() + 1, "prompt count");
+    for (i, ids) in ours.ids.iter().enumerate() {
+        assert_eq!(
+            ids.as_slice(),
+            &ref_ids[offsets[i]..offsets[i + 1]],
+            "prompt {i}: token ids differ from transformers'"
+        );
+    }
+    let (mut worst, mut min_r) = (0.0f64, 1.0f64);
+    for (li, l) in LAYERS.iter().enumerate() {
+        for (j, per_prompt) in ours.rel[li].iter().enumerate() {
+            let want = r.get(&format!("relevance.{l}.{j}")).unwrap().to_f64_vec();
+            for (i, got) in per_prompt.iter().enumerate() {
+                let want = &want[offsets[i]..offsets[i + 1]];
+                let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+                let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let err = got
+                    .iter()
+                    .zip(want)
+                    .map(|(a, b)| (a - b).abs() / scale)
+                    .fold(0.0, f64::max);
+                let corr = pearson(&got, want);
+                worst = worst.max(err);
+                min_r = min_r.min(corr);
+                assert!(
+                    err <= 1e-3 && corr >= 0.999,
+                    "layer {l} direction {j} prompt {i}: max normalised difference {err:.2e}, \
+                     Pearson {corr:.6}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "{}: worst normalised difference {worst:.2e}, lowest Pearson {min_r:.6}",
+        reference.display()
+    );
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn attnlrp_matches_the_committed_lxt_reference() {
+    let Some(model) = hd_testkit::default_model() else {
+        return;
+    };
+    let o = ours(
+        &model,
+        &data("lxt_prompts.csv"),
+        &data("lxt_components.safetensors"),
+        Rules::AttnLrp,
+    );
+    compare(&o, &data("lxt_ref.npz"));
+    // The comparison can fail: plain gradient x input is far from the reference.
+    let exact = ours(
+        &model,
+        &data("lxt_prompts.csv"),
+        &data("lxt_components.safetensors"),
+        Rules::Exact,
+    );
+    let caught = std::panic::catch_unwind(|| compare(&exact, &data("lxt_ref.npz")));
+    assert!(
+        caught.is_err(),
+        "exact gradients passed the AttnLRP comparison"
+    );
+}
+
+#[test]
+fn attnlrp_matches_live_lxt() {
+    let Some(model) = hd_testkit::default_model() else {
+        return;
+    };
+    let Some(py) = hd_testkit::oracle_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live.npz");
+    let st = std::process::Command::new(py)
+        .arg(data("lxt_ref.py"))
+        .args(["--gguf"])
+        .arg(&model)
+        .arg("--prompts")
+        .arg(data("lxt_prompts.csv"))
+        .arg("--components")
+        .arg(data("lxt_components.safetensors"))
+        .args(["--layers", "10,20", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "lxt_ref.py failed");
+    let o = ours(
+        &model,
+        &data("lxt_prompts.csv"),
+        &data("lxt_components.safetensors"),
+        Rules::AttnLrp,
+    );
+    compare(&o, &out);
+}
