@@ -286,7 +286,12 @@ pub fn fit_logistic(
         let scale = f.abs().max(1.0);
         // ½·decrement estimates f − f*; the tolerance sits near the rounding floor of the
         // gradient, so the weights are exact to about 1e-10.
-        if !(decrement > 1e-24 * scale) {
+        if !decrement.is_finite() {
+            return Err(AnalysisError::Input(
+                "logistic regression: non-finite Newton step (non-finite features?)".into(),
+            ));
+        }
+        if decrement <= 1e-24 * scale {
             converged = true;
             break;
         }

@@ -293,10 +293,12 @@ fn bad_input_is_one_line_and_leaves_no_output() {
         .write(&dir.join("two.safetensors"))
         .unwrap();
     let mut nan = acts(Some(&h));
-    if let Some(Tensor { data, .. }) = nan.tensors.get_mut(&resid_name(1)) {
-        if let hd_formats::tensors::TensorData::F32(v) = data {
-            v[3 * D + 2] = f32::NAN;
-        }
+    if let Some(Tensor {
+        data: hd_formats::tensors::TensorData::F32(v),
+        ..
+    }) = nan.tensors.get_mut(&resid_name(1))
+    {
+        v[3 * D + 2] = f32::NAN;
     }
     nan.write(&dir.join("nan.safetensors")).unwrap();
     write_rows(&dir, "one.csv", |_| "harmful".into());
