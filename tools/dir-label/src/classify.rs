@@ -117,6 +117,12 @@ pub struct Outcome {
 /// Reads the inputs, computes every layer, then writes the three CSVs.
 pub fn run(opts: &Options) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
+    if opts.out_dir.exists() && !opts.out_dir.is_dir() {
+        return Err(hd_cli::usage(format!(
+            "--out-dir {}: exists and is not a folder",
+            opts.out_dir.display()
+        )));
+    }
     let outcome = compute(opts)?;
     let files = [
         (COMPONENTS_CSV.0, components_csv(&outcome)?),

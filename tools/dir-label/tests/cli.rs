@@ -347,7 +347,17 @@ fn bad_input_is_one_line_and_leaves_no_output() {
         v.extend(extra);
         v
     };
+    std::fs::write(dir.join("a_file"), "x").unwrap();
+    let mut to_file = with("--rows", "rows.csv");
+    let last = to_file.len() - 1;
+    to_file[last] = "a_file";
     let cases = [
+        Bad {
+            what: "out-dir is a file",
+            args: to_file,
+            code: 2,
+            needles: &["--out-dir a_file", "not a folder"],
+        },
         Bad {
             what: "prompt sets",
             args: with("--components", "other.safetensors"),
