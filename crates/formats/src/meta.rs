@@ -45,6 +45,11 @@ pub fn prompt_ids_hash(file: &TensorFile) -> Option<&str> {
     file.metadata.get(PROMPT_IDS_HASH).map(String::as_str)
 }
 
+/// `sha256:<hex>` of some bytes (e.g. a CSV about to be written).
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
 /// `sha256:<hex>` of a file's contents, read in 1 MiB pieces.
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
     let label = path.display().to_string();

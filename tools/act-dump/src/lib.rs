@@ -3,16 +3,18 @@
 //! next-token behaviour. See DESIGN.md, "Activation file".
 
 use anyhow::{bail, Context, Result};
+use hd_formats::atomic::Outputs;
 use hd_formats::layers::LayerSpec;
 use hd_formats::meta;
 use hd_formats::prompts::PromptTable;
+use hd_formats::tensors::Format;
 use hd_formats::tensors::{resid_name, Tensor, TensorFile};
 use hd_lm::kernels::log_softmax;
 use hd_lm::{Model, Positions, PromptFormat, Request};
 use std::path::{Path, PathBuf};
 
-pub use hd_analysis::refusal::DEFAULT_REFUSAL_TOKENS;
 use hd_analysis::refusal::RefusalTokens;
+pub use hd_analysis::refusal::DEFAULT_REFUSAL_TOKENS;
 
 /// `K/N`: this run takes every N-th batch starting at batch K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,39 +78,45 @@ pub fn shard_indices(n: usize, batch: usize, shard: Option<Shard>) -> Vec<usize>
     }
 }
 
-/// Runs the dump.
-pub fn dump(o: &DumpOptions) -> Result<()> {
+/// Everything that can be checked before the model loads: the command line is a usage error
+/// (exit 2) when an output is an input, the layers are outside the model, the refusal-token
+/// list is empty, or a `.npy` output cannot hold what was asked. Returns the layers.
+fn check_before_load(o: &DumpOptions) -> Result<(Vec<usize>, Outputs)> {
     if o.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+        return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
-    hd_formats::tensors::Format::from_path(&o.out)?;
-    for p in std::iter::once(&o.out).chain(o.rows.as_ref()) {
-        hd_formats::atomic::check_writable(p)?;
+    let outs = Outputs::new()
+        .input("--model", &o.model)
+        .input("--prompts", &o.prompts)
+        .output("--out", &o.out)
+        .output_opt("--rows", o.rows.as_deref())
+        .check()?;
+    let format = Format::from_path(&o.out)?;
+    if o.refusal_tokens.split(',').all(|w| w.trim().is_empty()) {
+        return Err(hd_cli::usage(format!(
+            "--refusal-tokens '{}': no tokens, expected comma-separated strings like '{}'",
+            o.refusal_tokens, DEFAULT_REFUSAL_TOKENS
+        )));
     }
-    let table = PromptTable::read(&o.prompts)?;
-    if table.is_empty() {
-        bail!("{}: no prompt rows", o.prompts.display());
-    }
-    let full_hash = table.ids_hash();
-    let t0 = std::time::Instant::now();
-    let model = Model::load(&o.model)?;
-    tracing::debug!(
-        "loaded {} in {:.2} s",
-        o.model.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    let cfg = &model.config;
-    let layers = o.layers.resolve(cfg.num_layers)?;
-    if hd_formats::tensors::Format::from_path(&o.out)? == hd_formats::tensors::Format::Npy
-        && (layers.len() != 1 || o.positions == Positions::All)
-    {
-        bail!(
+    let cfg = Model::read_config(&o.model)?;
+    let layers = o.layers.resolve(cfg.num_layers).map_err(|e| {
+        hd_cli::usage(format!(
+            "--layers {}: {e} (the model has {} blocks)",
+            o.layers, cfg.num_layers
+        ))
+    })?;
+    if format == Format::Npy && (layers.len() != 1 || o.positions == Positions::All) {
+        return Err(hd_cli::usage(format!(
             "{}: a .npy file holds one tensor; dump one layer with --positions last, or write .npz / .safetensors",
             o.out.display()
-        );
+        )));
     }
-    // Every prompt is encoded, also in a shard: the shared prefix comes from the whole set, so
-    // that shards compute exactly what an unsharded run computes.
+    Ok((layers, outs))
+}
+
+/// Token ids of every prompt, checked against the model's context.
+fn encode_all(model: &Model, table: &PromptTable, o: &DumpOptions) -> Result<Vec<Vec<u32>>> {
+    let cfg = &model.config;
     let mut all_seqs = Vec::with_capacity(table.len());
     for i in 0..table.len() {
         let ids = model
@@ -132,6 +140,65 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         }
         all_seqs.push(ids);
     }
+    Ok(all_seqs)
+}
+
+/// A corrupt model or an overflow shows as NaN or infinity; those must stop the run, naming
+/// the layer and the prompt, rather than be written as activations. `rows_of[j]` is the
+/// range of rows of prompt `j` of the batch; `ids[j]` its id.
+fn check_finite_batch(
+    model: &Path,
+    captured: &[(usize, Vec<f32>)],
+    logits: Option<&[f32]>,
+    d: usize,
+    v: usize,
+    spans: &[(usize, usize)],
+    ids: &[&str],
+) -> Result<()> {
+    for (layer, states) in captured {
+        for (&(a, b), id) in spans.iter().zip(ids) {
+            if states[a * d..b * d].iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "{}: layer {layer}: the activations of prompt id '{id}' are not finite (NaN or \
+                     infinity; corrupt weights?)",
+                    model.display()
+                );
+            }
+        }
+    }
+    if let Some(lg) = logits {
+        for (j, id) in ids.iter().enumerate() {
+            if lg[j * v..(j + 1) * v].iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "{}: the logits of prompt id '{id}' are not finite (NaN or infinity; corrupt \
+                     weights?)",
+                    model.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the dump.
+pub fn dump(o: &DumpOptions) -> Result<()> {
+    let (layers, mut outs) = check_before_load(o)?;
+    let table = PromptTable::read(&o.prompts)?;
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    let full_hash = table.ids_hash();
+    let t0 = std::time::Instant::now();
+    let model = Model::load(&o.model)?;
+    tracing::debug!(
+        "loaded {} in {:.2} s",
+        o.model.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
+    // Every prompt is encoded, also in a shard: the shared prefix comes from the whole set, so
+    // that shards compute exactly what an unsharded run computes.
+    let mut all_seqs = encode_all(&model, &table, o)?;
     let shared = if o.share_prefix {
         let refs: Vec<&[u32]> = all_seqs.iter().map(Vec::as_slice).collect();
         hd_lm::forward::shared_prefix(&refs).to_vec()
@@ -145,10 +212,85 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         .map(|&i| std::mem::take(&mut all_seqs[i]))
         .collect();
     drop(all_seqs);
-    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
-    let d = cfg.hidden_size;
+    let (per_layer, row_extra) = forward_all(&model, o, &layers, &table, &seqs, &shared, &refusal)?;
+    let t0 = std::time::Instant::now();
+    let md = metadata(
+        o,
+        &model,
+        &table,
+        &layers,
+        shared.len(),
+        &refusal,
+        full_hash,
+    )?;
+    let d = model.config.hidden_size;
+    let total_tokens: usize = seqs.iter().map(Vec::len).sum();
+    let mut file = TensorFile::new(md);
+    let n_rows = match o.positions {
+        Positions::Last => table.len(),
+        Positions::All => total_tokens,
+    };
+    for (&l, buf) in layers.iter().zip(per_layer) {
+        file.insert(resid_name(l), Tensor::f32(vec![n_rows, d], buf)?);
+    }
+    if o.positions == Positions::All {
+        let mut off = vec![0i64];
+        for s in &seqs {
+            off.push(off.last().unwrap() + s.len() as i64);
+        }
+        file.insert("offsets", Tensor::i64(vec![seqs.len() + 1], off)?);
+        let toks: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
+        file.insert("token_ids", Tensor::i64(vec![total_tokens], toks)?);
+    }
+    // Both outputs or neither: make must not see a half-finished stage as done. A shard
+    // records its rows CSV's hash, so a merge can tell when another run replaced it.
+    if let Some(r) = &o.rows {
+        let bytes = table.to_csv_with(&r.display().to_string(), &ROW_COLUMNS, &row_extra)?;
+        if o.shard.is_some() {
+            file.metadata
+                .insert(ROWS_SHA256.into(), meta::sha256_bytes(&bytes));
+            file.metadata.insert(
+                "rows".into(),
+                std::path::absolute(r)
+                    .unwrap_or_else(|_| r.clone())
+                    .display()
+                    .to_string(),
+            );
+        }
+        file.stage(&mut outs, &o.out)?;
+        outs.stage(r, |w| w.write_all(&bytes))?;
+    } else {
+        file.stage(&mut outs, &o.out)?;
+    }
+    outs.commit()?;
+    tracing::debug!(
+        "hashed the model and wrote {} in {:.2} s",
+        o.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Metadata key of a shard: `sha256:<hex>` of the rows CSV it wrote.
+pub const ROWS_SHA256: &str = "rows_sha256";
+
+type Captured = (Vec<Vec<f32>>, Vec<Vec<String>>);
+
+/// The forward passes: per layer, the captured rows of every prompt; per prompt, the rows
+/// CSV's extra cells (when `--rows` asks for them).
+fn forward_all(
+    model: &Model,
+    o: &DumpOptions,
+    layers: &[usize],
+    table: &PromptTable,
+    seqs: &[Vec<u32>],
+    shared: &[u32],
+    refusal: &RefusalTokens,
+) -> Result<Captured> {
+    let cfg = &model.config;
+    let (d, v) = (cfg.hidden_size, cfg.vocab_size);
     let req = Request {
-        capture_layers: layers.clone(),
+        capture_layers: layers.to_vec(),
         capture_positions: o.positions,
         interventions: vec![],
         logits: o.rows.is_some(),
@@ -162,20 +304,41 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     let base = if shared.is_empty() {
         None
     } else {
-        Some(fw.prefix(&shared, &req, false)?)
+        Some(fw.prefix(shared, &req, false)?)
     };
-    for chunk in seqs.chunks(o.batch_size) {
+    for (c, chunk) in seqs.chunks(o.batch_size).enumerate() {
         let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let out = if o.share_prefix {
             fw.run_shared(base.as_ref(), &refs, &req)?
         } else {
             fw.run(&refs, &req)?
         };
+        let first = c * o.batch_size;
+        let ids: Vec<&str> = (first..first + chunk.len()).map(|i| table.id(i)).collect();
+        let mut spans = Vec::with_capacity(chunk.len());
+        let mut at = 0;
+        for s in chunk {
+            let n = if o.positions == Positions::All {
+                s.len()
+            } else {
+                1
+            };
+            spans.push((at, at + n));
+            at += n;
+        }
+        check_finite_batch(
+            &o.model,
+            &out.captured,
+            out.logits.as_deref(),
+            d,
+            v,
+            &spans,
+            &ids,
+        )?;
         for (buf, (_, states)) in per_layer.iter_mut().zip(out.captured) {
             buf.extend_from_slice(&states);
         }
         if let Some(lg) = out.logits {
-            let v = cfg.vocab_size;
             for (j, s) in chunk.iter().enumerate() {
                 let lp = log_softmax(&lg[j * v..(j + 1) * v]);
                 let top = (0..v).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
@@ -199,10 +362,22 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         shared.len(),
         total_tokens as f64 / secs
     );
-    let t0 = std::time::Instant::now();
+    Ok((per_layer, row_extra))
+}
 
+/// The activation file's `__metadata__` (DESIGN.md, "Activation file").
+fn metadata(
+    o: &DumpOptions,
+    model: &Model,
+    table: &PromptTable,
+    layers: &[usize],
+    shared_len: usize,
+    refusal: &RefusalTokens,
+    full_hash: String,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let cfg = &model.config;
     let mut md = meta::base_metadata("act-dump", env!("CARGO_PKG_VERSION"));
-    meta::set_prompt_ids_hash(&mut md, &table);
+    meta::set_prompt_ids_hash(&mut md, table);
     md.insert("model".into(), o.model.display().to_string());
     let mut hashes = Vec::new();
     for f in &model.weight_files {
@@ -210,7 +385,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     }
     md.insert("model_hash".into(), hashes.join(","));
     md.insert("architecture".into(), cfg.arch.name().into());
-    md.insert("hidden_size".into(), d.to_string());
+    md.insert("hidden_size".into(), cfg.hidden_size.to_string());
     md.insert("num_layers".into(), cfg.num_layers.to_string());
     md.insert(
         "template".into(),
@@ -227,7 +402,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     if let Some(s) = &o.format.system {
         md.insert("system".into(), s.clone());
     }
-    md.insert("layers".into(), serde_json::to_string(&layers)?);
+    md.insert("layers".into(), serde_json::to_string(layers)?);
     md.insert(
         "positions".into(),
         match o.positions {
@@ -242,7 +417,7 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
         "share_prefix".into(),
         if o.share_prefix { "on" } else { "off" }.into(),
     );
-    md.insert("shared_prefix_tokens".into(), shared.len().to_string());
+    md.insert("shared_prefix_tokens".into(), shared_len.to_string());
     md.insert(
         "refusal_tokens".into(),
         serde_json::to_string(&refusal.names)?,
@@ -250,38 +425,8 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     if let Some(s) = o.shard {
         md.insert("shard".into(), format!("{}/{}", s.k, s.n));
         md.insert("full_prompt_ids_hash".into(), full_hash);
-        if let Some(r) = &o.rows {
-            md.insert("rows".into(), r.display().to_string());
-        }
     }
-    let mut file = TensorFile::new(md);
-    let n_rows = match o.positions {
-        Positions::Last => table.len(),
-        Positions::All => total_tokens,
-    };
-    for (&l, buf) in layers.iter().zip(per_layer) {
-        file.insert(resid_name(l), Tensor::f32(vec![n_rows, d], buf)?);
-    }
-    if o.positions == Positions::All {
-        let mut off = vec![0i64];
-        for s in &seqs {
-            off.push(off.last().unwrap() + s.len() as i64);
-        }
-        file.insert("offsets", Tensor::i64(vec![seqs.len() + 1], off)?);
-        let toks: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
-        file.insert("token_ids", Tensor::i64(vec![total_tokens], toks)?);
-    }
-    write_outputs(
-        &file,
-        &o.out,
-        o.rows.as_deref().map(|r| (r, &table, row_extra)),
-    )?;
-    tracing::debug!(
-        "hashed the model and wrote {} in {:.2} s",
-        o.out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(md)
 }
 
 /// Rows CSV columns added by act-dump.
@@ -292,22 +437,6 @@ pub const ROW_COLUMNS: [&str; 5] = [
     "top1_logprob",
     "refusal_score",
 ];
-
-fn write_outputs(
-    file: &TensorFile,
-    out: &Path,
-    rows: Option<(&Path, &PromptTable, Vec<Vec<String>>)>,
-) -> Result<()> {
-    file.write(out)?;
-    if let Some((path, table, extra)) = rows {
-        if let Err(e) = table.write_with(path, &ROW_COLUMNS, &extra) {
-            // Both outputs or neither: make must not see a half-finished stage as done.
-            let _ = std::fs::remove_file(out);
-            return Err(e.into());
-        }
-    }
-    Ok(())
-}
 
 /// Joins `--shard` outputs (any order) into the file an unsharded run would have written.
 pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> {
@@ -407,6 +536,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
     let mut md = parts[0].metadata.clone();
     md.remove("shard");
     md.remove("rows");
+    md.remove(ROWS_SHA256);
     let full = md
         .remove("full_prompt_ids_hash")
         .context("shard without full_prompt_ids_hash metadata")?;
@@ -417,24 +547,42 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         meta::base_metadata("act-dump", "")[meta::ARGV].clone(),
     );
     let mut merged_rows: Option<(Vec<String>, Vec<Vec<String>>, String)> = None;
+    let mut outs = Outputs::new();
+    for (f, p) in parts.iter().zip(shards) {
+        outs = outs.input(&format!("shard {}", f.path), p);
+    }
     if let Some(r) = rows {
         let mut tables = Vec::new();
         for f in &parts {
-            let p = f.metadata.get("rows").with_context(|| {
-                format!(
-                    "{}: no rows CSV recorded; run the shards with --rows",
-                    f.path
-                )
-            })?;
-            tables.push(PromptTable::read(Path::new(p))?);
+            let (path, table) = shard_rows(f)?;
+            outs = outs.input(&format!("the rows CSV of {}", f.path), &path);
+            tables.push(table);
         }
         let headers = tables[0].headers.clone();
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        for &(k, i) in &order {
+            let id = tables[k].id(i);
+            if let Some(prev) = seen.insert(id, k) {
+                bail!(
+                    "{} and {}: both hold prompt id '{id}' (rows CSVs {} and {}); shards of one \
+                     run hold disjoint prompts",
+                    parts[prev].path,
+                    parts[k].path,
+                    tables[prev].path,
+                    tables[k].path
+                );
+            }
+        }
         let rows_out: Vec<Vec<String>> = order
             .iter()
             .map(|&(k, i)| tables[k].rows[i].clone())
             .collect();
         merged_rows = Some((headers, rows_out, r.display().to_string()));
     }
+    let mut outs = outs
+        .output("--out", out)
+        .output_opt("--rows", rows)
+        .check()?;
     let mut file = TensorFile::new(md);
     let offsets: Vec<&[i64]> = if all {
         parts
@@ -503,15 +651,54 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
             if file.metadata.get(meta::PROMPT_IDS_HASH) != Some(&table.ids_hash()) {
                 bail!("merge: the shards' rows CSVs do not hold the prompts the shards were made from");
             }
-            file.write(out)?;
-            if let Err(e) = table.write(r) {
-                let _ = std::fs::remove_file(out);
-                return Err(e.into());
-            }
-            Ok(())
+            file.stage(&mut outs, out)?;
+            table.stage_with(&mut outs, r, &[], &[])?;
         }
-        _ => Ok(file.write(out)?),
+        _ => file.stage(&mut outs, out)?,
     }
+    Ok(outs.commit()?)
+}
+
+/// The rows CSV a shard recorded, found where it was written (an absolute path), or for
+/// shards of older runs relative to the current folder or the shard's; checked against the
+/// hash the shard recorded, so a rows file that another run has since overwritten is not
+/// merged as if it belonged.
+fn shard_rows(f: &TensorFile) -> Result<(PathBuf, PromptTable)> {
+    let recorded = f.metadata.get("rows").with_context(|| {
+        format!(
+            "{}: no rows CSV recorded; run the shards with --rows",
+            f.path
+        )
+    })?;
+    let recorded = PathBuf::from(recorded);
+    let mut tried = vec![recorded.clone()];
+    if recorded.is_relative() {
+        if let Some(dir) = Path::new(&f.path).parent() {
+            tried.push(dir.join(&recorded));
+        }
+    }
+    let Some(path) = tried.iter().find(|p| p.is_file()).cloned() else {
+        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "{}: its rows CSV is missing (looked at {})",
+            f.path,
+            list.join(" and ")
+        );
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(want) = f.metadata.get(ROWS_SHA256) {
+        let got = meta::sha256_bytes(&bytes);
+        if &got != want {
+            bail!(
+                "{}: changed since {} was written (its {ROWS_SHA256} is {want}, the file's is \
+                 {got}); rerun that shard",
+                path.display(),
+                f.path
+            );
+        }
+    }
+    let table = PromptTable::from_bytes(&path.display().to_string(), &bytes)?;
+    Ok((path, table))
 }
 
 /// Parses `--positions`.

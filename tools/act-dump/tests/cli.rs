@@ -14,6 +14,12 @@ fn model() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
+        // In CI a missing model is a broken setup, not a reason to pass green.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found and CI is set: run `make setup`",
+            p.display()
+        );
         eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
         None
     }
@@ -664,8 +670,9 @@ fn bad_input() {
     if model().is_some() {
         let npy = d("x.npy");
         fails(
+            // Usage errors, found before the model loads (issue 12 item 11): exit 2.
             &["--model", s(&m), "--prompts", s(&good), "--out", s(&npy)],
-            1,
+            2,
             "one tensor",
             &npy,
         );
@@ -680,7 +687,7 @@ fn bad_input() {
                 "--layers",
                 "0-40",
             ],
-            1,
+            2,
             "40",
             &out,
         );
@@ -726,4 +733,380 @@ fn bad_input() {
             &out,
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: the bad-input matrix of act-dump, in one place.
+
+/// Reads `n` little-endian bytes at `*at` and moves past them.
+fn rd(b: &[u8], at: &mut usize, n: usize) -> u64 {
+    let v = b[*at..*at + n]
+        .iter()
+        .rev()
+        .fold(0u64, |a, &x| (a << 8) | x as u64);
+    *at += n;
+    v
+}
+
+/// Moves past one GGUF metadata value of type `ty`.
+fn skip_value(b: &[u8], at: &mut usize, ty: u64) {
+    match ty {
+        0 | 1 | 7 => *at += 1,
+        2 | 3 => *at += 2,
+        4..=6 => *at += 4,
+        10..=12 => *at += 8,
+        8 => {
+            let n = rd(b, at, 8) as usize;
+            *at += n;
+        }
+        9 => {
+            let (t, n) = (rd(b, at, 4), rd(b, at, 8));
+            for _ in 0..n {
+                skip_value(b, at, t);
+            }
+        }
+        _ => panic!("bad GGUF value type {ty}"),
+    }
+}
+
+/// The byte range of F32 tensor `name`'s data in a GGUF file (a minimal reader of the
+/// header, enough to corrupt one tensor on purpose).
+fn gguf_f32_tensor(b: &[u8], name: &str) -> std::ops::Range<usize> {
+    let mut at = 8usize;
+    let (n_tensors, n_kv) = (rd(b, &mut at, 8), rd(b, &mut at, 8));
+    let mut alignment = 32;
+    for _ in 0..n_kv {
+        let n = rd(b, &mut at, 8) as usize;
+        let key = b[at..at + n].to_vec();
+        at += n;
+        let ty = rd(b, &mut at, 4);
+        let mut v = at;
+        skip_value(b, &mut at, ty);
+        if key == b"general.alignment" {
+            let len = at - v;
+            alignment = rd(b, &mut v, len);
+        }
+    }
+    let mut found = None;
+    for _ in 0..n_tensors {
+        let n = rd(b, &mut at, 8) as usize;
+        let tname = b[at..at + n].to_vec();
+        at += n;
+        let dims = rd(b, &mut at, 4);
+        let elems: u64 = (0..dims).map(|_| rd(b, &mut at, 8)).product();
+        let (ty, offset) = (rd(b, &mut at, 4), rd(b, &mut at, 8));
+        if tname == name.as_bytes() {
+            assert_eq!(ty, 0, "{name} is not F32");
+            found = Some((offset, elems));
+        }
+    }
+    let data = (at as u64).div_ceil(alignment) * alignment;
+    let (offset, elems) = found.unwrap_or_else(|| panic!("no tensor {name}"));
+    let start = (data + offset) as usize;
+    start..start + 4 * elems as usize
+}
+
+/// A copy of the default model whose block-3 norms are 3e38: finite weights, so the load
+/// passes, but the activations overflow to infinity and NaN from layer 4 on.
+fn overflowing_model(m: &Path, dir: &Path) -> PathBuf {
+    let mut b = std::fs::read(m).unwrap();
+    for t in ["blk.3.attn_norm.weight", "blk.3.ffn_norm.weight"] {
+        let r = gguf_f32_tensor(&b, t);
+        for c in b[r].chunks_mut(4) {
+            c.copy_from_slice(&3e38f32.to_le_bytes());
+        }
+    }
+    let p = dir.join("overflow.gguf");
+    std::fs::write(&p, &b).unwrap();
+    p
+}
+
+/// A copy of the default model whose `rope.freq_base` is NaN.
+fn nan_rope_model(m: &Path, dir: &Path) -> PathBuf {
+    let mut b = std::fs::read(m).unwrap();
+    let key = b"llama.rope.freq_base";
+    let mut pat = (key.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(key);
+    let at = b.windows(pat.len()).position(|w| w == pat).unwrap() + pat.len() + 4;
+    b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let p = dir.join("nan-rope.gguf");
+    std::fs::write(&p, &b).unwrap();
+    p
+}
+
+#[test]
+fn issue12_bad_input_matrix() {
+    let Some(m) = model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = |n: &str| dir.join(n);
+    let p = prompts(dir);
+    let unterminated = d("unterminated.csv");
+    std::fs::write(
+        &unterminated,
+        "id,prompt\na,one\nb,\"two\nc,three\nd,four\n",
+    )
+    .unwrap();
+    let overflow = overflowing_model(&m, dir);
+    let nan_rope = nan_rope_model(&m, dir);
+    let (out, rows) = (d("o.safetensors"), d("r.csv"));
+    let base = |model: &Path, prompts: &Path| -> Vec<String> {
+        ["--model", s(model), "--prompts", s(prompts)]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let with = |mut v: Vec<String>, extra: &[&str]| {
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    // (what, args, exit code, stderr needles)
+    let cases: Vec<(&str, Vec<String>, i32, Vec<&str>)> = vec![
+        (
+            "item 2: --out = --prompts",
+            with(base(&m, &p), &["--out", s(&p)]),
+            2,
+            vec!["same file as --prompts"],
+        ),
+        (
+            "item 2: --rows = --out",
+            with(base(&m, &p), &["--out", s(&out), "--rows", s(&out)]),
+            2,
+            vec!["--rows", "--out", "same file"],
+        ),
+        (
+            "item 2: --out = --model",
+            with(base(&m, &p), &["--out", s(&m)]),
+            2,
+            vec!["same file as --model"],
+        ),
+        (
+            "item 4: unterminated quote",
+            with(base(&m, &unterminated), &["--out", s(&out)]),
+            1,
+            vec!["unterminated.csv: line 3: unterminated"],
+        ),
+        (
+            "item 11: --layers 31 before loading",
+            with(base(&m, &p), &["--out", s(&out), "--layers", "31"]),
+            2,
+            vec!["--layers 31", "out of range"],
+        ),
+        (
+            "item 11: empty --refusal-tokens",
+            with(
+                base(&m, &p),
+                &["--out", s(&out), "--rows", s(&rows), "--refusal-tokens", ""],
+            ),
+            2,
+            vec!["--refusal-tokens", "no tokens"],
+        ),
+        (
+            "item 7: NaN rope base",
+            with(base(&nan_rope, &p), &["--out", s(&out)]),
+            1,
+            vec!["nan-rope.gguf", "rope_theta"],
+        ),
+        (
+            "item 7: activations overflow",
+            with(base(&overflow, &p), &["--out", s(&out), "--rows", s(&rows)]),
+            1,
+            vec!["overflow.gguf: layer 6", "prompt id 'a'", "not finite"],
+        ),
+    ];
+    let before = std::fs::read(&p).unwrap();
+    for (what, mut args, code, needles) in cases {
+        if !args.iter().any(|a| a == "--layers") {
+            args.extend(["--layers".to_string(), "2,6".to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let t0 = std::time::Instant::now();
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{what}: act-dump {args:?}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{what}: not one line: {err}"
+        );
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err:?}");
+        }
+        if code == 2 {
+            // Usage errors come before the model loads.
+            assert!(
+                t0.elapsed().as_secs_f64() < 5.0,
+                "{what}: took {:?}",
+                t0.elapsed()
+            );
+        }
+        assert!(
+            !out.exists() && !rows.exists(),
+            "{what}: an output was written"
+        );
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "{what}: the prompts changed"
+        );
+    }
+    assert!(!err_has_temps(dir), "temporary files left behind");
+}
+
+fn err_has_temps(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+}
+
+/// Issue 12 items 1 and 12: `--layers -3` parses, and `--rows` on a device (a private
+/// /dev/null) is written in place, not replaced by a regular file.
+#[test]
+fn issue12_device_output_and_negative_layers() {
+    let Some(m) = model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = prompts(dir);
+    let null = dir.join("null");
+    let have_device = Command::new("mknod")
+        .args([s(&null), "c", "1", "3"])
+        .status()
+        .is_ok_and(|st| st.success());
+    let rows = if have_device {
+        null.clone()
+    } else {
+        eprintln!("SKIPPED the device part: mknod needs root");
+        dir.join("r.csv")
+    };
+    let out = dir.join("o.safetensors");
+    ok(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&out),
+        "--rows",
+        s(&rows),
+        "--layers",
+        "-3",
+    ]);
+    let f = TensorFile::read(&out).unwrap();
+    assert_eq!(f.resid_layers(), vec![28]);
+    if have_device {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+}
+
+/// Issue 12 items 5 and 14: a shard's rows CSV overwritten by another run is refused (its
+/// hash is recorded); a merge from another folder finds the rows; a missing rows CSV says
+/// where it looked; an id in two shards names both shards.
+#[test]
+fn issue12_merge_checks_the_rows_it_reads() {
+    let Some(m) = model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = |n: &str| dir.join(n);
+    let p = prompts(dir);
+    let mut shards = Vec::new();
+    for k in 0..2 {
+        let (o, r) = (d(&format!("s{k}.safetensors")), d(&format!("s{k}.csv")));
+        let sh = format!("{k}/2");
+        ok(&[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&p),
+            "--layers",
+            "1",
+            "--batch-size",
+            "2",
+            "--out",
+            s(&o),
+            "--rows",
+            s(&r),
+            "--shard",
+            &sh,
+        ]);
+        shards.push(o);
+    }
+    // From another folder: the recorded paths still lead to the rows.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let merged = d("m.safetensors");
+    let merged_rows = d("m.csv");
+    let o = Command::new(env!("CARGO_BIN_EXE_act-dump"))
+        .args([
+            "merge",
+            "--out",
+            s(&merged),
+            "--rows",
+            s(&merged_rows),
+            s(&shards[0]),
+            s(&shards[1]),
+        ])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // merge --out = a shard: usage error, the shard intact.
+    let before = std::fs::read(&shards[0]).unwrap();
+    let o = run(&[
+        "merge",
+        "--out",
+        s(&shards[0]),
+        s(&shards[0]),
+        s(&shards[1]),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&shards[0]).unwrap(), before);
+    // Another run overwrote shard 1's rows CSV with other rows.
+    let out2 = d("x.safetensors");
+    let merged2 = d("m2.safetensors");
+    std::fs::copy(d("s0.csv"), d("s1.csv")).unwrap();
+    let o = run(&[
+        "merge",
+        "--out",
+        s(&merged2),
+        "--rows",
+        s(&out2),
+        s(&shards[0]),
+        s(&shards[1]),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s1.csv: changed since") && err.contains("s1.safetensors"),
+        "{err}"
+    );
+    assert!(!merged2.exists() && !out2.exists());
+    // Missing: says where it looked.
+    std::fs::remove_file(d("s1.csv")).unwrap();
+    let o = run(&[
+        "merge",
+        "--out",
+        s(&merged2),
+        "--rows",
+        s(&out2),
+        s(&shards[0]),
+        s(&shards[1]),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its rows CSV is missing (looked at") && err.contains("s1.csv"),
+        "{err}"
+    );
 }
