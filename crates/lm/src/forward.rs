@@ -77,6 +77,54 @@ pub struct Output {
     pub logits: Option<Vec<f32>>,
 }
 
+/// Where a packed row of a forward call sits: its sequence (the index in the call's `seqs`,
+/// or [`SHARED`] for a prefix every sequence continues) and its absolute position (cached
+/// tokens included, so a generated token's position counts the prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPos {
+    /// Sequence index, or [`SHARED`].
+    pub seq: usize,
+    /// Position in the sequence, from 0.
+    pub pos: usize,
+}
+
+/// [`RowPos::seq`] of a row of a shared prefix (it stands for every sequence).
+pub const SHARED: usize = usize::MAX;
+
+/// The open extension point of a forward pass, for what a [`Request`] does not say: edits
+/// that depend on the sequence or the position (from the last prompt token on, through the
+/// tokens generated after it), and logits at chosen rows (teacher-forced likelihoods).
+/// Every method has a default that does nothing, so a hook implements only what it needs.
+pub trait Hook {
+    /// Sees, and may edit, the residual stream `h` (`[rows.len(), d]`) at hidden-state index
+    /// `layer` in `0..L` (the stream proper: index `L`, after the final norm, is not
+    /// passed), after the request's interventions and before its captures.
+    fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
+        let _ = (layer, h, rows);
+    }
+    /// Packed rows (indices into `rows`, ascending) whose next-token logits [`Hook::logits`]
+    /// should get.
+    fn logit_rows(&self, rows: &[RowPos]) -> Vec<usize> {
+        let _ = rows;
+        Vec::new()
+    }
+    /// Logits `[rows.len(), vocab]` of some of [`Hook::logit_rows`], in chunks, in order
+    /// (after the request's interventions at index `L`).
+    fn logits(&mut self, rows: &[RowPos], logits: &[f32]) {
+        let _ = (rows, logits);
+    }
+}
+
+/// A hook that does nothing (what the plain entry points use).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl Hook for NoHook {}
+
+/// Rows of hook logits computed at once: bounds the `[rows, vocab]` buffer (49k-token
+/// vocabularies make it 12 MB per 64 rows).
+const LOGIT_CHUNK: usize = 64;
+
 /// Per-sequence key/value cache, `[len, kv_heads*head_dim]` per layer.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
@@ -104,6 +152,8 @@ enum Past<'c> {
     Own(&'c mut [KvCache]),
     /// One read-only cache every sequence continues (a shared prefix).
     Shared(&'c KvCache),
+    /// One read-only cache per sequence, not extended.
+    Borrowed(&'c [KvCache]),
 }
 
 impl Past<'_> {
@@ -112,6 +162,7 @@ impl Past<'_> {
             Past::Empty => 0,
             Past::Own(c) => c[i].len,
             Past::Shared(c) => c.len,
+            Past::Borrowed(c) => c[i].len,
         }
     }
     fn cache(&self, i: usize) -> Option<&KvCache> {
@@ -119,6 +170,7 @@ impl Past<'_> {
             Past::Empty => None,
             Past::Own(c) => Some(&c[i]),
             Past::Shared(c) => Some(c),
+            Past::Borrowed(c) => Some(&c[i]),
         }
     }
 }
@@ -306,7 +358,52 @@ impl Forward<'_> {
     /// Runs the model on `seqs` (no cache).
     pub fn run(&self, seqs: &[&[u32]], req: &Request) -> Result<Output> {
         let blocks = self.blocks_needed(req);
-        self.run_inner(seqs, Past::Empty, req, blocks)
+        self.run_inner(seqs, Past::Empty, req, blocks, &mut NoHook, false)
+    }
+
+    /// `run` with a [`Hook`]: every block runs (the hook may read any layer or want logits).
+    pub fn run_hooked(
+        &self,
+        seqs: &[&[u32]],
+        req: &Request,
+        hook: &mut dyn Hook,
+    ) -> Result<Output> {
+        self.run_inner(seqs, Past::Empty, req, self.cfg.num_layers, hook, false)
+    }
+
+    /// Runs new tokens `seqs[i]` after read-only caches `past[i]` (which are not extended):
+    /// the same states as running the full sequences, for edits that touch only the new
+    /// tokens (the last prompt token, say) tried many times over one cached prefill.
+    pub fn run_after(
+        &self,
+        seqs: &[&[u32]],
+        past: &[KvCache],
+        req: &Request,
+        hook: &mut dyn Hook,
+    ) -> Result<Output> {
+        if past.len() != seqs.len() {
+            return Err(LmError::Input(format!(
+                "{} caches for {} sequences",
+                past.len(),
+                seqs.len()
+            )));
+        }
+        if past
+            .iter()
+            .any(|c| !c.is_empty() && c.k.len() < self.cfg.num_layers)
+        {
+            return Err(LmError::Input(
+                "a cache holds fewer blocks than the model has".into(),
+            ));
+        }
+        self.run_inner(
+            seqs,
+            Past::Borrowed(past),
+            req,
+            self.cfg.num_layers,
+            hook,
+            false,
+        )
     }
 
     /// Runs `tokens` once as the shared prefix of sequences that will be run with `req`.
@@ -330,6 +427,27 @@ impl Forward<'_> {
 
     /// `p` followed by `more`, computed on top of `p`'s cache.
     pub fn extend_prefix(&self, p: &Prefix, more: &[u32]) -> Result<Prefix> {
+        self.extend_prefix_hooked(p, more, &mut NoHook)
+    }
+
+    /// [`Forward::prefix`] with a [`Hook`], whose rows carry the sequence [`SHARED`].
+    pub fn prefix_hooked(
+        &self,
+        tokens: &[u32],
+        req: &Request,
+        all_blocks: bool,
+        hook: &mut dyn Hook,
+    ) -> Result<Prefix> {
+        let empty = self.prefix(&[], req, all_blocks)?;
+        self.extend_prefix_hooked(&empty, tokens, hook)
+    }
+
+    fn extend_prefix_hooked(
+        &self,
+        p: &Prefix,
+        more: &[u32],
+        hook: &mut dyn Hook,
+    ) -> Result<Prefix> {
         self.check_prefix_model(p)?;
         let mut out = p.clone();
         if more.is_empty() {
@@ -340,6 +458,8 @@ impl Forward<'_> {
             Past::Own(std::slice::from_mut(&mut out.cache)),
             &p.req,
             p.blocks,
+            hook,
+            true,
         )?;
         if out.states.is_empty() {
             out.states = o.captured;
@@ -373,8 +493,14 @@ impl Forward<'_> {
             }
         }
         let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
-        let mut out =
-            self.run_inner(&rest, Past::Shared(&p.cache), req, self.blocks_needed(req))?;
+        let mut out = self.run_inner(
+            &rest,
+            Past::Shared(&p.cache),
+            req,
+            self.blocks_needed(req),
+            &mut NoHook,
+            false,
+        )?;
         if req.capture_positions == Positions::All {
             let d = self.cfg.hidden_size;
             for ((l, buf), (pl, pre)) in out.captured.iter_mut().zip(&p.states) {
@@ -425,6 +551,17 @@ impl Forward<'_> {
         caches: &mut [KvCache],
         req: &Request,
     ) -> Result<Output> {
+        self.run_cached_hooked(seqs, caches, req, &mut NoHook)
+    }
+
+    /// [`Forward::run_cached`] with a [`Hook`].
+    pub fn run_cached_hooked(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [KvCache],
+        req: &Request,
+        hook: &mut dyn Hook,
+    ) -> Result<Output> {
         if caches.len() != seqs.len() {
             return Err(LmError::Input(format!(
                 "{} caches for {} sequences",
@@ -439,16 +576,26 @@ impl Forward<'_> {
                 ));
             }
         }
-        self.run_inner(seqs, Past::Own(caches), req, self.cfg.num_layers)
+        self.run_inner(
+            seqs,
+            Past::Own(caches),
+            req,
+            self.cfg.num_layers,
+            hook,
+            false,
+        )
     }
 
     /// Runs `n_blocks` blocks (fewer than the model has only when nothing deeper is needed).
+    /// `shared`: the rows are a prefix every sequence continues (the hook sees [`SHARED`]).
     fn run_inner(
         &self,
         seqs: &[&[u32]],
         mut past_kv: Past<'_>,
         req: &Request,
         n_blocks: usize,
+        user: &mut dyn Hook,
+        shared: bool,
     ) -> Result<Output> {
         let n = seqs.len();
         let past: Vec<usize> = (0..n).map(|i| past_kv.len(i)).collect();
@@ -511,15 +658,27 @@ impl Forward<'_> {
             .iter()
             .map(|&l| (l, Vec::new()))
             .collect();
-        let hook = |layer: usize, h: &mut [f32], captured: &mut Vec<(usize, Vec<f32>)>| {
+        let rowpos: Vec<RowPos> = (0..n)
+            .flat_map(|i| {
+                let (seq, p0) = (if shared { SHARED } else { i }, past[i]);
+                (0..seqs[i].len()).map(move |j| RowPos { seq, pos: p0 + j })
+            })
+            .collect();
+        let hook = |layer: usize,
+                    h: &mut [f32],
+                    captured: &mut Vec<(usize, Vec<f32>)>,
+                    user: &mut dyn Hook| {
             self.intervene(layer, h, &offsets, &req.interventions);
+            if layer < nl {
+                user.residual(layer, h, &rowpos);
+            }
             for (l, buf) in captured.iter_mut() {
                 if *l == layer {
                     *buf = gather(h, d, &offsets, req.capture_positions);
                 }
             }
         };
-        hook(0, &mut h, &mut captured);
+        hook(0, &mut h, &mut captured, user);
 
         let mut x = vec![0.0f32; t * d];
         let mut qkv = vec![0.0f32; t * qkv_w];
@@ -613,7 +772,7 @@ impl Forward<'_> {
             silu_mul(&gu, ff, &mut act);
             linear(&act, t, ff, &lw.w_down, d, &mut h, true);
             if li + 1 < nl {
-                hook(li + 1, &mut h, &mut captured);
+                hook(li + 1, &mut h, &mut captured, user);
             }
         }
         if let Past::Own(c) = past_kv {
@@ -621,7 +780,18 @@ impl Forward<'_> {
                 cache.len += seqs[i].len();
             }
         }
+        let hook_rows = user.logit_rows(&rowpos);
+        if let Some(&r) = hook_rows.iter().find(|&&r| r >= t) {
+            return Err(LmError::Input(format!(
+                "hook asked for logits at row {r} of {t}"
+            )));
+        }
+        let mut wanted = vec![false; t];
+        for &r in &hook_rows {
+            wanted[r] = true;
+        }
         let wants_final = req.logits
+            || !hook_rows.is_empty()
             || req.capture_layers.contains(&nl)
             || req.interventions.iter().any(|iv| iv.layers.contains(&nl));
         let mut logits = None;
@@ -634,6 +804,7 @@ impl Forward<'_> {
                 let is_last = offsets[1..].contains(&(r + 1));
                 if all
                     || is_last
+                    || wanted[r]
                     || req
                         .interventions
                         .iter()
@@ -647,10 +818,20 @@ impl Forward<'_> {
                     );
                 }
             }
-            hook(nl, &mut hn, &mut captured);
+            hook(nl, &mut hn, &mut captured, user);
+            let v = cfg.vocab_size;
+            for chunk in hook_rows.chunks(LOGIT_CHUNK) {
+                let rows: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&r| hn[r * d..(r + 1) * d].iter().copied())
+                    .collect();
+                let mut lg = vec![0.0f32; chunk.len() * v];
+                linear(&rows, chunk.len(), d, w.head(), v, &mut lg, false);
+                let pos: Vec<RowPos> = chunk.iter().map(|&r| rowpos[r]).collect();
+                user.logits(&pos, &lg);
+            }
             if req.logits {
                 let last = gather(&hn, d, &offsets, Positions::Last);
-                let v = cfg.vocab_size;
                 let mut lg = vec![0.0f32; n * v];
                 linear(&last, n, d, w.head(), v, &mut lg, false);
                 logits = Some(lg);

@@ -1,7 +1,7 @@
 //! Greedy, batched, KV-cached generation.
 
 use crate::error::Result;
-use crate::forward::{shared_prefix, KvCache, Positions, Request};
+use crate::forward::{shared_prefix, Hook, KvCache, NoHook, Positions, Request, RowPos, SHARED};
 use crate::Model;
 
 /// One finished generation.
@@ -62,6 +62,21 @@ impl Model {
         interventions: &[crate::Intervention],
         share_prefix: bool,
     ) -> Result<Vec<Generation>> {
+        self.generate_hooked(prompts, max_new, interventions, share_prefix, &mut NoHook)
+    }
+
+    /// `generate_with` with a [`Hook`] on every forward step (prefill and each new token);
+    /// its rows name the prompt (the index in `prompts`, or [`SHARED`] for the shared
+    /// prefix) and the absolute position, so an edit can follow a sequence from its last
+    /// prompt token through every token generated after it.
+    pub fn generate_hooked(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        interventions: &[crate::Intervention],
+        share_prefix: bool,
+        hook: &mut dyn Hook,
+    ) -> Result<Vec<Generation>> {
         let n = prompts.len();
         let mut out: Vec<Generation> = (0..n)
             .map(|_| Generation {
@@ -87,13 +102,13 @@ impl Model {
         };
         let k = shared.len();
         let mut caches = if k > 0 {
-            vec![fw.prefix(shared, &req, true)?.cache().clone(); n]
+            vec![fw.prefix_hooked(shared, &req, true, hook)?.cache().clone(); n]
         } else {
             vec![KvCache::default(); n]
         };
         let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
         let logits = fw
-            .run_cached(&rest, &mut caches, &req)?
+            .run_cached_hooked(&rest, &mut caches, &req, hook)?
             .logits
             .unwrap_or_default();
         let v = self.config.vocab_size;
@@ -126,8 +141,12 @@ impl Model {
                 .iter()
                 .map(|&i| std::mem::take(&mut caches[i]))
                 .collect();
+            let mut remap = Remap {
+                inner: &mut *hook,
+                map: &active,
+            };
             let logits = fw
-                .run_cached(&seqs, &mut sub, &req)?
+                .run_cached_hooked(&seqs, &mut sub, &req, &mut remap)?
                 .logits
                 .unwrap_or_default();
             step += 1;
@@ -138,5 +157,40 @@ impl Model {
             }
         }
         Ok(out)
+    }
+}
+
+/// A hook seen through a subset of the sequences: row `seq` j is sequence `map[j]`.
+struct Remap<'h, 'm> {
+    inner: &'h mut dyn Hook,
+    map: &'m [usize],
+}
+
+impl Remap<'_, '_> {
+    fn rows(&self, rows: &[RowPos]) -> Vec<RowPos> {
+        rows.iter()
+            .map(|r| RowPos {
+                seq: if r.seq == SHARED {
+                    SHARED
+                } else {
+                    self.map[r.seq]
+                },
+                pos: r.pos,
+            })
+            .collect()
+    }
+}
+
+impl Hook for Remap<'_, '_> {
+    fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
+        let rows = self.rows(rows);
+        self.inner.residual(layer, h, &rows);
+    }
+    fn logit_rows(&self, rows: &[RowPos]) -> Vec<usize> {
+        self.inner.logit_rows(&self.rows(rows))
+    }
+    fn logits(&mut self, rows: &[RowPos], logits: &[f32]) {
+        let rows = self.rows(rows);
+        self.inner.logits(&rows, logits);
     }
 }

@@ -25,8 +25,8 @@ pub mod weights;
 pub use config::{Arch, Config};
 pub use error::{LmError, Result};
 pub use forward::{
-    common_prefix_len, Forward, Intervention, InterventionOp, KvCache, Output, Positions, Prefix,
-    Request,
+    common_prefix_len, Forward, Hook, Intervention, InterventionOp, KvCache, NoHook, Output,
+    Positions, Prefix, Request, RowPos, SHARED,
 };
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;
