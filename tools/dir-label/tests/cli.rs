@@ -483,13 +483,14 @@ fn bad_input_is_one_line_and_leaves_no_output() {
 }
 
 #[test]
-fn help_names_the_subcommand_and_an_example() {
+fn classify_help_names_the_flags_and_is_stable() {
     let out = Command::new(BIN)
         .args(["classify", "--help"])
+        .env_clear()
         .output()
         .unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "--acts",
         "--components",
@@ -499,4 +500,14 @@ fn help_names_the_subcommand_and_an_example() {
     ] {
         assert!(help.contains(needle), "help lacks {needle}:\n{help}");
     }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/dir-label/classify-help.txt");
+    if std::env::var_os("UPDATE_HELP").is_some() {
+        hd_formats::atomic::write_atomic(&path, |w| w.write_all(help.as_bytes())).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        help, want,
+        "classify --help changed; rerun with UPDATE_HELP=1 and review the diff"
+    );
 }
