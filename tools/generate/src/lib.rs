@@ -2,6 +2,7 @@
 //! `hd_analysis::judge` (`--refusal-phrases FILE` replaces its phrase list).
 
 use anyhow::{bail, Context, Result};
+use hd_formats::atomic::Outputs;
 use hd_formats::prompts::PromptTable;
 use hd_lm::{Model, PromptFormat};
 use std::path::PathBuf;
@@ -64,38 +65,29 @@ pub const COLUMNS: [&str; 3] = ["response", "n_new_tokens", "refused"];
 
 /// Runs generation and writes the rows plus `response`, `n_new_tokens`, `refused`.
 pub fn generate(o: &GenerateOptions) -> Result<()> {
-    if o.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    for p in std::iter::once(&o.out).chain(o.summary.as_ref()) {
-        hd_formats::atomic::check_writable(p)?;
-    }
+    let mut outs = check_before_load(o)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
     let model = Model::load(&o.model)?;
-    let mut ids = Vec::with_capacity(table.len());
-    for i in 0..table.len() {
-        let t = model
-            .encode_prompt(table.prompt(i), &o.format)
-            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
-        if t.len() + o.max_new_tokens > model.config.max_position_embeddings {
-            bail!(
-                "{}: row with id '{}': {} prompt tokens + {} new exceed the model's context of {}",
-                o.prompts.display(),
-                table.id(i),
-                t.len(),
-                o.max_new_tokens,
-                model.config.max_position_embeddings
-            );
-        }
-        ids.push(t);
-    }
+    let ids = encode_all(&model, &table, o)?;
     let pb = hd_cli::progress(table.len() as u64, "prompts");
     let mut extra = Vec::with_capacity(table.len());
-    for chunk in ids.chunks(o.batch_size) {
-        for g in model.generate_with(chunk, o.max_new_tokens, &[], o.share_prefix)? {
+    for (c, chunk) in ids.chunks(o.batch_size).enumerate() {
+        let gens = model
+            .generate_with(chunk, o.max_new_tokens, &[], o.share_prefix)
+            .map_err(|e| match e {
+                // Garbage logits would decode to an empty answer that counts as compliance.
+                hd_lm::LmError::NonFinite { sequence, what } => anyhow::anyhow!(
+                    "{}: {what} of prompt id '{}' are not finite (NaN or infinity; corrupt \
+                     weights?)",
+                    o.model.display(),
+                    table.id(c * o.batch_size + sequence)
+                ),
+                other => other.into(),
+            })?;
+        for g in gens {
             let text = model.tokenizer.decode(&g.tokens, true)?;
             let refused = o.judge.refused(&text);
             extra.push(vec![
@@ -107,12 +99,67 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    table.write_with(&o.out, &COLUMNS, &extra)?;
     let refused: Vec<bool> = extra.iter().map(|e| e[2] == "1").collect();
     let summary = summarize(&table, &refused);
-    tracing::info!("refusal rates:\n{summary}");
+    // Both outputs or neither.
+    table.stage_with(&mut outs, &o.out, &COLUMNS, &extra)?;
     if let Some(p) = &o.summary {
-        hd_formats::atomic::write_atomic(p, |w| w.write_all(summary.as_bytes()))?;
+        outs.stage(p, |w| w.write_all(summary.as_bytes()))?;
     }
+    outs.commit()?;
+    tracing::info!("refusal rates:\n{summary}");
     Ok(())
+}
+
+/// Usage errors, before the model loads (exit 2): an output that is an input or another
+/// output, no tokens to generate, more new tokens than the model's context.
+fn check_before_load(o: &GenerateOptions) -> Result<Outputs> {
+    if o.batch_size == 0 {
+        return Err(hd_cli::usage("--batch-size must be at least 1"));
+    }
+    if o.max_new_tokens == 0 {
+        return Err(hd_cli::usage(
+            "--max-new-tokens 0: there would be no answers to judge (every refusal rate 0%); \
+             give at least 1",
+        ));
+    }
+    let outs = Outputs::new()
+        .input("--model", &o.model)
+        .input("--prompts", &o.prompts)
+        .output("--out", &o.out)
+        .output_opt("--summary", o.summary.as_deref())
+        .check()?;
+    let cfg = Model::read_config(&o.model)?;
+    if o.max_new_tokens >= cfg.max_position_embeddings {
+        return Err(hd_cli::usage(format!(
+            "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
+            o.max_new_tokens, cfg.max_position_embeddings
+        )));
+    }
+    Ok(outs)
+}
+
+/// Token ids of every prompt; prompt plus answer must fit the model's context.
+fn encode_all(model: &Model, table: &PromptTable, o: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+    let ctx = model.config.max_position_embeddings;
+    let mut ids = Vec::with_capacity(table.len());
+    for i in 0..table.len() {
+        let t = model
+            .encode_prompt(table.prompt(i), &o.format)
+            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
+        if t.len()
+            .checked_add(o.max_new_tokens)
+            .is_none_or(|n| n > ctx)
+        {
+            bail!(
+                "{}: row with id '{}': {} prompt tokens + {} new exceed the model's context of {ctx}",
+                o.prompts.display(),
+                table.id(i),
+                t.len(),
+                o.max_new_tokens,
+            );
+        }
+        ids.push(t);
+    }
+    Ok(ids)
 }

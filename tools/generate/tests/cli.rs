@@ -13,6 +13,12 @@ fn model() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
+        // In CI a missing model is a broken setup, not a reason to pass green.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found and CI is set: run `make setup`",
+            p.display()
+        );
         eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
         None
     }
@@ -100,4 +106,220 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     assert!(!out.exists());
     let o = run(&["--model", s(&model), "--prompts", s(&p)]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: the bad-input matrix of generate, in one place. The GGUF helpers are the same
+// as act-dump's test (a test cannot import another tool's tests).
+
+/// Reads `n` little-endian bytes at `*at` and moves past them.
+fn rd(b: &[u8], at: &mut usize, n: usize) -> u64 {
+    let v = b[*at..*at + n]
+        .iter()
+        .rev()
+        .fold(0u64, |a, &x| (a << 8) | x as u64);
+    *at += n;
+    v
+}
+
+/// Moves past one GGUF metadata value of type `ty`.
+fn skip_value(b: &[u8], at: &mut usize, ty: u64) {
+    match ty {
+        0 | 1 | 7 => *at += 1,
+        2 | 3 => *at += 2,
+        4..=6 => *at += 4,
+        10..=12 => *at += 8,
+        8 => {
+            let n = rd(b, at, 8) as usize;
+            *at += n;
+        }
+        9 => {
+            let (t, n) = (rd(b, at, 4), rd(b, at, 8));
+            for _ in 0..n {
+                skip_value(b, at, t);
+            }
+        }
+        _ => panic!("bad GGUF value type {ty}"),
+    }
+}
+
+/// The byte range of F32 tensor `name`'s data in a GGUF file (a minimal reader of the
+/// header, enough to corrupt one tensor on purpose).
+fn gguf_f32_tensor(b: &[u8], name: &str) -> std::ops::Range<usize> {
+    let mut at = 8usize;
+    let (n_tensors, n_kv) = (rd(b, &mut at, 8), rd(b, &mut at, 8));
+    let mut alignment = 32;
+    for _ in 0..n_kv {
+        let n = rd(b, &mut at, 8) as usize;
+        let key = b[at..at + n].to_vec();
+        at += n;
+        let ty = rd(b, &mut at, 4);
+        let mut v = at;
+        skip_value(b, &mut at, ty);
+        if key == b"general.alignment" {
+            let len = at - v;
+            alignment = rd(b, &mut v, len);
+        }
+    }
+    let mut found = None;
+    for _ in 0..n_tensors {
+        let n = rd(b, &mut at, 8) as usize;
+        let tname = b[at..at + n].to_vec();
+        at += n;
+        let dims = rd(b, &mut at, 4);
+        let elems: u64 = (0..dims).map(|_| rd(b, &mut at, 8)).product();
+        let (ty, offset) = (rd(b, &mut at, 4), rd(b, &mut at, 8));
+        if tname == name.as_bytes() {
+            assert_eq!(ty, 0, "{name} is not F32");
+            found = Some((offset, elems));
+        }
+    }
+    let data = (at as u64).div_ceil(alignment) * alignment;
+    let (offset, elems) = found.unwrap_or_else(|| panic!("no tensor {name}"));
+    let start = (data + offset) as usize;
+    start..start + 4 * elems as usize
+}
+
+/// A copy of the default model whose block-3 norms are 3e38: finite weights, so the load
+/// passes, but the activations overflow to infinity and NaN from layer 4 on.
+fn overflowing_model(m: &Path, dir: &Path) -> PathBuf {
+    let mut b = std::fs::read(m).unwrap();
+    for t in ["blk.3.attn_norm.weight", "blk.3.ffn_norm.weight"] {
+        let r = gguf_f32_tensor(&b, t);
+        for c in b[r].chunks_mut(4) {
+            c.copy_from_slice(&3e38f32.to_le_bytes());
+        }
+    }
+    let p = dir.join("overflow.gguf");
+    std::fs::write(&p, &b).unwrap();
+    p
+}
+
+#[test]
+fn issue12_bad_input_matrix() {
+    let Some(m) = model() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = |n: &str| dir.join(n);
+    let p = d("p.csv");
+    std::fs::write(&p, PROMPTS).unwrap();
+    let unterminated = d("unterminated.csv");
+    std::fs::write(
+        &unterminated,
+        "id,prompt\na,one\nb,\"two\nc,three\nd,four\n",
+    )
+    .unwrap();
+    let overflow = overflowing_model(&m, dir);
+    let (out, summary) = (d("r.csv"), d("s.txt"));
+    let full = d("full");
+    let have_full = Command::new("mknod")
+        .args([s(&full), "c", "1", "7"])
+        .status()
+        .is_ok_and(|st| st.success());
+    let args = |model: &Path, prompts: &Path, extra: &[&str]| -> Vec<String> {
+        [
+            "--model",
+            s(model),
+            "--prompts",
+            s(prompts),
+            "--max-new-tokens",
+            "4",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|x| x.to_string())
+        .collect()
+    };
+    // (what, args, exit code, stderr needles)
+    let mut cases: Vec<(&str, Vec<String>, i32, Vec<&str>)> = vec![
+        (
+            "item 2: --summary = --prompts",
+            args(&m, &p, &["--out", s(&out), "--summary", s(&p)]),
+            2,
+            vec!["--summary", "same file as --prompts"],
+        ),
+        (
+            "item 2: --out = --summary",
+            args(&m, &p, &["--out", s(&out), "--summary", s(&out)]),
+            2,
+            vec!["same file"],
+        ),
+        (
+            "item 8: --max-new-tokens 0",
+            args(&m, &p, &["--out", s(&out), "--max-new-tokens", "0"]),
+            2,
+            vec!["--max-new-tokens 0"],
+        ),
+        (
+            "item 8: --max-new-tokens near 2^64",
+            args(
+                &m,
+                &p,
+                &["--out", s(&out), "--max-new-tokens", "18446744073709551615"],
+            ),
+            2,
+            vec!["--max-new-tokens 18446744073709551615", "context"],
+        ),
+        (
+            "item 4: unterminated quote",
+            args(&m, &unterminated, &["--out", s(&out)]),
+            1,
+            vec!["unterminated.csv: line 3: unterminated"],
+        ),
+        (
+            "item 7: activations overflow",
+            args(&overflow, &p, &["--out", s(&out), "--summary", s(&summary)]),
+            1,
+            vec!["overflow.gguf", "prompt id 'a'", "not finite"],
+        ),
+    ];
+    if have_full {
+        cases.push((
+            "item 3: --summary fails, --out not left",
+            args(&m, &p, &["--out", s(&out), "--summary", s(&full)]),
+            1,
+            vec!["full"],
+        ));
+    } else {
+        eprintln!("SKIPPED the /dev/full case: mknod needs root");
+    }
+    for (what, mut a, code, needles) in cases {
+        // The last --max-new-tokens wins; the default 4 keeps the runs short.
+        if a.iter().filter(|x| *x == "--max-new-tokens").count() > 1 {
+            let i = a.iter().position(|x| x == "--max-new-tokens").unwrap();
+            a.drain(i..i + 2);
+        }
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = run(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{what}: generate {a:?}: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("generate: "),
+            "{what}: error not first: {err}"
+        );
+        for n in needles {
+            assert!(first.contains(n), "{what}: {n:?} not in {first:?}");
+        }
+        assert!(
+            !out.exists() && !summary.exists(),
+            "{what}: an output was written"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            PROMPTS,
+            "{what}: prompts changed"
+        );
+    }
+    let temps: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
 }
