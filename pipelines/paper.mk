@@ -92,9 +92,10 @@ tuned-eval: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.c
 # The second pair (`make tuned-dpo`): DPO on the same train rows. Pairs: harmful rows ->
 # (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
 # the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
-# out. Then the pair's shift-svd beside SFT's, and the refusal tables.
+# out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences).
+# Then the pair's shift-svd beside SFT's, and the refusal tables.
 TUNED_DPO := $(RUN)/tuned-dpo
-DPO_FLAGS ?=
+DPO_FLAGS ?= --epochs 1
 
 $(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv | $(BIN)/safety-tune
 	$(BIN)/safety-tune select --harmful --train $< --out $@
