@@ -40,3 +40,4 @@ for name, label in [("ours", "ours (default)"), ("full", "ours --no-share-prefix
 PY
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/shift-svd/run.sh ]; then bash bench/shift-svd/run.sh; fi
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-classify.sh ]; then bash bench/dir-label-classify.sh; fi
+if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-tokens.sh ]; then bash bench/dir-label-tokens.sh; fi

@@ -91,7 +91,8 @@ def main():
                                       add_generation_prompt=True, tokenize=True)
         ids = torch.tensor([ids])
         emb = emb_layer(ids).detach().requires_grad_(True)
-        hs = model(inputs_embeds=emb, output_hidden_states=True, use_cache=False).hidden_states
+        # The decoder body only: the hidden states need no vocabulary-wide logits.
+        hs = model.model(inputs_embeds=emb, output_hidden_states=True, use_cache=False).hidden_states
         for l in layers:
             h = hs[l][0, -1]
             for j, c in enumerate(dirs[l]):
