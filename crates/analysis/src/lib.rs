@@ -1,16 +1,25 @@
 //! What several hidden-dims tools share, as a library (no command line, no printing):
 //!
 //! - [`classify`]: components as refusal classifiers, and the probe baselines;
+//! - [`estimate`]: the first-order estimate of every candidate intervention (gradients of the
+//!   refusal score at every layer, one backward per batch);
+//! - [`intervene`]: edits of the residual stream and what they do (refusal score, answers,
+//!   read-out projection, teacher-forced perplexity);
 //! - [`judge`]: the refusal judge of generated answers (phrase matching);
 //! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set);
+//! - [`relevance`]: component relevance across layers (which earlier direction feeds which
+//!   later one);
 //! - [`tokens`]: token attribution maps of components (AttnLRP or gradient × input) and the
 //!   reference's greedy top-token cut.
 #![deny(missing_docs)]
 
 pub mod classify;
 mod error;
+pub mod estimate;
+pub mod intervene;
 pub mod judge;
 pub mod refusal;
+pub mod relevance;
 pub mod tokens;
 
 pub use error::{AnalysisError, Result};

@@ -1,0 +1,330 @@
+//! Interventions on the residual stream and what they do: the first-token refusal score,
+//! greedy answers, the projection on a read-out direction, and the teacher-forced perplexity
+//! of given answers (the paper's `intervention.py` and `perplexity_evaluation.py`).
+//!
+//! An [`Edit`] changes `h` at chosen hidden-state indices, from a start position on: every
+//! position, or the last prompt token and every token after it (the reference hooks the last
+//! token of each forward call, which under generation is each new token). The same rule
+//! applies in a teacher-forced pass over prompt + answer, so perplexity sees the model that
+//! generated.
+
+use crate::error::{AnalysisError, Result};
+use hd_lm::{Hook, KvCache, Model, Positions, Request, RowPos, SHARED};
+
+/// What an edit does to `h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `h ← h − α v`.
+    Sub,
+    /// `h ← h − α (h·v̂) v̂`.
+    Project,
+}
+
+impl Op {
+    /// `sub` or `project`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Sub => "sub",
+            Op::Project => "project",
+        }
+    }
+}
+
+/// Where an edit starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Every position.
+    All,
+    /// The last prompt token and everything after it.
+    LastPrompt,
+}
+
+/// One edit of the residual stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    /// Hidden-state indices (0..L; L, after the final norm, is not part of the stream).
+    pub layers: Vec<usize>,
+    /// The operation.
+    pub op: Op,
+    /// Its scale α.
+    pub alpha: f32,
+    /// The direction (used as given for `Sub`, normalised for `Project`).
+    pub v: Vec<f32>,
+    /// Start position.
+    pub start: Start,
+}
+
+impl Edit {
+    fn apply(&self, row: &mut [f32]) {
+        match self.op {
+            Op::Sub => {
+                for (x, v) in row.iter_mut().zip(&self.v) {
+                    *x -= self.alpha * v;
+                }
+            }
+            Op::Project => {
+                let nn: f64 = self.v.iter().map(|&v| v as f64 * v as f64).sum();
+                if nn > 0.0 {
+                    let c: f64 = row
+                        .iter()
+                        .zip(&self.v)
+                        .map(|(&x, &v)| x as f64 * v as f64)
+                        .sum::<f64>()
+                        / nn;
+                    let s = (self.alpha as f64 * c) as f32;
+                    for (x, v) in row.iter_mut().zip(&self.v) {
+                        *x -= s * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The edits of one run over a batch whose prompts have `prompt_lens` tokens.
+#[derive(Debug, Clone)]
+pub struct Edits<'a> {
+    /// Edits, applied in order.
+    pub edits: &'a [Edit],
+    /// Prompt length of each sequence of the batch.
+    pub prompt_lens: Vec<usize>,
+}
+
+impl Edits<'_> {
+    fn first(&self, e: &Edit, seq: usize) -> usize {
+        match e.start {
+            Start::All => 0,
+            // A shared prefix ends before every sequence's last prompt token.
+            Start::LastPrompt if seq == SHARED => usize::MAX,
+            Start::LastPrompt => self.prompt_lens[seq].saturating_sub(1),
+        }
+    }
+}
+
+impl Hook for Edits<'_> {
+    fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
+        for e in self.edits.iter().filter(|e| e.layers.contains(&layer)) {
+            let d = e.v.len();
+            for (r, row) in rows.iter().zip(h.chunks_mut(d)) {
+                if r.pos >= self.first(e, r.seq) {
+                    e.apply(row);
+                }
+            }
+        }
+    }
+}
+
+/// Checks edits against the model: width, layers, finite values.
+pub fn check_edits(model: &Model, edits: &[Edit]) -> Result<()> {
+    let (d, nl) = (model.config.hidden_size, model.config.num_layers);
+    for e in edits {
+        if e.v.len() != d {
+            return Err(AnalysisError::Input(format!(
+                "edit direction has {} values, the model's width is {d}",
+                e.v.len()
+            )));
+        }
+        if let Some(l) = e.layers.iter().find(|&&l| l >= nl) {
+            return Err(AnalysisError::Input(format!(
+                "edit at layer {l}: the residual stream has indices 0..{nl}"
+            )));
+        }
+        if !e.alpha.is_finite() || e.v.iter().any(|x| !x.is_finite()) {
+            return Err(AnalysisError::Input("edit with a non-finite value".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Per prompt, under `edits`: the refusal log-odds of the next token after the prompt
+/// (`ids`: the refusal-token set) and the projection of the state at `readout` (last prompt
+/// token) on `c` (unit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstToken {
+    /// Refusal log-odds (`> 0`: refused).
+    pub score: Vec<f64>,
+    /// `h_readout · c`.
+    pub projection: Vec<f64>,
+}
+
+/// A prefill of every prompt but its last token, reused by every run whose edits start at
+/// the last prompt token (they cannot change earlier rows, so the cache is exact).
+pub struct Prefill {
+    caches: Vec<KvCache>,
+}
+
+impl Prefill {
+    /// Prefills `prompts[i][..len−1]` (prompts of one token get an empty cache).
+    pub fn new(model: &Model, prompts: &[Vec<u32>]) -> Result<Self> {
+        let heads: Vec<&[u32]> = prompts.iter().map(|p| &p[..p.len() - 1]).collect();
+        let mut caches = vec![KvCache::default(); prompts.len()];
+        let req = Request {
+            capture_layers: vec![],
+            capture_positions: Positions::Last,
+            interventions: vec![],
+            logits: false,
+        };
+        let (with, idx): (Vec<&[u32]>, Vec<usize>) = heads
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(i, h)| (*h, i))
+            .unzip();
+        let mut sub = vec![KvCache::default(); with.len()];
+        if !with.is_empty() {
+            model.forward().run_cached(&with, &mut sub, &req)?;
+        }
+        for (c, i) in sub.into_iter().zip(idx) {
+            caches[i] = c;
+        }
+        Ok(Prefill { caches })
+    }
+}
+
+/// Refusal score and read-out projection of each prompt under `edits` (one batch). With a
+/// `prefill` of the same prompts, only the last token runs (edits must start there).
+pub fn first_token(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    edits: &[Edit],
+    prefill: Option<&Prefill>,
+    refusal_ids: &[u32],
+    readout: (usize, &[f32]),
+) -> Result<FirstToken> {
+    let req = Request {
+        capture_layers: vec![readout.0],
+        capture_positions: Positions::Last,
+        interventions: vec![],
+        logits: true,
+    };
+    let mut hook = Edits {
+        edits,
+        prompt_lens: prompts.iter().map(Vec::len).collect(),
+    };
+    let fw = model.forward();
+    let out = match prefill {
+        Some(p) => {
+            if edits.iter().any(|e| e.start != Start::LastPrompt) {
+                return Err(AnalysisError::Input(
+                    "a prefill serves only edits from the last prompt token on".into(),
+                ));
+            }
+            let tails: Vec<&[u32]> = prompts.iter().map(|p| &p[p.len() - 1..]).collect();
+            fw.run_after(&tails, &p.caches, &req, &mut hook)?
+        }
+        None => {
+            let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            fw.run_hooked(&seqs, &req, &mut hook)?
+        }
+    };
+    let v = model.config.vocab_size;
+    let d = model.config.hidden_size;
+    let logits = out.logits.unwrap_or_default();
+    let states = &out.captured[0].1;
+    let mut score = Vec::with_capacity(prompts.len());
+    let mut projection = Vec::with_capacity(prompts.len());
+    for i in 0..prompts.len() {
+        let lp = log_softmax(&logits[i * v..(i + 1) * v]);
+        score.push(crate::refusal::score_from_logprobs(&lp, refusal_ids));
+        let h = &states[i * d..(i + 1) * d];
+        projection.push(
+            h.iter()
+                .zip(readout.1)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum(),
+        );
+    }
+    Ok(FirstToken { score, projection })
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f32> {
+    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let s: f64 = row.iter().map(|&x| ((x - m) as f64).exp()).sum();
+    let lse = m as f64 + s.ln();
+    row.iter().map(|&x| (x as f64 - lse) as f32).collect()
+}
+
+/// Greedy answers (new token ids) of one batch under `edits`.
+pub fn generate(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    edits: &[Edit],
+    max_new: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let mut hook = Edits {
+        edits,
+        prompt_lens: prompts.iter().map(Vec::len).collect(),
+    };
+    Ok(model
+        .generate_hooked(prompts, max_new, &[], true, &mut hook)?
+        .into_iter()
+        .map(|g| g.tokens)
+        .collect())
+}
+
+/// Collects `−log p(next token)` at the answer rows of prompt + answer sequences.
+struct Nll<'a> {
+    edits: Edits<'a>,
+    seqs: &'a [Vec<u32>],
+    nll: f64,
+    count: usize,
+}
+
+impl Hook for Nll<'_> {
+    fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
+        self.edits.residual(layer, h, rows);
+    }
+    fn logit_rows(&self, rows: &[RowPos]) -> Vec<usize> {
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.seq != SHARED
+                    && r.pos + 1 >= self.edits.prompt_lens[r.seq]
+                    && r.pos + 1 < self.seqs[r.seq].len()
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+    fn logits(&mut self, rows: &[RowPos], logits: &[f32]) {
+        let v = logits.len() / rows.len().max(1);
+        for (r, l) in rows.iter().zip(logits.chunks(v)) {
+            let next = self.seqs[r.seq][r.pos + 1] as usize;
+            let lp = log_softmax(l);
+            self.nll -= lp[next] as f64;
+            self.count += 1;
+        }
+    }
+}
+
+/// Teacher-forced negative log-likelihood of `answers` after `prompts` under `edits`:
+/// (sum over answer tokens, token count); perplexity is `exp(sum / count)`.
+pub fn answer_nll(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    answers: &[Vec<u32>],
+    edits: &[Edit],
+) -> Result<(f64, usize)> {
+    let seqs: Vec<Vec<u32>> = prompts
+        .iter()
+        .zip(answers)
+        .map(|(p, a)| p.iter().chain(a).copied().collect())
+        .collect();
+    let mut hook = Nll {
+        edits: Edits {
+            edits,
+            prompt_lens: prompts.iter().map(Vec::len).collect(),
+        },
+        seqs: &seqs,
+        nll: 0.0,
+        count: 0,
+    };
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let req = Request {
+        capture_layers: vec![],
+        capture_positions: Positions::Last,
+        interventions: vec![],
+        logits: false,
+    };
+    model.forward().run_hooked(&refs, &req, &mut hook)?;
+    Ok((hook.nll, hook.count))
+}
