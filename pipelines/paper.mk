@@ -185,5 +185,27 @@ $(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
 exposure: $(RUN)/exposure.csv
 	@column -s, -t < $(RUN)/exposure.csv | cut -c1-120
 
+# What the tuned - base directions mean (`make label`): each component of the SFT pair as a
+# refusal classifier of the base model's activations (labels: harmful/harmless; the paper
+# uses the base model's own refusals, `--by refused --rows-from`), and the AttnLRP token maps
+# of C1..C10 at LABEL_LAYER on the base model (as the paper's token PLRP), over the first
+# LABEL_PER_CATEGORY test prompts of every category.
+LABEL := $(RUN)/label
+LABEL_LAYER ?= 14
+LABEL_PER_CATEGORY ?= 4
+
+$(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned/svd.safetensors $(DATA)/analysis.csv | $(BIN)/dir-label
+	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned/svd.safetensors \
+	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+
+$(LABEL)/tokens/labels.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(LABEL)/classify/layers.csv | $(BIN)/dir-label
+	$(BIN)/dir-label tokens --model $(MODEL) --components $(RUN)/shift-tuned/svd.safetensors --prompts $(DATA)/test.csv \
+	  --per-category $(LABEL_PER_CATEGORY) --layer $(LABEL_LAYER) --comps 1-10 --classify $(LABEL)/classify --out-dir $(@D)
+
+.PHONY: label
+label: $(LABEL)/tokens/labels.csv
+	@echo "label: $(LABEL)/classify (C1 vs probe by layer: layers.csv), $(LABEL)/tokens (labels.csv)" >&2
+	@cat $(LABEL)/tokens/labels.csv
+
 $(BIN)/%:
 	cargo build --release --locked --bin $*

@@ -69,6 +69,9 @@ struct TokensArgs {
     /// labels.csv.
     #[arg(long, value_name = "DIR")]
     classify: Option<PathBuf>,
+    /// Only the first N rows of each value of the `category` column.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    per_category: Option<u64>,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
 }
@@ -105,6 +108,7 @@ impl TokensArgs {
             batch_size: self.batch_size,
             tau: self.tau,
             classify: self.classify,
+            per_category: self.per_category.map(|n| n as usize),
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,

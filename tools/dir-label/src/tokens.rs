@@ -78,6 +78,8 @@ pub struct Options {
     pub tau: f64,
     /// A `dir-label classify` folder of the same components, for labels.csv.
     pub classify: Option<PathBuf>,
+    /// Only the first N rows of each `category` value (all rows when `None`).
+    pub per_category: Option<usize>,
     /// Chat formatting.
     pub format: PromptFormat,
 }
@@ -127,6 +129,10 @@ pub fn run(o: &Options) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
+    let table = match o.per_category {
+        Some(n) => first_per_category(&table, n, &o.prompts)?,
+        None => table,
+    };
     let classify = o.classify.as_deref().map(read_classify).transpose()?;
     let model = Model::load(&o.model)?;
     let mut encoded = Vec::with_capacity(table.len());
@@ -185,6 +191,27 @@ pub fn run(o: &Options) -> Result<()> {
             (LABELS_CSV.0, labels),
         ],
     )
+}
+
+/// The first `n` rows of every value of the `category` column, in file order.
+fn first_per_category(table: &PromptTable, n: usize, path: &Path) -> Result<PromptTable> {
+    if table.column("category").is_none() {
+        return Err(hd_cli::usage(format!(
+            "--per-category: {} has no 'category' column",
+            path.display()
+        )));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let keep: Vec<usize> = (0..table.len())
+        .filter(|&i| {
+            let c = seen
+                .entry(table.get(i, "category").unwrap_or(""))
+                .or_insert(0);
+            *c += 1;
+            *c <= n
+        })
+        .collect();
+    Ok(table.select(&keep))
 }
 
 /// A token as a reader sees it (decoded, not the byte-level `Ġ` form).
