@@ -1,10 +1,10 @@
 //! The Hugging Face export: hd-lm reloads it exactly, and transformers (where the oracle
 //! environment exists) computes the same hidden states from it.
 
-use hd_lm::{Arch, Model, Positions, PromptFormat, Request};
 use hd_grad::diff::{DiffModel, Method, Module};
-use hd_train::export::{write_model_files, ExportParts, Staging};
+use hd_lm::{Arch, Model, Positions, PromptFormat, Request};
 use hd_testkit::{write_tiny_model, TINY_VOCAB};
+use hd_train::export::{write_model_files, ExportParts, Staging};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
