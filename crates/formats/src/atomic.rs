@@ -225,6 +225,7 @@ enum Staged {
 pub struct Outputs {
     inputs: Vec<(String, PathBuf)>,
     outputs: Vec<(String, PathBuf)>,
+    dirs: Vec<(String, PathBuf)>,
     staged: Vec<Staged>,
 }
 
@@ -233,6 +234,7 @@ impl std::fmt::Debug for Outputs {
         f.debug_struct("Outputs")
             .field("inputs", &self.inputs)
             .field("outputs", &self.outputs)
+            .field("dirs", &self.dirs)
             .field("staged", &self.staged.len())
             .finish()
     }
@@ -256,6 +258,13 @@ impl Outputs {
         self
     }
 
+    /// Declares an output folder (written by its own staging, e.g. a model export): checked
+    /// against the inputs and other outputs like a file, but not probed for writing.
+    pub fn output_dir(mut self, what: &str, path: &Path) -> Self {
+        self.dirs.push((what.to_string(), path.to_path_buf()));
+        self
+    }
+
     /// [`Outputs::input`] for an optional path.
     pub fn input_opt(self, what: &str, path: Option<&Path>) -> Self {
         match path {
@@ -275,8 +284,12 @@ impl Outputs {
     /// Before any work: no output is an input, no two outputs are one file (a usage error,
     /// [`Error::is_usage`]), and every output can be created ([`check_writable`]).
     pub fn check(self) -> Result<Self, Error> {
-        let outs: Vec<(FileId, &(String, PathBuf))> =
-            self.outputs.iter().map(|o| (file_id(&o.1), o)).collect();
+        let outs: Vec<(FileId, &(String, PathBuf))> = self
+            .outputs
+            .iter()
+            .chain(&self.dirs)
+            .map(|o| (file_id(&o.1), o))
+            .collect();
         for (i, (id, (what, path))) in outs.iter().enumerate() {
             for (iid, (iwhat, ipath)) in self.inputs.iter().map(|x| (file_id(&x.1), x)) {
                 // `-` as an input is stdin and as an output stdout: not the same stream.

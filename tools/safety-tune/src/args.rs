@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     rank: u64,
     /// LoRA alpha (the update is scaled by alpha/rank).
-    #[arg(long, default_value_t = 32.0)]
+    #[arg(long, default_value_t = 32.0, value_parser = positive, allow_hyphen_values = true)]
     alpha: f64,
     /// Projections with adapters: qkv, o, gate_up, down (comma-separated) or all.
     #[arg(long, default_value = "all", value_parser = safety_tune::parse_modules)]
@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     first_layer: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 2e-3, value_parser = positive, allow_hyphen_values = true)]
     lr: f64,
     /// Passes over the train rows.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
@@ -62,16 +62,16 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
     /// Fraction of the steps spent on linear warm-up.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = fraction, allow_hyphen_values = true)]
     warmup: f64,
     /// Learning rate at the end of the cosine decay, as a fraction of --lr.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction, allow_hyphen_values = true)]
     min_lr_ratio: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative, allow_hyphen_values = true)]
     weight_decay: f64,
     /// Clip the global gradient norm to this (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative, allow_hyphen_values = true)]
     clip: f64,
     /// refusal: refusals / the target column; guard: "unsafe" / "safe".
     #[arg(long, value_enum, default_value = "refusal")]
@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "sft")]
     objective: ObjectiveArg,
     /// DPO's beta (inverse temperature of the implicit reward; TRL's default).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = positive, allow_hyphen_values = true)]
     beta: f64,
     /// Keep only the first K rows of each jailbreak category (the exposure experiment).
     #[arg(long, value_name = "K")]
@@ -144,6 +144,48 @@ enum MethodArg {
 enum FormatArg {
     Refusal,
     Guard,
+}
+
+// Numbers the training would only trip over later (a NaN loss blamed on --lr, a warm-up
+// longer than the run): usage errors from the parser, exit 2, before anything loads.
+
+fn number(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(format!("{s} is not a finite number"))
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if x > 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{s}: must be greater than 0"))
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{s}: must be 0 or more"))
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    let x = number(s)?;
+    if (0.0..=1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{s}: must be a fraction between 0 and 1"))
+    }
 }
 
 impl Args {

@@ -185,17 +185,44 @@ fn mean_loss(h: &[StepLog]) -> f64 {
     h.iter().map(|x| x.loss).sum::<f64>() / h.len() as f64
 }
 
+/// Usage errors, before anything is read or loaded (exit 2): an output that is an input (or
+/// the other output), a first layer outside the model.
+fn check_before_load(o: &TuneOptions, ckpt_dir: &Path) -> Result<()> {
+    let mut outs = hd_formats::atomic::Outputs::new()
+        .input("--model", &o.model)
+        .input("--train", &o.train);
+    for a in &o.answers {
+        outs = outs.input("--answers", a);
+    }
+    // --resume may name the checkpoint folder itself: reading it back is the point.
+    outs.output_dir("--out", &o.out)
+        .output_dir("the checkpoint folder", ckpt_dir)
+        .check()?;
+    let l = Model::read_config(&o.model)?.num_layers;
+    if o.first_layer >= l {
+        return Err(hd_cli::usage(format!(
+            "--first-layer {} out of range: the model has {l} blocks (0..{})",
+            o.first_layer,
+            l - 1
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a tuning: read, check, train, export. Every input problem is reported before any
 /// training starts; nothing is written at `--out` unless the run completes.
 pub fn tune(o: &TuneOptions) -> Result<()> {
     let t_start = std::time::Instant::now();
-    // Output first: an unwritable destination should fail now, not after the training.
-    let staging = Staging::new(&o.out)?;
     let ckpt_dir = o.checkpoint_dir.clone().unwrap_or_else(|| {
         let mut s = o.out.as_os_str().to_owned();
         s.push(".ckpt");
         PathBuf::from(s)
     });
+    check_before_load(o, &ckpt_dir)?;
+    // Output first: an unwritable destination should fail now, not after the training.
+    let staging = Staging::new(&o.out)?;
+    // A SIGINT or SIGTERM removes the staging folder (hundreds of MB) before the process dies.
+    let _staging_guard = hd_formats::atomic::register_temp(staging.path());
 
     let mut table = PromptTable::read(&o.train)?;
     for a in &o.answers {

@@ -614,3 +614,129 @@ fn exposure_keeps_k_rows_per_jailbreak_category() {
     // 5 rows (h3, the only roleplay row, dropped) in batches of 2: 3 steps, 6 epochs.
     assert_eq!(meta["steps"], 18);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: the bad-input matrix of safety-tune, in one place.
+
+/// Items 2 and 11: numbers the training would only trip over later, outputs that are inputs,
+/// and a first layer outside the model are usage errors (exit 2) before anything loads;
+/// nothing is written and the inputs are intact.
+#[test]
+fn issue12_bad_input_matrix() {
+    let f = Fixture::new();
+    let model_before = std::fs::read(f.p("model/model.safetensors")).unwrap();
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("--lr 0", &["--out", "o", "--lr", "0"], "--lr"),
+        ("--lr nan", &["--out", "o", "--lr", "nan"], "--lr"),
+        ("--lr inf", &["--out", "o", "--lr", "inf"], "--lr"),
+        ("--alpha 0", &["--out", "o", "--alpha", "0"], "--alpha"),
+        ("--alpha nan", &["--out", "o", "--alpha", "nan"], "--alpha"),
+        (
+            "--warmup 1.5",
+            &["--out", "o", "--warmup", "1.5"],
+            "--warmup",
+        ),
+        (
+            "--min-lr-ratio 2",
+            &["--out", "o", "--min-lr-ratio", "2"],
+            "--min-lr-ratio",
+        ),
+        (
+            "--weight-decay -1",
+            &["--out", "o", "--weight-decay", "-1"],
+            "--weight-decay",
+        ),
+        ("--clip -1", &["--out", "o", "--clip", "-1"], "--clip"),
+        ("--beta 0", &["--out", "o", "--beta", "0"], "--beta"),
+        (
+            "--out = --model",
+            &["--out", "model"],
+            "same file as --model",
+        ),
+        (
+            "--out = --train",
+            &["--out", "train.csv"],
+            "same file as --train",
+        ),
+        (
+            "--first-layer 99",
+            &["--out", "o", "--first-layer", "99"],
+            "--first-layer 99",
+        ),
+    ];
+    for (what, extra, needle) in cases {
+        let o = bin()
+            .current_dir(f.dir.path())
+            .args([
+                "--model",
+                "model",
+                "--train",
+                "train.csv",
+                "--answers",
+                "answers.csv",
+            ])
+            .args(*extra)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {needle:?} not in {err}");
+        assert!(!f.p("o").exists(), "{what}: output written");
+    }
+    assert_eq!(
+        std::fs::read(f.p("model/model.safetensors")).unwrap(),
+        model_before
+    );
+    assert!(f.p("train.csv").is_file());
+}
+
+/// Item 6: SIGINT during training removes the hidden staging folder (515 MB on the default
+/// model) before the process dies.
+#[test]
+fn issue12_sigint_removes_the_staging_folder() {
+    let f = Fixture::new();
+    let mut child = bin()
+        .current_dir(f.dir.path())
+        .args([
+            "--model",
+            "model",
+            "--train",
+            "train.csv",
+            "--answers",
+            "answers.csv",
+            "--out",
+            "tuned",
+            "--epochs",
+            "100000",
+            "--save-every",
+            "0",
+            "-q",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hidden = || -> Vec<String> {
+        f.listing()
+            .into_iter()
+            .filter(|n| n.starts_with(".tuned."))
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    while hidden().is_empty() {
+        assert!(t0.elapsed().as_secs() < 60, "no staging folder appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Into the training proper (the model loaded), not just the first instant.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(2), "dies of SIGINT: {status:?}");
+    assert!(hidden().is_empty(), "left behind: {:?}", hidden());
+    assert!(!f.p("tuned").exists());
+}

@@ -12,6 +12,12 @@ fn model_path() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
+        // In CI a missing model is a broken setup, not a reason to pass green.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found and CI is set: run `make setup`",
+            p.display()
+        );
         eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
         None
     }
