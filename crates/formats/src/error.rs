@@ -107,6 +107,20 @@ pub enum Error {
         at: Loc,
     },
 
+    /// A row whose prompt is empty or only white space. One rule for every tool: such a row
+    /// measures the chat template, not a prompt.
+    #[error(
+        "{path}: {at}: row with id '{id}' has an empty prompt, expected text to send to the model"
+    )]
+    EmptyPrompt {
+        /// File name.
+        path: String,
+        /// Where.
+        at: Loc,
+        /// The row's id.
+        id: String,
+    },
+
     /// A cell that is not valid UTF-8.
     #[error("{path}: {at}: invalid UTF-8 in column '{column}' (valid up to byte {valid_up_to} of the cell)")]
     InvalidUtf8 {

@@ -3,7 +3,8 @@
 //!
 //! Errors locate problems by editor line number for files (`line 7`, header = line 1, the
 //! line where a multi-line quoted record starts) and by 1-based data row for tables built
-//! in memory (`row 3`); see [`crate::error::Loc`]. A leading UTF-8 byte-order mark (as
+//! in memory (`row 3`); see [`crate::error::Loc`]. Every row needs a non-empty prompt (white
+//! space alone counts as empty), in every tool. A leading UTF-8 byte-order mark (as
 //! written by Excel) is stripped. A file with a header and no data rows is a valid, empty
 //! table: whether that is acceptable is the caller's decision.
 
@@ -80,7 +81,13 @@ impl PromptTable {
             let rec = rec.map_err(|e| csv_error(path_label, e))?;
             let at = Loc::Line(rec.position().map_or(0, |p| p.line()));
             let row = decode_record(path_label, &rec, at, Some(&headers))?;
-            check_row(path_label, &row, at, headers.len(), id_col, &mut seen)?;
+            check_row(
+                path_label,
+                &row,
+                at,
+                (headers.len(), id_col, prompt_col),
+                &mut seen,
+            )?;
             rows.push(row);
         }
         Ok(PromptTable {
@@ -106,8 +113,7 @@ impl PromptTable {
                 path_label,
                 row,
                 Loc::Row(i + 1),
-                headers.len(),
-                id_col,
+                (headers.len(), id_col, prompt_col),
                 &mut seen,
             )?;
         }
@@ -333,12 +339,12 @@ fn check_headers(path: &str, headers: &[String]) -> Result<(usize, usize), Error
     Ok((find(ID)?, find(PROMPT)?))
 }
 
+/// `cols` is (number of columns, id column, prompt column).
 fn check_row(
     path: &str,
     row: &[String],
     at: Loc,
-    n_cols: usize,
-    id_col: usize,
+    (n_cols, id_col, prompt_col): (usize, usize, usize),
     seen: &mut HashMap<String, Loc>,
 ) -> Result<(), Error> {
     if row.len() != n_cols {
@@ -354,6 +360,13 @@ fn check_row(
         return Err(Error::EmptyId {
             path: path.to_string(),
             at,
+        });
+    }
+    if row[prompt_col].trim().is_empty() {
+        return Err(Error::EmptyPrompt {
+            path: path.to_string(),
+            at,
+            id: id.clone(),
         });
     }
     if let Some(&first) = seen.get(id) {

@@ -237,3 +237,26 @@ fn issue12_unterminated_quote_is_an_error_naming_the_line() {
     assert_eq!(ok.len(), 3);
     assert_eq!(ok.prompt(1), "5\" tall");
 }
+
+/// Issue 12 item 14: prompt-set rejected empty prompts while act-dump and generate took
+/// them (and measured the bare chat template): one rule, in the reader every tool uses.
+#[test]
+fn issue12_empty_prompt_is_an_error_everywhere() {
+    let e = err(b"id,prompt\na,hi\nb,\nc,yo\n");
+    assert_eq!(
+        e,
+        "p.csv: line 3: row with id 'b' has an empty prompt, expected text to send to the model"
+    );
+    assert!(err(b"id,prompt\na,\"  \n \"\n").contains("row with id 'a' has an empty prompt"));
+    let e = PromptTable::from_rows(
+        "mem",
+        vec!["id".into(), "prompt".into()],
+        vec![vec!["x".into(), "".into()]],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "mem: row 1: row with id 'x' has an empty prompt, expected text to send to the model"
+    );
+}

@@ -591,6 +591,9 @@ pub fn write(splits: &Splits, out_dir: &Path) -> Result<Vec<PathBuf>, Error> {
         path: out_dir.to_path_buf(),
         source,
     })?;
+    // All splits or none: a half-written set would pair a new analysis.csv with an old
+    // train.csv.
+    let mut outs = hd_formats::atomic::Outputs::new();
     let mut paths = Vec::new();
     for (split, rows) in &splits.splits {
         let path = out_dir.join(split.file_name());
@@ -599,9 +602,10 @@ pub fn write(splits: &Splits, out_dir: &Path) -> Result<Vec<PathBuf>, Error> {
             COLUMNS.iter().map(|c| c.to_string()).collect(),
             rows.iter().map(Row::cells).collect(),
         )?;
-        table.write(&path)?;
+        table.stage_with(&mut outs, &path, &[], &[])?;
         paths.push(path);
     }
+    outs.commit()?;
     Ok(paths)
 }
 
