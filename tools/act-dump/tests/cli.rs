@@ -1109,4 +1109,29 @@ fn issue12_merge_checks_the_rows_it_reads() {
         err.contains("its rows CSV is missing (looked at") && err.contains("s1.csv"),
         "{err}"
     );
+    // A shard from before rows hashes, whose rows CSV holds another shard's ids: the error
+    // names both shards, not the merged output.
+    let mut f1 = TensorFile::read(&shards[1]).unwrap();
+    f1.metadata.remove("rows_sha256");
+    f1.write(&shards[1]).unwrap();
+    let s0 = std::fs::read_to_string(d("s0.csv")).unwrap();
+    let n1: usize = f1.metadata["n_prompts"].parse().unwrap();
+    let taken: Vec<&str> = s0.lines().take(1 + n1).collect();
+    std::fs::write(d("s1.csv"), taken.join("\n") + "\n").unwrap();
+    let o = run(&[
+        "merge",
+        "--out",
+        s(&merged2),
+        "--rows",
+        s(&out2),
+        s(&shards[0]),
+        s(&shards[1]),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s0.safetensors and") && err.contains("s1.safetensors: both hold prompt id"),
+        "{err}"
+    );
+    assert!(!err.contains("m2.safetensors"), "{err}");
 }
