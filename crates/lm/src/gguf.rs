@@ -353,7 +353,7 @@ fn alignment_is_zero(b: &[u8]) -> bool {
             let size = match ty {
                 0 | 1 | 7 => 1,
                 2 | 3 => 2,
-                4 | 5 | 6 => 4,
+                4..=6 => 4,
                 10..=12 => 8,
                 8 => {
                     let n = self.len()?;
