@@ -502,3 +502,78 @@ fn issue12_broken_template_names_the_model() {
     assert!(e.starts_with(&p.display().to_string()), "{e}");
     assert!(e.contains("chat_template"), "{e}");
 }
+
+/// A tiny Hugging Face directory: config.json, a 16-token tokenizer.json and
+/// model.safetensors (F32, the same shapes as the GGUF above). Returns the weights' bytes.
+fn write_tiny_hf(dir: &std::path::Path) -> Vec<u8> {
+    let (d, ff, q, kv, layers) = (8usize, 16usize, 8usize, 4usize, 2usize);
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"model_type": "llama", "hidden_size": {d}, "intermediate_size": {ff}, "num_hidden_layers": {layers}, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": {VOCAB}, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": true}}"#
+        ),
+    )
+    .unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> = "abcdefghijklmnop"
+        .chars()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), serde_json::json!(i)))
+        .collect();
+    let tj = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": []}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
+    let mut rng = Rng(11);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>| {
+        let n: usize = shape.iter().product();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| ((rng.below(2000) as f32 - 1000.0) / 4000.0).to_le_bytes())
+            .collect();
+        tensors.push((name, shape, bytes));
+    };
+    add("model.embed_tokens.weight".into(), vec![VOCAB, d]);
+    add("model.norm.weight".into(), vec![d]);
+    for i in 0..layers {
+        let p = |t: &str| format!("model.layers.{i}.{t}");
+        add(p("input_layernorm.weight"), vec![d]);
+        add(p("self_attn.q_proj.weight"), vec![q, d]);
+        add(p("self_attn.k_proj.weight"), vec![kv, d]);
+        add(p("self_attn.v_proj.weight"), vec![kv, d]);
+        add(p("self_attn.o_proj.weight"), vec![d, q]);
+        add(p("post_attention_layernorm.weight"), vec![d]);
+        add(p("mlp.gate_proj.weight"), vec![ff, d]);
+        add(p("mlp.up_proj.weight"), vec![ff, d]);
+        add(p("mlp.down_proj.weight"), vec![d, ff]);
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes).unwrap();
+    bytes
+}
+
+/// Issue 12 item 10: mutations of a Hugging Face model's safetensors weights, loaded in full.
+#[test]
+fn issue12_hf_safetensors_loader_never_panics_on_mutations() {
+    no_error_backtraces();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_tiny_hf(dir.path());
+    let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let p = dir.path().join("model.safetensors");
+    fuzz("hf safetensors", &good, header, 2000, 64, 1 << 20, |b| {
+        std::fs::write(&p, b).unwrap();
+        Model::load(p.parent().unwrap()).is_ok()
+    });
+}
