@@ -1,0 +1,854 @@
+//! `dir-interact sweep`: interventions on the model and what they do (the paper's
+//! `intervention.py` with its perplexity check), the baselines beside them, and the
+//! first-order ranking of every candidate (see [`hd_analysis::estimate`]).
+//!
+//! Runs, each one row per category plus `all` in `sweep.csv`:
+//! - `none`: no edit; `random`: a seeded Gaussian direction of the first item's norm, op,
+//!   alpha and layers; `dim` (with `--dim`): the tuned model's harmful − harmless difference
+//!   in means at a layer, projected out (α = 1) at every index of the residual stream and
+//!   every position (directional ablation, the abliteration baseline);
+//! - each `--spec` item; with `--rank-top N`, the N candidates the estimate ranks first.
+//!
+//! Measures per run: the first-token pass rate (refusal log-odds ≤ 0), the generated pass
+//! rate (greedy answers, the phrase judge), the mean projection of the read-out layer's
+//! state on its C1, and the perplexity of the base model's answers to benign prompts
+//! (teacher-forced, token-mean NLL); `degenerate` when that perplexity exceeds twice the
+//! none run's. Outputs are written together after every run is done.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use hd_analysis::estimate::{estimate, last_token_grads, LastTokenGrads};
+use hd_analysis::intervene::{
+    answer_nll, check_edits, first_token, generate, Edit, Op, Prefill, Start,
+};
+use hd_analysis::judge::Judge;
+use hd_analysis::refusal::RefusalTokens;
+use hd_formats::atomic::Outputs;
+use hd_formats::prompts::PromptTable;
+use hd_formats::tensors::{mean_shift_name, TensorFile};
+use hd_grad::diff::DiffModel;
+use hd_grad::rng::SplitMix64;
+use hd_lm::{Model, PromptFormat};
+
+use crate::common::{
+    categories, category_order, comp_name, csv_bytes, num, parse_comp_name, read_dirs, select_rows,
+};
+
+/// `sweep.csv` and its header.
+pub const SWEEP_CSV: (&str, &str) = (
+    "sweep.csv",
+    "spec,layer,component,op,alpha,category,n,pass_first_token,pass_generated,c1_projection,benign_ppl,degenerate",
+);
+/// `estimates.csv` and its header.
+pub const ESTIMATES_CSV: (&str, &str) = (
+    "estimates.csv",
+    "candidate,layer,component,op,alpha,estimate,rank,measured_delta_score,measured_delta_pass",
+);
+/// `answers.csv` and its header.
+pub const ANSWERS_CSV: (&str, &str) = ("answers.csv", "spec,id,category,refused,response");
+/// `rank_correlation.csv` and its header.
+pub const RANK_CSV: (&str, &str) = (
+    "rank_correlation.csv",
+    "n,spearman_delta_score,spearman_delta_pass",
+);
+
+/// One `--spec` item: `L{l}-C{k}:sub|project:ALPHA`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecItem {
+    /// Hidden-state index of the component.
+    pub layer: usize,
+    /// 0-based component.
+    pub comp: usize,
+    /// Operation.
+    pub op: Op,
+    /// Scale.
+    pub alpha: f32,
+}
+
+impl SpecItem {
+    /// Parses `L14-C6:sub:1.15`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("--spec '{s}': {why} (expected L{{layer}}-C{{k}}:sub|project:ALPHA, e.g. L14-C6:sub:1.15)")
+        };
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let [name, op, alpha] = parts[..] else {
+            return Err(bad("three fields separated by ':'"));
+        };
+        let (layer, comp) = parse_comp_name(name).ok_or_else(|| bad("unknown component name"))?;
+        let op = match op {
+            "sub" => Op::Sub,
+            "project" => Op::Project,
+            _ => return Err(bad("unknown operation")),
+        };
+        let alpha: f32 = alpha.parse().map_err(|_| bad("alpha is not a number"))?;
+        if !alpha.is_finite() {
+            return Err(bad("alpha is not finite"));
+        }
+        Ok(SpecItem {
+            layer,
+            comp,
+            op,
+            alpha,
+        })
+    }
+
+    fn name(&self) -> String {
+        comp_name(self.layer, self.comp)
+    }
+}
+
+/// The ranking of every candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rank {
+    /// Candidates run for real.
+    pub top: usize,
+    /// Components per layer (C1..C{k}).
+    pub k: usize,
+    /// Their operation.
+    pub op: Op,
+    /// Their alpha.
+    pub alpha: f32,
+}
+
+/// Everything `dir-interact sweep` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// GGUF file or HF directory (the tuned model).
+    pub model: PathBuf,
+    /// Components file.
+    pub components: PathBuf,
+    /// Prompt CSV.
+    pub prompts: PathBuf,
+    /// Interventions.
+    pub spec: Vec<SpecItem>,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Edited layers (`None`: 1..L−1).
+    pub at: Option<Vec<usize>>,
+    /// Edited positions.
+    pub start: Start,
+    /// Generated tokens per answer (0: none).
+    pub max_new_tokens: usize,
+    /// Base-model answers to benign prompts.
+    pub benign_answers: Option<PathBuf>,
+    /// Contrast file of the tuned model.
+    pub dim: Option<PathBuf>,
+    /// Layers of the `dim` runs (default: the first spec item's).
+    pub dim_layers: Option<Vec<usize>>,
+    /// Only these categories.
+    pub categories: Option<Vec<String>>,
+    /// Rank every candidate first.
+    pub rank: Option<Rank>,
+    /// Ranked runs that also generate.
+    pub generate_top: usize,
+    /// Read-out layer of C1.
+    pub readout: Option<usize>,
+    /// Seed of the random direction.
+    pub seed: u64,
+    /// Prompts per forward pass.
+    pub batch_size: usize,
+    /// Refusal-token list.
+    pub refusal_tokens: String,
+    /// Answer judge.
+    pub judge: Judge,
+    /// Chat formatting.
+    pub format: PromptFormat,
+    /// Prefill prompts' shared prefix once in generation.
+    pub share_prefix: bool,
+}
+
+/// One run of the table.
+#[derive(Debug, Clone)]
+struct RunDef {
+    spec: String,
+    layer: Option<usize>,
+    comp: Option<usize>,
+    op: Option<Op>,
+    alpha: Option<f32>,
+    edits: Vec<Edit>,
+    generate: bool,
+}
+
+/// What one run measured, per prompt.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    score: Vec<f64>,
+    projection: Vec<f64>,
+    answers: Option<Vec<String>>,
+    ppl: Option<f64>,
+}
+
+struct Study {
+    model: Model,
+    table: PromptTable,
+    rows: Vec<usize>,
+    cats: Vec<String>,
+    seqs: Vec<Vec<u32>>,
+    benign: Option<(Vec<Vec<u32>>, Vec<Vec<u32>>)>,
+    refusal: RefusalTokens,
+    readout: (usize, Vec<f32>),
+    comps: TensorFile,
+    judge: Judge,
+}
+
+fn check_args(o: &Options) -> Result<()> {
+    if o.batch_size == 0 {
+        return Err(hd_cli::usage("--batch-size must be at least 1"));
+    }
+    if o.spec.is_empty() && o.rank.is_none() {
+        return Err(hd_cli::usage("give --spec items or --rank-top N"));
+    }
+    if o.dim_layers.is_some() && o.dim.is_none() {
+        return Err(hd_cli::usage("--dim-layers needs --dim"));
+    }
+    if let Some(r) = o.rank {
+        if r.top == 0 || r.k == 0 {
+            return Err(hd_cli::usage("--rank-top and --rank-k must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the inputs, runs every intervention, then writes the outputs together.
+pub fn run(o: &Options) -> Result<()> {
+    check_args(o)?;
+    let config = Model::read_config(&o.model)?;
+    let nl = config.num_layers;
+    let layers: Vec<usize> = match &o.at {
+        None => (1..nl).collect(),
+        Some(v) => v.clone(),
+    };
+    if let Some(&l) = layers.iter().find(|&&l| l >= nl) {
+        return Err(hd_cli::usage(format!(
+            "--at {l}: the residual stream of {} has indices 0..{nl}",
+            o.model.display()
+        )));
+    }
+    let study = read_study(o, &config)?;
+    std::fs::create_dir_all(&o.out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", o.out_dir.display()))?;
+    let names = [SWEEP_CSV.0, ESTIMATES_CSV.0, ANSWERS_CSV.0, RANK_CSV.0];
+    let paths = names.map(|n| o.out_dir.join(n));
+    let outs = Outputs::new()
+        .input("--model", &o.model)
+        .input("--components", &o.components)
+        .input("--prompts", &o.prompts)
+        .input_opt("--benign-answers", o.benign_answers.as_deref())
+        .input_opt("--dim", o.dim.as_deref());
+    let mut outs = paths
+        .iter()
+        .fold(outs, |s, p| s.output("--out-dir", p))
+        .check()?;
+    let mut runs = base_runs(o, &study, &layers)?;
+    let (estimates, ranked) = match o.rank {
+        Some(r) => rank_candidates(o, &study, &layers, r)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let n_base = runs.len();
+    runs.extend(ranked);
+    let measured = measure_all(o, &study, &mut runs, n_base)?;
+    let none_ppl = measured[0].ppl;
+    let sweep = sweep_csv(&study, &runs, &measured, none_ppl)?;
+    let (est, rank) = estimates_csv(
+        &estimates,
+        &runs[n_base..],
+        &measured[n_base..],
+        &measured[0],
+    )?;
+    let answers = answers_csv(&study, &runs, &measured)?;
+    for (p, bytes) in paths.iter().zip([sweep, est, answers, rank]) {
+        outs.stage(p, |w| w.write_all(&bytes))?;
+    }
+    outs.commit()?;
+    Ok(())
+}
+
+fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
+    let (nl, d) = (config.num_layers, config.hidden_size);
+    let comps = TensorFile::read(&o.components)?;
+    for s in &o.spec {
+        if s.layer >= nl {
+            bail!(
+                "--spec {}: the residual stream of {} has indices 0..{nl}",
+                s.name(),
+                o.model.display()
+            );
+        }
+        read_dirs(&comps, &o.components, s.layer, s.comp + 1, d)
+            .with_context(|| format!("--spec {}", s.name()))?;
+    }
+    let readout = o.readout.unwrap_or((nl * 5).div_ceil(6).min(nl));
+    if readout > nl {
+        return Err(hd_cli::usage(format!(
+            "--readout {readout}: expected 0..={nl}"
+        )));
+    }
+    let c1 = read_dirs(&comps, &o.components, readout, 1, d)
+        .with_context(|| format!("--readout {readout}"))?
+        .remove(0);
+    let table = PromptTable::read(&o.prompts)?;
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    let rows = select_rows(&table, &o.prompts, o.categories.as_deref())?;
+    let all = categories(&table);
+    let cats: Vec<String> = rows.iter().map(|&i| all[i].clone()).collect();
+    let model = Model::load(&o.model)?;
+    let mut seqs = Vec::with_capacity(rows.len());
+    for &i in &rows {
+        let ids = model
+            .encode_prompt(table.prompt(i), &o.format)
+            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
+        seqs.push(ids);
+    }
+    let benign = o
+        .benign_answers
+        .as_deref()
+        .map(|p| read_benign(&model, p, &o.format))
+        .transpose()?;
+    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
+    Ok(Study {
+        model,
+        table,
+        rows,
+        cats,
+        seqs,
+        benign,
+        refusal,
+        readout: (readout, c1),
+        comps,
+        judge: o.judge.clone(),
+    })
+}
+
+/// Prompt and answer token ids of the benign rows of a generate output CSV.
+fn read_benign(
+    model: &Model,
+    path: &std::path::Path,
+    fmt: &PromptFormat,
+) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+    let t = PromptTable::read(path)?;
+    if t.column("response").is_none() {
+        bail!(
+            "{}: no column 'response' (a generate output CSV)",
+            path.display()
+        );
+    }
+    let keep: Vec<usize> = (0..t.len())
+        .filter(|&i| t.get(i, "label").is_none_or(|l| l == "harmless"))
+        .filter(|&i| !t.get(i, "response").unwrap_or("").is_empty())
+        .collect();
+    if keep.is_empty() {
+        bail!("{}: no harmless rows with a response", path.display());
+    }
+    let (mut p, mut a) = (Vec::new(), Vec::new());
+    for i in keep {
+        let ctx = || format!("{}: row with id '{}'", path.display(), t.id(i));
+        p.push(model.encode_prompt(t.prompt(i), fmt).with_context(ctx)?);
+        let ans = model
+            .tokenizer
+            .encode(t.get(i, "response").unwrap_or(""), false)
+            .with_context(ctx)?;
+        a.push(ans);
+    }
+    Ok((p, a))
+}
+
+fn comp_edit(study: &Study, o: &Options, s: &SpecItem, layers: &[usize]) -> Result<Edit> {
+    let d = study.model.config.hidden_size;
+    let v = read_dirs(&study.comps, &o.components, s.layer, s.comp + 1, d)?.remove(s.comp);
+    Ok(Edit {
+        layers: layers.to_vec(),
+        op: s.op,
+        alpha: s.alpha,
+        v,
+        start: o.start,
+    })
+}
+
+fn base_runs(o: &Options, study: &Study, layers: &[usize]) -> Result<Vec<RunDef>> {
+    let mut runs = vec![RunDef {
+        spec: "none".into(),
+        layer: None,
+        comp: None,
+        op: None,
+        alpha: None,
+        edits: vec![],
+        generate: true,
+    }];
+    let first = match (o.spec.first(), o.rank) {
+        (Some(s), _) => s.clone(),
+        // Ranking only: the random control takes the candidates' op and alpha on C1's norm.
+        (None, Some(r)) => SpecItem {
+            layer: study.readout.0.min(study.model.config.num_layers - 1),
+            comp: 0,
+            op: r.op,
+            alpha: r.alpha,
+        },
+        (None, None) => unreachable!("checked in check_args"),
+    };
+    let first_edit = comp_edit(study, o, &first, layers)?;
+    runs.push(RunDef {
+        spec: "random".into(),
+        layer: None,
+        comp: None,
+        op: Some(first.op),
+        alpha: Some(first.alpha),
+        edits: vec![Edit {
+            v: random_like(&first_edit.v, o.seed),
+            ..first_edit
+        }],
+        generate: true,
+    });
+    if let Some(dim) = &o.dim {
+        let f = TensorFile::read(dim)?;
+        let nl = study.model.config.num_layers;
+        for l in o.dim_layers.clone().unwrap_or(vec![first.layer]) {
+            let name = mean_shift_name(l);
+            let t = f.expect_shape(&name, &[Some(study.model.config.hidden_size)])?;
+            runs.push(RunDef {
+                spec: "dim".into(),
+                layer: Some(l),
+                comp: None,
+                op: Some(Op::Project),
+                alpha: Some(1.0),
+                edits: vec![Edit {
+                    layers: (0..nl).collect(),
+                    op: Op::Project,
+                    alpha: 1.0,
+                    v: t.to_f32_vec(),
+                    start: Start::All,
+                }],
+                generate: true,
+            });
+        }
+    }
+    for s in &o.spec {
+        runs.push(RunDef {
+            spec: s.name(),
+            layer: Some(s.layer),
+            comp: Some(s.comp),
+            op: Some(s.op),
+            alpha: Some(s.alpha),
+            edits: vec![comp_edit(study, o, s, layers)?],
+            generate: true,
+        });
+    }
+    for r in &runs {
+        check_edits(&study.model, &r.edits).with_context(|| format!("run {}", r.spec))?;
+    }
+    Ok(runs)
+}
+
+/// A seeded Gaussian direction with the norm of `like`.
+fn random_like(like: &[f32], seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    let mut v: Vec<f64> = (0..like.len())
+        .map(|_| {
+            // Box-Muller on two uniforms in (0, 1].
+            let (a, b) = (1.0 - rng.next_f64(), rng.next_f64());
+            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let want = like
+        .iter()
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt();
+    for x in &mut v {
+        *x *= want / n;
+    }
+    v.into_iter().map(|x| x as f32).collect()
+}
+
+/// One candidate's estimate.
+#[derive(Debug, Clone)]
+struct Estimate {
+    layer: usize,
+    comp: usize,
+    mean: f64,
+}
+
+fn rank_candidates(
+    o: &Options,
+    study: &Study,
+    layers: &[usize],
+    r: Rank,
+) -> Result<(Vec<Estimate>, Vec<RunDef>)> {
+    if o.start != Start::LastPrompt {
+        return Err(hd_cli::usage(
+            "--rank-top estimates edits of the last prompt token: use --positions last",
+        ));
+    }
+    let grads = all_grads(o, study)?;
+    let nl = study.model.config.num_layers;
+    let d = study.model.config.hidden_size;
+    let mut est = Vec::new();
+    for l in 0..nl {
+        let name = hd_formats::tensors::components_name(l);
+        let Ok(t) = study.comps.get(&name) else {
+            continue;
+        };
+        let k = r.k.min(t.shape.first().copied().unwrap_or(0));
+        for (c, v) in read_dirs(&study.comps, &o.components, l, k, d)?
+            .iter()
+            .enumerate()
+        {
+            let m = grads
+                .iter()
+                .map(|g| estimate(g, layers, v, r.alpha as f64, r.op == Op::Project))
+                .sum::<f64>()
+                / grads.len() as f64;
+            est.push(Estimate {
+                layer: l,
+                comp: c,
+                mean: m,
+            });
+        }
+    }
+    // Most negative first: the largest estimated drop of the refusal score.
+    let mut order: Vec<usize> = (0..est.len()).collect();
+    order.sort_by(|&a, &b| est[a].mean.total_cmp(&est[b].mean).then(a.cmp(&b)));
+    let mut runs = Vec::new();
+    for &i in order.iter().take(r.top) {
+        let s = SpecItem {
+            layer: est[i].layer,
+            comp: est[i].comp,
+            op: r.op,
+            alpha: r.alpha,
+        };
+        runs.push(RunDef {
+            spec: s.name(),
+            layer: Some(s.layer),
+            comp: Some(s.comp),
+            op: Some(s.op),
+            alpha: Some(s.alpha),
+            edits: vec![comp_edit(study, o, &s, layers)?],
+            generate: false,
+        });
+    }
+    Ok((est, runs))
+}
+
+fn all_grads(o: &Options, study: &Study) -> Result<Vec<LastTokenGrads>> {
+    let m = Model::load(&o.model)?;
+    let diff = DiffModel::new(m.config, m.weights)?;
+    let pb = hd_cli::progress(study.seqs.len() as u64, "prompts (estimate)");
+    let mut out = Vec::with_capacity(study.seqs.len());
+    for chunk in study.seqs.chunks(o.batch_size.min(16)) {
+        out.extend(last_token_grads(&diff, chunk, &study.refusal.ids)?);
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+/// First-token measures of every run (one prefill per batch serves every last-token run),
+/// then generation and perplexity for the runs that generate: the base runs, and the
+/// `generate_top` ranked runs with the largest measured drop of the pass-relevant score.
+fn measure_all(
+    o: &Options,
+    study: &Study,
+    runs: &mut [RunDef],
+    n_base: usize,
+) -> Result<Vec<Measured>> {
+    let mut m: Vec<Measured> = vec![Measured::default(); runs.len()];
+    let pb = hd_cli::progress(
+        (study.seqs.len() * runs.len()) as u64,
+        "prompt-runs (first token)",
+    );
+    for chunk in study.seqs.chunks(o.batch_size) {
+        let prefill = Prefill::new(&study.model, chunk)?;
+        for (r, mr) in runs.iter().zip(m.iter_mut()) {
+            let last = r.edits.iter().all(|e| e.start == Start::LastPrompt);
+            let ro = (study.readout.0, study.readout.1.as_slice());
+            let ft = first_token(
+                &study.model,
+                chunk,
+                &r.edits,
+                last.then_some(&prefill),
+                &study.refusal.ids,
+                ro,
+            )?;
+            mr.score.extend(ft.score);
+            mr.projection.extend(ft.projection);
+            pb.inc(chunk.len() as u64);
+        }
+    }
+    pb.finish_and_clear();
+    let mut ranked: Vec<usize> = (n_base..runs.len()).collect();
+    ranked.sort_by(|&a, &b| {
+        pass_rate(&m[b].score)
+            .total_cmp(&pass_rate(&m[a].score))
+            .then(a.cmp(&b))
+    });
+    for &i in ranked.iter().take(o.generate_top) {
+        runs[i].generate = true;
+    }
+    for (i, r) in runs.iter().enumerate() {
+        if !r.generate {
+            continue;
+        }
+        tracing::info!(
+            "run {} ({}/{}): generation and perplexity",
+            r.spec,
+            i + 1,
+            runs.len()
+        );
+        if o.max_new_tokens > 0 {
+            m[i].answers = Some(answers(o, study, &r.edits)?);
+        }
+        if let Some((p, a)) = &study.benign {
+            m[i].ppl = Some(perplexity(o, study, p, a, &r.edits)?);
+        }
+    }
+    Ok(m)
+}
+
+fn answers(o: &Options, study: &Study, edits: &[Edit]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(study.seqs.len());
+    for chunk in study.seqs.chunks(o.batch_size) {
+        for toks in generate(&study.model, chunk, edits, o.max_new_tokens)? {
+            out.push(study.model.tokenizer.decode(&toks, true)?);
+        }
+    }
+    Ok(out)
+}
+
+fn perplexity(
+    o: &Options,
+    study: &Study,
+    prompts: &[Vec<u32>],
+    answers: &[Vec<u32>],
+    edits: &[Edit],
+) -> Result<f64> {
+    let (mut nll, mut n) = (0.0, 0usize);
+    for (p, a) in prompts
+        .chunks(o.batch_size)
+        .zip(answers.chunks(o.batch_size))
+    {
+        let (s, c) = answer_nll(&study.model, p, a, edits)?;
+        nll += s;
+        n += c;
+    }
+    Ok(if n == 0 {
+        f64::NAN
+    } else {
+        (nll / n as f64).exp()
+    })
+}
+
+fn pass_rate(scores: &[f64]) -> f64 {
+    scores.iter().filter(|&&s| s <= 0.0).count() as f64 / scores.len().max(1) as f64
+}
+
+fn sweep_csv(
+    study: &Study,
+    runs: &[RunDef],
+    m: &[Measured],
+    none_ppl: Option<f64>,
+) -> Result<Vec<u8>> {
+    let mut order = vec!["all".to_string()];
+    order.extend(
+        category_order(&study.cats)
+            .into_iter()
+            .filter(|c| c != "all"),
+    );
+    let mut rows = Vec::new();
+    for (r, mr) in runs.iter().zip(m) {
+        let degenerate = match (mr.ppl, none_ppl) {
+            (Some(p), Some(n)) => (p > 2.0 * n).to_string(),
+            _ => String::new(),
+        };
+        for cat in &order {
+            let idx: Vec<usize> = (0..study.cats.len())
+                .filter(|&i| cat == "all" || &study.cats[i] == cat)
+                .collect();
+            let n = idx.len() as f64;
+            let ft = idx.iter().filter(|&&i| mr.score[i] <= 0.0).count() as f64 / n;
+            let gen = mr
+                .answers
+                .as_ref()
+                .map(|a| idx.iter().filter(|&&i| !study_judge(study, &a[i])).count() as f64 / n);
+            let proj = idx.iter().map(|&i| mr.projection[i]).sum::<f64>() / n;
+            rows.push(vec![
+                r.spec.clone(),
+                r.layer.map(|l| l.to_string()).unwrap_or_default(),
+                r.comp.map(|c| (c + 1).to_string()).unwrap_or_default(),
+                r.op.map(|o| o.name().to_string()).unwrap_or_default(),
+                r.alpha.map(|a| format!("{a}")).unwrap_or_default(),
+                cat.clone(),
+                idx.len().to_string(),
+                num(ft),
+                gen.map(num).unwrap_or_default(),
+                num(proj),
+                mr.ppl.map(num).unwrap_or_default(),
+                degenerate.clone(),
+            ]);
+        }
+    }
+    csv_bytes(SWEEP_CSV.1, rows)
+}
+
+fn study_judge(study: &Study, text: &str) -> bool {
+    study.judge.refused(text)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn estimates_csv(
+    est: &[Estimate],
+    ranked: &[RunDef],
+    m: &[Measured],
+    none: &Measured,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut order: Vec<usize> = (0..est.len()).collect();
+    order.sort_by(|&a, &b| est[a].mean.total_cmp(&est[b].mean).then(a.cmp(&b)));
+    let mut rank = vec![0usize; est.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r + 1;
+    }
+    let base_score = mean(&none.score);
+    let base_pass = pass_rate(&none.score);
+    let mut pairs = Vec::new();
+    let mut rows = Vec::new();
+    for (i, e) in est.iter().enumerate() {
+        let hit = ranked
+            .iter()
+            .position(|r| r.layer == Some(e.layer) && r.comp == Some(e.comp));
+        let (ds, dp) = match hit {
+            Some(j) => {
+                let ds = mean(&m[j].score) - base_score;
+                let dp = pass_rate(&m[j].score) - base_pass;
+                pairs.push((e.mean, ds, dp));
+                (num(ds), num(dp))
+            }
+            None => (String::new(), String::new()),
+        };
+        let r0 = ranked.first();
+        rows.push(vec![
+            comp_name(e.layer, e.comp),
+            e.layer.to_string(),
+            (e.comp + 1).to_string(),
+            r0.and_then(|r| r.op)
+                .map(|o| o.name().to_string())
+                .unwrap_or_default(),
+            r0.and_then(|r| r.alpha)
+                .map(|a| format!("{a}"))
+                .unwrap_or_default(),
+            num(e.mean),
+            rank[i].to_string(),
+            ds,
+            dp,
+        ]);
+    }
+    let est_v: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let ds_v: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    // A larger pass rate goes with a more negative estimate: correlate with −Δpass.
+    let dp_v: Vec<f64> = pairs.iter().map(|p| -p.2).collect();
+    let corr = csv_bytes(
+        RANK_CSV.1,
+        [vec![
+            pairs.len().to_string(),
+            num(spearman(&est_v, &ds_v)),
+            num(spearman(&est_v, &dp_v)),
+        ]],
+    )?;
+    Ok((csv_bytes(ESTIMATES_CSV.1, rows)?, corr))
+}
+
+/// Spearman's rank correlation (average ranks for ties); NaN below 3 pairs.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() < 3 || a.len() != b.len() {
+        return f64::NAN;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn answers_csv(study: &Study, runs: &[RunDef], m: &[Measured]) -> Result<Vec<u8>> {
+    let mut rows = Vec::new();
+    for (r, mr) in runs.iter().zip(m) {
+        let Some(a) = &mr.answers else { continue };
+        for (i, text) in a.iter().enumerate() {
+            rows.push(vec![
+                r.spec.clone(),
+                study.table.id(study.rows[i]).to_string(),
+                study.cats[i].clone(),
+                u8::from(study_judge(study, text)).to_string(),
+                text.clone(),
+            ]);
+        }
+    }
+    csv_bytes(ANSWERS_CSV.1, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_items() {
+        let s = SpecItem::parse("L14-C6:sub:1.15").unwrap();
+        assert_eq!((s.layer, s.comp, s.op, s.alpha), (14, 5, Op::Sub, 1.15));
+        for bad in [
+            "L14-C6:sub",
+            "L14-C0:sub:1",
+            "L14-C6:add:1",
+            "L14-C6:sub:nan",
+            "L14-C6:sub:inf",
+            "x:sub:1",
+        ] {
+            assert!(SpecItem::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spearman_against_hand_values() {
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        // scipy.stats.spearmanr([1,2,3,4,5],[2,1,4,3,5]) = 0.8
+        assert!(
+            (spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 1.0, 4.0, 3.0, 5.0]) - 0.8).abs() < 1e-12
+        );
+        assert!(spearman(&[1.0, 2.0], &[1.0, 2.0]).is_nan());
+    }
+
+    #[test]
+    fn random_direction_has_the_norm_asked_and_is_seeded() {
+        let like = vec![0.6f32, 0.8, 0.0, 0.0];
+        let a = random_like(&like, 7);
+        let n: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5);
+        assert_eq!(a, random_like(&like, 7));
+        assert_ne!(a, random_like(&like, 8));
+    }
+}
