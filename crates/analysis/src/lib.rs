@@ -6,6 +6,7 @@
 //! - [`intervene`]: edits of the residual stream and what they do (refusal score, answers,
 //!   read-out projection, teacher-forced perplexity);
 //! - [`judge`]: the refusal judge of generated answers (phrase matching);
+//! - [`prune`]: trigger-token pruning (attribution-guided deletion and its controls);
 //! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set);
 //! - [`relevance`]: component relevance across layers (which earlier direction feeds which
 //!   later one);
@@ -18,6 +19,7 @@ mod error;
 pub mod estimate;
 pub mod intervene;
 pub mod judge;
+pub mod prune;
 pub mod refusal;
 pub mod relevance;
 pub mod tokens;

@@ -1,0 +1,644 @@
+//! `token-prune`: delete the trigger tokens that make a tuned model refuse (the paper's last
+//! claim), in its **local, model-free form**: the paper's reference rewrites prompts with a
+//! 70B model behind a remote API and scores them with a GPT judge; this tool only deletes
+//! user-text tokens, chosen by attribution on the attacked model, and judges the result with
+//! the same model. See [`hd_analysis::prune`] for the loop.
+//!
+//! Candidates are the prompts of the chosen categories that the model refuses at the first
+//! token (refusal score > 0). Each method prunes every candidate under the same budget; a
+//! pruned text that passes the first-token judge is confirmed by greedy generation and the
+//! phrase judge. Writes:
+//! - `--out`: a prompt CSV (act-dump and generate read it as is): `id`
+//!   (`{original_id}~{method}`, `~random-{r}` for the random control), `prompt` = the pruned
+//!   text, the original columns, then [`PRUNED_COLUMNS`];
+//! - `--summary`: [`SUMMARY_HEADER`], one row per method and category, and one with category
+//!   `all`. Rates are fractions in 0..1; for the random control they are means over the
+//!   repeats, and the `_sd` columns give their standard deviation across repeats.
+
+#![deny(missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use hd_analysis::judge::Judge;
+use hd_analysis::prune::{token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings};
+use hd_analysis::refusal::{RefusalTokens, DEFAULT_REFUSAL_TOKENS};
+use hd_formats::atomic::Outputs;
+use hd_formats::prompts::PromptTable;
+use hd_formats::tensors::{components_name, Kind, TensorFile};
+use hd_grad::diff::DiffModel;
+use hd_lm::{Model, PromptFormat};
+
+/// Columns `--out` adds to the original ones.
+pub const PRUNED_COLUMNS: [&str; 13] = [
+    "original_id",
+    "original_prompt",
+    "method",
+    "repeat",
+    "target",
+    "deleted",
+    "n_deleted",
+    "n_user_tokens",
+    "fraction",
+    "refusal_score",
+    "success_first_token",
+    "success_generated",
+    "answer",
+];
+
+/// Header of `--summary`.
+pub const SUMMARY_HEADER: &str = "method,category,budget,n,success_first_token,success_generated,\
+mean_deleted,top_deleted,success_first_token_sd,success_generated_sd";
+
+/// Deleted tokens listed per summary row.
+const TOP_DELETED: usize = 10;
+
+/// What the deletions lower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// The first-token refusal score.
+    Refusal,
+    /// Component `k` (1-based) of hidden state `layer`: `L{layer}-C{k}`.
+    Component {
+        /// Hidden-state index.
+        layer: usize,
+        /// 1-based component number.
+        k: usize,
+    },
+}
+
+impl TargetSpec {
+    /// Parses `refusal` or `L{l}-C{k}` (k 1-based).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "refusal" {
+            return Ok(TargetSpec::Refusal);
+        }
+        let bad = || {
+            format!("invalid target '{s}': expected refusal or L{{layer}}-C{{k}} (e.g. L14-C2, k 1-based)")
+        };
+        let rest = s.strip_prefix('L').ok_or_else(bad)?;
+        let (l, k) = rest.split_once("-C").ok_or_else(bad)?;
+        let (layer, k): (usize, usize) =
+            (l.parse().map_err(|_| bad())?, k.parse().map_err(|_| bad())?);
+        if k == 0 {
+            return Err(bad());
+        }
+        Ok(TargetSpec::Component { layer, k })
+    }
+
+    /// `refusal` or `L{l}-C{k}`.
+    pub fn name(&self) -> String {
+        match self {
+            TargetSpec::Refusal => "refusal".into(),
+            TargetSpec::Component { layer, k } => format!("L{layer}-C{k}"),
+        }
+    }
+}
+
+/// Parses a comma-separated list of method names (distinct, in the given order).
+pub fn parse_methods(s: &str) -> Result<Vec<Method>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let m = Method::parse(part).ok_or_else(|| {
+            format!("unknown method '{part}': expected attribution, random, gradnorm or occlusion")
+        })?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a comma-separated, non-empty list of category names.
+pub fn parse_categories(s: &str) -> Result<Vec<String>, String> {
+    let v: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    if v.is_empty() {
+        return Err("empty category list: name at least one category (e.g. raw,roleplay)".into());
+    }
+    Ok(v)
+}
+
+/// Everything `token-prune` needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The attacked (tuned) model: GGUF file or HF directory.
+    pub model: PathBuf,
+    /// Prompt CSV.
+    pub prompts: PathBuf,
+    /// Pruned prompts CSV.
+    pub out: PathBuf,
+    /// Summary CSV.
+    pub summary: PathBuf,
+    /// What the deletions lower.
+    pub target: TargetSpec,
+    /// Components file, for a component target.
+    pub components: Option<PathBuf>,
+    /// Fraction of user tokens that may be deleted.
+    pub budget: f64,
+    /// Absolute cap on deleted tokens.
+    pub max_tokens: usize,
+    /// Tokens deleted per step.
+    pub step: usize,
+    /// Methods, in order.
+    pub methods: Vec<Method>,
+    /// Runs of the random control.
+    pub repeats: usize,
+    /// Seed of the random control.
+    pub seed: u64,
+    /// Categories the candidates come from (`None`: every row).
+    pub categories: Option<Vec<String>>,
+    /// New tokens generated to confirm a first-token success.
+    pub confirm_tokens: usize,
+    /// Prompts per traced forward pass.
+    pub batch_size: usize,
+    /// Chat formatting.
+    pub format: PromptFormat,
+}
+
+/// Reads the inputs, prunes every candidate with every method, confirms the successes, then
+/// writes both CSVs together.
+pub fn run(o: &Options) -> Result<()> {
+    check_options(o)?;
+    let outs = Outputs::new()
+        .input("--prompts", &o.prompts)
+        .input("--model", &o.model)
+        .input_opt("--components", o.components.as_deref())
+        .output("--out", &o.out)
+        .output("--summary", &o.summary)
+        .check()?;
+    let config = Model::read_config(&o.model)?;
+    let target = read_target(o, &config)?;
+    let table = PromptTable::read(&o.prompts)?;
+    let rows = select_rows(o, &table)?;
+    let t0 = std::time::Instant::now();
+    let model = Model::load(&o.model)?;
+    let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
+    let refusal = RefusalTokens::parse(&model.tokenizer, DEFAULT_REFUSAL_TOKENS)?;
+    let settings = Settings {
+        budget: o.budget,
+        max_tokens: o.max_tokens,
+        step: o.step,
+        seed: o.seed,
+        format: o.format.clone(),
+        batch: o.batch_size,
+    };
+    let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
+    tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
+    let candidates = refused_rows(o, &table, &rows, &pruner, config.max_position_embeddings)?;
+    let prompts: Vec<Prompt> = candidates
+        .iter()
+        .map(|&i| Prompt {
+            id: table.id(i),
+            text: table.prompt(i),
+        })
+        .collect();
+    let mut runs: Vec<Run> = Vec::new();
+    for &m in &o.methods {
+        let repeats = if m == Method::Random { o.repeats } else { 1 };
+        for r in 1..=repeats {
+            let t = std::time::Instant::now();
+            let pb = hd_cli::progress(prompts.len() as u64, &format!("prompts ({})", m.name()));
+            let outcomes = pruner.prune(m, r, &prompts, |n| pb.set_position(n as u64))?;
+            pb.finish_and_clear();
+            let ok = outcomes.iter().filter(|x| x.success()).count();
+            tracing::info!(
+                "{}{}: {ok}/{} past the first-token judge in {:.1} s",
+                m.name(),
+                if m == Method::Random {
+                    format!(" #{r}")
+                } else {
+                    String::new()
+                },
+                outcomes.len(),
+                t.elapsed().as_secs_f64()
+            );
+            runs.push(Run {
+                method: m,
+                repeat: r,
+                outcomes,
+            });
+        }
+    }
+    let answers = confirm(o, &pruner, &runs)?;
+    let judge = Judge::default();
+    let report = Report {
+        o,
+        table: &table,
+        candidates: &candidates,
+        runs: &runs,
+        answers: &answers,
+        judge: &judge,
+    };
+    let pruned = report.pruned_table()?;
+    let summary = report.summary()?;
+    let mut outs = outs;
+    pruned
+        .0
+        .stage_with(&mut outs, &o.out, &PRUNED_COLUMNS, &pruned.1)?;
+    outs.stage(&o.summary, |w| w.write_all(&summary))?;
+    outs.commit()?;
+    Ok(())
+}
+
+/// One method's (and repeat's) outcomes, in candidate order.
+struct Run {
+    method: Method,
+    repeat: usize,
+    outcomes: Vec<Outcome>,
+}
+
+fn check_options(o: &Options) -> Result<()> {
+    if !(o.budget > 0.0 && o.budget <= 1.0) {
+        return Err(hd_cli::usage(format!(
+            "--budget {}: expected 0 < budget <= 1 (a fraction of the user tokens)",
+            o.budget
+        )));
+    }
+    for (flag, v) in [
+        ("--max-tokens", o.max_tokens),
+        ("--step", o.step),
+        ("--repeats", o.repeats),
+        ("--batch-size", o.batch_size),
+    ] {
+        if v == 0 {
+            return Err(hd_cli::usage(format!("{flag} must be at least 1")));
+        }
+    }
+    if o.methods.is_empty() {
+        return Err(hd_cli::usage("--methods: name at least one method"));
+    }
+    match (&o.target, &o.components) {
+        (TargetSpec::Component { .. }, None) => Err(hd_cli::usage(format!(
+            "--target {} needs --components (e.g. shift-svd's svd.safetensors)",
+            o.target.name()
+        ))),
+        (TargetSpec::Refusal, Some(_)) => Err(hd_cli::usage(
+            "--components goes with a component target (--target L{l}-C{k})",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The prune target; a component is read from `--components` and checked against the model.
+fn read_target(o: &Options, config: &hd_lm::Config) -> Result<PruneTarget> {
+    let (layer, k) = match o.target {
+        TargetSpec::Refusal => return Ok(PruneTarget::Refusal),
+        TargetSpec::Component { layer, k } => (layer, k),
+    };
+    let path = o.components.as_deref().expect("checked in check_options");
+    if layer > config.num_layers {
+        return Err(hd_cli::usage(format!(
+            "--target {}: unknown component: {} has hidden states 0..={}",
+            o.target.name(),
+            o.model.display(),
+            config.num_layers
+        )));
+    }
+    let f = TensorFile::read(path)?;
+    let name = components_name(layer);
+    if !f.layers_of(Kind::Components).contains(&layer) {
+        return Err(hd_cli::usage(format!(
+            "--target {}: unknown component: {} has no tensor '{name}'",
+            o.target.name(),
+            path.display()
+        )));
+    }
+    let t = f.expect_shape(&name, &[None, None])?;
+    let (rows, d) = (t.shape[0], t.shape[1]);
+    if d != config.hidden_size {
+        bail!(
+            "{}: tensor '{name}' is [{rows}, {d}] but {} has width {}; components and model must match",
+            path.display(),
+            o.model.display(),
+            config.hidden_size
+        );
+    }
+    if k > rows {
+        return Err(hd_cli::usage(format!(
+            "--target {}: unknown component: {} tensor '{name}' holds {rows}",
+            o.target.name(),
+            path.display()
+        )));
+    }
+    let direction = t.to_f32_vec()[(k - 1) * d..k * d].to_vec();
+    if direction.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "{}: tensor '{name}' row {} has a non-finite value",
+            path.display(),
+            k - 1
+        );
+    }
+    Ok(PruneTarget::Component { layer, direction })
+}
+
+/// Row indices of the chosen categories; every named category must occur.
+fn select_rows(o: &Options, table: &PromptTable) -> Result<Vec<usize>> {
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    let Some(cats) = &o.categories else {
+        return Ok((0..table.len()).collect());
+    };
+    if table.column("category").is_none() {
+        bail!(
+            "{}: --categories given but the file has no 'category' column (found: {})",
+            o.prompts.display(),
+            table.headers.join(", ")
+        );
+    }
+    let cat = |i: usize| table.get(i, "category").unwrap_or("");
+    for c in cats {
+        if !(0..table.len()).any(|i| cat(i) == c) {
+            bail!(
+                "{}: column 'category': no row has category '{c}' (--categories)",
+                o.prompts.display()
+            );
+        }
+    }
+    Ok((0..table.len())
+        .filter(|&i| cats.iter().any(|c| c == cat(i)))
+        .collect())
+}
+
+/// The rows the model refuses at the first token (score > 0), in file order.
+fn refused_rows(
+    o: &Options,
+    table: &PromptTable,
+    rows: &[usize],
+    pruner: &Pruner,
+    context: usize,
+) -> Result<Vec<usize>> {
+    let mut encoded = Vec::with_capacity(rows.len());
+    for &i in rows {
+        let e = pruner
+            .encode(table.prompt(i))
+            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
+        if e.ids.len() > context {
+            bail!(
+                "{}: row with id '{}': {} tokens exceed the model's context of {context}",
+                o.prompts.display(),
+                table.id(i),
+                e.ids.len()
+            );
+        }
+        encoded.push(e.ids);
+    }
+    let seqs: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
+    let scores = pruner.scores(&seqs)?;
+    let out: Vec<usize> = rows
+        .iter()
+        .zip(&scores)
+        .filter(|(_, &s)| s > 0.0)
+        .map(|(&i, _)| i)
+        .collect();
+    if out.is_empty() {
+        bail!(
+            "{}: no prompt refused: none of the {} selected rows gets a refusal score > 0 from {} \
+             (nothing to prune)",
+            o.prompts.display(),
+            rows.len(),
+            o.model.display()
+        );
+    }
+    tracing::info!("{} of {} selected prompts refused", out.len(), rows.len());
+    Ok(out)
+}
+
+/// Greedy answers of every distinct pruned text that passed the first-token judge.
+fn confirm(o: &Options, pruner: &Pruner, runs: &[Run]) -> Result<HashMap<String, String>> {
+    let mut texts: Vec<&str> = runs
+        .iter()
+        .flat_map(|r| &r.outcomes)
+        .filter(|x| x.success())
+        .map(|x| x.text.as_str())
+        .collect();
+    texts.sort_unstable();
+    texts.dedup();
+    if o.confirm_tokens == 0 || texts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let t = std::time::Instant::now();
+    let pb = hd_cli::progress(texts.len() as u64, "confirmations");
+    let answers = pruner.answers(&texts, o.confirm_tokens, |n| pb.set_position(n as u64))?;
+    pb.finish_and_clear();
+    tracing::info!(
+        "{} pruned texts answered in {:.1} s",
+        texts.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(texts.into_iter().map(str::to_string).zip(answers).collect())
+}
+
+struct Report<'a> {
+    o: &'a Options,
+    table: &'a PromptTable,
+    candidates: &'a [usize],
+    runs: &'a [Run],
+    answers: &'a HashMap<String, String>,
+    judge: &'a Judge,
+}
+
+/// One pruned prompt's judgements.
+struct Judged {
+    first: bool,
+    generated: bool,
+}
+
+impl Report<'_> {
+    fn judged(&self, x: &Outcome) -> Judged {
+        let first = x.success();
+        // --confirm-tokens 0 leaves the first-token judge alone.
+        let generated = first
+            && match self.answers.get(&x.text) {
+                Some(a) => !self.judge.refused(a),
+                None => self.o.confirm_tokens == 0,
+            };
+        Judged { first, generated }
+    }
+
+    fn category(&self, i: usize) -> &str {
+        self.table.get(i, "category").unwrap_or("")
+    }
+
+    /// The pruned prompt table (original columns, id and prompt replaced) and the values of
+    /// [`PRUNED_COLUMNS`].
+    fn pruned_table(&self) -> Result<(PromptTable, Vec<Vec<String>>)> {
+        let id_col = self.table.column("id").expect("validated");
+        let prompt_col = self.table.column("prompt").expect("validated");
+        let mut rows = Vec::new();
+        let mut extra = Vec::new();
+        for run in self.runs {
+            for (&i, x) in self.candidates.iter().zip(&run.outcomes) {
+                let mut row = self.table.rows[i].clone();
+                let orig = self.table.id(i);
+                row[id_col] = match run.method {
+                    Method::Random => format!("{orig}~random-{}", run.repeat),
+                    m => format!("{orig}~{}", m.name()),
+                };
+                row[prompt_col] = x.text.clone();
+                rows.push(row);
+                let j = self.judged(x);
+                extra.push(vec![
+                    orig.to_string(),
+                    self.table.prompt(i).to_string(),
+                    run.method.name().to_string(),
+                    run.repeat.to_string(),
+                    self.o.target.name(),
+                    serde_json::to_string(&x.deleted)?,
+                    x.deleted.len().to_string(),
+                    x.n_user.to_string(),
+                    format!("{:.4}", fraction(x)),
+                    format!("{:.4}", x.score),
+                    u8::from(j.first).to_string(),
+                    u8::from(j.generated).to_string(),
+                    self.answers.get(&x.text).cloned().unwrap_or_default(),
+                ]);
+            }
+        }
+        let t = PromptTable::from_rows(
+            &self.o.out.display().to_string(),
+            self.table.headers.clone(),
+            rows,
+        )?;
+        Ok((t, extra))
+    }
+
+    /// summary.csv: per method, each category (sorted) and `all`.
+    fn summary(&self) -> Result<Vec<u8>> {
+        let mut cats: Vec<&str> = self.candidates.iter().map(|&i| self.category(i)).collect();
+        cats.sort_unstable();
+        cats.dedup();
+        let has_cats = self.table.column("category").is_some();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(SUMMARY_HEADER.split(','))?;
+        let mut methods: Vec<Method> = Vec::new();
+        for r in self.runs {
+            if !methods.contains(&r.method) {
+                methods.push(r.method);
+            }
+        }
+        for m in methods {
+            let runs: Vec<&Run> = self.runs.iter().filter(|r| r.method == m).collect();
+            let groups = cats
+                .iter()
+                .filter(|_| has_cats)
+                .map(|c| Some(*c))
+                .chain([None]);
+            for cat in groups {
+                w.write_record(self.summary_row(m, &runs, cat))?;
+            }
+        }
+        Ok(w.into_inner()?)
+    }
+
+    fn summary_row(&self, m: Method, runs: &[&Run], cat: Option<&str>) -> Vec<String> {
+        let keep: Vec<usize> = (0..self.candidates.len())
+            .filter(|&q| cat.is_none_or(|c| self.category(self.candidates[q]) == c))
+            .collect();
+        // Per repeat: (first-token rate, generated rate); over everything: deleted counts.
+        let mut per_run = Vec::new();
+        let mut deleted = 0usize;
+        let mut tokens: Vec<&str> = Vec::new();
+        for r in runs {
+            let (mut f, mut g) = (0usize, 0usize);
+            for &q in &keep {
+                let x = &r.outcomes[q];
+                let j = self.judged(x);
+                f += usize::from(j.first);
+                g += usize::from(j.generated);
+                deleted += x.deleted.len();
+                tokens.extend(x.deleted.iter().map(String::as_str));
+            }
+            let n = keep.len().max(1) as f64;
+            per_run.push((f as f64 / n, g as f64 / n));
+        }
+        let (mf, sf) = mean_sd(per_run.iter().map(|p| p.0));
+        let (mg, sg) = mean_sd(per_run.iter().map(|p| p.1));
+        let top: BTreeMap<usize, (String, usize)> = token_counts(tokens)
+            .into_iter()
+            .take(TOP_DELETED)
+            .enumerate()
+            .collect();
+        let mut obj = serde_json::Map::new();
+        for (_, (t, c)) in top {
+            obj.insert(t, c.into());
+        }
+        let rows = (keep.len() * runs.len()).max(1) as f64;
+        let sd = |s: f64| {
+            if m == Method::Random {
+                format!("{s:.4}")
+            } else {
+                String::new()
+            }
+        };
+        vec![
+            m.name().to_string(),
+            cat.unwrap_or("all").to_string(),
+            format!("{}", self.o.budget),
+            keep.len().to_string(),
+            format!("{mf:.4}"),
+            format!("{mg:.4}"),
+            format!("{:.3}", deleted as f64 / rows),
+            serde_json::Value::Object(obj).to_string(),
+            sd(sf),
+            sd(sg),
+        ]
+    }
+}
+
+fn fraction(x: &Outcome) -> f64 {
+    if x.n_user == 0 {
+        0.0
+    } else {
+        x.deleted.len() as f64 / x.n_user as f64
+    }
+}
+
+/// Mean and (population) standard deviation.
+fn mean_sd(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = v.collect();
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+    (m, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(TargetSpec::parse("refusal").unwrap(), TargetSpec::Refusal);
+        assert_eq!(
+            TargetSpec::parse("L14-C2").unwrap(),
+            TargetSpec::Component { layer: 14, k: 2 }
+        );
+        assert!(TargetSpec::parse("L14-C0").is_err());
+        assert!(TargetSpec::parse("14-2").is_err());
+        assert_eq!(TargetSpec::parse("L3-C1").unwrap().name(), "L3-C1");
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            parse_methods("random,attribution,random").unwrap(),
+            [Method::Random, Method::Attribution]
+        );
+        assert!(parse_methods("lrp").is_err());
+        assert!(parse_categories(" , ").is_err());
+        assert_eq!(parse_categories("raw, flip").unwrap(), ["raw", "flip"]);
+    }
+
+    #[test]
+    fn spread() {
+        let (m, s) = mean_sd([0.2, 0.4].into_iter());
+        assert!((m - 0.3).abs() < 1e-12 && (s - 0.1).abs() < 1e-12);
+    }
+}
