@@ -1,0 +1,219 @@
+//! `report`: a study's results as one self-contained HTML page (inline SVG and CSS, no
+//! network) and every figure as its own SVG and PNG, drawn with plotters, the paper's
+//! numbers beside ours.
+//!
+//! Every section renders from its stage's CSVs when they are there and shows a "stage not
+//! run" box naming the make target when they are not, so the report of a half-run study is
+//! still a page. Files a stage wrote but that do not parse are an error naming the file, the
+//! line and the column.
+//!
+//! Outputs (all computed first, then written atomically together, deterministic bytes):
+//! `index.html`, `FIGURE.svg`, `FIGURE.png`, `figures.json` (the data of every figure),
+//! `numbers.csv` and `numbers.md` (the numbers the README quotes).
+
+pub mod draw;
+pub mod figures;
+pub mod html;
+pub mod interact;
+pub mod label;
+pub mod layout;
+pub mod model;
+pub mod numbers;
+pub mod paper;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+
+pub use figures::Run;
+use model::{Item, Section};
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A CSV that exists but cannot be read.
+    #[error("{path}: {msg}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A column a figure needs is missing.
+    #[error("{path}: no column '{column}' (header: {found})")]
+    Column {
+        /// The file.
+        path: PathBuf,
+        /// The column looked for.
+        column: String,
+        /// The header found.
+        found: String,
+    },
+    /// A cell that does not hold what its column should.
+    #[error("{path}: line {line}, column '{column}': expected {expected}, found '{found}'")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// Line in the file (the header is line 1).
+        line: usize,
+        /// Column name.
+        column: String,
+        /// What the column holds.
+        expected: String,
+        /// The cell.
+        found: String,
+    },
+    /// Drawing a figure failed.
+    #[error("drawing figure '{figure}': {msg}")]
+    Draw {
+        /// Figure id.
+        figure: String,
+        /// The backend's message.
+        msg: String,
+    },
+    /// Writing an output failed.
+    #[error(transparent)]
+    Write(#[from] hd_formats::Error),
+    /// The output folder cannot be created.
+    #[error("{path}: cannot create the output folder: {source}")]
+    OutDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What to report on and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The run folder (runs/default).
+    pub run: PathBuf,
+    /// The output folder (created if missing).
+    pub out: PathBuf,
+    /// The layer of the per-layer figures.
+    pub layer: usize,
+    /// Also write a PNG of every figure.
+    pub png: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The page.
+    pub index: PathBuf,
+    /// Figures drawn.
+    pub figures: usize,
+    /// `make` targets of stages whose output was missing, deduplicated.
+    pub not_run: Vec<String>,
+    /// The numbers table as markdown.
+    pub numbers_md: String,
+}
+
+/// Every section of the report, in page order.
+pub fn sections(run: &Run) -> Result<Vec<Section>, Error> {
+    let s = |id: &str, title: &str, items: Vec<Item>| Section {
+        id: id.into(),
+        title: title.into(),
+        items,
+    };
+    Ok(vec![
+        s(
+            "refusal",
+            "What safety tuning did",
+            figures::refusal_section(run)?,
+        ),
+        s(
+            "rank",
+            "The safety residual space",
+            figures::rank_section(run)?,
+        ),
+        s(
+            "label",
+            "What the directions mean",
+            label::label_section(run)?,
+        ),
+        s(
+            "interact",
+            "How the directions drive each other",
+            interact::interact_section(run)?,
+        ),
+        s("prune", "Trigger tokens", interact::prune_section(run)?),
+    ])
+}
+
+/// Builds the report of `o.run` into `o.out`.
+pub fn run(o: &Options) -> Result<Summary, Error> {
+    let run = Run {
+        dir: o.run.clone(),
+        layer: o.layer,
+    };
+    let sections = sections(&run)?;
+    let numbers = numbers::numbers(&run)?;
+    let figs: Vec<&model::Figure> = sections
+        .iter()
+        .flat_map(|s| s.items.iter().filter_map(Item::figure))
+        .collect();
+    let mut svgs = Vec::with_capacity(figs.len());
+    let mut pngs = Vec::new();
+    for f in &figs {
+        let draw_err = |msg: String| Error::Draw {
+            figure: f.id.clone(),
+            msg,
+        };
+        svgs.push(draw::svg(f).map_err(draw_err)?);
+        if o.png {
+            pngs.push(draw::png(f).map_err(draw_err)?);
+        }
+    }
+    let page = html::page(
+        &o.run.display().to_string(),
+        &numbers::to_html(&numbers),
+        &sections,
+        &svgs,
+    );
+    let numbers_md = numbers::to_markdown(&numbers);
+    let json = serde_json::to_string_pretty(&sections).unwrap_or_default() + "\n";
+
+    std::fs::create_dir_all(&o.out).map_err(|source| Error::OutDir {
+        path: o.out.clone(),
+        source,
+    })?;
+    let mut out = hd_formats::atomic::Outputs::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<(), Error> {
+        out.stage(&o.out.join(name), |w| w.write_all(bytes))?;
+        Ok(())
+    };
+    for (f, s) in figs.iter().zip(&svgs) {
+        put(&format!("{}.svg", f.id), s.as_bytes())?;
+    }
+    for (f, p) in figs.iter().zip(&pngs) {
+        put(&format!("{}.png", f.id), p)?;
+    }
+    put("figures.json", json.as_bytes())?;
+    put("numbers.csv", &numbers::to_csv(&numbers))?;
+    put("numbers.md", numbers_md.as_bytes())?;
+    put("index.html", page.as_bytes())?;
+    out.commit()?;
+
+    let mut not_run: Vec<String> = sections
+        .iter()
+        .flat_map(|s| s.items.iter())
+        .filter_map(|i| match i {
+            Item::Missing { make, .. } => Some(make.clone()),
+            _ => None,
+        })
+        .collect();
+    not_run.sort();
+    not_run.dedup();
+    Ok(Summary {
+        index: o.out.join("index.html"),
+        figures: figs.len(),
+        not_run,
+        numbers_md,
+    })
+}
+
+/// The default output folder of a run: `<run>/report`.
+pub fn default_out(run: &Path) -> PathBuf {
+    run.join("report")
+}

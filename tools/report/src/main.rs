@@ -1,0 +1,9 @@
+//! `report`: see `report --help`; the work is in the library (`src/lib.rs`).
+
+mod args;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    hd_cli::main_with::<args::Args>("report", args::Args::run)
+}

@@ -1,0 +1,170 @@
+//! The CSVs a report reads: a header row and string cells, read whole (they are small), with
+//! errors that name the file, the row and the column.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// One CSV file, read whole.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Where it was read from (named in errors).
+    pub path: PathBuf,
+    /// The header row.
+    pub headers: Vec<String>,
+    /// The data rows, each as long as the header.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Reads `path`; `Ok(None)` when it does not exist (the stage that writes it has not
+    /// run), an error when it exists but cannot be read as CSV.
+    pub fn read(path: &Path) -> Result<Option<Table>, Error> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bad = |msg: String| Error::Read {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| bad(e.to_string()))?;
+        let headers = r
+            .headers()
+            .map_err(|e| bad(e.to_string()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for rec in r.records() {
+            let rec = rec.map_err(|e| bad(e.to_string()))?;
+            rows.push(rec.iter().map(str::to_string).collect());
+        }
+        Ok(Some(Table {
+            path: path.to_path_buf(),
+            headers,
+            rows,
+        }))
+    }
+
+    /// A table from memory (tests, fixtures).
+    pub fn from_str(name: &str, text: &str) -> Result<Table, Error> {
+        let path = PathBuf::from(name);
+        let bad = |msg: String| Error::Read {
+            path: path.clone(),
+            msg,
+        };
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let headers = r
+            .headers()
+            .map_err(|e| bad(e.to_string()))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for rec in r.records() {
+            rows.push(
+                rec.map_err(|e| bad(e.to_string()))?
+                    .iter()
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+        Ok(Table {
+            path,
+            headers,
+            rows,
+        })
+    }
+
+    /// The index of column `name`.
+    pub fn col(&self, name: &str) -> Result<usize, Error> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::Column {
+                path: self.path.clone(),
+                column: name.to_string(),
+                found: self.headers.join(","),
+            })
+    }
+
+    /// The cell at data row `row` (0-based), column `col`.
+    pub fn cell(&self, row: usize, col: usize) -> &str {
+        &self.rows[row][col]
+    }
+
+    /// The cell as a finite number.
+    pub fn num(&self, row: usize, col: usize) -> Result<f64, Error> {
+        self.opt_num(row, col)?
+            .ok_or_else(|| self.value_error(row, col, "a number"))
+    }
+
+    /// The cell as a finite number, `None` when empty.
+    pub fn opt_num(&self, row: usize, col: usize) -> Result<Option<f64>, Error> {
+        let s = self.cell(row, col).trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Some(v)),
+            _ => Err(self.value_error(row, col, "a finite number")),
+        }
+    }
+
+    /// The cell as a non-negative integer.
+    pub fn int(&self, row: usize, col: usize) -> Result<usize, Error> {
+        self.cell(row, col)
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| self.value_error(row, col, "a non-negative integer"))
+    }
+
+    /// The cell as a 0/1 flag (also `true`/`false`).
+    pub fn flag(&self, row: usize, col: usize) -> Result<bool, Error> {
+        match self.cell(row, col).trim() {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err(self.value_error(row, col, "0 or 1")),
+        }
+    }
+
+    /// An error about one cell; rows are counted as a person sees the file (header = line 1).
+    pub fn value_error(&self, row: usize, col: usize, expected: &str) -> Error {
+        Error::Value {
+            path: self.path.clone(),
+            line: row + 2,
+            column: self.headers[col].clone(),
+            expected: expected.to_string(),
+            found: self.rows[row][col].clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let t = Table::from_str("x.csv", "a,b\n1,2\n3,oops\n").unwrap();
+        let b = t.col("b").unwrap();
+        assert_eq!(t.num(0, b).unwrap(), 2.0);
+        let e = t.num(1, b).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "x.csv: line 3, column 'b': expected a finite number, found 'oops'"
+        );
+        let e = t.col("c").unwrap_err().to_string();
+        assert_eq!(e, "x.csv: no column 'c' (header: a,b)");
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        assert!(Table::read(Path::new("/nonexistent/x.csv"))
+            .unwrap()
+            .is_none());
+    }
+}
