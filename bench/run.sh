@@ -41,3 +41,4 @@ PY
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/shift-svd/run.sh ]; then bash bench/shift-svd/run.sh; fi
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-classify.sh ]; then bash bench/dir-label-classify.sh; fi
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-tokens.sh ]; then bash bench/dir-label-tokens.sh; fi
+if [ "${ONLY:-}" != act-dump ] && [ -f bench/token-prune.sh ]; then bash bench/token-prune.sh; fi

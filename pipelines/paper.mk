@@ -207,5 +207,22 @@ label: $(LABEL)/tokens/labels.csv
 	@echo "label: $(LABEL)/classify (C1 vs probe by layer: layers.csv), $(LABEL)/tokens (labels.csv)" >&2
 	@cat $(LABEL)/tokens/labels.csv
 
+# Trigger-token pruning (`make prune`): the local, model-free form of the paper's attack
+# (deletion only; the paper rewrites with a remote 70B model). Every refused jailbreak and raw
+# test prompt of the tuned model, attribution (AttnLRP) against random, gradient-norm and
+# occlusion deletion under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
+PRUNE := $(RUN)/prune
+PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
+PRUNE_FLAGS ?=
+
+$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/token-prune
+	@mkdir -p $(@D)
+	$(BIN)/token-prune --model $(TUNED) --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
+	  --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
+
+.PHONY: prune
+prune: $(PRUNE)/summary.csv
+	@column -s, -t < $< | cut -c1-150
+
 $(BIN)/%:
 	cargo build --release --locked --bin $*
