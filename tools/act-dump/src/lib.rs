@@ -447,6 +447,39 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         .iter()
         .map(|p| TensorFile::read(p))
         .collect::<Result<_, _>>()?;
+    let parts = shards_in_order(&files)?;
+    let order = merge_order(&parts)?;
+    let md = merged_metadata(&parts, order.len())?;
+    let mut outs = Outputs::new();
+    for f in &files {
+        outs = outs.input(&format!("shard {}", f.path), Path::new(&f.path));
+    }
+    let table = match rows {
+        Some(r) => {
+            let (inputs, table) = merge_rows(&parts, &order, r)?;
+            for (f, p) in parts.iter().zip(&inputs) {
+                outs = outs.input(&format!("the rows CSV of {}", f.path), p);
+            }
+            if md.get(meta::PROMPT_IDS_HASH) != Some(&table.ids_hash()) {
+                bail!("merge: the shards' rows CSVs do not hold the prompts the shards were made from");
+            }
+            Some(table)
+        }
+        None => None,
+    };
+    let mut outs = outs
+        .output("--out", out)
+        .output_opt("--rows", rows)
+        .check()?;
+    merge_tensors(&parts, &order, md)?.stage(&mut outs, out)?;
+    if let (Some(r), Some(table)) = (rows, table) {
+        table.stage_with(&mut outs, r, &[], &[])?;
+    }
+    Ok(outs.commit()?)
+}
+
+/// The shards by index, checked to be one complete set from one command.
+fn shards_in_order(files: &[TensorFile]) -> Result<Vec<&TensorFile>> {
     let shard_of = |f: &TensorFile| -> Result<Shard> {
         let s = f.metadata.get("shard").with_context(|| {
             format!(
@@ -472,7 +505,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         "system",
         "hidden_size",
     ];
-    for f in &files {
+    for f in files {
         let s = shard_of(f)?;
         if s.n != n {
             bail!(
@@ -502,7 +535,13 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
     if let Some(k) = by_k.iter().position(Option::is_none) {
         bail!("merge: shard {k}/{n} is missing");
     }
-    let parts: Vec<&TensorFile> = by_k.into_iter().map(Option::unwrap).collect();
+    Ok(by_k.into_iter().map(Option::unwrap).collect())
+}
+
+/// The unsharded order of the prompts, as (shard, index in the shard): batch `b` comes from
+/// shard `b % n`, as its `(b / n)`-th batch.
+fn merge_order(parts: &[&TensorFile]) -> Result<Vec<(usize, usize)>> {
+    let n = parts.len();
     let batch: usize = parts[0]
         .metadata
         .get("batch_size")
@@ -517,7 +556,6 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
                 .with_context(|| format!("{}: no n_prompts metadata", f.path))
         })
         .collect::<Result<_>>()?;
-    // Global order: batch b comes from shard b % n, as its (b / n)-th batch.
     let total: usize = counts.iter().sum();
     let mut order: Vec<(usize, usize)> = Vec::with_capacity(total); // (shard, local index)
     let mut taken = vec![0usize; n];
@@ -532,7 +570,14 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         taken[k] += take;
         b += 1;
     }
-    let all = parts[0].metadata.get("positions").map(String::as_str) == Some("all");
+    Ok(order)
+}
+
+/// The first shard's metadata, made that of an unsharded run of `total` prompts.
+fn merged_metadata(
+    parts: &[&TensorFile],
+    total: usize,
+) -> Result<std::collections::BTreeMap<String, String>> {
     let mut md = parts[0].metadata.clone();
     md.remove("shard");
     md.remove("rows");
@@ -546,43 +591,52 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         meta::ARGV.into(),
         meta::base_metadata("act-dump", "")[meta::ARGV].clone(),
     );
-    let mut merged_rows: Option<(Vec<String>, Vec<Vec<String>>, String)> = None;
-    let mut outs = Outputs::new();
-    for (f, p) in parts.iter().zip(shards) {
-        outs = outs.input(&format!("shard {}", f.path), p);
+    Ok(md)
+}
+
+/// The shards' rows CSVs (paths as found, for the input check) and their rows in `order`.
+fn merge_rows(
+    parts: &[&TensorFile],
+    order: &[(usize, usize)],
+    out: &Path,
+) -> Result<(Vec<PathBuf>, PromptTable)> {
+    let mut tables = Vec::new();
+    let mut paths = Vec::new();
+    for f in parts {
+        let (path, table) = shard_rows(f)?;
+        paths.push(path);
+        tables.push(table);
     }
-    if let Some(r) = rows {
-        let mut tables = Vec::new();
-        for f in &parts {
-            let (path, table) = shard_rows(f)?;
-            outs = outs.input(&format!("the rows CSV of {}", f.path), &path);
-            tables.push(table);
+    let headers = tables[0].headers.clone();
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for &(k, i) in order {
+        let id = tables[k].id(i);
+        if let Some(prev) = seen.insert(id, k) {
+            bail!(
+                "{} and {}: both hold prompt id '{id}' (rows CSVs {} and {}); shards of one \
+                 run hold disjoint prompts",
+                parts[prev].path,
+                parts[k].path,
+                tables[prev].path,
+                tables[k].path
+            );
         }
-        let headers = tables[0].headers.clone();
-        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
-        for &(k, i) in &order {
-            let id = tables[k].id(i);
-            if let Some(prev) = seen.insert(id, k) {
-                bail!(
-                    "{} and {}: both hold prompt id '{id}' (rows CSVs {} and {}); shards of one \
-                     run hold disjoint prompts",
-                    parts[prev].path,
-                    parts[k].path,
-                    tables[prev].path,
-                    tables[k].path
-                );
-            }
-        }
-        let rows_out: Vec<Vec<String>> = order
-            .iter()
-            .map(|&(k, i)| tables[k].rows[i].clone())
-            .collect();
-        merged_rows = Some((headers, rows_out, r.display().to_string()));
     }
-    let mut outs = outs
-        .output("--out", out)
-        .output_opt("--rows", rows)
-        .check()?;
+    let rows_out: Vec<Vec<String>> = order
+        .iter()
+        .map(|&(k, i)| tables[k].rows[i].clone())
+        .collect();
+    let table = PromptTable::from_rows(&out.display().to_string(), headers, rows_out)?;
+    Ok((paths, table))
+}
+
+/// The activation tensors of all shards in `order`.
+fn merge_tensors(
+    parts: &[&TensorFile],
+    order: &[(usize, usize)],
+    md: std::collections::BTreeMap<String, String>,
+) -> Result<TensorFile> {
+    let all = parts[0].metadata.get("positions").map(String::as_str) == Some("all");
     let mut file = TensorFile::new(md);
     let offsets: Vec<&[i64]> = if all {
         parts
@@ -617,7 +671,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
             .iter()
             .map(|f| f.get_2d_f32(&name))
             .collect::<Result<_, _>>()?;
-        for &(k, i) in &order {
+        for &(k, i) in order {
             d = srcs[k].1;
             let (a, b) = span(k, i);
             data.extend_from_slice(&srcs[k].2[a * d..b * d]);
@@ -637,7 +691,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
             .collect::<Result<_>>()?;
         let mut off = vec![0i64];
         let mut ids = Vec::new();
-        for &(k, i) in &order {
+        for &(k, i) in order {
             let (a, b) = span(k, i);
             ids.extend_from_slice(&toks[k][a..b]);
             off.push(off.last().unwrap() + (b - a) as i64);
@@ -645,18 +699,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
         file.insert("offsets", Tensor::i64(vec![off.len()], off)?);
         file.insert("token_ids", Tensor::i64(vec![ids.len()], ids)?);
     }
-    match (rows, merged_rows) {
-        (Some(r), Some((headers, rows_out, label))) => {
-            let table = PromptTable::from_rows(&label, headers, rows_out)?;
-            if file.metadata.get(meta::PROMPT_IDS_HASH) != Some(&table.ids_hash()) {
-                bail!("merge: the shards' rows CSVs do not hold the prompts the shards were made from");
-            }
-            file.stage(&mut outs, out)?;
-            table.stage_with(&mut outs, r, &[], &[])?;
-        }
-        _ => file.stage(&mut outs, out)?,
-    }
-    Ok(outs.commit()?)
+    Ok(file)
 }
 
 /// The rows CSV a shard recorded, found where it was written (an absolute path), or for
