@@ -6,10 +6,7 @@ SEED ?= 42
 GEN_TOKENS ?= 64
 BATCH ?= 16
 
-.PHONY: demo
-demo: $(RUN)/base/test_responses.csv $(RUN)/contrast/svd.safetensors
-	@echo "demo: outputs under $(RUN)/ (refusal rates by category: $(RUN)/base/test_summary.txt)" >&2
-	@cat $(RUN)/base/test_summary.txt
+# `make demo` (the whole study, then the report) is at the end of this file.
 
 # Prompt sets: analysis (about 700 rows), train, test, disjoint by behaviour.
 # Our prompts: benign/borderline (all splits), train-only rows, and the held-out over-refusal
@@ -223,6 +220,80 @@ $(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/token-
 .PHONY: prune
 prune: $(PRUNE)/summary.csv
 	@column -s, -t < $< | cut -c1-150
+
+# ---------------------------------------------------------------------------------------
+# The whole study in one command (`make demo`, issue 11): every stage above as a file target,
+# then dir-interact and the report. Each stage runs as its own sub-make, timed
+# (scripts/run-stages.sh; $(RUN)/stage_times.tsv), so a rerun redoes only what changed and
+# `make -j2 demo` still parallelises inside a stage. The report renders what exists: a stage
+# dropped from DEMO_STAGES shows as a "stage not run" box.
+INTERACT := $(RUN)/interact
+REPORT := $(RUN)/report
+REPORT_LAYER ?= $(LABEL_LAYER)
+# The sweep: the first-order estimate ranks C1..C$(SWEEP_K) of every layer, the best
+# SWEEP_TOP are run for real on the jailbreak and raw test prompts (first-token judge), the
+# best SWEEP_GENERATE of those also generate; baselines none, random and the tuned model's
+# difference in means.
+SWEEP_K ?= 10
+SWEEP_TOP ?= 20
+SWEEP_GENERATE ?= 5
+SWEEP_FLAGS ?=
+INTERACT_FLAGS ?=
+
+# The lstsq variant of the shift (the paper's W - I read as a least-squares map).
+$(RUN)/shift-%-lstsq/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors | $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(BIN)/shift-svd --base $< --tuned $(RUN)/$*/analysis.safetensors --shift lstsq --out $@ \
+	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
+
+# The tuned model's own harmful - harmless contrast: its mean_shift is the sweep's `dim`.
+$(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)/analysis.csv | $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(BIN)/shift-svd --contrast $< --rows $(DATA)/analysis.csv --by label --out $@ \
+	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv
+
+# Component relevance of the tuned model between every pair of adjacent layers, with the
+# strongest edges as a network (the paper's dir-interact).
+$(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/dir-interact
+	$(BIN)/dir-interact relevance --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
+	  --prompts $(DATA)/test.csv --all-adjacent --out-dir $(@D) $(INTERACT_FLAGS)
+
+$(INTERACT)/sweep.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/contrast-tuned/svd.safetensors $(DATA)/test.csv \
+                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json | $(BIN)/dir-interact
+	$(BIN)/dir-interact sweep --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
+	  --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) \
+	  --generate-top $(SWEEP_GENERATE) --dim $(RUN)/contrast-tuned/svd.safetensors \
+	  --benign-answers $(RUN)/base/test_responses.csv --out-dir $(@D) $(SWEEP_FLAGS)
+
+.PHONY: interact report
+interact: $(INTERACT)/relevance.csv $(INTERACT)/sweep.csv
+	@echo "interact: $(INTERACT)/ (relevance.csv, edges.csv, sweep.csv)" >&2
+
+# The report renders whatever the run holds (0.1 s), so it always reruns.
+report: | $(BIN)/report
+	$(BIN)/report --run $(RUN) --out $(REPORT) --layer $(REPORT_LAYER)
+	@echo "report: $(REPORT)/index.html" >&2
+
+DEMO_STAGES ?= \
+  prompts=$(DATA)/test.csv \
+  base-answers=$(RUN)/base/test_responses.csv \
+  base-acts=$(RUN)/base/analysis.safetensors \
+  contrast=$(RUN)/contrast/svd.safetensors \
+  safety-tune=$(TUNED)/safety_tune.json \
+  tuned-eval=tuned-eval \
+  shift-tuned=$(RUN)/shift-tuned/svd.safetensors \
+  shift-lstsq=$(RUN)/shift-tuned-lstsq/svd.safetensors \
+  label=$(LABEL)/tokens/labels.csv \
+  relevance=$(INTERACT)/relevance.csv \
+  sweep=$(INTERACT)/sweep.csv \
+  token-prune=$(PRUNE)/summary.csv \
+  report=report
+
+.PHONY: demo
+demo: | $(BIN)/report
+	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
+	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
+	@cat $(REPORT)/numbers.md
 
 $(BIN)/%:
 	cargo build --release --locked --bin $*

