@@ -295,5 +295,39 @@ demo: | $(BIN)/report
 	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
 	@cat $(REPORT)/numbers.md
 
+# tuned - base (both shift variants), on its own.
+.PHONY: shift-tuned
+shift-tuned: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-lstsq/svd.safetensors
+	@echo "shift-tuned: $(RUN)/shift-tuned/ and $(RUN)/shift-tuned-lstsq/ (spectrum, rank, alignment)" >&2
+
+# Past one machine (`make shards N=4`): act-dump --shard K/N of SHARD_PROMPTS on SHARD_MODEL
+# as N make jobs (`make -jN`), act-dump merge, and a check that the merged tensors, metadata
+# (the recorded command line aside) and rows CSV are byte-identical to one unsharded run of
+# the same prompts. pipelines/slurm-study.sh runs the same split as a Slurm job array.
+N ?= 4
+SHARD_PROMPTS ?= $(DATA)/analysis.csv
+SHARD_MODEL ?= $(MODEL)
+SHARDS := $(RUN)/shards-$(N)
+SHARD_PARTS := $(foreach k,$(shell seq 0 $$(($(N) - 1))),$(SHARDS)/part-$(k).safetensors)
+
+$(SHARDS)/part-%.safetensors: $(SHARD_PROMPTS) | $(BIN)/act-dump
+	@mkdir -p $(@D)
+	$(BIN)/act-dump --model $(SHARD_MODEL) --prompts $< --out $@ --rows $(@D)/part-$*_rows.csv \
+	  --batch-size $(BATCH) --shard $*/$(N)
+
+$(SHARDS)/merged.safetensors: $(SHARD_PARTS)
+	$(BIN)/act-dump merge --out $@ --rows $(@D)/merged_rows.csv $^
+
+$(SHARDS)/whole.safetensors: $(SHARD_PROMPTS) | $(BIN)/act-dump
+	@mkdir -p $(@D)
+	$(BIN)/act-dump --model $(SHARD_MODEL) --prompts $< --out $@ --rows $(@D)/whole_rows.csv --batch-size $(BATCH)
+
+.PHONY: shards
+shards: $(SHARDS)/whole.safetensors
+	$(MAKE) --no-print-directory -j$(N) $(SHARDS)/merged.safetensors
+	python3 scripts/same-tensors.py $(SHARDS)/whole.safetensors $(SHARDS)/merged.safetensors
+	cmp $(SHARDS)/whole_rows.csv $(SHARDS)/merged_rows.csv
+	@echo "shards: $(N) shards merged = the unsharded run ($(SHARDS))" >&2
+
 $(BIN)/%:
 	cargo build --release --locked --bin $*
