@@ -221,102 +221,10 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
     );
     let layers = match &opts.source {
         Source::Pair { base, tuned, shift } => {
-            // One after the other: the reader maps each file while copying it out, so
-            // reading both at once would double the peak memory for a few milliseconds saved.
-            let mut base_f = read(base, &opts.layers)?;
-            let mut tuned_f = read(tuned, &opts.layers)?;
-            check_same_prompts(&base_f, &tuned_f)?;
-            if let Some(h) = base_f.metadata.get(PROMPT_IDS_HASH) {
-                metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
-            }
-            metadata.insert("base".into(), base.display().to_string());
-            metadata.insert("tuned".into(), tuned.display().to_string());
-            metadata.insert(
-                "shift".into(),
-                match shift {
-                    ShiftMode::Identity => "identity (tuned - base)",
-                    ShiftMode::Lstsq => "lstsq (X W - X, W = min-norm lstsq(X, Y))",
-                }
-                .into(),
-            );
-            let layers = pair_layers(opts, &base_f, &tuned_f)?;
-            for &layer in &layers {
-                let (n, d) = layer_shape(&base_f, layer)?;
-                let (nt, dt) = layer_shape(&tuned_f, layer)?;
-                if (n, d) != (nt, dt) {
-                    bail!(
-                        "layer {layer}: {} tensor '{name}' is [{n}, {d}] but {} tensor '{name}' \
-                         is [{nt}, {dt}]; the shift needs the same prompts and hidden size in both",
-                        base_f.path,
-                        tuned_f.path,
-                        name = resid_name(layer)
-                    );
-                }
-            }
-            let items: Vec<(usize, Tensor, Tensor)> = layers
-                .iter()
-                .map(|&l| (l, take(&mut base_f, l), take(&mut tuned_f, l)))
-                .collect();
-            let paths = (base_f.path, tuned_f.path);
-            for_each_layer(items, |(layer, xb, yt)| {
-                let d = pair_shift(layer, (&paths.0, xb), (&paths.1, yt), *shift)?;
-                decompose(layer, d, opts)
-            })?
+            pair_results(opts, (base, tuned, *shift), &mut metadata)?
         }
         Source::Contrast { acts, rows, by } => {
-            let mut acts_f = read(acts, &opts.layers)?;
-            let table = PromptTable::read(rows)?;
-            if table.is_empty() {
-                bail!(
-                    "{}: no rows (a header only), expected one prompt row per activation row \
-                     of {}",
-                    table.path,
-                    acts_f.path
-                );
-            }
-            check_prompts_match(&acts_f, &table)?;
-            if let Some(h) = acts_f.metadata.get(PROMPT_IDS_HASH) {
-                metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
-            }
-            metadata.insert("acts".into(), acts.display().to_string());
-            metadata.insert("rows".into(), rows.display().to_string());
-            metadata.insert(
-                "shift".into(),
-                format!("contrast (harmful - mean harmless, by column '{by}')"),
-            );
-            let labels = contrast_labels(&table, by)?;
-            let available = nonempty_layers(&acts_f)?;
-            let layers = opts
-                .layers
-                .resolve_available(&available)
-                .with_context(|| format!("--layers {} in {}", opts.layers, acts_f.path))?;
-            for &layer in &layers {
-                let (n, _) = layer_shape(&acts_f, layer)?;
-                if n != labels.len() {
-                    bail!(
-                        "{}: tensor '{}' has {n} rows but {} has {} prompt rows",
-                        acts_f.path,
-                        resid_name(layer),
-                        table.path,
-                        labels.len()
-                    );
-                }
-            }
-            let items: Vec<(usize, Tensor)> =
-                layers.iter().map(|&l| (l, take(&mut acts_f, l))).collect();
-            let path = acts_f.path;
-            for_each_layer(items, |(layer, t)| {
-                let (n, d) = (t.shape[0], t.shape[1]);
-                let d = match values(&t) {
-                    Values::F32(v) => contrast_shift(n, d, v, &labels),
-                    Values::F64(v) => contrast_shift(n, d, v, &labels),
-                }
-                .map_err(|e| {
-                    anyhow!("layer {layer}: {path}: tensor '{}': {e}", resid_name(layer))
-                })?;
-                drop(t);
-                decompose(layer, d, opts)
-            })?
+            contrast_results(opts, (acts, rows, by), &mut metadata)?
         }
     };
     metadata.insert(
@@ -329,6 +237,113 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
     );
     notes(&layers, opts.k);
     Ok(Outcome { layers, metadata })
+}
+
+/// The layers of a base/tuned pair (`D = tuned - base`, or lstsq).
+fn pair_results(
+    opts: &Options,
+    (base, tuned, shift): (&Path, &Path, ShiftMode),
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Vec<LayerResult>> {
+    // One after the other: the reader maps each file while copying it out, so
+    // reading both at once would double the peak memory for a few milliseconds saved.
+    let mut base_f = read(base, &opts.layers)?;
+    let mut tuned_f = read(tuned, &opts.layers)?;
+    check_same_prompts(&base_f, &tuned_f)?;
+    if let Some(h) = base_f.metadata.get(PROMPT_IDS_HASH) {
+        metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
+    }
+    metadata.insert("base".into(), base.display().to_string());
+    metadata.insert("tuned".into(), tuned.display().to_string());
+    metadata.insert(
+        "shift".into(),
+        match shift {
+            ShiftMode::Identity => "identity (tuned - base)",
+            ShiftMode::Lstsq => "lstsq (X W - X, W = min-norm lstsq(X, Y))",
+        }
+        .into(),
+    );
+    let layers = pair_layers(opts, &base_f, &tuned_f)?;
+    for &layer in &layers {
+        let (n, d) = layer_shape(&base_f, layer)?;
+        let (nt, dt) = layer_shape(&tuned_f, layer)?;
+        if (n, d) != (nt, dt) {
+            bail!(
+                "layer {layer}: {} tensor '{name}' is [{n}, {d}] but {} tensor '{name}' \
+                 is [{nt}, {dt}]; the shift needs the same prompts and hidden size in both",
+                base_f.path,
+                tuned_f.path,
+                name = resid_name(layer)
+            );
+        }
+    }
+    let items: Vec<(usize, Tensor, Tensor)> = layers
+        .iter()
+        .map(|&l| (l, take(&mut base_f, l), take(&mut tuned_f, l)))
+        .collect();
+    let paths = (base_f.path, tuned_f.path);
+    for_each_layer(items, |(layer, xb, yt)| {
+        let d = pair_shift(layer, (&paths.0, xb), (&paths.1, yt), shift)?;
+        decompose(layer, d, opts)
+    })
+}
+
+/// The layers of one model's harmful rows against the mean of its harmless rows.
+fn contrast_results(
+    opts: &Options,
+    (acts, rows, by): (&Path, &Path, &str),
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Vec<LayerResult>> {
+    let mut acts_f = read(acts, &opts.layers)?;
+    let table = PromptTable::read(rows)?;
+    if table.is_empty() {
+        bail!(
+            "{}: no rows (a header only), expected one prompt row per activation row \
+             of {}",
+            table.path,
+            acts_f.path
+        );
+    }
+    check_prompts_match(&acts_f, &table)?;
+    if let Some(h) = acts_f.metadata.get(PROMPT_IDS_HASH) {
+        metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
+    }
+    metadata.insert("acts".into(), acts.display().to_string());
+    metadata.insert("rows".into(), rows.display().to_string());
+    metadata.insert(
+        "shift".into(),
+        format!("contrast (harmful - mean harmless, by column '{by}')"),
+    );
+    let labels = contrast_labels(&table, by)?;
+    let available = nonempty_layers(&acts_f)?;
+    let layers = opts
+        .layers
+        .resolve_available(&available)
+        .with_context(|| format!("--layers {} in {}", opts.layers, acts_f.path))?;
+    for &layer in &layers {
+        let (n, _) = layer_shape(&acts_f, layer)?;
+        if n != labels.len() {
+            bail!(
+                "{}: tensor '{}' has {n} rows but {} has {} prompt rows",
+                acts_f.path,
+                resid_name(layer),
+                table.path,
+                labels.len()
+            );
+        }
+    }
+    let items: Vec<(usize, Tensor)> = layers.iter().map(|&l| (l, take(&mut acts_f, l))).collect();
+    let path = acts_f.path;
+    for_each_layer(items, |(layer, t)| {
+        let (n, d) = (t.shape[0], t.shape[1]);
+        let d = match values(&t) {
+            Values::F32(v) => contrast_shift(n, d, v, &labels),
+            Values::F64(v) => contrast_shift(n, d, v, &labels),
+        }
+        .map_err(|e| anyhow!("layer {layer}: {path}: tensor '{}': {e}", resid_name(layer)))?;
+        drop(t);
+        decompose(layer, d, opts)
+    })
 }
 
 /// Runs `work` on every item (one layer each), one layer per rayon thread. Each
