@@ -384,10 +384,10 @@ fn missing_file_and_unknown_extension() {
         Format::from_path(Path::new("X.SafeTensors")).unwrap(),
         Format::Safetensors
     );
-    assert_eq!(Format::from_path(Path::new("-")).unwrap(), Format::Npy);
+    // A pipe defaults to safetensors (issue 11 §5; tests/pipes.rs).
     assert_eq!(
-        TensorFile::read_as(Path::new("-"), Format::Safetensors).unwrap_err().to_string(),
-        "<stdin>: safetensors needs a real file path; '-' (stdin/stdout) works only for .npy and CSV"
+        Format::from_path(Path::new("-")).unwrap(),
+        Format::Safetensors
     );
     assert_eq!("npz".parse::<Format>().unwrap(), Format::Npz);
 }

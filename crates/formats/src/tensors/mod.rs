@@ -11,10 +11,18 @@
 //!   a `uint8` array named `__metadata__` holding its JSON bytes (`np.load(f)["__metadata__"]
 //!   .tobytes()` gives it back); [`TensorFile::read`] parses it back into
 //!   [`TensorFile::metadata`]. Compressed `.npz` (`np.savez_compressed`) is read too.
-//! - **npy** (`.npy`, and `-` for stdin/stdout): exactly one tensor; metadata has nowhere to
+//! - **npy** (`.npy`): exactly one tensor; metadata has nowhere to
 //!   go and is dropped on write. On read a 2-D array becomes `resid.0`, a 3-D `[L, n, d]`
 //!   array becomes `resid.0` .. `resid.{L-1}` (one `[n, d]` tensor per layer), and any other
 //!   rank becomes `arr_0` (numpy's own default name).
+//!
+//! # Pipes
+//! `-` (stdin/stdout) and other non-regular files (FIFOs, `/dev/stdout`, `<(...)`) work for
+//! every format. Written to a pipe, a file is safetensors unless the caller picks another
+//! format ([`TensorFile::write_as`]; a known extension on a FIFO also picks it): the
+//! serializers compute every offset before the first byte, so none needs to seek. Read from
+//! a pipe, the bytes are buffered and the format is sniffed from the magic bytes
+//! ([`sniff`]: `\x93NUMPY`, `PK\x03\x04`, or a safetensors length prefix followed by `{`).
 //!
 //! On read, f32/f16/bf16 become [`TensorData::F32`], f64 stays [`TensorData::F64`], and
 //! every integer type becomes [`TensorData::I64`]. Big-endian and Fortran-order `.npy`
@@ -291,11 +299,13 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a path's extension names (case-insensitive); `-` (stdin/stdout) is
-    /// [`Format::Npy`], the one tensor format that streams.
+    /// The format a path's extension names (case-insensitive); `-` (stdin/stdout), and a
+    /// non-regular file (a FIFO, `/dev/stdout`) without a known extension, are
+    /// [`Format::Safetensors`], the pipe default (a piped input's format is sniffed instead,
+    /// see the module docs).
     pub fn from_path(path: &Path) -> Result<Format, Error> {
         if is_dash(path) {
-            return Ok(Format::Npy);
+            return Ok(Format::Safetensors);
         }
         let ext = path
             .extension()
@@ -305,6 +315,7 @@ impl Format {
             "safetensors" | "st" => Ok(Format::Safetensors),
             "npz" => Ok(Format::Npz),
             "npy" => Ok(Format::Npy),
+            _ if is_stream(path) => Ok(Format::Safetensors),
             _ => Err(Error::UnknownFormat {
                 path: path.display().to_string(),
                 found: ext,
@@ -344,6 +355,60 @@ impl FromStr for Format {
     }
 }
 
+/// The format of a tensor file's bytes, from its magic: `\x93NUMPY` (npy), a zip local
+/// header or empty-archive record (npz), or an 8-byte little-endian header length that fits
+/// the bytes followed by `{` (safetensors). None when it is none of them.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    if bytes.starts_with(b"\x93NUMPY") {
+        return Some(Format::Npy);
+    }
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return Some(Format::Npz);
+    }
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let fits = n >= 2 && n <= bytes.len() as u64 - 8;
+    (fits && bytes.get(8) == Some(&b'{')).then_some(Format::Safetensors)
+}
+
+/// `-`, or an existing file that is not a regular file (a FIFO, a character device, a
+/// process substitution): read whole and sniffed, written without a temporary file.
+fn is_stream(path: &Path) -> bool {
+    is_dash(path) || std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+fn read_stream(label: &str, path: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if is_dash(path) {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(label, "cannot read", e))?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| Error::io(label, "cannot read", e))?;
+    }
+    Ok(bytes)
+}
+
+fn not_a_tensor_file(label: &str, bytes: &[u8]) -> Error {
+    let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Error::corrupt(
+        label,
+        format!(
+            "not a tensor file: expected safetensors, .npz or .npy magic bytes, found {} \
+             ({} bytes in all)",
+            if head.is_empty() {
+                "nothing".to_string()
+            } else {
+                head.join(" ")
+            },
+            bytes.len()
+        ),
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Files.
 
@@ -373,35 +438,31 @@ impl TensorFile {
         self.tensors.insert(name.into(), tensor)
     }
 
-    /// Reads a tensor file, its format chosen by extension (`-` = a `.npy` on stdin).
+    /// Reads a tensor file, its format chosen by extension; from `-` (stdin) or another
+    /// pipe, by its magic bytes ([`sniff`]).
     pub fn read(path: &Path) -> Result<Self, Error> {
         check_not_folder(path)?;
+        if is_stream(path) {
+            let label = in_label(path);
+            let bytes = read_stream(&label, path)?;
+            let format = sniff(&bytes).ok_or_else(|| not_a_tensor_file(&label, &bytes))?;
+            return Self::parse(label, format, &bytes);
+        }
         Self::read_as(path, Format::from_path(path)?)
     }
 
-    /// Reads a tensor file in the given format, whatever its extension.
+    /// Reads a tensor file in the given format, whatever its extension (or, from a pipe,
+    /// its magic bytes).
     pub fn read_as(path: &Path, format: Format) -> Result<Self, Error> {
         let label = in_label(path);
         check_not_folder(path)?;
+        if is_stream(path) {
+            let bytes = read_stream(&label, path)?;
+            return Self::parse(label, format, &bytes);
+        }
         let (tensors, metadata) = match format {
-            Format::Safetensors => {
-                if is_dash(path) {
-                    return Err(Error::NeedsPath {
-                        path: label,
-                        format: "safetensors",
-                    });
-                }
-                st::read(&label, path)?
-            }
-            Format::Npz => {
-                if is_dash(path) {
-                    return Err(Error::NeedsPath {
-                        path: label,
-                        format: "npz",
-                    });
-                }
-                npz::read(&label, path)?
-            }
+            Format::Safetensors => st::read(&label, path)?,
+            Format::Npz => npz::read(&label, path)?,
             Format::Npy => (npy::read_file(&label, path)?, BTreeMap::new()),
         };
         Ok(TensorFile {
@@ -411,8 +472,33 @@ impl TensorFile {
         })
     }
 
-    /// Writes atomically in the format the extension names (`-` = `.npy` to stdout); the
-    /// bytes depend only on the contents (see the module docs).
+    /// A file from bytes already in memory.
+    fn parse(label: String, format: Format, bytes: &[u8]) -> Result<Self, Error> {
+        let (tensors, metadata) = match format {
+            Format::Safetensors => {
+                if bytes.len() < 8 {
+                    return Err(Error::corrupt(
+                        &label,
+                        format!(
+                            "{} bytes, too short for a safetensors header (8-byte length prefix)",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                st::parse(&label, bytes)?
+            }
+            Format::Npz => npz::read_bytes(&label, bytes)?,
+            Format::Npy => (npy::read_bytes(&label, bytes)?, BTreeMap::new()),
+        };
+        Ok(TensorFile {
+            path: label,
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Writes atomically in the format the extension names (`-` = safetensors to stdout);
+    /// the bytes depend only on the contents (see the module docs).
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         self.write_as(path, Format::from_path(path)?)
     }
@@ -435,22 +521,10 @@ impl TensorFile {
         let label = out_label(path);
         match format {
             Format::Safetensors => {
-                if is_dash(path) {
-                    return Err(Error::NeedsPath {
-                        path: label,
-                        format: "safetensors",
-                    });
-                }
                 let header = st::header(&label, self)?;
                 outs.stage(path, |w| st::write(w, &header, self))
             }
             Format::Npz => {
-                if is_dash(path) {
-                    return Err(Error::NeedsPath {
-                        path: label,
-                        format: "npz",
-                    });
-                }
                 let plan = npz::plan(&label, self)?;
                 outs.stage(path, |w| npz::write(w, &plan))
             }

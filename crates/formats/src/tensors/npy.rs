@@ -27,6 +27,11 @@ pub(super) fn read_file(label: &str, path: &Path) -> Result<BTreeMap<String, Ten
     Ok(name_single(t))
 }
 
+/// One `.npy` already in memory (read from a pipe), named per the module docs.
+pub(super) fn read_bytes(label: &str, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, Error> {
+    Ok(name_single(parse(label, None, bytes)?))
+}
+
 /// 2-D -> `resid.0`; 3-D `[L, n, d]` -> `resid.0..L-1`; anything else -> `arr_0`.
 fn name_single(t: Tensor) -> BTreeMap<String, Tensor> {
     let mut out = BTreeMap::new();

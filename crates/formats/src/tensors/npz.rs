@@ -14,7 +14,16 @@ type Parsed = (BTreeMap<String, Tensor>, BTreeMap<String, String>);
 pub(super) fn read(label: &str, path: &Path) -> Result<Parsed, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(label, "cannot open", e))?;
     let file_len = file.metadata().map_or(0, |m| m.len());
-    let mut zip = npyz::zip::ZipArchive::new(io::BufReader::new(file))
+    read_from(label, io::BufReader::new(file), file_len)
+}
+
+/// An archive already in memory (read from a pipe).
+pub(super) fn read_bytes(label: &str, bytes: &[u8]) -> Result<Parsed, Error> {
+    read_from(label, io::Cursor::new(bytes), bytes.len() as u64)
+}
+
+fn read_from<R: io::Read + io::Seek>(label: &str, r: R, file_len: u64) -> Result<Parsed, Error> {
+    let mut zip = npyz::zip::ZipArchive::new(r)
         .map_err(|e| Error::corrupt(label, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut tensors = BTreeMap::new();
     let mut metadata = BTreeMap::new();
