@@ -91,11 +91,14 @@ pub struct Options {
     pub format: PromptFormat,
 }
 
+/// Source layer, target layer, and their directions.
+type LayerPair = (usize, usize, Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 struct Inputs {
     table: PromptTable,
     rows: Vec<usize>,
     cats: Vec<String>,
-    pairs: Vec<(usize, usize, Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    pairs: Vec<LayerPair>,
 }
 
 fn check_args(o: &Options) -> Result<()> {

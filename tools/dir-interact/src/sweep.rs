@@ -180,13 +180,16 @@ struct Measured {
     ppl: Option<f64>,
 }
 
+/// Prompt and answer token ids of the benign rows.
+type Benign = (Vec<Vec<u32>>, Vec<Vec<u32>>);
+
 struct Study {
     model: Model,
     table: PromptTable,
     rows: Vec<usize>,
     cats: Vec<String>,
     seqs: Vec<Vec<u32>>,
-    benign: Option<(Vec<Vec<u32>>, Vec<Vec<u32>>)>,
+    benign: Option<Benign>,
     refusal: RefusalTokens,
     readout: (usize, Vec<f32>),
     comps: TensorFile,
@@ -324,11 +327,7 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
 }
 
 /// Prompt and answer token ids of the benign rows of a generate output CSV.
-fn read_benign(
-    model: &Model,
-    path: &std::path::Path,
-    fmt: &PromptFormat,
-) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+fn read_benign(model: &Model, path: &std::path::Path, fmt: &PromptFormat) -> Result<Benign> {
     let t = PromptTable::read(path)?;
     if t.column("response").is_none() {
         bail!(
