@@ -214,6 +214,24 @@ fn first_per_category(table: &PromptTable, n: usize, path: &Path) -> Result<Prom
     Ok(table.select(&keep))
 }
 
+/// A label-friendly form of a token: trimmed, with a whitespace-only token shown by escapes
+/// (`\n`, `\t`, `␣` for spaces) rather than as an empty string.
+fn visible(token: &str) -> String {
+    let t = token.trim();
+    if !t.is_empty() {
+        return t.to_string();
+    }
+    token
+        .chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\t' => "\\t".to_string(),
+            ' ' => "␣".to_string(),
+            c => c.escape_unicode().to_string(),
+        })
+        .collect()
+}
+
 /// A token as a reader sees it (decoded, not the byte-level `Ġ` form).
 fn token_string(tok: &hd_lm::Tokenizer, id: u32) -> String {
     tok.decode(&[id], false)
@@ -417,7 +435,7 @@ impl Report<'_> {
                 .iter()
                 .filter(|t| t.top)
                 .take(5)
-                .map(|t| format!("'{}'", t.token.trim()))
+                .map(|t| format!("'{}'", visible(&t.token)))
                 .collect();
             let mut suggested = words.join(" ");
             if !info[2].is_empty() {
@@ -461,6 +479,13 @@ fn top_csv(o: &Options, tops: &[Vec<hd_analysis::tokens::TopToken>]) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_tokens_stay_visible() {
+        assert_eq!(visible(" the"), "the");
+        assert_eq!(visible("\n\n"), "\\n\\n");
+        assert_eq!(visible(" "), "␣");
+    }
 
     #[test]
     fn component_lists() {
