@@ -48,8 +48,10 @@ pub struct DumpOptions {
     pub model: PathBuf,
     /// Prompt CSV.
     pub prompts: PathBuf,
-    /// Activation file (.safetensors, .npz, .npy).
+    /// Activation file (.safetensors, .npz, .npy; `-` for stdout).
     pub out: PathBuf,
+    /// Format of `out`, instead of the one its extension (or a pipe) implies.
+    pub out_format: Option<Format>,
     /// Optional rows CSV.
     pub rows: Option<PathBuf>,
     /// Layers to dump.
@@ -91,7 +93,10 @@ fn check_before_load(o: &DumpOptions) -> Result<(Vec<usize>, Outputs)> {
         .output("--out", &o.out)
         .output_opt("--rows", o.rows.as_deref())
         .check()?;
-    let format = Format::from_path(&o.out)?;
+    let format = match o.out_format {
+        Some(f) => f,
+        None => Format::from_path(&o.out)?,
+    };
     if o.refusal_tokens.split(',').all(|w| w.trim().is_empty()) {
         return Err(hd_cli::usage(format!(
             "--refusal-tokens '{}': no tokens, expected comma-separated strings like '{}'",
@@ -181,6 +186,15 @@ fn check_finite_batch(
 }
 
 /// Runs the dump.
+/// Stages the activation file in `--format` when given, else as its path implies.
+fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &DumpOptions) -> Result<()> {
+    match o.out_format {
+        Some(f) => file.stage_as(outs, &o.out, f)?,
+        None => file.stage(outs, &o.out)?,
+    }
+    Ok(())
+}
+
 pub fn dump(o: &DumpOptions) -> Result<()> {
     let (layers, mut outs) = check_before_load(o)?;
     let table = PromptTable::read(&o.prompts)?;
@@ -257,10 +271,10 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
                     .to_string(),
             );
         }
-        file.stage(&mut outs, &o.out)?;
+        stage_out(&file, &mut outs, o)?;
         outs.stage(r, |w| w.write_all(&bytes))?;
     } else {
-        file.stage(&mut outs, &o.out)?;
+        stage_out(&file, &mut outs, o)?;
     }
     outs.commit()?;
     tracing::debug!(

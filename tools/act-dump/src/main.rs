@@ -1,6 +1,7 @@
 use act_dump::{dump, merge, parse_positions, DumpOptions, Shard, DEFAULT_REFUSAL_TOKENS};
 use clap::{Parser, Subcommand};
 use hd_cli::{ChatArgs, DeviceArgs, LayerArgs, LogArgs};
+use hd_formats::tensors::Format;
 use hd_lm::{Positions, PromptFormat};
 use std::path::PathBuf;
 
@@ -24,9 +25,12 @@ struct Args {
     /// Prompt CSV with columns id, prompt ('-' for stdin).
     #[arg(long, required = true, value_name = "CSV")]
     prompts: Option<PathBuf>,
-    /// Activation file to write.
+    /// Activation file to write ('-' for stdout: safetensors unless --format says otherwise).
     #[arg(long, required = true, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Format of --out, instead of its extension (or of safetensors on a pipe).
+    #[arg(long, value_name = "safetensors|npz|npy")]
+    format: Option<Format>,
     /// Also write the prompt rows plus n_tokens, top1_id, top1_token, top1_logprob, refusal_score.
     #[arg(long, value_name = "CSV")]
     rows: Option<PathBuf>,
@@ -78,6 +82,7 @@ fn main() -> std::process::ExitCode {
             model: a.model.expect("required"),
             prompts: a.prompts.expect("required"),
             out: a.out.expect("required"),
+            out_format: a.format,
             rows: a.rows,
             layers: a.layers.layers,
             positions: a.positions,

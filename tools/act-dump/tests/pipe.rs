@@ -150,3 +150,77 @@ fn act_dump_piped_into_shift_svd_equals_going_through_a_file() {
     .unwrap();
     same_tensors(&rd("acts.safetensors"), &s, &[]);
 }
+
+#[test]
+fn format_overrides_the_pipe_default_and_a_piped_npz_is_sniffed() {
+    let (Some(model), Some(svd)) = (model(), shift_svd()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.csv"), PROMPTS).unwrap();
+    let mut producer = Command::new(env!("CARGO_BIN_EXE_act-dump"))
+        .current_dir(d)
+        .arg("--model")
+        .arg(&model)
+        .args([
+            "--prompts",
+            "p.csv",
+            "--batch-size",
+            "4",
+            "-q",
+            "--out",
+            "-",
+            "--format",
+            "npz",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // shift-svd sniffs the npz on its stdin and writes npz to its stdout.
+    let out = Command::new(&svd)
+        .current_dir(d)
+        .args([
+            "--contrast",
+            "-",
+            "--rows",
+            "p.csv",
+            "--by",
+            "label",
+            "--k",
+            "3",
+            "-q",
+        ])
+        .args(["--out", "-", "--format", "npz"])
+        .stdin(producer.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        hd_formats::tensors::sniff(&out.stdout),
+        Some(hd_formats::tensors::Format::Npz)
+    );
+    std::fs::write(d.join("c.npz"), &out.stdout).unwrap();
+    let c = TensorFile::read(&d.join("c.npz")).unwrap();
+    assert!(c.tensors.contains_key("components.14"));
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_act-dump"))
+        .args([
+            "--model",
+            "m",
+            "--prompts",
+            "p.csv",
+            "--out",
+            "-",
+            "--format",
+            "pt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -45,6 +45,9 @@ pub struct Args {
     /// Components file to write (.safetensors or .npz).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Format of --out, instead of its extension (or of safetensors on a pipe, '-').
+    #[arg(long, value_name = "safetensors|npz")]
+    format: Option<hd_formats::tensors::Format>,
     /// Write layer,component,singular_value,explained_ratio,cumulative.
     #[arg(long, value_name = "CSV")]
     spectrum: Option<PathBuf>,
@@ -113,6 +116,7 @@ impl Args {
         Options {
             source,
             out: a.out,
+            out_format: a.format,
             spectrum: a.spectrum,
             rank: a.rank,
             alignment: a.alignment,

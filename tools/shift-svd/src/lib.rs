@@ -107,8 +107,10 @@ pub enum Source {
 pub struct Options {
     /// Input.
     pub source: Source,
-    /// Components file (`.safetensors` or `.npz`).
+    /// Components file (`.safetensors` or `.npz`; `-` for stdout).
     pub out: PathBuf,
+    /// Format of `out`, instead of the one its extension (or a pipe) implies.
+    pub out_format: Option<Format>,
     /// `spectrum.csv`, if wanted.
     pub spectrum: Option<PathBuf>,
     /// `rank.csv`, if wanted.
@@ -190,11 +192,19 @@ pub fn output_set(opts: &Options) -> Outputs {
         .output_opt("--alignment", opts.alignment.as_deref())
 }
 
+/// `--format` when given, else what the path implies.
+fn out_format(opts: &Options) -> Result<Format> {
+    Ok(match opts.out_format {
+        Some(f) => f,
+        None => Format::from_path(&opts.out)?,
+    })
+}
+
 /// Fails fast on options that would only fail after the work: an output that is an input or
 /// another output (usage error), output format, `τ` range.
 pub fn check_options(opts: &Options) -> Result<()> {
     output_set(opts).check()?;
-    match Format::from_path(&opts.out)? {
+    match out_format(opts)? {
         Format::Safetensors | Format::Npz => {}
         Format::Npy => bail!(
             "--out {}: a components file holds several tensors; use .safetensors or .npz",
@@ -737,7 +747,7 @@ pub fn write_outputs(opts: &Options, outcome: &Outcome) -> Result<()> {
         csvs.push((p, alignment_csv(outcome)));
     }
     let mut outs = Outputs::new();
-    file.stage(&mut outs, &opts.out)?;
+    file.stage_as(&mut outs, &opts.out, out_format(opts)?)?;
     for (path, text) in csvs {
         outs.stage(path, |w| w.write_all(text.as_bytes()))?;
     }
