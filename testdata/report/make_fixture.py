@@ -111,7 +111,7 @@ def tokens():
         for pid in ["te-roleplay-0", "te-hypothetical-1"]:
             for pos, w in enumerate(words):
                 rel = math.sin(pos * k + len(pid))
-                rows.append([pid, k, 20 + pos, 1000 + pos, w, f6(rel), f6(rel * 3), f6(rel / 2)])
+                rows.append([pid, f"L4-C{k}", 20 + pos, 1000 + pos, w, f6(rel), f6(rel * 3), f6(rel / 2)])
     write("label/tokens/tokens.csv",
           ["id", "component", "position", "token_id", "token", "relevance", "raw_relevance",
            "projection"], rows)

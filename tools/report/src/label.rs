@@ -270,15 +270,15 @@ fn labels_by_component(t: &Table) -> Result<BTreeMap<String, String>, Error> {
     );
     let mut m = BTreeMap::new();
     for r in 0..t.rows.len() {
-        m.insert(
-            t.cell(r, c).to_string(),
-            format!(
-                "{}: {} (top tokens: {})",
-                t.cell(r, name),
-                t.cell(r, label),
-                t.cell(r, top)
-            ),
+        let text = format!(
+            "{}: {} (top tokens: {})",
+            t.cell(r, name),
+            t.cell(r, label),
+            t.cell(r, top)
         );
+        // tokens.csv may name a component by number or by `L{l}-C{k}`: key by both.
+        m.insert(t.cell(r, name).to_string(), text.clone());
+        m.insert(t.cell(r, c).to_string(), text);
     }
     Ok(m)
 }

@@ -109,6 +109,12 @@ fn every_figure_is_written_and_inlined() {
     );
     assert!(!html.contains("https://"));
     assert!(html.contains("&lt;b&gt;"));
+    // Token highlights carry labels.csv's suggested label (tokens.csv names components
+    // L{l}-C{k}, labels.csv has both the number and the name).
+    assert!(
+        html.contains("component L4-C2 — L4-C2: role-play"),
+        "token highlights"
+    );
     assert_eq!(figures_json(dir.path()).len(), FIGURES.len());
 }
 
