@@ -22,7 +22,14 @@ for s in "$@"; do
   printf '%s\t%s\t%s\n' "$name" "$(elapsed "$start" "$end")" "$target" >> "$tmp"
 done
 printf 'total\t%s\t\n' "$(elapsed "$total_start" "$(date +%s.%N)")" >> "$tmp"
-mv "$tmp" "$times"
-trap - EXIT
 echo "stage times (s):" >&2
-column -t -s $'\t' < "$times" >&2
+column -t -s $'\t' < "$tmp" >&2
+# `make -n demo` still runs this script (its recipe names $(MAKE)); the sub-makes only print,
+# so keep the times of the last real run.
+first=${MAKEFLAGS:-}
+first=${first%% *}
+if [[ "$first" != -* && "$first" == *n* ]]; then
+  echo "(dry run: $times left as it was)" >&2
+else
+  mv "$tmp" "$times"
+fi
