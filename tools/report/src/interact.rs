@@ -61,6 +61,54 @@ pub fn relevance_heatmap(t: &Table, target: usize) -> Result<Option<Heatmap>, Er
     }))
 }
 
+/// The deepest target layer of relevance.csv.
+pub fn last_target_layer(t: &Table) -> Result<Option<usize>, Error> {
+    let tl = t.col("target_layer")?;
+    let mut last = None;
+    for r in 0..t.rows.len() {
+        last = last.max(Some(t.int(r, tl)?));
+    }
+    Ok(last)
+}
+
+/// Heatmaps at the chosen layer and at the last layer pair (the paper: late layers are
+/// diagonal-dominant, each component feeding its own successor).
+fn relevance_figures(t: &Table, layer: usize) -> Result<Vec<Item>, Error> {
+    let paper = [
+        ("L13-C3 → L14-C4", "1.178"),
+        ("L13-C2 → L14-C2", "0.669"),
+        ("late layers", "diagonal 0.5–0.8"),
+    ];
+    let Some(h) = relevance_heatmap(t, layer)? else {
+        return Ok(vec![Item::Html(
+            "<p class=\"note\">relevance.csv has no rows of category all.</p>".into(),
+        )]);
+    };
+    let mut items = vec![fig(
+        "relevance",
+        "How components of one layer feed the next (relevance, all prompts)",
+        "Mean relevance R(k→j) = z_k (v_k·g) of each source component for each target \
+         component at the last prompt token. Off-diagonal red cells are earlier secondary \
+         directions promoting a later one; blue cells suppress it.",
+        &paper,
+        Plot::Heatmap(h.clone()),
+    )];
+    if let Some(last) = last_target_layer(t)? {
+        match relevance_heatmap(t, last)? {
+            Some(late) if late != h => items.push(fig(
+                "relevance-late",
+                "The same between the last two layers",
+                "Late in the network each component mostly feeds its own successor (a strong \
+                 diagonal): the directions are already formed and only carried forward.",
+                &paper[2..],
+                Plot::Heatmap(late),
+            )),
+            _ => {}
+        }
+    }
+    Ok(items)
+}
+
 /// Parses `L{l}-C{k}`.
 pub fn parse_component(s: &str) -> Option<(usize, usize)> {
     let rest = s.strip_prefix('L')?;
@@ -105,24 +153,7 @@ fn fig(id: &str, title: &str, caption: &str, paper: &[(&str, &str)], plot: Plot)
 pub fn interact_section(run: &Run) -> Result<Vec<Item>, Error> {
     let mut items = Vec::new();
     match run.table(layout::RELEVANCE)? {
-        Some(t) => match relevance_heatmap(&t, run.layer)? {
-            Some(h) => items.push(fig(
-                "relevance",
-                "How components of one layer feed the next (relevance, all prompts)",
-                "Mean relevance R(k→j) = z_k (v_k·g) of each source component for each target \
-                 component at the last prompt token. Off-diagonal red cells are earlier \
-                 secondary directions promoting a later one; blue cells suppress it.",
-                &[
-                    ("L13-C3 → L14-C4", "1.178"),
-                    ("L13-C2 → L14-C2", "0.669"),
-                    ("late layers", "diagonal 0.5–0.8"),
-                ],
-                Plot::Heatmap(h),
-            )),
-            None => items.push(Item::Html(
-                "<p class=\"note\">relevance.csv has no rows of category all.</p>".into(),
-            )),
-        },
+        Some(t) => items.extend(relevance_figures(&t, run.layer)?),
         None => items.push(run.missing("component relevance between layers", layout::RELEVANCE)),
     }
     match run.table(layout::EDGES)? {

@@ -25,7 +25,7 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> Output {
         .expect("runs")
 }
 
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 12] = [
     "refusal",
     "heldout",
     "rank",
@@ -34,6 +34,7 @@ const FIGURES: [&str; 11] = [
     "accuracy",
     "categories",
     "relevance",
+    "relevance-late",
     "network",
     "intervention",
     "prune",
