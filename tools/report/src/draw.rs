@@ -119,31 +119,55 @@ fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
-fn split<DB: DrawingBackend>(
+/// The plot and, on its right, a legend column as wide as its longest entry needs (at most
+/// LEGEND_W), so short legends leave the plot more room.
+fn split<'a, DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    names: impl Iterator<Item = &'a str>,
 ) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
+    let longest = names.map(|n| n.chars().count().min(30)).max().unwrap_or(0) as u32;
+    let legend = (40 + 7 * longest).min(LEGEND_W);
     let w = root.dim_in_pixel().0;
-    root.split_horizontally(w.saturating_sub(LEGEND_W))
+    root.split_horizontally(w.saturating_sub(legend))
 }
 
-/// A category label broken at underscores and spaces into at most two lines.
-fn wrap(s: &str) -> Vec<String> {
-    if s.chars().count() <= 12 {
-        return vec![s.to_string()];
+/// A label broken into lines of at most `width` characters, at underscores and spaces where
+/// it can be, at most three lines (the last one cut with an ellipsis).
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(3);
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in s.split_inclusive(['_', ' ']) {
+        let word = word.trim_end_matches(' ');
+        if !cur.is_empty() && cur.chars().count() + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        let mut w = word.to_string();
+        while w.chars().count() > width {
+            let head: String = w.chars().take(width).collect();
+            lines.push(head);
+            w = w.chars().skip(width).collect();
+        }
+        cur.push_str(&w);
     }
-    let mid = s.len() / 2;
-    let cut = s
-        .char_indices()
-        .filter(|(_, c)| *c == '_' || *c == ' ')
-        .min_by_key(|(i, _)| i.abs_diff(mid));
-    match cut {
-        Some((i, _)) => vec![s[..i].to_string(), s[i + 1..].to_string()],
-        None => vec![s.to_string()],
+    if !cur.is_empty() {
+        lines.push(cur);
     }
+    for l in &mut lines {
+        if l.len() > 1 && l.ends_with('_') {
+            l.pop();
+        }
+    }
+    if lines.len() > 3 {
+        lines.truncate(3);
+        let last: String = lines[2].chars().take(width.saturating_sub(1)).collect();
+        lines[2] = last + "…";
+    }
+    lines
 }
 
 fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Result<(), String> {
-    let (left, right) = split(root);
+    let (left, right) = split(root, b.series.iter().map(|s| s.name.as_str()));
     let n = b.groups.len().max(1);
     let mut chart = ChartBuilder::on(&left)
         .margin(12)
@@ -177,9 +201,12 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Result<(
             }))
             .map_err(err)?;
     }
+    // About 6.5 px per character at 11 px: as many as fit under one group.
+    let group_px = (chart.backend_coord(&(1.0, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0).max(1);
+    let width = (group_px as f64 / 6.5) as usize;
     for (g, name) in b.groups.iter().enumerate() {
         let (px, py) = local(&left, chart.backend_coord(&(g as f64 + 0.5, 0.0)));
-        for (i, line) in wrap(name).into_iter().enumerate() {
+        for (i, line) in wrap(name, width).into_iter().enumerate() {
             let style = text(11).pos(Pos::new(HPos::Center, VPos::Top));
             left.draw(&Text::new(line, (px, py + 6 + 13 * i as i32), style))
                 .map_err(err)?;
@@ -189,7 +216,7 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Result<(
 }
 
 fn lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, l: &Lines) -> Result<(), String> {
-    let (left, right) = split(root);
+    let (left, right) = split(root, l.series.iter().map(|s| s.name.as_str()));
     let pts = || l.series.iter().flat_map(|s| s.points.iter().copied());
     let x0 = pts().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x1 = pts().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
@@ -317,7 +344,12 @@ pub fn diverging(v: f64, center: f64, span: f64) -> RGBColor {
 }
 
 fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, h: &Heatmap) -> Result<(), String> {
-    let (left, right) = split(root);
+    // The right column holds the colour scale and the axis names drawn under it.
+    let names = [
+        format!("rows: {}", h.row_label),
+        format!("columns: {}", h.col_label),
+    ];
+    let (left, right) = split(root, names.iter().map(String::as_str));
     let (nr, nc) = (h.rows.len().max(1), h.cols.len().max(1));
     let label_w = h.rows.iter().map(|r| r.chars().count()).max().unwrap_or(4) as u32 * 7 + 16;
     let mut chart = ChartBuilder::on(&left)
@@ -509,8 +541,14 @@ mod tests {
 
     #[test]
     fn long_labels_wrap_at_the_middle_separator() {
-        assert_eq!(wrap("raw"), vec!["raw"]);
-        assert_eq!(wrap("prefix_injection"), vec!["prefix", "injection"]);
+        assert_eq!(wrap("raw", 12), vec!["raw"]);
+        assert_eq!(wrap("prefix_injection", 12), vec!["prefix", "injection"]);
+        assert_eq!(
+            wrap("privacy_public_figure", 10),
+            vec!["privacy", "public", "figure"]
+        );
+        assert_eq!(wrap("homonyms", 5), vec!["homon", "yms"]);
+        assert_eq!(wrap("a_b_c_d_e_f", 1), vec!["a", "b", "c…"]);
         assert_eq!(tick(&3.0), "3");
         assert_eq!(tick(&0.25), "0.25");
         assert_eq!(tick(&0.0001), "1e-4");

@@ -159,38 +159,48 @@ pub fn refusal_section(run: &Run) -> Result<Vec<Item>, Error> {
 }
 
 fn heldout(run: &Run) -> Result<Vec<Item>, Error> {
-    let mut models: Vec<(&str, Rates)> = Vec::new();
-    for (name, safe, harmful) in [
-        ("base", layout::BASE_SAFE, layout::BASE_HARMFUL),
-        ("tuned (SFT)", layout::TUNED_SAFE, layout::TUNED_HARMFUL),
-    ] {
-        let mut rates = Vec::new();
-        for (set, input) in [("safe", safe), ("harmful", harmful)] {
+    let sets = [
+        (
+            "heldout-safe",
+            "Over-refusal: safe prompts that look harmful (held out)",
+            "Prompts that only sound harmful (homonyms, figurative speech, safe targets...), \
+             written for evaluation and never trained on. Tuning should leave these near 0: \
+             the height of the tuned bars is the price of safety in refusals of harmless \
+             requests.",
+            layout::BASE_SAFE,
+            layout::TUNED_SAFE,
+        ),
+        (
+            "heldout-harmful",
+            "Harmful prompts written apart from the training data (held out)",
+            "Harmful requests phrased unlike anything in training. Refusal here, next to low \
+             bars on the safe set, is what tuning learned beyond surface cues.",
+            layout::BASE_HARMFUL,
+            layout::TUNED_HARMFUL,
+        ),
+    ];
+    let mut items = Vec::new();
+    for (id, title, caption, base, tuned) in sets {
+        let mut models: Vec<(&str, Rates)> = Vec::new();
+        for (name, input) in [("base", base), ("tuned (SFT)", tuned)] {
             if let Some(t) = run.table(input)? {
-                for (c, r, n) in refusal_by_category(&t)? {
-                    rates.push((format!("{set}: {c}"), r, n));
-                }
+                models.push((name, refusal_by_category(&t)?));
             }
         }
-        if !rates.is_empty() {
-            models.push((name, rates));
+        if models.is_empty() {
+            items.push(run.missing(title, tuned));
+            continue;
         }
+        let paper = rows(&[("OR-Bench accuracy, k = 0 → 160", "0.98 → 0.897")]);
+        items.push(figure(
+            id,
+            title,
+            caption,
+            paper,
+            Plot::Bars(rate_bars(&models)),
+        ));
     }
-    if models.is_empty() {
-        return Ok(vec![run.missing(
-            "refusal on the held-out over-refusal sets",
-            layout::TUNED_SAFE,
-        )]);
-    }
-    Ok(vec![figure(
-        "heldout",
-        "Refusal on the held-out sets (never trained on)",
-        "Safe prompts that look harmful (left) should stay answered; harmful prompts written \
-         apart from the training data (right) should be refused. The gap between the two is \
-         what tuning learned beyond surface cues.",
-        rows(&[("OR-Bench accuracy, k = 0 → 160", "0.98 → 0.897")]),
-        Plot::Bars(rate_bars(&models)),
-    )])
+    Ok(items)
 }
 
 // ---------------------------------------------------------------------------------------

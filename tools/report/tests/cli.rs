@@ -25,9 +25,10 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> Output {
         .expect("runs")
 }
 
-const FIGURES: [&str; 12] = [
+const FIGURES: [&str; 13] = [
     "refusal",
-    "heldout",
+    "heldout-safe",
+    "heldout-harmful",
     "rank",
     "spectrum",
     "rank-contrast",
