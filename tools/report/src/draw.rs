@@ -143,7 +143,9 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
             lines.push(std::mem::take(&mut cur));
         }
         let mut w = word.to_string();
-        while w.chars().count() > width {
+        // A word a little too long still fits (the width is a conservative estimate);
+        // breaking "hypothetical" into "hypothetica" + "l" helps nobody.
+        while w.chars().count() > width + 2 {
             let head: String = w.chars().take(width).collect();
             lines.push(head);
             w = w.chars().skip(width).collect();
@@ -201,9 +203,9 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Result<(
             }))
             .map_err(err)?;
     }
-    // About 6.5 px per character at 11 px: as many as fit under one group.
+    // About 6 px per character at 11 px: as many as fit under one group.
     let group_px = (chart.backend_coord(&(1.0, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0).max(1);
-    let width = (group_px as f64 / 6.5) as usize;
+    let width = (group_px as f64 / 6.0) as usize;
     for (g, name) in b.groups.iter().enumerate() {
         let (px, py) = local(&left, chart.backend_coord(&(g as f64 + 0.5, 0.0)));
         for (i, line) in wrap(name, width).into_iter().enumerate() {
