@@ -169,17 +169,6 @@ pub enum Error {
         found: String,
     },
 
-    /// `-` used with a format that needs a real file.
-    #[error(
-        "{path}: {format} needs a real file path; '-' (stdin/stdout) works only for .npy and CSV"
-    )]
-    NeedsPath {
-        /// `-`.
-        path: String,
-        /// Format name.
-        format: &'static str,
-    },
-
     /// A tensor file that is truncated or not what its extension claims.
     #[error("{path}: {message}")]
     Corrupt {
