@@ -321,7 +321,7 @@ N ?= 4
 SHARD_PROMPTS ?= $(DATA)/analysis.csv
 SHARD_MODEL ?= $(MODEL)
 SHARDS := $(RUN)/shards-$(N)
-SHARD_PARTS := $(foreach k,$(shell seq 0 $$(($(N) - 1))),$(SHARDS)/part-$(k).safetensors)
+SHARD_PARTS = $(foreach k,$(shell seq 0 $$(($(N) - 1))),$(SHARDS)/part-$(k).safetensors)
 
 $(SHARDS)/part-%.safetensors: $(SHARD_PROMPTS) | $(BIN)/act-dump
 	@mkdir -p $(@D)
