@@ -48,7 +48,10 @@ impl RefusalTokens {
 /// `log p − log(1 − p)`, `p = Σ_{t ∈ ids} exp(logprobs[t])`, clamped to
 /// `[1e-30, 1 − 1e-12]` so the score stays finite.
 pub fn score_from_logprobs(logprobs: &[f32], ids: &[u32]) -> f64 {
-    let p: f64 = ids.iter().map(|&t| (logprobs[t as usize] as f64).exp()).sum();
+    let p: f64 = ids
+        .iter()
+        .map(|&t| (logprobs[t as usize] as f64).exp())
+        .sum();
     let p = p.clamp(1e-30, 1.0 - 1e-12);
     p.ln() - (1.0 - p).ln()
 }
