@@ -160,14 +160,21 @@ pub fn write_tiny_model(
 /// SKIPPED line, or a panic when the `CI` variable is set (a broken setup must not pass).
 pub fn default_model() -> Option<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let p = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
+    present_or_skip(
+        &root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "run `make setup`",
+    )
+}
+
+/// `path` when it exists; otherwise `None` with a SKIPPED line, or a panic under `CI`.
+pub fn present_or_skip(path: &std::path::Path, hint: &str) -> Option<std::path::PathBuf> {
+    if path.exists() {
+        return Some(path.to_path_buf());
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{} not found under CI (make setup failed?)", p.display());
+        panic!("{} not found under CI ({hint})", path.display());
     }
-    eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
+    eprintln!("SKIPPED: {} not found ({hint})", path.display());
     None
 }
 
