@@ -233,10 +233,12 @@ REPORT_LAYER ?= $(LABEL_LAYER)
 # The sweep: the first-order estimate ranks C1..C$(SWEEP_K) of every layer, the best
 # SWEEP_TOP are run for real on the jailbreak and raw test prompts (first-token judge), the
 # best SWEEP_GENERATE of those also generate; baselines none, random and the tuned model's
-# difference in means.
+# difference in means at SWEEP_DIM_LAYERS (on the default study L22 breaks refusal without
+# breaking the model; L10-L18 break the model).
 SWEEP_K ?= 10
 SWEEP_TOP ?= 20
 SWEEP_GENERATE ?= 5
+SWEEP_DIM_LAYERS ?= 6,10,14,18,22
 SWEEP_FLAGS ?=
 INTERACT_FLAGS ?=
 
@@ -262,7 +264,7 @@ $(INTERACT)/sweep.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/contrast-tuned/
                        $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json | $(BIN)/dir-interact
 	$(BIN)/dir-interact sweep --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) \
-	  --generate-top $(SWEEP_GENERATE) --dim $(RUN)/contrast-tuned/svd.safetensors \
+	  --generate-top $(SWEEP_GENERATE) --dim $(RUN)/contrast-tuned/svd.safetensors --dim-layers $(SWEEP_DIM_LAYERS) \
 	  --benign-answers $(RUN)/base/test_responses.csv --out-dir $(@D) $(SWEEP_FLAGS)
 
 .PHONY: interact report
