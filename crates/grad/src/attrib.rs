@@ -15,7 +15,7 @@
 use crate::diff::{DiffModel, DiffRequest, Packed};
 use crate::error::{GradError, Result};
 use crate::ops::Rules;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 /// What to explain, per sequence, at its last position.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,8 @@ pub struct Traced<'m> {
     input: Var,
     hidden: Vec<(usize, Tensor)>,
     logits: Option<Tensor>,
+    /// Each sequence's last packed row.
+    last_rows: Vec<usize>,
 }
 
 impl std::fmt::Debug for Traced<'_> {
@@ -75,7 +77,7 @@ impl<'m> Traced<'m> {
         let packed = Packed::new(seqs);
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let start_states = if input_layer == 0 {
-            embed(model, &packed)?
+            model.embed_tokens(&packed)?
         } else {
             // Below the input layer nothing is explained: a plain forward gives h_S.
             let req = DiffRequest {
@@ -95,7 +97,7 @@ impl<'m> Traced<'m> {
             &packed,
             &DiffRequest {
                 capture: cap,
-                logit_rows: logits.then_some(last_rows),
+                logit_rows: logits.then(|| last_rows.clone()),
                 start: Some((input_layer, input.as_tensor().clone())),
                 rules,
             },
@@ -108,6 +110,7 @@ impl<'m> Traced<'m> {
             input,
             hidden: out.hidden,
             logits: out.logits,
+            last_rows,
         })
     }
 
@@ -149,11 +152,9 @@ impl<'m> Traced<'m> {
             .ok_or_else(|| GradError::Input(format!("layer {layer} was not captured")))
     }
 
-    fn last_rows(&self) -> Tensor {
-        let rows: Vec<u32> = (0..self.n_seqs())
-            .map(|i| self.packed.row(i, self.lengths[i] - 1) as u32)
-            .collect();
-        Tensor::from_vec(rows, self.n_seqs(), &cpu()).expect("a vector of the right length")
+    fn last_rows(&self) -> Result<Tensor> {
+        let rows: Vec<u32> = self.last_rows.iter().map(|&r| r as u32).collect();
+        Ok(Tensor::from_vec(rows, self.n_seqs(), &cpu())?)
     }
 
     /// The target's value per sequence (`c·h_ℓ` or the log-odds), without gradients.
@@ -173,7 +174,7 @@ impl<'m> Traced<'m> {
                     )));
                 }
                 let c = Tensor::from_vec(direction.to_vec(), (d, 1), &cpu())?;
-                Ok(h.index_select(&self.last_rows(), 0)?
+                Ok(h.index_select(&self.last_rows()?, 0)?
                     .matmul(&c)?
                     .flatten_all()?)
             }
@@ -235,17 +236,6 @@ impl<'m> Traced<'m> {
             })
             .collect())
     }
-}
-
-fn embed(model: &DiffModel, packed: &Packed) -> Result<Tensor> {
-    let vocab = model.config.vocab_size;
-    if let Some(&bad) = packed.tokens.iter().find(|&&t| t as usize >= vocab) {
-        return Err(GradError::Input(format!(
-            "token id {bad} out of range for vocabulary of {vocab}"
-        )));
-    }
-    let ids = Tensor::from_vec(packed.tokens.clone(), packed.n_rows(), &cpu())?;
-    Ok(model.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?)
 }
 
 /// `logsumexp(logits[:, ids]) − logsumexp(logits[:, others])` per row, differentiable.

@@ -425,6 +425,61 @@ impl DiffModel {
 
     /// Runs the decoder on packed sequences. See [`DiffRequest`].
     pub fn forward(&self, packed: &Packed, req: &DiffRequest) -> Result<DiffOutput> {
+        let nl = self.config.num_layers;
+        let start = self.check_request(packed, req)?;
+        let mut h = match &req.start {
+            Some((_, h)) => h.clone(),
+            None => self.embed_tokens(packed)?,
+        };
+        let wants_final = req.logit_rows.is_some() || req.capture.contains(&nl);
+        let end = if wants_final {
+            nl
+        } else {
+            req.capture
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(start)
+                .max(start)
+        };
+        let spec = AttnSpec::new(
+            packed.spans.clone(),
+            self.config.num_heads,
+            self.config.num_kv_heads,
+            self.config.head_dim,
+            &self.config.inv_freq(),
+        )?;
+        let mut hidden: Vec<(usize, Tensor)> = Vec::new();
+        let mut keep = |i: usize, h: &Tensor| {
+            if req.capture.contains(&i) && i < nl {
+                hidden.push((i, h.clone()));
+            }
+        };
+        keep(start, &h);
+        for li in start..end {
+            h = self.block(li, &h, &spec, req.rules)?;
+            keep(li + 1, &h);
+        }
+        let logits = if wants_final {
+            self.finish(&h, req, &mut hidden)?
+        } else {
+            None
+        };
+        // Capture order as requested.
+        let mut ordered = Vec::with_capacity(req.capture.len());
+        for &c in &req.capture {
+            if let Some((_, t)) = hidden.iter().find(|(i, _)| *i == c) {
+                ordered.push((c, t.clone()));
+            }
+        }
+        Ok(DiffOutput {
+            hidden: ordered,
+            logits,
+        })
+    }
+
+    /// Checks a request against the batch and the model; returns the start layer.
+    fn check_request(&self, packed: &Packed, req: &DiffRequest) -> Result<usize> {
         let cfg = &self.config;
         let nl = cfg.num_layers;
         let n = packed.n_rows();
@@ -447,95 +502,57 @@ impl DiffModel {
                 "cannot capture layer {c} below the start layer {start}"
             )));
         }
-        if let Some(rows) = &req.logit_rows {
-            if let Some(&r) = rows.iter().find(|&&r| r >= n) {
+        if let Some(&r) = req.logit_rows.iter().flatten().find(|&&r| r >= n) {
+            return Err(GradError::Input(format!(
+                "logit row {r} out of range for {n} tokens"
+            )));
+        }
+        if let Some((_, h)) = &req.start {
+            if h.dims() != [n, cfg.hidden_size] {
                 return Err(GradError::Input(format!(
-                    "logit row {r} out of range for {n} tokens"
+                    "start states have shape {:?}, expected [{n}, {}]",
+                    h.dims(),
+                    cfg.hidden_size
                 )));
             }
         }
-        let mut h = match &req.start {
-            Some((_, h)) => {
-                if h.dims() != [n, cfg.hidden_size] {
-                    return Err(GradError::Input(format!(
-                        "start states have shape {:?}, expected [{n}, {}]",
-                        h.dims(),
-                        cfg.hidden_size
-                    )));
-                }
-                h.clone()
-            }
-            None => {
-                let ids = packed.tokens.clone();
-                if let Some(&bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                    return Err(GradError::Input(format!(
-                        "token id {bad} out of range for vocabulary of {}",
-                        cfg.vocab_size
-                    )));
-                }
-                let ids = Tensor::from_vec(ids, n, &cpu())?;
-                self.embed.index_select(&ids, 0)?
-            }
+        Ok(start)
+    }
+
+    /// The token embeddings of the packed rows `[n_rows, d]`, token ids checked against the
+    /// vocabulary.
+    pub fn embed_tokens(&self, packed: &Packed) -> Result<Tensor> {
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = packed.tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(GradError::Input(format!(
+                "token id {bad} out of range for vocabulary of {vocab}"
+            )));
+        }
+        let ids = Tensor::from_vec(packed.tokens.clone(), packed.n_rows(), &cpu())?;
+        Ok(self.embed.index_select(&ids, 0)?)
+    }
+
+    /// The final norm (captured when asked) and the logits at the requested rows.
+    fn finish(
+        &self,
+        h: &Tensor,
+        req: &DiffRequest,
+        hidden: &mut Vec<(usize, Tensor)>,
+    ) -> Result<Option<Tensor>> {
+        let (nl, eps) = (self.config.num_layers, self.config.rms_norm_eps);
+        if req.capture.contains(&nl) {
+            hidden.push((nl, ops::rms_norm_with(h, &self.final_norm, eps, req.rules)?));
+        }
+        let Some(rows) = &req.logit_rows else {
+            return Ok(None);
         };
-        let wants_final = req.logit_rows.is_some() || req.capture.contains(&nl);
-        let end = if wants_final {
-            nl
-        } else {
-            req.capture
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(start)
-                .max(start)
-        };
-        let spec = AttnSpec::new(
-            packed.spans.clone(),
-            cfg.num_heads,
-            cfg.num_kv_heads,
-            cfg.head_dim,
-            &cfg.inv_freq(),
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<u32>>(),
+            rows.len(),
+            &cpu(),
         )?;
-        let mut hidden: Vec<(usize, Tensor)> = Vec::new();
-        let mut keep = |i: usize, h: &Tensor| {
-            if req.capture.contains(&i) && i < nl {
-                hidden.push((i, h.clone()));
-            }
-        };
-        keep(start, &h);
-        for li in start..end {
-            h = self.block(li, &h, &spec, req.rules)?;
-            keep(li + 1, &h);
-        }
-        let mut logits = None;
-        if wants_final {
-            if req.capture.contains(&nl) {
-                hidden.push((
-                    nl,
-                    ops::rms_norm_with(&h, &self.final_norm, cfg.rms_norm_eps, req.rules)?,
-                ));
-            }
-            if let Some(rows) = &req.logit_rows {
-                let idx = Tensor::from_vec(
-                    rows.iter().map(|&r| r as u32).collect::<Vec<u32>>(),
-                    rows.len(),
-                    &cpu(),
-                )?;
-                let hr = h.index_select(&idx, 0)?;
-                let hn = ops::rms_norm_with(&hr, &self.final_norm, cfg.rms_norm_eps, req.rules)?;
-                logits = Some(ops::linear(&hn, self.head())?);
-            }
-        }
-        // Capture order as requested.
-        let mut ordered = Vec::with_capacity(req.capture.len());
-        for &c in &req.capture {
-            if let Some((_, t)) = hidden.iter().find(|(i, _)| *i == c) {
-                ordered.push((c, t.clone()));
-            }
-        }
-        Ok(DiffOutput {
-            hidden: ordered,
-            logits,
-        })
+        let hn = ops::rms_norm_with(&h.index_select(&idx, 0)?, &self.final_norm, eps, req.rules)?;
+        Ok(Some(ops::linear(&hn, self.head())?))
     }
 
     fn block(&self, li: usize, h: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {

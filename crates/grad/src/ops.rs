@@ -803,132 +803,24 @@ impl CustomOp1 for Attention {
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let sp = &self.0;
-        let (nh, nkv, hd) = (sp.n_heads, sp.n_kv_heads, sp.head_dim);
-        let group = nh / nkv;
         let (n, w) = (sp.n_rows, sp.qkv_width());
-        let scale = 1.0 / (hd as f32).sqrt();
-        let dqkv = with_data(arg, |qkv| {
+        let mut dqkv = with_data(arg, |qkv| {
             with_data(res, |o| {
                 with_data(g, |dout| {
                     let (q, k) = sp.rope_qk(qkv);
                     let tasks = self.tasks();
-                    // Per task: dq `[G·len, hd]`, dk and dv `[tk, hd]` (rotated space).
-                    let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = tasks
+                    let parts: Vec<TaskGrads> = tasks
                         .par_iter()
-                        .map(|&(s, kh)| {
-                            let t = self.gather(s, kh, qkv, &q, &k);
-                            let p = self.probs(&t);
-                            let rows = group * t.len;
-                            let d_o = self.gather_out(s, kh, dout);
-                            let oo = self.gather_out(s, kh, o);
-                            // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place.
-                            let mut ds = vec![0.0f32; rows * t.tk];
-                            gemm_seq(
-                                &mut ds,
-                                rows,
-                                t.tk,
-                                MatRef::from_row_major_slice(&d_o, rows, hd),
-                                MatRef::from_row_major_slice(&t.v, t.tk, hd).transpose(),
-                                1.0,
-                                false,
-                            );
-                            with_avx2(|| {
-                                for (row, (dr, pr)) in ds
-                                    .chunks_exact_mut(t.tk)
-                                    .zip(p.chunks_exact(t.tk))
-                                    .enumerate()
-                                {
-                                    let dd = dot(
-                                        &d_o[row * hd..(row + 1) * hd],
-                                        &oo[row * hd..(row + 1) * hd],
-                                    );
-                                    for (x, &pp) in dr.iter_mut().zip(pr) {
-                                        *x = pp * (*x - dd) * scale;
-                                    }
-                                }
-                            });
-                            let mut dq = vec![0.0f32; rows * hd];
-                            gemm_seq(
-                                &mut dq,
-                                rows,
-                                hd,
-                                MatRef::from_row_major_slice(&ds, rows, t.tk),
-                                MatRef::from_row_major_slice(&t.k, t.tk, hd),
-                                1.0,
-                                false,
-                            );
-                            let mut dk = vec![0.0f32; t.tk * hd];
-                            gemm_seq(
-                                &mut dk,
-                                t.tk,
-                                hd,
-                                MatRef::from_row_major_slice(&ds, rows, t.tk).transpose(),
-                                MatRef::from_row_major_slice(&t.q, rows, hd),
-                                1.0,
-                                false,
-                            );
-                            let mut dv = vec![0.0f32; t.tk * hd];
-                            gemm_seq(
-                                &mut dv,
-                                t.tk,
-                                hd,
-                                MatRef::from_row_major_slice(&p, rows, t.tk).transpose(),
-                                MatRef::from_row_major_slice(&d_o, rows, hd),
-                                1.0,
-                                false,
-                            );
-                            (dq, dk, dv)
-                        })
+                        .map(|&(s, kh)| self.task_grads(s, kh, qkv, &q, &k, o, dout))
                         .collect();
-                    // Sum key/value gradients in task order (context rows get several).
-                    let mut dk_rot = vec![0.0f32; n * nkv * hd];
-                    let mut dqkv = vec![0.0f32; n * w];
-                    for (&(s, kh), (dq, dk, dv)) in tasks.iter().zip(parts) {
-                        let span = sp.spans[s];
-                        for gi in 0..group {
-                            let h = kh * group + gi;
-                            for j in 0..span.len {
-                                let r = span.start + j;
-                                let (c, sn) = sp.tables(r);
-                                rope_into(
-                                    &dq[(gi * span.len + j) * hd..][..hd],
-                                    &mut dqkv[r * w + h * hd..][..hd],
-                                    hd,
-                                    c,
-                                    sn,
-                                    true,
-                                );
-                            }
-                        }
-                        for (i, r) in sp.key_rows(s).enumerate() {
-                            axpy(
-                                1.0,
-                                &dk[i * hd..(i + 1) * hd],
-                                &mut dk_rot[r * nkv * hd + kh * hd..][..hd],
-                            );
-                            axpy(
-                                1.0,
-                                &dv[i * hd..(i + 1) * hd],
-                                &mut dqkv[r * w + (nh + nkv) * hd + kh * hd..][..hd],
-                            );
-                        }
-                    }
-                    dqkv.par_chunks_mut(w)
-                        .zip(dk_rot.par_chunks(nkv * hd))
-                        .enumerate()
-                        .for_each(|(r, (row, dk))| {
-                            let (c, sn) = sp.tables(r);
-                            rope_into(dk, &mut row[nh * hd..(nh + nkv) * hd], hd, c, sn, true);
-                        });
-                    dqkv
+                    self.scatter_grads(&tasks, parts)
                 })
             })
         })???;
-        let mut dqkv = dqkv;
         if self.1.lrp() {
             // Uniform rule: q·kᵀ splits relevance between q and k, softmax·v between the
             // probabilities (hence again q and k) and v.
-            let (qw, kw) = (nh * hd, nkv * hd);
+            let (qw, kw) = (sp.n_heads * sp.head_dim, sp.n_kv_heads * sp.head_dim);
             dqkv.par_chunks_mut(w).for_each(|row| {
                 let (q, rest) = row.split_at_mut(qw);
                 let (k, v) = rest.split_at_mut(kw);
@@ -937,6 +829,140 @@ impl CustomOp1 for Attention {
             });
         }
         Ok(Some(tensor(dqkv, (n, w), arg)?))
+    }
+}
+
+/// One task's gradients: dq `[G·len, hd]`, dk and dv `[tk, hd]` (rotated space).
+type TaskGrads = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+impl Attention {
+    /// The gradients of one (span, kv head) task, recomputing its probabilities.
+    #[allow(clippy::too_many_arguments)]
+    fn task_grads(
+        &self,
+        s: usize,
+        kh: usize,
+        qkv: &[f32],
+        q: &[f32],
+        k: &[f32],
+        o: &[f32],
+        dout: &[f32],
+    ) -> TaskGrads {
+        let sp = &self.0;
+        let hd = sp.head_dim;
+        let group = sp.n_heads / sp.n_kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let t = self.gather(s, kh, qkv, q, k);
+        let p = self.probs(&t);
+        let rows = group * t.len;
+        let d_o = self.gather_out(s, kh, dout);
+        let oo = self.gather_out(s, kh, o);
+        // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place.
+        let mut ds = vec![0.0f32; rows * t.tk];
+        gemm_seq(
+            &mut ds,
+            rows,
+            t.tk,
+            MatRef::from_row_major_slice(&d_o, rows, hd),
+            MatRef::from_row_major_slice(&t.v, t.tk, hd).transpose(),
+            1.0,
+            false,
+        );
+        with_avx2(|| {
+            for (row, (dr, pr)) in ds
+                .chunks_exact_mut(t.tk)
+                .zip(p.chunks_exact(t.tk))
+                .enumerate()
+            {
+                let dd = dot(
+                    &d_o[row * hd..(row + 1) * hd],
+                    &oo[row * hd..(row + 1) * hd],
+                );
+                for (x, &pp) in dr.iter_mut().zip(pr) {
+                    *x = pp * (*x - dd) * scale;
+                }
+            }
+        });
+        let mut dq = vec![0.0f32; rows * hd];
+        gemm_seq(
+            &mut dq,
+            rows,
+            hd,
+            MatRef::from_row_major_slice(&ds, rows, t.tk),
+            MatRef::from_row_major_slice(&t.k, t.tk, hd),
+            1.0,
+            false,
+        );
+        let mut dk = vec![0.0f32; t.tk * hd];
+        gemm_seq(
+            &mut dk,
+            t.tk,
+            hd,
+            MatRef::from_row_major_slice(&ds, rows, t.tk).transpose(),
+            MatRef::from_row_major_slice(&t.q, rows, hd),
+            1.0,
+            false,
+        );
+        let mut dv = vec![0.0f32; t.tk * hd];
+        gemm_seq(
+            &mut dv,
+            t.tk,
+            hd,
+            MatRef::from_row_major_slice(&p, rows, t.tk).transpose(),
+            MatRef::from_row_major_slice(&d_o, rows, hd),
+            1.0,
+            false,
+        );
+        (dq, dk, dv)
+    }
+
+    /// Sums the tasks' gradients into `dqkv` rows, in task order (context rows get several),
+    /// and rotates dq and dk back out of RoPE space.
+    fn scatter_grads(&self, tasks: &[(usize, usize)], parts: Vec<TaskGrads>) -> Vec<f32> {
+        let sp = &self.0;
+        let (nh, nkv, hd) = (sp.n_heads, sp.n_kv_heads, sp.head_dim);
+        let group = nh / nkv;
+        let (n, w) = (sp.n_rows, sp.qkv_width());
+        let mut dk_rot = vec![0.0f32; n * nkv * hd];
+        let mut dqkv = vec![0.0f32; n * w];
+        for (&(s, kh), (dq, dk, dv)) in tasks.iter().zip(parts) {
+            let span = sp.spans[s];
+            for gi in 0..group {
+                let h = kh * group + gi;
+                for j in 0..span.len {
+                    let r = span.start + j;
+                    let (c, sn) = sp.tables(r);
+                    rope_into(
+                        &dq[(gi * span.len + j) * hd..][..hd],
+                        &mut dqkv[r * w + h * hd..][..hd],
+                        hd,
+                        c,
+                        sn,
+                        true,
+                    );
+                }
+            }
+            for (i, r) in sp.key_rows(s).enumerate() {
+                axpy(
+                    1.0,
+                    &dk[i * hd..(i + 1) * hd],
+                    &mut dk_rot[r * nkv * hd + kh * hd..][..hd],
+                );
+                axpy(
+                    1.0,
+                    &dv[i * hd..(i + 1) * hd],
+                    &mut dqkv[r * w + (nh + nkv) * hd + kh * hd..][..hd],
+                );
+            }
+        }
+        dqkv.par_chunks_mut(w)
+            .zip(dk_rot.par_chunks(nkv * hd))
+            .enumerate()
+            .for_each(|(r, (row, dk))| {
+                let (c, sn) = sp.tables(r);
+                rope_into(dk, &mut row[nh * hd..(nh + nkv) * hd], hd, c, sn, true);
+            });
+        dqkv
     }
 }
 
