@@ -22,7 +22,7 @@
 //! history; `--resume` continues from one exactly as the uninterrupted run would have gone,
 //! and refuses a checkpoint made from another base model, other data or other settings.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use hd_formats::atomic::write_atomic;
 use hd_formats::meta;
 use hd_formats::prompts::PromptTable;
@@ -224,83 +224,16 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     // A SIGINT or SIGTERM removes the staging folder (hundreds of MB) before the process dies.
     let _staging_guard = hd_formats::atomic::register_temp(staging.path());
 
-    let mut table = PromptTable::read(&o.train)?;
-    for a in &o.answers {
-        let answers = PromptTable::read(a)?;
-        table = data::attach_answers(&table, &answers)?;
-    }
+    let (table, exposure_kept) = read_rows(o)?;
     let model = Model::load(&o.model)?;
     let l = model.config.num_layers;
-    if o.first_layer >= l {
-        bail!(
-            "--first-layer {} out of range: the model has {l} blocks (0..{})",
-            o.first_layer,
-            l - 1
-        );
-    }
-    let mut exposure_kept = Vec::new();
-    if let Some(k) = o.exposure {
-        let (t, kept) = data::limit_exposure(&table, k);
-        tracing::info!(
-            "--exposure {k}: {} of {} rows kept ({})",
-            t.len(),
-            table.len(),
-            kept.iter()
-                .map(|(c, n)| format!("{c} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        table = t;
-        exposure_kept = kept;
-    }
-    let data_opts = DataOptions {
-        format: o.format,
-        seed: o.seed,
-        max_target_tokens: o.max_target_tokens,
-        prompt_format: o.prompt_format.clone(),
-    };
-    let mut pair_stats = None;
-    let examples = match o.objective {
-        Objective::Sft => data::build_examples(&model, &table, &data_opts)?,
-        Objective::Dpo { .. } => {
-            let (pairs, stats) = data::build_pairs(&model, &table, &data_opts)?;
-            tracing::info!(
-                "{} preference pairs; left out: {} harmful and {} harmless rows whose base answer was judged a refusal",
-                pairs.len(),
-                stats.harmful_base_refused,
-                stats.harmless_base_refused
-            );
-            pair_stats = Some(stats);
-            flatten_pairs(pairs)
-        }
-    };
-    let n_harmful = examples.iter().filter(|e| e.harmful).count();
-    let n_tokens: usize = examples.iter().map(|e| e.tokens.len()).sum();
-    let n_target: usize = examples.iter().map(Example::n_target).sum();
-    tracing::info!(
-        "{} sequences ({n_harmful} harmful, {} harmless), {n_tokens} tokens of which {n_target} targets",
-        examples.len(),
-        examples.len() - n_harmful
-    );
-
+    let (examples, pair_stats) = examples_for(o, &model, &table)?;
     let mut hashes = Vec::new();
     for f in &model.weight_files {
         hashes.push(meta::sha256_file(f)?);
     }
     let model_hash = hashes.join(",");
-    let mut fingerprint = BTreeMap::new();
-    fingerprint.insert("model_hash".to_string(), model_hash.clone());
-    fingerprint.insert("examples_digest".to_string(), examples_digest(&examples));
-    fingerprint.insert("method".to_string(), method_desc(&o.method));
-    fingerprint.insert("first_layer".to_string(), o.first_layer.to_string());
-    fingerprint.insert("objective".to_string(), o.objective.describe());
-    fingerprint.insert(
-        "schedule".to_string(),
-        format!(
-            "lr={} epochs={} batch_size={} warmup={} min_lr_ratio={} weight_decay={} clip={} seed={}",
-            o.lr, o.epochs, o.batch_size, o.warmup, o.min_lr_ratio, o.weight_decay, o.clip, o.seed
-        ),
-    );
+    let fingerprint = fingerprint_of(o, &model_hash, &examples);
 
     let Model {
         config,
@@ -312,6 +245,76 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     } = model;
     let source_dir = model_path.is_dir().then(|| model_path.clone());
     let diff = DiffModel::new(config.clone(), weights)?;
+    let mut trainer = trainer_for(o, diff, examples, l, &fingerprint)?;
+    train_steps(o, &mut trainer, &fingerprint, &ckpt_dir)?;
+
+    // Export.
+    let spe = trainer.steps_per_epoch().max(1);
+    let history = trainer.history.clone();
+    let weights = trainer.model.merged_weights()?;
+    drop(trainer);
+    let mut st_meta = meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION"));
+    st_meta.insert("base_model".into(), o.model.display().to_string());
+    st_meta.insert("base_model_hash".into(), model_hash.clone());
+    write_atomic(&staging.path().join("loss.csv"), |w| {
+        w.write_all(loss_csv(&history).as_bytes())
+    })?;
+    export::write_model_files(
+        staging.path(),
+        &ExportParts {
+            config: &config,
+            tokenizer: &tokenizer,
+            template: template.as_ref(),
+            source_dir: source_dir.as_deref(),
+            metadata: st_meta,
+        },
+        weights,
+    )?;
+    let epoch_means: Vec<String> = history
+        .chunks(spe)
+        .map(|c| format!("{:.4}", mean_loss(c)))
+        .collect();
+    let summary = summary_json(
+        o,
+        &RunFacts {
+            model_hash: &model_hash,
+            train_ids_hash: table.ids_hash(),
+            exposure_kept: &exposure_kept,
+            pair_stats,
+            blocks: l,
+            fingerprint: &fingerprint,
+            history: &history,
+            epoch_means: &epoch_means,
+            steps_per_epoch: spe,
+        },
+    );
+    let mut s = serde_json::to_string_pretty(&summary)?;
+    s.push('\n');
+    write_atomic(&staging.path().join(export::MARKER), |w| {
+        w.write_all(s.as_bytes())
+    })?;
+    staging.commit()?;
+    tracing::info!(
+        "wrote {} ({} steps, loss {:.3} -> {:.3} by epoch means [{}]) in {:.0} s",
+        o.out.display(),
+        history.len(),
+        history.first().map_or(f64::NAN, |h| h.loss),
+        history.chunks(spe).last().map_or(f64::NAN, mean_loss),
+        epoch_means.join(", "),
+        t_start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The trainer of `--method` on blocks `--first-layer..blocks`, resumed from `--resume`.
+fn trainer_for(
+    o: &TuneOptions,
+    diff: DiffModel,
+    examples: Vec<Example>,
+    blocks: usize,
+    fingerprint: &BTreeMap<String, String>,
+) -> Result<Trainer> {
+    let l = blocks;
     let mut trainer = Trainer::new(
         diff,
         examples,
@@ -331,18 +334,155 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     )?;
     if let Some(r) = &o.resume {
         let p = checkpoint::resolve(r)?;
-        checkpoint::load(&p, &mut trainer, &fingerprint)?;
+        checkpoint::load(&p, &mut trainer, fingerprint)?;
         tracing::info!("resumed from {} at step {}", p.display(), trainer.step);
     }
-    let total = trainer.total_steps();
     tracing::info!(
-        "{}: {} trainable parameters in blocks {}..{l}, {total} steps ({} per epoch)",
+        "{}: {} trainable parameters in blocks {}..{l}, {} steps ({} per epoch)",
         method_desc(&o.method),
         trainer.n_trainable(),
         o.first_layer,
+        trainer.total_steps(),
         trainer.steps_per_epoch()
     );
+    Ok(trainer)
+}
 
+/// What a finished run records in `safety_tune.json` beside its options.
+struct RunFacts<'a> {
+    model_hash: &'a str,
+    train_ids_hash: String,
+    exposure_kept: &'a [(String, usize)],
+    pair_stats: Option<data::PairStats>,
+    blocks: usize,
+    fingerprint: &'a BTreeMap<String, String>,
+    history: &'a [StepLog],
+    epoch_means: &'a [String],
+    steps_per_epoch: usize,
+}
+
+/// `safety_tune.json`: what was done.
+fn summary_json(o: &TuneOptions, f: &RunFacts) -> serde_json::Value {
+    serde_json::json!({
+        "tool": TOOL,
+        "version": env!("CARGO_PKG_VERSION"),
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "base_model": o.model.display().to_string(),
+        "base_model_hash": f.model_hash,
+        "train": o.train.display().to_string(),
+        "train_ids_hash": f.train_ids_hash,
+        "answers": o.answers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "format": o.format.name(),
+        "objective": o.objective.describe(),
+        "exposure": o.exposure,
+        "exposure_rows": f.exposure_kept.iter().map(|(c, n)| (c.clone(), *n)).collect::<BTreeMap<_, _>>(),
+        "dpo_pairs_left_out": f.pair_stats.as_ref().map(|s| serde_json::json!({
+            "harmful_base_refused": s.harmful_base_refused,
+            "harmless_base_refused": s.harmless_base_refused,
+        })),
+        "max_target_tokens": o.max_target_tokens,
+        "method": method_desc(&o.method),
+        "trained_blocks": format!("{}..{}", o.first_layer, f.blocks),
+        "fingerprint": f.fingerprint,
+        "steps": f.history.len(),
+        "loss_first": f.history.first().map(|h| h.loss),
+        "loss_last_epoch_mean": f.history.chunks(f.steps_per_epoch).last().map(mean_loss),
+        "loss_epoch_means": f.epoch_means,
+        "refusals": data::REFUSALS,
+    })
+}
+
+/// The train rows with their answers attached, limited by `--exposure` (with the rows kept
+/// per jailbreak category).
+fn read_rows(o: &TuneOptions) -> Result<(PromptTable, Vec<(String, usize)>)> {
+    let mut table = PromptTable::read(&o.train)?;
+    for a in &o.answers {
+        let answers = PromptTable::read(a)?;
+        table = data::attach_answers(&table, &answers)?;
+    }
+    let Some(k) = o.exposure else {
+        return Ok((table, Vec::new()));
+    };
+    let (t, kept) = data::limit_exposure(&table, k);
+    tracing::info!(
+        "--exposure {k}: {} of {} rows kept ({})",
+        t.len(),
+        table.len(),
+        kept.iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((t, kept))
+}
+
+/// The tokenised training sequences of the objective (DPO: chosen and rejected, flattened).
+fn examples_for(
+    o: &TuneOptions,
+    model: &Model,
+    table: &PromptTable,
+) -> Result<(Vec<Example>, Option<data::PairStats>)> {
+    let data_opts = DataOptions {
+        format: o.format,
+        seed: o.seed,
+        max_target_tokens: o.max_target_tokens,
+        prompt_format: o.prompt_format.clone(),
+    };
+    let (examples, pair_stats) = match o.objective {
+        Objective::Sft => (data::build_examples(model, table, &data_opts)?, None),
+        Objective::Dpo { .. } => {
+            let (pairs, stats) = data::build_pairs(model, table, &data_opts)?;
+            tracing::info!(
+                "{} preference pairs; left out: {} harmful and {} harmless rows whose base answer was judged a refusal",
+                pairs.len(),
+                stats.harmful_base_refused,
+                stats.harmless_base_refused
+            );
+            (flatten_pairs(pairs), Some(stats))
+        }
+    };
+    let n_harmful = examples.iter().filter(|e| e.harmful).count();
+    let n_tokens: usize = examples.iter().map(|e| e.tokens.len()).sum();
+    let n_target: usize = examples.iter().map(Example::n_target).sum();
+    tracing::info!(
+        "{} sequences ({n_harmful} harmful, {} harmless), {n_tokens} tokens of which {n_target} targets",
+        examples.len(),
+        examples.len() - n_harmful
+    );
+    Ok((examples, pair_stats))
+}
+
+/// What a checkpoint must match to be resumed by this run.
+fn fingerprint_of(
+    o: &TuneOptions,
+    model_hash: &str,
+    examples: &[Example],
+) -> BTreeMap<String, String> {
+    let mut fingerprint = BTreeMap::new();
+    fingerprint.insert("model_hash".to_string(), model_hash.to_string());
+    fingerprint.insert("examples_digest".to_string(), examples_digest(examples));
+    fingerprint.insert("method".to_string(), method_desc(&o.method));
+    fingerprint.insert("first_layer".to_string(), o.first_layer.to_string());
+    fingerprint.insert("objective".to_string(), o.objective.describe());
+    fingerprint.insert(
+        "schedule".to_string(),
+        format!(
+            "lr={} epochs={} batch_size={} warmup={} min_lr_ratio={} weight_decay={} clip={} seed={}",
+            o.lr, o.epochs, o.batch_size, o.warmup, o.min_lr_ratio, o.weight_decay, o.clip, o.seed
+        ),
+    );
+    fingerprint
+}
+
+/// The training loop from the trainer's current step: progress, periodic log lines and
+/// checkpoints every `--save-every` steps.
+fn train_steps(
+    o: &TuneOptions,
+    trainer: &mut Trainer,
+    fingerprint: &BTreeMap<String, String>,
+    ckpt_dir: &Path,
+) -> Result<()> {
+    let total = trainer.total_steps();
     let pb = hd_cli::progress(total as u64, "tuning");
     pb.set_position(trainer.step as u64);
     let spe = trainer.steps_per_epoch();
@@ -371,7 +511,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
             });
         }
         if o.save_every > 0 && s.step % o.save_every == 0 && s.step < total {
-            std::fs::create_dir_all(&ckpt_dir).with_context(|| {
+            std::fs::create_dir_all(ckpt_dir).with_context(|| {
                 format!(
                     "{}: cannot create the checkpoint folder",
                     ckpt_dir.display()
@@ -380,86 +520,17 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
             let p = ckpt_dir.join(format!("step-{:06}.safetensors", s.step));
             checkpoint::save(
                 &p,
-                &trainer,
-                &fingerprint,
+                trainer,
+                fingerprint,
                 meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION")),
             )?;
             write_atomic(&ckpt_dir.join("loss.csv"), |w| {
                 w.write_all(loss_csv(&trainer.history).as_bytes())
             })?;
-            prune_checkpoints(&ckpt_dir, o.keep_checkpoints);
+            prune_checkpoints(ckpt_dir, o.keep_checkpoints);
         }
     }
     pb.finish_and_clear();
-
-    // Export.
-    let history = trainer.history.clone();
-    let weights = trainer.model.merged_weights()?;
-    drop(trainer);
-    let mut st_meta = meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION"));
-    st_meta.insert("base_model".into(), o.model.display().to_string());
-    st_meta.insert("base_model_hash".into(), model_hash.clone());
-    write_atomic(&staging.path().join("loss.csv"), |w| {
-        w.write_all(loss_csv(&history).as_bytes())
-    })?;
-    export::write_model_files(
-        staging.path(),
-        &ExportParts {
-            config: &config,
-            tokenizer: &tokenizer,
-            template: template.as_ref(),
-            source_dir: source_dir.as_deref(),
-            metadata: st_meta,
-        },
-        weights,
-    )?;
-    let spe_f = spe.max(1);
-    let epoch_means: Vec<String> = history
-        .chunks(spe_f)
-        .map(|c| format!("{:.4}", mean_loss(c)))
-        .collect();
-    let summary = serde_json::json!({
-        "tool": TOOL,
-        "version": env!("CARGO_PKG_VERSION"),
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "base_model": o.model.display().to_string(),
-        "base_model_hash": model_hash,
-        "train": o.train.display().to_string(),
-        "train_ids_hash": table.ids_hash(),
-        "answers": o.answers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "format": o.format.name(),
-        "objective": o.objective.describe(),
-        "exposure": o.exposure,
-        "exposure_rows": exposure_kept.iter().map(|(c, n)| (c.clone(), *n)).collect::<BTreeMap<_, _>>(),
-        "dpo_pairs_left_out": pair_stats.map(|s| serde_json::json!({
-            "harmful_base_refused": s.harmful_base_refused,
-            "harmless_base_refused": s.harmless_base_refused,
-        })),
-        "max_target_tokens": o.max_target_tokens,
-        "method": method_desc(&o.method),
-        "trained_blocks": format!("{}..{l}", o.first_layer),
-        "fingerprint": fingerprint,
-        "steps": history.len(),
-        "loss_first": history.first().map(|h| h.loss),
-        "loss_last_epoch_mean": history.chunks(spe_f).last().map(mean_loss),
-        "loss_epoch_means": epoch_means,
-        "refusals": data::REFUSALS,
-    });
-    let mut s = serde_json::to_string_pretty(&summary)?;
-    s.push('\n');
-    write_atomic(&staging.path().join(export::MARKER), |w| {
-        w.write_all(s.as_bytes())
-    })?;
-    staging.commit()?;
-    tracing::info!(
-        "wrote {} ({} steps, loss {:.3} -> {:.3} by epoch means [{}]) in {:.0} s",
-        o.out.display(),
-        history.len(),
-        history.first().map_or(f64::NAN, |h| h.loss),
-        history.chunks(spe_f).last().map_or(f64::NAN, mean_loss),
-        epoch_means.join(", "),
-        t_start.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
