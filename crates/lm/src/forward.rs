@@ -602,16 +602,14 @@ impl Forward<'_> {
         self.check(seqs, req, past.iter().copied().max().unwrap_or(0))?;
         let cfg = self.cfg;
         let w = self.w;
-        let (d, hd, nh, nkv, ff) = (
+        let (d, hd, nh, ff) = (
             cfg.hidden_size,
             cfg.head_dim,
             cfg.num_heads,
-            cfg.num_kv_heads,
             cfg.intermediate_size,
         );
         let nl = cfg.num_layers;
         let qkv_w = cfg.qkv_width();
-        let kv_w = nkv * hd;
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
         for s in seqs {
@@ -629,30 +627,9 @@ impl Forward<'_> {
 
         // RoPE tables for every position used.
         let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
-        let inv_freq: Vec<f32> = cfg.inv_freq().into_iter().map(|f| f as f32).collect();
-        let half = hd / 2;
-        let mut cos = vec![0.0f32; max_pos * half];
-        let mut sin = vec![0.0f32; max_pos * half];
-        for p in 0..max_pos {
-            for i in 0..half {
-                let a = (p as f32 * inv_freq[i]) as f64;
-                cos[p * half + i] = a.cos() as f32;
-                sin[p * half + i] = a.sin() as f32;
-            }
-        }
-        let pos_of = |row: usize| -> usize {
-            let s = offsets.partition_point(|&o| o <= row) - 1;
-            past[s] + row - offsets[s]
-        };
+        let (cos, sin) = rope_tables(cfg, max_pos);
 
-        let mut h = vec![0.0f32; t * d];
-        for (i, s) in seqs.iter().enumerate() {
-            for (j, &tok) in s.iter().enumerate() {
-                let r = offsets[i] + j;
-                h[r * d..(r + 1) * d]
-                    .copy_from_slice(&w.embed[tok as usize * d..(tok as usize + 1) * d]);
-            }
-        }
+        let mut h = self.embed_rows(seqs, &offsets);
         let mut captured: Vec<(usize, Vec<f32>)> = req
             .capture_layers
             .iter()
@@ -689,83 +666,8 @@ impl Forward<'_> {
             let lw = &w.layers[li];
             rms_norm(&h, &lw.attn_norm, cfg.rms_norm_eps, &mut x);
             linear(&x, t, d, &lw.wqkv, qkv_w, &mut qkv, false);
-            let (rope_cos, rope_sin) = (&cos, &sin);
-            qkv.par_chunks_mut(qkv_w).enumerate().for_each(|(r, row)| {
-                if let Some(b) = &lw.bqkv {
-                    for (o, &bb) in row.iter_mut().zip(b) {
-                        *o += bb;
-                    }
-                }
-                let p = pos_of(r);
-                let (c, s) = (
-                    &rope_cos[p * half..(p + 1) * half],
-                    &rope_sin[p * half..(p + 1) * half],
-                );
-                rope_row(&mut row[..(nh + nkv) * hd], nh + nkv, hd, c, s);
-            });
-            // Earlier keys/values from the cache, the new ones straight from the qkv rows.
-            let scale = 1.0 / (hd as f32).sqrt();
-            let past_ref = &past_kv;
-            let qkv_ref = &qkv;
-            let seq_out: Vec<(usize, &mut [f32])> = split_rows(&mut att, &offsets, nh * hd);
-            seq_out.into_par_iter().for_each(|(i, out)| {
-                let len = seqs[i].len();
-                let np = past[i];
-                let (pk, pv): (&[f32], &[f32]) = match past_ref.cache(i) {
-                    Some(c) if np > 0 => (&c.k[li], &c.v[li]),
-                    _ => (&[], &[]),
-                };
-                let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
-                let (koff, voff) = (nh * hd, nh * hd + kv_w);
-                // Per key/value head: its query heads' vectors, the keys transposed and the
-                // values gathered into contiguous blocks for the kernel.
-                let gs = nh / nkv;
-                let nq = len * gs;
-                let nk = np + len;
-                let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
-                let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
-                let mut qb = vec![0.0f32; nqp * hd];
-                let mut kt = vec![0.0f32; hd * nkp];
-                let mut vb = vec![0.0f32; nk * hd];
-                let mut ob = vec![0.0f32; nq * hd];
-                let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
-                for g in 0..nkv {
-                    // the group's query heads are adjacent in a qkv row and in an output row
-                    let gw = gs * hd;
-                    for j in 0..len {
-                        qb[j * gw..(j + 1) * gw].copy_from_slice(&rows[j * qkv_w + g * gw..][..gw]);
-                    }
-                    for kk in 0..nk {
-                        let (k, v) = if kk < np {
-                            (
-                                &pk[kk * kv_w + g * hd..][..hd],
-                                &pv[kk * kv_w + g * hd..][..hd],
-                            )
-                        } else {
-                            let r = &rows[(kk - np) * qkv_w..];
-                            (&r[koff + g * hd..][..hd], &r[voff + g * hd..][..hd])
-                        };
-                        for (dd, &x) in k.iter().enumerate() {
-                            kt[dd * nkp + kk] = x;
-                        }
-                        vb[kk * hd..(kk + 1) * hd].copy_from_slice(v);
-                    }
-                    attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut ob);
-                    for j in 0..len {
-                        out[j * nh * hd + g * gw..][..gw]
-                            .copy_from_slice(&ob[j * gw..(j + 1) * gw]);
-                    }
-                }
-            });
-            if let Past::Own(c) = &mut past_kv {
-                for (i, cache) in c.iter_mut().enumerate() {
-                    for r in offsets[i]..offsets[i + 1] {
-                        let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
-                        cache.k[li].extend_from_slice(&row[nh * hd..nh * hd + kv_w]);
-                        cache.v[li].extend_from_slice(&row[nh * hd + kv_w..]);
-                    }
-                }
-            }
+            self.bias_and_rope(lw.bqkv.as_deref(), &mut qkv, &rowpos, &cos, &sin);
+            self.attention_block(li, seqs, &offsets, &past, &mut past_kv, &qkv, &mut att);
             linear(&att, t, nh * hd, &lw.wo, d, &mut h, true);
             rms_norm(&h, &lw.mlp_norm, cfg.rms_norm_eps, &mut x);
             linear(&x, t, d, &lw.w_gate_up, 2 * ff, &mut gu, false);
@@ -780,7 +682,161 @@ impl Forward<'_> {
                 cache.len += seqs[i].len();
             }
         }
-        let hook_rows = user.logit_rows(&rowpos);
+        let logits = self.finish(
+            &h,
+            &offsets,
+            req,
+            n_blocks,
+            &rowpos,
+            user,
+            &mut |hn: &mut [f32], user: &mut dyn Hook| hook(nl, hn, &mut captured, user),
+        )?;
+        Ok(Output { captured, logits })
+    }
+
+    /// Adds the qkv bias (Qwen2) and rotates each row's q and k heads to its position.
+    fn bias_and_rope(
+        &self,
+        bias: Option<&[f32]>,
+        qkv: &mut [f32],
+        rowpos: &[RowPos],
+        cos: &[f32],
+        sin: &[f32],
+    ) {
+        let cfg = self.cfg;
+        let (hd, heads) = (cfg.head_dim, cfg.num_heads + cfg.num_kv_heads);
+        let half = hd / 2;
+        qkv.par_chunks_mut(cfg.qkv_width())
+            .zip(rowpos)
+            .for_each(|(row, rp)| {
+                if let Some(b) = bias {
+                    for (o, &bb) in row.iter_mut().zip(b) {
+                        *o += bb;
+                    }
+                }
+                let p = rp.pos;
+                let (c, s) = (
+                    &cos[p * half..(p + 1) * half],
+                    &sin[p * half..(p + 1) * half],
+                );
+                rope_row(&mut row[..heads * hd], heads, hd, c, s);
+            });
+    }
+
+    /// Attention of block `li` for every sequence (earlier keys/values from the cache, the
+    /// new ones straight from the qkv rows) into `att`, then the new keys/values appended to
+    /// an owned cache.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_block(
+        &self,
+        li: usize,
+        seqs: &[&[u32]],
+        offsets: &[usize],
+        past: &[usize],
+        past_kv: &mut Past<'_>,
+        qkv: &[f32],
+        att: &mut [f32],
+    ) {
+        let cfg = self.cfg;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let (qkv_w, kv_w) = (cfg.qkv_width(), nkv * hd);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let past_ref = &*past_kv;
+        let qkv_ref = qkv;
+        let seq_out: Vec<(usize, &mut [f32])> = split_rows(att, offsets, nh * hd);
+        seq_out.into_par_iter().for_each(|(i, out)| {
+            let len = seqs[i].len();
+            let np = past[i];
+            let (pk, pv): (&[f32], &[f32]) = match past_ref.cache(i) {
+                Some(c) if np > 0 => (&c.k[li], &c.v[li]),
+                _ => (&[], &[]),
+            };
+            let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
+            let (koff, voff) = (nh * hd, nh * hd + kv_w);
+            // Per key/value head: its query heads' vectors, the keys transposed and the
+            // values gathered into contiguous blocks for the kernel.
+            let gs = nh / nkv;
+            let nq = len * gs;
+            let nk = np + len;
+            let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
+            let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
+            let mut qb = vec![0.0f32; nqp * hd];
+            let mut kt = vec![0.0f32; hd * nkp];
+            let mut vb = vec![0.0f32; nk * hd];
+            let mut ob = vec![0.0f32; nq * hd];
+            let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
+            for g in 0..nkv {
+                // the group's query heads are adjacent in a qkv row and in an output row
+                let gw = gs * hd;
+                for j in 0..len {
+                    qb[j * gw..(j + 1) * gw].copy_from_slice(&rows[j * qkv_w + g * gw..][..gw]);
+                }
+                for kk in 0..nk {
+                    let (k, v) = if kk < np {
+                        (
+                            &pk[kk * kv_w + g * hd..][..hd],
+                            &pv[kk * kv_w + g * hd..][..hd],
+                        )
+                    } else {
+                        let r = &rows[(kk - np) * qkv_w..];
+                        (&r[koff + g * hd..][..hd], &r[voff + g * hd..][..hd])
+                    };
+                    for (dd, &x) in k.iter().enumerate() {
+                        kt[dd * nkp + kk] = x;
+                    }
+                    vb[kk * hd..(kk + 1) * hd].copy_from_slice(v);
+                }
+                attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut ob);
+                for j in 0..len {
+                    out[j * nh * hd + g * gw..][..gw].copy_from_slice(&ob[j * gw..(j + 1) * gw]);
+                }
+            }
+        });
+        if let Past::Own(c) = past_kv {
+            for (i, cache) in c.iter_mut().enumerate() {
+                for r in offsets[i]..offsets[i + 1] {
+                    let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
+                    cache.k[li].extend_from_slice(&row[nh * hd..nh * hd + kv_w]);
+                    cache.v[li].extend_from_slice(&row[nh * hd + kv_w..]);
+                }
+            }
+        }
+    }
+
+    /// The rows of `seqs` packed at `offsets`, as token embeddings `[t, d]`.
+    fn embed_rows(&self, seqs: &[&[u32]], offsets: &[usize]) -> Vec<f32> {
+        let d = self.cfg.hidden_size;
+        let mut h = vec![0.0f32; offsets[seqs.len()] * d];
+        for (i, s) in seqs.iter().enumerate() {
+            for (j, &tok) in s.iter().enumerate() {
+                let r = offsets[i] + j;
+                h[r * d..(r + 1) * d]
+                    .copy_from_slice(&self.w.embed[tok as usize * d..(tok as usize + 1) * d]);
+            }
+        }
+        h
+    }
+
+    /// After the last block: the final norm of the rows that are captured or feed logits
+    /// (passed to `last_hook`, which applies the request's index-`L` edits and captures), the
+    /// hook's logits in chunks, and the request's last-position logits.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        h: &[f32],
+        offsets: &[usize],
+        req: &Request,
+        n_blocks: usize,
+        rowpos: &[RowPos],
+        user: &mut dyn Hook,
+        last_hook: &mut dyn FnMut(&mut [f32], &mut dyn Hook),
+    ) -> Result<Option<Vec<f32>>> {
+        let cfg = self.cfg;
+        let w = self.w;
+        let (d, nl) = (cfg.hidden_size, cfg.num_layers);
+        let n = offsets.len() - 1;
+        let t = offsets[n];
+        let hook_rows = user.logit_rows(rowpos);
         if let Some(&r) = hook_rows.iter().find(|&&r| r >= t) {
             return Err(LmError::Input(format!(
                 "hook asked for logits at row {r} of {t}"
@@ -818,7 +874,7 @@ impl Forward<'_> {
                     );
                 }
             }
-            hook(nl, &mut hn, &mut captured, user);
+            last_hook(&mut hn, user);
             let v = cfg.vocab_size;
             for chunk in hook_rows.chunks(LOGIT_CHUNK) {
                 let rows: Vec<f32> = chunk
@@ -831,13 +887,13 @@ impl Forward<'_> {
                 user.logits(&pos, &lg);
             }
             if req.logits {
-                let last = gather(&hn, d, &offsets, Positions::Last);
+                let last = gather(&hn, d, offsets, Positions::Last);
                 let mut lg = vec![0.0f32; n * v];
                 linear(&last, n, d, w.head(), v, &mut lg, false);
                 logits = Some(lg);
             }
         }
-        Ok(Output { captured, logits })
+        Ok(logits)
     }
 
     fn intervene(&self, layer: usize, h: &mut [f32], offsets: &[usize], ivs: &[Intervention]) {
@@ -872,6 +928,23 @@ fn gather(h: &[f32], d: usize, offsets: &[usize], pos: Positions) -> Vec<f32> {
             .flat_map(|&o| h[(o - 1) * d..o * d].iter().copied())
             .collect(),
     }
+}
+
+/// `cos` and `sin` of every position below `max_pos` for the model's RoPE frequencies,
+/// `[max_pos, head_dim/2]` each.
+fn rope_tables(cfg: &Config, max_pos: usize) -> (Vec<f32>, Vec<f32>) {
+    let inv_freq: Vec<f32> = cfg.inv_freq().into_iter().map(|f| f as f32).collect();
+    let half = cfg.head_dim / 2;
+    let mut cos = vec![0.0f32; max_pos * half];
+    let mut sin = vec![0.0f32; max_pos * half];
+    for p in 0..max_pos {
+        for i in 0..half {
+            let a = (p as f32 * inv_freq[i]) as f64;
+            cos[p * half + i] = a.cos() as f32;
+            sin[p * half + i] = a.sin() as f32;
+        }
+    }
+    (cos, sin)
 }
 
 fn split_rows<'b>(
