@@ -430,6 +430,105 @@ fn wrap(
         .collect()
 }
 
+/// Our benign and borderline rows of a split, and the train-only rows (more borderline,
+/// contrast) after them, numbered on from the split's own.
+fn our_rows(
+    split: Split,
+    benign_idx: &[usize],
+    borderline_idx: &[usize],
+    inputs: &Inputs,
+    max_chars: usize,
+) -> Vec<Row> {
+    let p = split.prefix();
+    let mut rows = Vec::new();
+    // Train-only rows follow the split's own, numbered on from them.
+    let (more_borderline, contrast): (&[OurPrompt], &[OurPrompt]) = match split {
+        Split::Train => (&inputs.train_borderline, &inputs.train_harmful),
+        _ => (&[], &[]),
+    };
+    for (category, chosen) in [
+        (
+            Category::Benign,
+            benign_idx.iter().map(|&i| &inputs.benign[i]).collect(),
+        ),
+        (
+            Category::Borderline,
+            borderline_idx
+                .iter()
+                .map(|&i| &inputs.borderline[i])
+                .chain(more_borderline)
+                .collect::<Vec<_>>(),
+        ),
+        (Category::Contrast, contrast.iter().collect()),
+    ] {
+        for (slot, o) in chosen.into_iter().enumerate() {
+            rows.push(Row {
+                id: format!("{p}-{:04}-{category}", slot + 1),
+                prompt: text::shorten(&o.prompt, max_chars),
+                category,
+                source: o.source.clone(),
+                behaviour_id: o.id.clone(),
+                variant: String::new(),
+            });
+        }
+    }
+    rows
+}
+
+/// This split's share of the past-tense paraphrase clusters, in the seeded orders.
+struct PastTensePicks<'a> {
+    clusters: &'a [Vec<Behaviour>],
+    member_orders: &'a [Vec<usize>],
+    mine: &'a [usize],
+}
+
+impl PastTensePicks<'_> {
+    /// `want` rephrasings, round-robin over the split's clusters, one from each per round.
+    fn rows(&self, split: Split, want: usize, max_chars: usize) -> Result<Vec<Row>, Error> {
+        let p = split.prefix();
+        let mut rows = Vec::new();
+        let mut taken = 0;
+        let mut round = 0;
+        while taken < want {
+            let mut any = false;
+            for &c in self.mine {
+                if taken == want {
+                    break;
+                }
+                if let Some(&m) = self.member_orders[c].get(round) {
+                    let line = &self.clusters[c][m];
+                    taken += 1;
+                    any = true;
+                    rows.push(Row {
+                        id: format!("{p}-{taken:04}-past_tense"),
+                        prompt: text::shorten(&line.text, max_chars),
+                        category: Category::PastTense,
+                        source: line.source.clone(),
+                        behaviour_id: self.clusters[c][0].id.clone(),
+                        variant: line.id.clone(),
+                    });
+                }
+            }
+            if !any {
+                return Err(Error::NotEnough {
+                    what: "past-tense rephrasings",
+                    requested: want,
+                    detail: format!(
+                        "--{}-behaviours {}, from the {} paraphrase clusters this split gets",
+                        split.name(),
+                        want,
+                        self.mine.len()
+                    ),
+                    available: taken,
+                    hint: "; lower the behaviour counts".into(),
+                });
+            }
+            round += 1;
+        }
+        Ok(rows)
+    }
+}
+
 /// Builds the three splits from loaded inputs. Pure: same inputs and arguments, same rows.
 pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Result<Splits, Error> {
     let want = |f: fn(&SplitSize) -> usize| Split::ALL.map(|s| f(&sizes.of(s)));
@@ -508,78 +607,22 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
         }
 
         // Past tense: round-robin over this split's clusters, one rephrasing each per round.
-        let mine: Vec<usize> = cluster_order[cluster_start..cluster_start + alloc[k]].to_vec();
+        let mine = &cluster_order[cluster_start..cluster_start + alloc[k]];
         cluster_start += alloc[k];
-        let mut taken = 0;
-        let mut round = 0;
-        while taken < pt_want[k] {
-            let mut any = false;
-            for &c in &mine {
-                if taken == pt_want[k] {
-                    break;
-                }
-                if let Some(&m) = member_orders[c].get(round) {
-                    let line = &clusters[c][m];
-                    taken += 1;
-                    any = true;
-                    rows.push(Row {
-                        id: format!("{p}-{taken:04}-past_tense"),
-                        prompt: text::shorten(&line.text, max_chars),
-                        category: Category::PastTense,
-                        source: line.source.clone(),
-                        behaviour_id: clusters[c][0].id.clone(),
-                        variant: line.id.clone(),
-                    });
-                }
-            }
-            if !any {
-                return Err(Error::NotEnough {
-                    what: "past-tense rephrasings",
-                    requested: pt_want[k],
-                    detail: format!(
-                        "--{}-behaviours {}, from the {} paraphrase clusters this split gets",
-                        split.name(),
-                        pt_want[k],
-                        mine.len()
-                    ),
-                    available: taken,
-                    hint: "; lower the behaviour counts".into(),
-                });
-            }
-            round += 1;
-        }
-
-        // Train-only rows follow the split's own, numbered on from them.
-        let (more_borderline, contrast): (&[OurPrompt], &[OurPrompt]) = match split {
-            Split::Train => (&inputs.train_borderline, &inputs.train_harmful),
-            _ => (&[], &[]),
+        let picks = PastTensePicks {
+            clusters,
+            member_orders: &member_orders,
+            mine,
         };
-        for (category, chosen) in [
-            (
-                Category::Benign,
-                benign_idx[k].iter().map(|&i| &inputs.benign[i]).collect(),
-            ),
-            (
-                Category::Borderline,
-                borderline_idx[k]
-                    .iter()
-                    .map(|&i| &inputs.borderline[i])
-                    .chain(more_borderline)
-                    .collect::<Vec<_>>(),
-            ),
-            (Category::Contrast, contrast.iter().collect()),
-        ] {
-            for (slot, o) in chosen.into_iter().enumerate() {
-                rows.push(Row {
-                    id: format!("{p}-{:04}-{category}", slot + 1),
-                    prompt: text::shorten(&o.prompt, max_chars),
-                    category,
-                    source: o.source.clone(),
-                    behaviour_id: o.id.clone(),
-                    variant: String::new(),
-                });
-            }
-        }
+        rows.extend(picks.rows(split, pt_want[k], max_chars)?);
+
+        rows.extend(our_rows(
+            split,
+            &benign_idx[k],
+            &borderline_idx[k],
+            inputs,
+            max_chars,
+        ));
         out.push((split, rows));
     }
     Ok(Splits { splits: out })
