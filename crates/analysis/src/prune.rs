@@ -385,7 +385,9 @@ impl<'m> Pruner<'m> {
                 PruneTarget::Refusal => (vec![], true),
                 PruneTarget::Component { layer, .. } => (vec![*layer], false),
             };
-            let t = Traced::run(self.diff, &seqs, 0, &capture, logits, rules)?;
+            // Only user positions are scored: the template before them is run once.
+            let shared = chunk.iter().map(|e| e.user.start).min().unwrap_or(0);
+            let t = Traced::run_shared(self.diff, &seqs, 0, &capture, logits, rules, shared)?;
             let target = match &self.target {
                 PruneTarget::Refusal => Target::LogOdds {
                     ids: &self.refusal.ids,

@@ -68,7 +68,16 @@ pub fn pair_relevance(
     let mut values = Vec::with_capacity(seqs.len());
     for (bi, chunk) in seqs.chunks(batch.max(1)).enumerate() {
         let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let t = Traced::run(model, &refs, pair.source, &[pair.target], false, rules)?;
+        // Only the last positions are read: any common prefix is run once.
+        let t = Traced::run_shared(
+            model,
+            &refs,
+            pair.source,
+            &[pair.target],
+            false,
+            rules,
+            usize::MAX,
+        )?;
         let h = t.input()?;
         let mut per: Vec<Vec<f64>> = vec![vec![0.0; ks * kt]; chunk.len()];
         for (j, c) in pair.target_dirs.iter().enumerate() {

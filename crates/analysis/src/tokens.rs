@@ -46,7 +46,7 @@ pub fn encode_with_user_span(model: &Model, prompt: &str, fmt: &PromptFormat) ->
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenMap {
     /// Gradient × input of each position (summed over the width), for the seed
-    /// `c/(c·h_ℓ)` at the last position.
+    /// `c/(c·h_ℓ)` at the last position; NaN below the start position asked for.
     pub raw: Vec<f32>,
     /// Each position's own state at layer ℓ projected on `c`.
     pub projection: Vec<f32>,
@@ -55,9 +55,15 @@ pub struct TokenMap {
 /// Token maps of every prompt (`[prompt][direction]`) for directions at hidden-state index
 /// `layer`: one traced forward per batch of `batch` prompts serves all directions (one
 /// backward each). `done` is called with the number of prompts finished so far.
+///
+/// `need_from[i]` is the first position of prompt `i` whose map is wanted (0: all). A
+/// template prefix that a batch shares below those positions is run once for the batch; the
+/// maps there are NaN (not computed), the others exactly those of separate runs.
+#[allow(clippy::too_many_arguments)]
 pub fn token_maps(
     model: &DiffModel,
     seqs: &[Vec<u32>],
+    need_from: &[usize],
     layer: usize,
     directions: &[Vec<f32>],
     rules: Rules,
@@ -71,10 +77,20 @@ pub fn token_maps(
             bad.len()
         )));
     }
+    if need_from.len() != seqs.len() {
+        return Err(AnalysisError::Input(format!(
+            "{} start positions for {} prompts",
+            need_from.len(),
+            seqs.len()
+        )));
+    }
     let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(batch.max(1)) {
+    let b = batch.max(1);
+    for (chunk, from) in seqs.chunks(b).zip(need_from.chunks(b)) {
         let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let traced = Traced::run(model, &refs, 0, &[layer], false, rules)?;
+        let shared = from.iter().copied().min().unwrap_or(0);
+        let traced = Traced::run_shared(model, &refs, 0, &[layer], false, rules, shared)?;
+        let p = traced.prefix();
         let states = traced.states(layer)?;
         let mut maps: Vec<Vec<TokenMap>> = vec![Vec::with_capacity(directions.len()); refs.len()];
         for c in directions {
@@ -83,14 +99,14 @@ pub fn token_maps(
                 direction: c,
             })?;
             for (q, seq) in refs.iter().enumerate() {
-                let rows: Vec<usize> = (0..seq.len()).map(|p| traced.row(q, p)).collect();
-                maps[q].push(TokenMap {
-                    raw: rows.iter().map(|&r| rel[r]).collect(),
-                    projection: rows
-                        .iter()
-                        .map(|&r| dot(&states[r * d..(r + 1) * d], c))
-                        .collect(),
-                });
+                let raw = std::iter::repeat_n(f32::NAN, p)
+                    .chain((p..seq.len()).map(|i| rel[traced.row(q, i)]))
+                    .collect();
+                let projection = (0..seq.len())
+                    .map(|i| traced.state_row(q, i))
+                    .map(|r| dot(&states[r * d..(r + 1) * d], c))
+                    .collect();
+                maps[q].push(TokenMap { raw, projection });
             }
         }
         out.extend(maps);

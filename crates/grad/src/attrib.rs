@@ -8,6 +8,12 @@
 //! one backward gives every sequence its own gradient. Several targets (components) reuse
 //! the same forward.
 //!
+//! With [`Traced::run_shared`], a prefix common to the batch (the chat template's system
+//! turn, typically half of a short prompt) is run once and every sequence attends to it.
+//! Positions past the prefix get exactly what a separate run would give them; the shared
+//! rows' gradients are summed over the batch, so they are not any one sequence's and
+//! [`Traced::row`] refuses them.
+//!
 //! The projection target is seeded as in the paper's reference (`lxt`): the gradient at
 //! `h_ℓ` of the last position is `c / (c·h_ℓ)`, so AttnLRP relevances sum to about 1 per
 //! sequence and do not depend on the sign of `c`.
@@ -74,7 +80,26 @@ impl<'m> Traced<'m> {
         logits: bool,
         rules: Rules,
     ) -> Result<Self> {
-        let packed = Packed::new(seqs);
+        Self::run_shared(model, seqs, input_layer, capture, logits, rules, 0)
+    }
+
+    /// [`Traced::run`] with the longest prefix common to all sequences, at most `max_prefix`
+    /// tokens, run once for the batch. Use it when no position below `max_prefix` is needed
+    /// per sequence (`0`: nothing shared).
+    pub fn run_shared(
+        model: &'m DiffModel,
+        seqs: &[&[u32]],
+        input_layer: usize,
+        capture: &[usize],
+        logits: bool,
+        rules: Rules,
+        max_prefix: usize,
+    ) -> Result<Self> {
+        let packed = if max_prefix > 0 {
+            Packed::with_shared_prefix(seqs, max_prefix)
+        } else {
+            Packed::new(seqs)
+        };
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let start_states = if input_layer == 0 {
             model.embed_tokens(&packed)?
@@ -124,8 +149,27 @@ impl<'m> Traced<'m> {
         &self.lengths
     }
 
-    /// The packed row of position `pos` of sequence `seq`.
+    /// Positions run once for the whole batch (0: none).
+    pub fn prefix(&self) -> usize {
+        self.packed.prefix
+    }
+
+    /// The packed row holding the forward state of position `pos` of sequence `seq`: a shared
+    /// row for a position in the prefix (the states there are every sequence's).
+    pub fn state_row(&self, seq: usize, pos: usize) -> usize {
+        self.packed.row(seq, pos)
+    }
+
+    /// The packed row of position `pos` of sequence `seq`, for its gradient or relevance.
+    ///
+    /// # Panics
+    /// When `pos` lies in the shared prefix: that row belongs to no one sequence.
     pub fn row(&self, seq: usize, pos: usize) -> usize {
+        assert!(
+            pos >= self.packed.prefix,
+            "position {pos} is in the shared prefix of {} rows",
+            self.packed.prefix
+        );
         self.packed.row(seq, pos)
     }
 

@@ -371,3 +371,46 @@ fn gradient_from_a_layer_matches_finite_differences() {
         );
     }
 }
+
+#[test]
+fn a_shared_prefix_changes_nothing_past_it() {
+    let m = tiny(Arch::Qwen2);
+    // Three sequences with a common 5-token prefix, then their own tokens.
+    let head = [3u32, 9, 4, 17, 8];
+    let s: Vec<Vec<u32>> = [vec![5u32, 11, 2], vec![30, 6], vec![12, 1, 19, 7]]
+        .into_iter()
+        .map(|tail| head.iter().copied().chain(tail).collect())
+        .collect();
+    let refs: Vec<&[u32]> = s.iter().map(Vec::as_slice).collect();
+    let c = rand_vec(m.config.hidden_size, 43, 1.0);
+    let target = Target::Projection {
+        layer: 3,
+        direction: &c,
+    };
+    let sep = Traced::run(&m, &refs, 0, &[3], false, Rules::AttnLrp).unwrap();
+    let shared = Traced::run_shared(&m, &refs, 0, &[3], false, Rules::AttnLrp, 64).unwrap();
+    assert_eq!((sep.prefix(), shared.prefix()), (0, 5));
+    let (a, b) = (sep.relevance(&target).unwrap(), shared.relevance(&target).unwrap());
+    assert_close("values", &sep.values(&target).unwrap(), &shared.values(&target).unwrap(), 1e-5);
+    let (sa, sb) = (sep.states(3).unwrap(), shared.states(3).unwrap());
+    let d = m.config.hidden_size;
+    for (q, seq) in refs.iter().enumerate() {
+        let got: Vec<f32> = (5..seq.len()).map(|p| b[shared.row(q, p)]).collect();
+        let want: Vec<f32> = (5..seq.len()).map(|p| a[sep.row(q, p)]).collect();
+        assert_close(&format!("sequence {q} relevance"), &got, &want, 1e-4);
+        for p in 0..seq.len() {
+            let (rs, rh) = (shared.state_row(q, p), sep.state_row(q, p));
+            assert_close(
+                &format!("sequence {q} state {p}"),
+                &sb[rs * d..(rs + 1) * d],
+                &sa[rh * d..(rh + 1) * d],
+                1e-5,
+            );
+        }
+    }
+    // At most `max_prefix` tokens are shared, and prefix rows have no per-sequence row.
+    let short = Traced::run_shared(&m, &refs, 0, &[3], false, Rules::AttnLrp, 2).unwrap();
+    assert_eq!(short.prefix(), 2);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.row(0, 4)));
+    assert!(caught.is_err(), "a shared row was handed out as a sequence's own");
+}

@@ -160,9 +160,25 @@ pub fn run(o: &Options) -> Result<()> {
     let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
     let pb = hd_cli::progress(seqs.len() as u64, "prompts");
     let t0 = std::time::Instant::now();
-    let maps = token_maps(&diff, &seqs, o.layer, &dirs, o.rules, o.batch_size, |n| {
-        pb.set_position(n as u64)
-    })?;
+    // Below the reported positions nothing is needed per prompt: the template prefix there
+    // is run once per batch.
+    let need_from: Vec<usize> = encoded
+        .iter()
+        .map(|e| match o.positions {
+            Positions::User => e.user.start,
+            Positions::All => 0,
+        })
+        .collect();
+    let maps = token_maps(
+        &diff,
+        &seqs,
+        &need_from,
+        o.layer,
+        &dirs,
+        o.rules,
+        o.batch_size,
+        |n| pb.set_position(n as u64),
+    )?;
     pb.finish_and_clear();
     tracing::info!(
         "{} prompts x {} components attributed in {:.2} s",

@@ -27,17 +27,19 @@ struct Ours {
     rel: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
-fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules) -> Ours {
+/// `shared`: ask for the user text only, so the template prefix is run once per batch.
+fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules, shared: bool) -> Ours {
     let model = Model::load(model_path).unwrap();
     let table = hd_formats::prompts::PromptTable::read(prompts).unwrap();
     let fmt = PromptFormat::default();
-    let ids: Vec<Vec<u32>> = (0..table.len())
-        .map(|i| {
-            encode_with_user_span(&model, table.prompt(i), &fmt)
-                .unwrap()
-                .ids
-        })
+    let enc: Vec<_> = (0..table.len())
+        .map(|i| encode_with_user_span(&model, table.prompt(i), &fmt).unwrap())
         .collect();
+    let from: Vec<usize> = enc
+        .iter()
+        .map(|e| if shared { e.user.start } else { 0 })
+        .collect();
+    let ids: Vec<Vec<u32>> = enc.into_iter().map(|e| e.ids).collect();
     let comps = TensorFile::read(components).unwrap();
     let Model {
         config, weights, ..
@@ -48,7 +50,7 @@ fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules) -> O
     for l in LAYERS {
         let c = comps.get(&format!("components.{l}")).unwrap().to_f32_vec();
         let dirs: Vec<Vec<f32>> = c.chunks(d).map(<[f32]>::to_vec).collect();
-        let maps = token_maps(&diff, &ids, l, &dirs, rules, 16, |_| {}).unwrap();
+        let maps = token_maps(&diff, &ids, &from, l, &dirs, rules, 16, |_| {}).unwrap();
         rel.push(
             (0..dirs.len())
                 .map(|j| maps.iter().map(|m| m[j].raw.clone()).collect())
@@ -90,8 +92,12 @@ fn compare(ours: &Ours, reference: &Path) {
             let want = r.get(&format!("relevance.{l}.{j}")).unwrap().to_f64_vec();
             for (i, got) in per_prompt.iter().enumerate() {
                 let want = &want[offsets[i]..offsets[i + 1]];
-                let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
                 let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                // Positions not computed (a shared prefix) are NaN and left out.
+                let from = got.iter().take_while(|v| v.is_nan()).count();
+                assert!(from + 2 < got.len(), "prompt {i}: too few positions computed");
+                let want = &want[from..];
+                let got: Vec<f64> = got[from..].iter().map(|&v| v as f64).collect();
                 let err = got
                     .iter()
                     .zip(want)
@@ -133,14 +139,26 @@ fn attnlrp_matches_the_committed_lxt_reference() {
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
         Rules::AttnLrp,
+        false,
     );
     compare(&o, &data("lxt_ref.npz"));
+    // The template prefix run once per batch changes nothing past it.
+    let shared = ours(
+        &model,
+        &data("lxt_prompts.csv"),
+        &data("lxt_components.safetensors"),
+        Rules::AttnLrp,
+        true,
+    );
+    assert!(shared.rel[0][0].iter().all(|m| m[0].is_nan()), "prefix was not shared");
+    compare(&shared, &data("lxt_ref.npz"));
     // The comparison can fail: plain gradient x input is far from the reference.
     let exact = ours(
         &model,
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
         Rules::Exact,
+        false,
     );
     let caught = std::panic::catch_unwind(|| compare(&exact, &data("lxt_ref.npz")));
     assert!(
@@ -177,6 +195,7 @@ fn attnlrp_matches_live_lxt() {
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
         Rules::AttnLrp,
+        true,
     );
     compare(&o, &out);
 }
