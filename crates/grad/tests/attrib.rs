@@ -390,8 +390,16 @@ fn a_shared_prefix_changes_nothing_past_it() {
     let sep = Traced::run(&m, &refs, 0, &[3], false, Rules::AttnLrp).unwrap();
     let shared = Traced::run_shared(&m, &refs, 0, &[3], false, Rules::AttnLrp, 64).unwrap();
     assert_eq!((sep.prefix(), shared.prefix()), (0, 5));
-    let (a, b) = (sep.relevance(&target).unwrap(), shared.relevance(&target).unwrap());
-    assert_close("values", &sep.values(&target).unwrap(), &shared.values(&target).unwrap(), 1e-5);
+    let (a, b) = (
+        sep.relevance(&target).unwrap(),
+        shared.relevance(&target).unwrap(),
+    );
+    assert_close(
+        "values",
+        &sep.values(&target).unwrap(),
+        &shared.values(&target).unwrap(),
+        1e-5,
+    );
     let (sa, sb) = (sep.states(3).unwrap(), shared.states(3).unwrap());
     let d = m.config.hidden_size;
     for (q, seq) in refs.iter().enumerate() {
@@ -412,5 +420,8 @@ fn a_shared_prefix_changes_nothing_past_it() {
     let short = Traced::run_shared(&m, &refs, 0, &[3], false, Rules::AttnLrp, 2).unwrap();
     assert_eq!(short.prefix(), 2);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.row(0, 4)));
-    assert!(caught.is_err(), "a shared row was handed out as a sequence's own");
+    assert!(
+        caught.is_err(),
+        "a shared row was handed out as a sequence's own"
+    );
 }

@@ -95,7 +95,10 @@ fn compare(ours: &Ours, reference: &Path) {
                 let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
                 // Positions not computed (a shared prefix) are NaN and left out.
                 let from = got.iter().take_while(|v| v.is_nan()).count();
-                assert!(from + 2 < got.len(), "prompt {i}: too few positions computed");
+                assert!(
+                    from + 2 < got.len(),
+                    "prompt {i}: too few positions computed"
+                );
                 let want = &want[from..];
                 let got: Vec<f64> = got[from..].iter().map(|&v| v as f64).collect();
                 let err = got
@@ -150,7 +153,10 @@ fn attnlrp_matches_the_committed_lxt_reference() {
         Rules::AttnLrp,
         true,
     );
-    assert!(shared.rel[0][0].iter().all(|m| m[0].is_nan()), "prefix was not shared");
+    assert!(
+        shared.rel[0][0].iter().all(|m| m[0].is_nan()),
+        "prefix was not shared"
+    );
     compare(&shared, &data("lxt_ref.npz"));
     // The comparison can fail: plain gradient x input is far from the reference.
     let exact = ours(
