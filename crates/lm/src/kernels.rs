@@ -30,8 +30,12 @@ pub fn linear(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f
 /// 43% of a generation run.
 const SMALL_M: usize = 16;
 
-/// Output features per rayon task of `linear_small`.
-const SMALL_BLOCK: usize = 64;
+/// Output features per rayon task of `linear_small` (a multiple of both register blocks,
+/// 6 and 12 weight rows).
+const SMALL_BLOCK: usize = 96;
+
+/// Elements of `y` from which `linear_small` copies its results out in parallel.
+const SMALL_PAR_OUT: usize = 1 << 15;
 
 fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f32], add: bool) {
     // x transposed to [inp, tp] (rows along the vector lanes, zero padded): every weight
@@ -44,29 +48,31 @@ fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut 
             xt[k * tp + r] = v;
         }
     }
-    let n_blocks = out.div_ceil(SMALL_BLOCK);
-    let results: Vec<Vec<f32>> = (0..n_blocks)
-        .into_par_iter()
-        .map(|b| {
-            let (lo, hi) = (b * SMALL_BLOCK, ((b + 1) * SMALL_BLOCK).min(out));
-            let mut r = vec![0.0f32; (hi - lo) * tp];
-            let wb = &w[lo * inp..hi * inp];
+    // results transposed, [out, tp]: each task fills its own block of output features
+    let mut yt = vec![0.0f32; out * tp];
+    yt.par_chunks_mut(SMALL_BLOCK * tp)
+        .enumerate()
+        .for_each(|(b, r)| {
+            let lo = b * SMALL_BLOCK;
+            let wb = &w[lo * inp..(lo + r.len() / tp) * inp];
             if tp == 8 {
-                small_rows::<8>(&xt, inp, wb, &mut r);
+                small_rows::<8>(&xt, inp, wb, r);
             } else {
-                small_rows::<16>(&xt, inp, wb, &mut r);
+                small_rows::<16>(&xt, inp, wb, r);
             }
-            r
-        })
-        .collect();
-    for (b, r) in results.iter().enumerate() {
-        let lo = b * SMALL_BLOCK;
-        for (j, res) in r.chunks_exact(tp).enumerate() {
-            for (i, &v) in res[..t].iter().enumerate() {
-                let o = &mut y[i * out + lo + j];
-                *o = if add { *o + v } else { v };
-            }
+        });
+    let copy_out = |(i, yr): (usize, &mut [f32])| {
+        for (o, res) in yr.iter_mut().zip(yt.chunks_exact(tp)) {
+            *o = if add { *o + res[i] } else { res[i] };
         }
+    };
+    if t * out >= SMALL_PAR_OUT {
+        y[..t * out]
+            .par_chunks_mut(out)
+            .enumerate()
+            .for_each(copy_out);
+    } else {
+        y[..t * out].chunks_mut(out).enumerate().for_each(copy_out);
     }
 }
 
@@ -89,44 +95,57 @@ unsafe fn small_rows_avx2<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], re
     small_rows_generic::<TP>(xt, inp, w, res)
 }
 
+/// Weight rows per register block: enough independent accumulators (`rows · TP / 8` AVX2
+/// registers, 12 for both widths) to hide the FMA latency, with the 16 AVX2 registers holding
+/// them plus the `xt` row and a broadcast weight.
 #[inline(always)]
 fn small_rows_generic<const TP: usize>(xt: &[f32], inp: usize, w: &[f32], res: &mut [f32]) {
     let n = w.len() / inp;
     assert!(xt.len() == inp * TP && res.len() == n * TP);
-    let lanes = |c: &[f32]| -> [f32; TP] { c.try_into().expect("TP lanes") };
-    // four weight rows at a time: four independent accumulator sets hide the FMA latency
     let mut o = 0;
+    if TP == 8 {
+        while o + 12 <= n {
+            small_rows_block::<TP, 12>(xt, inp, &w[o * inp..], &mut res[o * TP..]);
+            o += 12;
+        }
+    } else {
+        while o + 6 <= n {
+            small_rows_block::<TP, 6>(xt, inp, &w[o * inp..], &mut res[o * TP..]);
+            o += 6;
+        }
+    }
     while o + 4 <= n {
-        let (w0, w1, w2, w3) = (
-            &w[o * inp..(o + 1) * inp],
-            &w[(o + 1) * inp..(o + 2) * inp],
-            &w[(o + 2) * inp..(o + 3) * inp],
-            &w[(o + 3) * inp..(o + 4) * inp],
-        );
-        let mut acc = [[0.0f32; TP]; 4];
-        for (k, xr) in xt.chunks_exact(TP).map(lanes).enumerate() {
-            let wv = [w0[k], w1[k], w2[k], w3[k]];
-            for (a, &wk) in acc.iter_mut().zip(&wv) {
-                for l in 0..TP {
-                    a[l] = wk.mul_add(xr[l], a[l]);
-                }
-            }
-        }
-        for (j, a) in acc.iter().enumerate() {
-            res[(o + j) * TP..(o + j + 1) * TP].copy_from_slice(a);
-        }
+        small_rows_block::<TP, 4>(xt, inp, &w[o * inp..], &mut res[o * TP..]);
         o += 4;
     }
     while o < n {
-        let wr = &w[o * inp..(o + 1) * inp];
-        let mut a = [0.0f32; TP];
-        for (xr, &wk) in xt.chunks_exact(TP).map(lanes).zip(wr) {
+        small_rows_block::<TP, 1>(xt, inp, &w[o * inp..], &mut res[o * TP..]);
+        o += 1;
+    }
+}
+
+/// `res[j, :] = Σ_k w[j, k] · xt[k, :]` for the first `R` weight rows of `w`: per output and
+/// lane one FMA chain over k in order, whatever `R` and `TP` are.
+#[inline(always)]
+fn small_rows_block<const TP: usize, const R: usize>(
+    xt: &[f32],
+    inp: usize,
+    w: &[f32],
+    res: &mut [f32],
+) {
+    let rows: [&[f32]; R] = std::array::from_fn(|j| &w[j * inp..(j + 1) * inp]);
+    let lanes = |c: &[f32]| -> [f32; TP] { c.try_into().expect("TP lanes") };
+    let mut acc = [[0.0f32; TP]; R];
+    for (k, xr) in xt[..inp * TP].chunks_exact(TP).map(lanes).enumerate() {
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let wk = row[k];
             for l in 0..TP {
                 a[l] = wk.mul_add(xr[l], a[l]);
             }
         }
-        res[o * TP..(o + 1) * TP].copy_from_slice(&a);
-        o += 1;
+    }
+    for (j, a) in acc.iter().enumerate() {
+        res[j * TP..(j + 1) * TP].copy_from_slice(a);
     }
 }
 
