@@ -125,7 +125,10 @@ impl Hook for NoHook {}
 /// vocabularies make it 12 MB per 64 rows).
 const LOGIT_CHUNK: usize = 64;
 
-/// Per-sequence key/value cache, `[len, kv_heads*head_dim]` per layer.
+/// Per-sequence key/value cache, per block in the layout `attend` reads, so a decoding step
+/// attends straight from it: keys transposed per key/value head, `[kv_heads, head_dim, cap]`,
+/// values `[kv_heads, cap, head_dim]`, with the capacity `cap` a multiple of `ATT_KB` (columns
+/// at and beyond `len` are zero).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     k: Vec<Vec<f32>>,
@@ -141,6 +144,67 @@ impl KvCache {
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Positions block `li`'s buffers hold room for (`kv_w` = kv_heads · head_dim).
+    fn cap(&self, li: usize, kv_w: usize) -> usize {
+        self.k[li].len() / kv_w
+    }
+
+    /// Block `li`, key/value head `g`: transposed keys `[hd, cap]`, values `[cap, hd]`, `cap`.
+    fn head(&self, li: usize, g: usize, kv_w: usize, hd: usize) -> (&[f32], &[f32], usize) {
+        let cap = self.cap(li, kv_w);
+        let (k, v) = (&self.k[li], &self.v[li]);
+        (
+            &k[g * hd * cap..(g + 1) * hd * cap],
+            &v[g * cap * hd..(g + 1) * cap * hd],
+            cap,
+        )
+    }
+
+    /// Writes the keys and values of `len` new rows (`[len, kv_w]` each, at `stride`) of
+    /// block `li` at positions `np..np + len`, growing its buffers when they are full.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        li: usize,
+        keys: &[f32],
+        values: &[f32],
+        stride: usize,
+        np: usize,
+        len: usize,
+        nkv: usize,
+        hd: usize,
+    ) {
+        let kv_w = nkv * hd;
+        let cap = self.cap(li, kv_w);
+        if np + len > cap {
+            let new_cap = (np + len).max(2 * cap).max(ATT_KB).div_ceil(ATT_KB) * ATT_KB;
+            let mut k = vec![0.0f32; kv_w * new_cap];
+            let mut v = vec![0.0f32; kv_w * new_cap];
+            for g in 0..nkv {
+                for dd in 0..hd {
+                    let (from, to) = ((g * hd + dd) * cap, (g * hd + dd) * new_cap);
+                    k[to..to + np].copy_from_slice(&self.k[li][from..from + np]);
+                }
+                v[g * new_cap * hd..][..np * hd]
+                    .copy_from_slice(&self.v[li][g * cap * hd..][..np * hd]);
+            }
+            self.k[li] = k;
+            self.v[li] = v;
+        }
+        let cap = self.cap(li, kv_w);
+        let (kb, vb) = (&mut self.k[li], &mut self.v[li]);
+        for j in 0..len {
+            let (kr, vr) = (&keys[j * stride..][..kv_w], &values[j * stride..][..kv_w]);
+            let p = np + j;
+            for g in 0..nkv {
+                for dd in 0..hd {
+                    kb[(g * hd + dd) * cap + p] = kr[g * hd + dd];
+                }
+                vb[(g * cap + p) * hd..][..hd].copy_from_slice(&vr[g * hd..][..hd]);
+            }
+        }
     }
 }
 
@@ -723,9 +787,9 @@ impl Forward<'_> {
             });
     }
 
-    /// Attention of block `li` for every sequence (earlier keys/values from the cache, the
-    /// new ones straight from the qkv rows) into `att`, then the new keys/values appended to
-    /// an owned cache.
+    /// Attention of block `li` for every sequence into `att`. An owned cache first takes the
+    /// new keys and values and is attended in place; otherwise the earlier keys and values
+    /// (from a read-only cache) and the new ones are gathered into blocks for the kernel.
     #[allow(clippy::too_many_arguments)]
     fn attention_block(
         &self,
@@ -740,67 +804,55 @@ impl Forward<'_> {
         let cfg = self.cfg;
         let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
         let (qkv_w, kv_w) = (cfg.qkv_width(), nkv * hd);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let past_ref = &*past_kv;
-        let qkv_ref = qkv;
+        let (koff, voff) = (nh * hd, nh * hd + kv_w);
+        let rows_of = |i: usize| &qkv[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
         let seq_out: Vec<(usize, &mut [f32])> = split_rows(att, offsets, nh * hd);
+        if let Past::Own(caches) = past_kv {
+            seq_out
+                .into_par_iter()
+                .zip(caches.par_iter_mut())
+                .for_each(|((i, out), cache)| {
+                    let (rows, len, np) = (rows_of(i), seqs[i].len(), past[i]);
+                    cache.append(li, &rows[koff..], &rows[voff..], qkv_w, np, len, nkv, hd);
+                    let mut q = QueryBlock::new(self.cfg, len, np);
+                    for g in 0..nkv {
+                        let (kt, vb, cap) = cache.head(li, g, kv_w, hd);
+                        q.attend(rows, g, kt, cap, vb, out);
+                    }
+                });
+            return;
+        }
+        let past_ref = &*past_kv;
         seq_out.into_par_iter().for_each(|(i, out)| {
-            let len = seqs[i].len();
-            let np = past[i];
-            let (pk, pv): (&[f32], &[f32]) = match past_ref.cache(i) {
-                Some(c) if np > 0 => (&c.k[li], &c.v[li]),
-                _ => (&[], &[]),
+            let (rows, len, np) = (rows_of(i), seqs[i].len(), past[i]);
+            let src = match past_ref.cache(i) {
+                Some(c) if np > 0 => Some(c),
+                _ => None,
             };
-            let rows = &qkv_ref[offsets[i] * qkv_w..offsets[i + 1] * qkv_w];
-            let (koff, voff) = (nh * hd, nh * hd + kv_w);
-            // Per key/value head: its query heads' vectors, the keys transposed and the
-            // values gathered into contiguous blocks for the kernel.
-            let gs = nh / nkv;
-            let nq = len * gs;
             let nk = np + len;
             let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
-            let nqp = nq.div_ceil(ATT_QB) * ATT_QB;
-            let mut qb = vec![0.0f32; nqp * hd];
             let mut kt = vec![0.0f32; hd * nkp];
             let mut vb = vec![0.0f32; nk * hd];
-            let mut ob = vec![0.0f32; nq * hd];
-            let limits: Vec<usize> = (0..nq).map(|r| np + r / gs + 1).collect();
+            let mut q = QueryBlock::new(self.cfg, len, np);
             for g in 0..nkv {
-                // the group's query heads are adjacent in a qkv row and in an output row
-                let gw = gs * hd;
-                for j in 0..len {
-                    qb[j * gw..(j + 1) * gw].copy_from_slice(&rows[j * qkv_w + g * gw..][..gw]);
-                }
-                for kk in 0..nk {
-                    let (k, v) = if kk < np {
-                        (
-                            &pk[kk * kv_w + g * hd..][..hd],
-                            &pv[kk * kv_w + g * hd..][..hd],
-                        )
-                    } else {
-                        let r = &rows[(kk - np) * qkv_w..];
-                        (&r[koff + g * hd..][..hd], &r[voff + g * hd..][..hd])
-                    };
-                    for (dd, &x) in k.iter().enumerate() {
-                        kt[dd * nkp + kk] = x;
+                if let Some(c) = src {
+                    let (ckt, cv, cap) = c.head(li, g, kv_w, hd);
+                    for dd in 0..hd {
+                        kt[dd * nkp..dd * nkp + np].copy_from_slice(&ckt[dd * cap..dd * cap + np]);
                     }
-                    vb[kk * hd..(kk + 1) * hd].copy_from_slice(v);
+                    vb[..np * hd].copy_from_slice(&cv[..np * hd]);
                 }
-                attend(hd, &qb, &limits, &kt, nkp, &vb, scale, &mut ob);
                 for j in 0..len {
-                    out[j * nh * hd + g * gw..][..gw].copy_from_slice(&ob[j * gw..(j + 1) * gw]);
+                    let r = &rows[j * qkv_w..];
+                    let (k, v) = (&r[koff + g * hd..][..hd], &r[voff + g * hd..][..hd]);
+                    for (dd, &x) in k.iter().enumerate() {
+                        kt[dd * nkp + np + j] = x;
+                    }
+                    vb[(np + j) * hd..(np + j + 1) * hd].copy_from_slice(v);
                 }
+                q.attend(rows, g, &kt, nkp, &vb, out);
             }
         });
-        if let Past::Own(c) = past_kv {
-            for (i, cache) in c.iter_mut().enumerate() {
-                for r in offsets[i]..offsets[i + 1] {
-                    let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
-                    cache.k[li].extend_from_slice(&row[nh * hd..nh * hd + kv_w]);
-                    cache.v[li].extend_from_slice(&row[nh * hd + kv_w..]);
-                }
-            }
-        }
     }
 
     /// The rows of `seqs` packed at `offsets`, as token embeddings `[t, d]`.
@@ -916,6 +968,71 @@ impl Forward<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// One sequence's query vectors of one key/value head's group, in the block `attend` takes,
+/// with its causal limits and output scratch (reused across the groups).
+struct QueryBlock {
+    qb: Vec<f32>,
+    ob: Vec<f32>,
+    limits: Vec<usize>,
+    len: usize,
+    gs: usize,
+    hd: usize,
+    nh: usize,
+    qkv_w: usize,
+    scale: f32,
+}
+
+impl QueryBlock {
+    fn new(cfg: &Config, len: usize, np: usize) -> Self {
+        let (hd, nh) = (cfg.head_dim, cfg.num_heads);
+        let gs = nh / cfg.num_kv_heads;
+        let nq = len * gs;
+        QueryBlock {
+            qb: vec![0.0f32; nq.div_ceil(ATT_QB) * ATT_QB * hd],
+            ob: vec![0.0f32; nq * hd],
+            limits: (0..nq).map(|r| np + r / gs + 1).collect(),
+            len,
+            gs,
+            hd,
+            nh,
+            qkv_w: cfg.qkv_width(),
+            scale: 1.0 / (hd as f32).sqrt(),
+        }
+    }
+
+    /// Attention of group `g`'s query heads (from the sequence's qkv `rows`) over keys `kt`
+    /// (`[hd, nkp]` transposed) and values `vb` into the sequence's output rows `out`.
+    fn attend(
+        &mut self,
+        rows: &[f32],
+        g: usize,
+        kt: &[f32],
+        nkp: usize,
+        vb: &[f32],
+        out: &mut [f32],
+    ) {
+        // the group's query heads are adjacent in a qkv row and in an output row
+        let gw = self.gs * self.hd;
+        for j in 0..self.len {
+            self.qb[j * gw..(j + 1) * gw].copy_from_slice(&rows[j * self.qkv_w + g * gw..][..gw]);
+        }
+        attend(
+            self.hd,
+            &self.qb,
+            &self.limits,
+            kt,
+            nkp,
+            vb,
+            self.scale,
+            &mut self.ob,
+        );
+        for j in 0..self.len {
+            out[j * self.nh * self.hd + g * gw..][..gw]
+                .copy_from_slice(&self.ob[j * gw..(j + 1) * gw]);
         }
     }
 }

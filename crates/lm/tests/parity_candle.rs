@@ -584,3 +584,47 @@ fn cache_from_prefix_decodes_the_same() {
     let mut bad = vec![shallow.unwrap().cache().clone()];
     assert!(f.run_cached(&[&[5]], &mut bad, &r).is_err());
 }
+
+/// Caches that grow past several capacities while decoding, at different steps for two
+/// sequences of different lengths: every step matches the uncached run of the whole sequence,
+/// and attending a grown cache read-only (`run_after`, which gathers its keys and values)
+/// gives bit for bit what attending it in place (`run_cached`) gives.
+#[test]
+fn growing_caches_decode_as_full_runs() {
+    let cfg = tiny(Arch::Qwen2, 101, true, false);
+    let w = ours(&cfg, &tensors(&cfg, 13, false));
+    let f = Forward { cfg: &cfg, w: &w };
+    let r = req(vec![2], Positions::Last, true);
+    let v = cfg.vocab_size;
+    let mut full: Vec<Vec<u32>> = vec![SEQ.to_vec(), vec![9, 8, 7]];
+    let mut caches = vec![KvCache::default(), KvCache::default()];
+    let mut next: Vec<Vec<u32>> = full.clone();
+    for step in 0..40 {
+        let seqs: Vec<&[u32]> = next.iter().map(|s| s.as_slice()).collect();
+        let before = caches.clone();
+        let after = f.run_after(&seqs, &before, &r, &mut hd_lm::NoHook).unwrap();
+        let got = f.run_cached(&seqs, &mut caches, &r).unwrap();
+        assert_eq!(
+            after.logits, got.logits,
+            "step {step}: run_after vs run_cached"
+        );
+        assert_eq!(
+            after.captured, got.captured,
+            "step {step}: run_after vs run_cached"
+        );
+        for (i, s) in full.iter().enumerate() {
+            assert_eq!(caches[i].len(), s.len());
+            let alone = f.run(&[s.as_slice()], &r).unwrap();
+            let lg = got.logits.as_ref().unwrap();
+            let want = alone.logits.unwrap();
+            let e = max_rel(&want, &lg[i * v..(i + 1) * v]);
+            assert!(e < 1e-5, "step {step}, sequence {i}: logits differ by {e}");
+        }
+        next = (0..2)
+            .map(|i| vec![((step * 7 + i * 13) % v) as u32])
+            .collect();
+        for (s, n) in full.iter_mut().zip(&next) {
+            s.extend_from_slice(n);
+        }
+    }
+}
