@@ -74,7 +74,9 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
     let ids = encode_all(&model, &table, o)?;
     let pb = hd_cli::progress(table.len() as u64, "prompts");
     let mut extra = Vec::with_capacity(table.len());
+    let (mut gen_time, mut n_new) = (std::time::Duration::ZERO, 0usize);
     for (c, chunk) in ids.chunks(o.batch_size).enumerate() {
+        let t0 = std::time::Instant::now();
         let gens = model
             .generate_with(chunk, o.max_new_tokens, &[], o.share_prefix)
             .map_err(|e| match e {
@@ -87,6 +89,8 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
                 ),
                 other => other.into(),
             })?;
+        gen_time += t0.elapsed();
+        n_new += gens.iter().map(|g| g.tokens.len()).sum::<usize>();
         for g in gens {
             let text = model.tokenizer.decode(&g.tokens, true)?;
             let refused = o.judge.refused(&text);
@@ -107,6 +111,12 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
         outs.stage(p, |w| w.write_all(summary.as_bytes()))?;
     }
     outs.commit()?;
+    let secs = gen_time.as_secs_f64();
+    tracing::info!(
+        "generation: {n_new} new tokens in {secs:.3} s ({:.1} tokens/s; prefill and decoding, \
+         model load excluded)",
+        n_new as f64 / secs.max(1e-9)
+    );
     tracing::info!("refusal rates:\n{summary}");
     Ok(())
 }
