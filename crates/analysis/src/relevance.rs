@@ -6,11 +6,11 @@
 //! `c_j/(c_j·h_L)` and `g` is its gradient at `h_S` (last position) under the chosen rules
 //! (AttnLRP: the reference's). Decomposing `h_S = Σ_k z_k v_k + r` on the top source
 //! components, `R(k→j) = z_k (v_k·g)` with `z_k = v_k·h_S`, which is lxt's `linear_epsilon`
-//! relevance of the reference in gradient form. One traced forward from S per batch, one
-//! backward per target component.
+//! relevance of the reference in gradient form. One plain forward per batch gives every source
+//! layer's states; one traced forward from S per pair, one backward per target component.
 
 use crate::error::{AnalysisError, Result};
-use hd_grad::attrib::{Target, Traced};
+use hd_grad::attrib::{Batch, Target, Traced};
 use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
 
@@ -46,8 +46,74 @@ pub fn pair_relevance(
     pair: &Pair,
     rules: Rules,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<PairRelevance> {
+    let mut all = pairs_relevance(
+        model,
+        seqs,
+        std::slice::from_ref(pair),
+        rules,
+        batch,
+        progress,
+    )?;
+    Ok(all.remove(0))
+}
+
+/// [`pair_relevance`] of several pairs: per batch of sequences, one plain forward gives the
+/// states of every source layer, and each pair is traced from its own (the lower layers are
+/// not re-run per pair). Results in the order of `pairs`.
+pub fn pairs_relevance(
+    model: &DiffModel,
+    seqs: &[Vec<u32>],
+    pairs: &[Pair],
+    rules: Rules,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<PairRelevance>> {
+    for pair in pairs {
+        check_pair(model, pair)?;
+    }
+    let d = model.config.hidden_size;
+    let sources: Vec<usize> = pairs.iter().map(|p| p.source).collect();
+    let mut out: Vec<PairRelevance> = pairs
+        .iter()
+        .map(|p| PairRelevance {
+            k_source: p.source_dirs.len(),
+            k_target: p.target_dirs.len(),
+            values: Vec::with_capacity(seqs.len()),
+        })
+        .collect();
+    let b = batch.max(1);
+    for (bi, chunk) in seqs.chunks(b).enumerate() {
+        let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        // Only the last positions are read: any common prefix is run once.
+        let states = Batch::new(model, &refs, &sources, usize::MAX)?;
+        for (pair, res) in pairs.iter().zip(out.iter_mut()) {
+            let t = Traced::run_from(model, &states, pair.source, &[pair.target], false, rules)?;
+            let h = t.input()?;
+            let kt = res.k_target;
+            let mut per: Vec<Vec<f64>> = vec![vec![0.0; res.k_source * kt]; chunk.len()];
+            for (j, c) in pair.target_dirs.iter().enumerate() {
+                let g = t.input_grad(&Target::Projection {
+                    layer: pair.target,
+                    direction: c,
+                })?;
+                for (i, p) in per.iter_mut().enumerate() {
+                    let r = t.row(i, t.lengths()[i] - 1);
+                    let (hr, gr) = (&h[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
+                    for (k, v) in pair.source_dirs.iter().enumerate() {
+                        p[k * kt + j] = dot64(v, hr) * dot64(v, gr);
+                    }
+                }
+            }
+            res.values.extend(per);
+        }
+        progress((bi * b + chunk.len()).min(seqs.len()));
+    }
+    Ok(out)
+}
+
+fn check_pair(model: &DiffModel, pair: &Pair) -> Result<()> {
     let nl = model.config.num_layers;
     let d = model.config.hidden_size;
     if pair.source >= pair.target || pair.target > nl {
@@ -56,51 +122,18 @@ pub fn pair_relevance(
             pair.source, pair.target
         )));
     }
-    for v in pair.source_dirs.iter().chain(pair.target_dirs) {
-        if v.len() != d {
-            return Err(AnalysisError::Input(format!(
-                "a component has {} values, the model's width is {d}",
-                v.len()
-            )));
-        }
+    if let Some(v) = pair
+        .source_dirs
+        .iter()
+        .chain(pair.target_dirs)
+        .find(|v| v.len() != d)
+    {
+        return Err(AnalysisError::Input(format!(
+            "a component has {} values, the model's width is {d}",
+            v.len()
+        )));
     }
-    let (ks, kt) = (pair.source_dirs.len(), pair.target_dirs.len());
-    let mut values = Vec::with_capacity(seqs.len());
-    for (bi, chunk) in seqs.chunks(batch.max(1)).enumerate() {
-        let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        // Only the last positions are read: any common prefix is run once.
-        let t = Traced::run_shared(
-            model,
-            &refs,
-            pair.source,
-            &[pair.target],
-            false,
-            rules,
-            usize::MAX,
-        )?;
-        let h = t.input()?;
-        let mut per: Vec<Vec<f64>> = vec![vec![0.0; ks * kt]; chunk.len()];
-        for (j, c) in pair.target_dirs.iter().enumerate() {
-            let g = t.input_grad(&Target::Projection {
-                layer: pair.target,
-                direction: c,
-            })?;
-            for (i, p) in per.iter_mut().enumerate() {
-                let r = t.row(i, t.lengths()[i] - 1);
-                let (hr, gr) = (&h[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
-                for (k, v) in pair.source_dirs.iter().enumerate() {
-                    p[k * kt + j] = dot64(v, hr) * dot64(v, gr);
-                }
-            }
-        }
-        values.extend(per);
-        progress((bi * batch.max(1) + chunk.len()).min(seqs.len()));
-    }
-    Ok(PairRelevance {
-        k_source: ks,
-        k_target: kt,
-        values,
-    })
+    Ok(())
 }
 
 fn dot64(a: &[f32], b: &[f32]) -> f64 {

@@ -6,7 +6,7 @@
 
 use hd_analysis::estimate::{estimate, last_token_grads};
 use hd_analysis::intervene::{answer_nll, first_token, generate, Edit, Op, Prefill, Start};
-use hd_analysis::relevance::{pair_relevance, Pair};
+use hd_analysis::relevance::{pair_relevance, pairs_relevance, Pair};
 use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
 use hd_lm::{Arch, Intervention, InterventionOp, Model, Positions, Request};
@@ -265,5 +265,47 @@ fn exact_relevance_matches_finite_differences() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn several_pairs_in_one_run_equal_each_pair_alone() {
+    let (m, tmp) = model(16);
+    let dm = diff(&tmp);
+    let p = prompts(&m);
+    let d = m.config.hidden_size;
+    let dirs: Vec<Vec<Vec<f32>>> = (0..4)
+        .map(|l| (0..2).map(|k| dir(d, 30 + 3 * l + k)).collect())
+        .collect();
+    let pairs: Vec<Pair> = [(0, 1), (1, 2), (1, 3), (2, 3)]
+        .iter()
+        .map(|&(s, l)| Pair {
+            source: s,
+            target: l,
+            source_dirs: &dirs[s],
+            target_dirs: &dirs[l],
+        })
+        .collect();
+    let together = pairs_relevance(&dm, &p, &pairs, Rules::AttnLrp, 2, |_| {}).unwrap();
+    for (pair, got) in pairs.iter().zip(&together) {
+        let alone = pair_relevance(&dm, &p, pair, Rules::AttnLrp, 3, |_| {}).unwrap();
+        assert_eq!((got.k_source, got.k_target), (2, 2));
+        for (a, b) in got
+            .values
+            .iter()
+            .flatten()
+            .zip(alone.values.iter().flatten())
+        {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "pair {} -> {}: {a} together, {b} alone",
+                pair.source,
+                pair.target
+            );
+        }
+        assert!(
+            got.values.iter().flatten().any(|v| v.abs() > 1e-6),
+            "all zero"
+        );
     }
 }

@@ -68,6 +68,67 @@ fn cpu() -> Device {
     Device::Cpu
 }
 
+/// A packed batch and its states at some hidden-state indices, from one plain forward (no
+/// gradients): the starting points of [`Traced::run_from`].
+#[derive(Debug, Clone)]
+pub struct Batch {
+    packed: Packed,
+    lengths: Vec<usize>,
+    states: Vec<(usize, Tensor)>,
+}
+
+impl Batch {
+    /// Packs `seqs` (sharing their common prefix up to `max_prefix` tokens, see
+    /// [`Traced::run_shared`]) and runs the plain forward as far as the highest of `layers`,
+    /// keeping those states (index 0: the token embeddings).
+    pub fn new(
+        model: &DiffModel,
+        seqs: &[&[u32]],
+        layers: &[usize],
+        max_prefix: usize,
+    ) -> Result<Self> {
+        let packed = if max_prefix > 0 {
+            Packed::with_shared_prefix(seqs, max_prefix)
+        } else {
+            Packed::new(seqs)
+        };
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let mut want: Vec<usize> = layers.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        let mut states = Vec::with_capacity(want.len());
+        if want.first() == Some(&0) {
+            states.push((0, model.embed_tokens(&packed)?));
+        }
+        let above: Vec<usize> = want.iter().copied().filter(|&l| l > 0).collect();
+        if !above.is_empty() {
+            let req = DiffRequest {
+                capture: above,
+                ..Default::default()
+            };
+            states.extend(model.forward(&packed, &req)?.hidden);
+        }
+        Ok(Batch {
+            packed,
+            lengths,
+            states,
+        })
+    }
+
+    /// Positions run once for the whole batch (0: none).
+    pub fn prefix(&self) -> usize {
+        self.packed.prefix
+    }
+
+    fn states_of(&self, layer: usize) -> Result<&Tensor> {
+        self.states
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .map(|(_, t)| t)
+            .ok_or_else(|| GradError::Input(format!("the batch holds no states of layer {layer}")))
+    }
+}
+
 impl<'m> Traced<'m> {
     /// Runs `seqs` (token ids, each non-empty) with gradients tracked from hidden-state index
     /// `input_layer` (0: the token embeddings), keeping the states of `capture` and, when
@@ -95,24 +156,25 @@ impl<'m> Traced<'m> {
         rules: Rules,
         max_prefix: usize,
     ) -> Result<Self> {
-        let packed = if max_prefix > 0 {
-            Packed::with_shared_prefix(seqs, max_prefix)
-        } else {
-            Packed::new(seqs)
-        };
-        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        let start_states = if input_layer == 0 {
-            model.embed_tokens(&packed)?
-        } else {
-            // Below the input layer nothing is explained: a plain forward gives h_S.
-            let req = DiffRequest {
-                capture: vec![input_layer],
-                ..Default::default()
-            };
-            model.forward(&packed, &req)?.hidden.remove(0).1
-        };
-        let input = Var::from_tensor(&start_states)?;
-        let last_rows: Vec<usize> = (0..seqs.len())
+        let states = Batch::new(model, seqs, &[input_layer], max_prefix)?;
+        Self::run_from(model, &states, input_layer, capture, logits, rules)
+    }
+
+    /// Traces from hidden-state index `input_layer`, taking its states from `batch` (which
+    /// must hold them): several runs from different layers share one plain forward.
+    pub fn run_from(
+        model: &'m DiffModel,
+        batch: &Batch,
+        input_layer: usize,
+        capture: &[usize],
+        logits: bool,
+        rules: Rules,
+    ) -> Result<Self> {
+        let packed = batch.packed.clone();
+        let lengths = batch.lengths.clone();
+        let start_states = batch.states_of(input_layer)?;
+        let input = Var::from_tensor(start_states)?;
+        let last_rows: Vec<usize> = (0..lengths.len())
             .map(|i| packed.row(i, lengths[i] - 1))
             .collect();
         let mut cap: Vec<usize> = capture.to_vec();

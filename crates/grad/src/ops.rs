@@ -261,7 +261,7 @@ impl CustomOp2 for Linear {
         let (out, inp) = w.dims2()?;
         let m = g.elem_count() / out.max(1);
         let gx = if x.track_op() {
-            let d = with_data(g, |gd| with_data(w, |wd| matmul_nn(gd, m, out, wd, inp)))??;
+            let d = with_data(g, |gd| with_data(w, |wd| input_grad(gd, m, out, wd, inp)))??;
             Some(tensor(d, x.dims(), x)?)
         } else {
             None
@@ -274,6 +274,30 @@ impl CustomOp2 for Linear {
         };
         Ok((gx, gw))
     }
+}
+
+/// `g[m, out] · w[out, in]`, the input gradient of a linear layer, computed only for the rows
+/// of `g` that are not all zero when those are few: a seed at the last positions reaches the
+/// top block's MLP and output projection through those rows alone (attribution, component
+/// relevance), and the dense product would mostly multiply zeros. Zero rows give exact zeros
+/// either way (the weights are finite).
+fn input_grad(g: &[f32], m: usize, out: usize, w: &[f32], inp: usize) -> Vec<f32> {
+    let live: Vec<usize> = (0..m)
+        .filter(|&r| g[r * out..(r + 1) * out].iter().any(|&v| v != 0.0))
+        .collect();
+    if live.len() * 2 > m {
+        return matmul_nn(g, m, out, w, inp);
+    }
+    let mut sub = Vec::with_capacity(live.len() * out);
+    for &r in &live {
+        sub.extend_from_slice(&g[r * out..(r + 1) * out]);
+    }
+    let part = matmul_nn(&sub, live.len(), out, w, inp);
+    let mut full = vec![0.0f32; m * inp];
+    for (i, &r) in live.iter().enumerate() {
+        full[r * inp..(r + 1) * inp].copy_from_slice(&part[i * inp..(i + 1) * inp]);
+    }
+    full
 }
 
 /// `x[.., in] · w[out, in]ᵀ` (a bias-free `nn.Linear`).

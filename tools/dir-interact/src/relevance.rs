@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use hd_analysis::relevance::{mean_std, pair_relevance, Pair, PairRelevance};
+use hd_analysis::relevance::{mean_std, pairs_relevance, Pair, PairRelevance};
 use hd_analysis::tokens::encode_with_user_span;
 use hd_formats::atomic::Outputs;
 use hd_formats::meta::{base_metadata, set_prompt_ids_hash};
@@ -199,21 +199,26 @@ pub fn run(o: &Options) -> Result<()> {
         config, weights, ..
     } = model;
     let diff = DiffModel::new(config, weights)?;
-    let pb = hd_cli::progress((inp.pairs.len() * seqs.len()) as u64, "prompt-pairs");
-    let mut results = Vec::with_capacity(inp.pairs.len());
-    for (pi, (s, l, src, tgt)) in inp.pairs.iter().enumerate() {
-        let pair = Pair {
+    let pb = hd_cli::progress(seqs.len() as u64, "prompts");
+    let pairs: Vec<Pair> = inp
+        .pairs
+        .iter()
+        .map(|(s, l, src, tgt)| Pair {
             source: *s,
             target: *l,
             source_dirs: src,
             target_dirs: tgt,
-        };
-        let base = (pi * seqs.len()) as u64;
-        let r = pair_relevance(&diff, &seqs, &pair, o.rules, o.batch_size, |n| {
-            pb.set_position(base + n as u64)
-        })?;
-        results.push((*s, *l, r));
-    }
+        })
+        .collect();
+    let rels = pairs_relevance(&diff, &seqs, &pairs, o.rules, o.batch_size, |n| {
+        pb.set_position(n as u64)
+    })?;
+    let results: Vec<(usize, usize, PairRelevance)> = inp
+        .pairs
+        .iter()
+        .zip(rels)
+        .map(|((s, l, _, _), r)| (*s, *l, r))
+        .collect();
     pb.finish_and_clear();
     let mut tf = TensorFile::new(base_metadata("dir-interact", env!("CARGO_PKG_VERSION")));
     set_prompt_ids_hash(&mut tf.metadata, &inp.table);
