@@ -42,3 +42,4 @@ if [ "${ONLY:-}" != act-dump ] && [ -f bench/shift-svd/run.sh ]; then bash bench
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-classify.sh ]; then bash bench/dir-label-classify.sh; fi
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/dir-label-tokens.sh ]; then bash bench/dir-label-tokens.sh; fi
 if [ "${ONLY:-}" != act-dump ] && [ -f bench/token-prune.sh ]; then bash bench/token-prune.sh; fi
+if [ "${ONLY:-}" != act-dump ] && [ -f bench/generate-hf.sh ]; then bash bench/generate-hf.sh; fi
