@@ -10,6 +10,7 @@
 //! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set);
 //! - [`relevance`]: component relevance across layers (which earlier direction feeds which
 //!   later one);
+//! - [`stats`]: rank correlation;
 //! - [`tokens`]: token attribution maps of components (AttnLRP or gradient × input) and the
 //!   reference's greedy top-token cut.
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod judge;
 pub mod prune;
 pub mod refusal;
 pub mod relevance;
+pub mod stats;
 pub mod tokens;
 
 pub use error::{AnalysisError, Result};

@@ -95,6 +95,9 @@ pub struct Settings {
     pub format: PromptFormat,
     /// Prompts per traced (attribution, gradnorm) forward pass.
     pub batch: usize,
+    /// Run the template's head once and share it (scoring, traced passes, answers); off,
+    /// every prompt is computed on its own.
+    pub share_prefix: bool,
 }
 
 impl Settings {
@@ -209,7 +212,7 @@ impl<'m> Pruner<'m> {
             prefix: None,
         };
         let head = template_head(model, &p.settings.format)?;
-        if !head.is_empty() {
+        if !head.is_empty() && p.settings.share_prefix {
             p.prefix = Some(model.forward().prefix(&head, &p.request(), false)?);
         }
         Ok(p)
@@ -245,10 +248,11 @@ impl<'m> Pruner<'m> {
     fn values(&self, seqs: &[&[u32]]) -> Result<Vec<(f64, f64)>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(64) {
-            let o =
-                self.model
-                    .forward()
-                    .run_shared(self.prefix.as_ref(), chunk, &self.request())?;
+            let fw = self.model.forward();
+            let o = match self.settings.share_prefix {
+                true => fw.run_shared(self.prefix.as_ref(), chunk, &self.request())?,
+                false => fw.run(chunk, &self.request())?,
+            };
             out.extend(self.read_values(&o, chunk.len()));
         }
         Ok(out)
@@ -321,17 +325,8 @@ impl<'m> Pruner<'m> {
                 break;
             }
             let encs: Vec<&Encoded> = go.iter().map(|&i| &live[i].enc).collect();
-            let ranks = match method {
-                Method::Random => go
-                    .iter()
-                    .map(|&i| {
-                        random_scores(&self.settings, prompts[i].id, repeat, round, &live[i].enc)
-                    })
-                    .collect(),
-                Method::Attribution => self.traced_scores(&encs, Rules::AttnLrp, false)?,
-                Method::GradNorm => self.traced_scores(&encs, Rules::Exact, true)?,
-                Method::Occlusion => self.occlusion_scores(&encs)?,
-            };
+            let ids: Vec<&str> = go.iter().map(|&i| prompts[i].id).collect();
+            let ranks = self.method_scores(method, repeat, round, &ids, &encs)?;
             for (&i, r) in go.iter().zip(ranks) {
                 self.delete(&mut live[i], &r)?;
             }
@@ -346,6 +341,46 @@ impl<'m> Pruner<'m> {
                 steps: l.steps,
             })
             .collect())
+    }
+
+    /// Per prompt, per user position: the score `method` ranks the tokens by at step `round`
+    /// (the highest is deleted first).
+    fn method_scores(
+        &self,
+        method: Method,
+        repeat: usize,
+        round: usize,
+        ids: &[&str],
+        encs: &[&Encoded],
+    ) -> Result<Vec<Vec<f64>>> {
+        Ok(match method {
+            Method::Random => ids
+                .iter()
+                .zip(encs)
+                .map(|(id, e)| random_scores(&self.settings, id, repeat, round, e))
+                .collect(),
+            Method::Attribution => self.traced_scores(encs, Rules::AttnLrp, false)?,
+            Method::GradNorm => self.traced_scores(encs, Rules::Exact, true)?,
+            Method::Occlusion => self.occlusion_scores(encs)?,
+        })
+    }
+
+    /// The first step's scores of every user token of each prompt under `method` (what
+    /// the first deletion is chosen by), with the prompts' encodings: to compare how the
+    /// methods rank the same tokens.
+    pub fn first_scores(
+        &self,
+        method: Method,
+        prompts: &[Prompt],
+    ) -> Result<Vec<(Encoded, Vec<f64>)>> {
+        let encs = prompts
+            .iter()
+            .map(|p| self.encode(p.text))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Encoded> = encs.iter().collect();
+        let ids: Vec<&str> = prompts.iter().map(|p| p.id).collect();
+        let scores = self.method_scores(method, 1, 0, &ids, &refs)?;
+        Ok(encs.into_iter().zip(scores).collect())
     }
 
     /// Deletes the highest-scoring user tokens (ties: the earlier one) and re-encodes the
@@ -386,7 +421,10 @@ impl<'m> Pruner<'m> {
                 PruneTarget::Component { layer, .. } => (vec![*layer], false),
             };
             // Only user positions are scored: the template before them is run once.
-            let shared = chunk.iter().map(|e| e.user.start).min().unwrap_or(0);
+            let shared = match self.settings.share_prefix {
+                true => chunk.iter().map(|e| e.user.start).min().unwrap_or(0),
+                false => 0,
+            };
             let t = Traced::run_shared(self.diff, &seqs, 0, &capture, logits, rules, shared)?;
             let target = match &self.target {
                 PruneTarget::Refusal => Target::LogOdds {
@@ -488,7 +526,8 @@ impl<'m> Pruner<'m> {
                 .iter()
                 .map(|t| self.model.encode_prompt(t, &self.settings.format))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            for g in self.model.generate(&seqs, max_new, &[])? {
+            let share = self.settings.share_prefix;
+            for g in self.model.generate_with(&seqs, max_new, &[], share)? {
                 out.push(self.model.tokenizer.decode(&g.tokens, true)?);
             }
             done(out.len());
@@ -580,6 +619,7 @@ mod tests {
             seed: 0,
             format: PromptFormat::default(),
             batch: 1,
+            share_prefix: true,
         };
         assert_eq!(s.cap(3), 1);
         assert_eq!(s.cap(12), 3);

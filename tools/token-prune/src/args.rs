@@ -40,6 +40,12 @@ pub struct Args {
     /// Success rates per method and category.
     #[arg(long, value_name = "CSV")]
     summary: PathBuf,
+    /// Also write every candidate's first-step token scores under each method (id, category,
+    /// method, position, token, score, rank; rank 1 is deleted first) and log how closely
+    /// each method's ranking follows occlusion's (mean per-prompt Spearman). Costs one more
+    /// step of each method.
+    #[arg(long, value_name = "CSV")]
+    scores: Option<PathBuf>,
     /// What the deletions lower: `refusal` (the first-token refusal log-odds) or a component
     /// `L{layer}-C{k}` of --components (k 1-based; its projection at the last prompt token).
     /// Success is always judged on refusal.
@@ -94,6 +100,7 @@ impl Args {
             prompts: self.prompts,
             out: self.out,
             summary: self.summary,
+            scores: self.scores,
             target: self.target,
             components: self.components,
             budget: self.budget,
@@ -109,6 +116,7 @@ impl Args {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
             },
+            share_prefix: !self.chat.no_share_prefix,
         })
     }
 }

@@ -135,6 +135,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Summary CSV.
     pub summary: PathBuf,
+    /// First-step token scores CSV.
+    pub scores: Option<PathBuf>,
     /// What the deletions lower.
     pub target: TargetSpec,
     /// Components file, for a component target.
@@ -159,6 +161,8 @@ pub struct Options {
     pub batch_size: usize,
     /// Chat formatting.
     pub format: PromptFormat,
+    /// Run the prompts' common template prefix once (`--no-share-prefix` turns it off).
+    pub share_prefix: bool,
 }
 
 /// Reads the inputs, prunes every candidate with every method, confirms the successes, then
@@ -171,6 +175,7 @@ pub fn run(o: &Options) -> Result<()> {
         .input_opt("--components", o.components.as_deref())
         .output("--out", &o.out)
         .output("--summary", &o.summary)
+        .output_opt("--scores", o.scores.as_deref())
         .check()?;
     let config = Model::read_config(&o.model)?;
     let target = read_target(o, &config)?;
@@ -187,6 +192,7 @@ pub fn run(o: &Options) -> Result<()> {
         seed: o.seed,
         format: o.format.clone(),
         batch: o.batch_size,
+        share_prefix: o.share_prefix,
     };
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
     tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
@@ -225,6 +231,17 @@ pub fn run(o: &Options) -> Result<()> {
             });
         }
     }
+    let scores = match &o.scores {
+        Some(_) => Some(first_scores(
+            o,
+            &model,
+            &pruner,
+            &table,
+            &candidates,
+            &prompts,
+        )?),
+        None => None,
+    };
     let answers = confirm(o, &pruner, &runs)?;
     let judge = Judge::default();
     let report = Report {
@@ -242,8 +259,77 @@ pub fn run(o: &Options) -> Result<()> {
         .0
         .stage_with(&mut outs, &o.out, &PRUNED_COLUMNS, &pruned.1)?;
     outs.stage(&o.summary, |w| w.write_all(&summary))?;
+    if let (Some(path), Some(bytes)) = (&o.scores, &scores) {
+        outs.stage(path, |w| w.write_all(bytes))?;
+    }
     outs.commit()?;
     Ok(())
+}
+
+/// Header of `--scores`.
+pub const SCORES_HEADER: &str = "id,category,method,position,token,score,rank";
+
+/// The first-step scores of every candidate under each method (random: its first repeat), as
+/// CSV bytes; logs each method's mean per-prompt Spearman correlation with occlusion's.
+fn first_scores(
+    o: &Options,
+    model: &Model,
+    pruner: &Pruner,
+    table: &PromptTable,
+    candidates: &[usize],
+    prompts: &[Prompt],
+) -> Result<Vec<u8>> {
+    let tok = &model.tokenizer;
+    let mut per_method = Vec::with_capacity(o.methods.len());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(SCORES_HEADER.split(','))?;
+    for &m in &o.methods {
+        let t = std::time::Instant::now();
+        let scored = pruner.first_scores(m, prompts)?;
+        tracing::debug!(
+            "{}: first-step scores in {:.1} s",
+            m.name(),
+            t.elapsed().as_secs_f64()
+        );
+        for ((&row, p), (enc, sc)) in candidates.iter().zip(prompts).zip(&scored) {
+            let cat = table.get(row, "category").unwrap_or("");
+            let order = hd_analysis::prune::top_k(sc, sc.len());
+            let mut rank = vec![0usize; sc.len()];
+            for (r, &j) in order.iter().enumerate() {
+                rank[j] = r + 1;
+            }
+            for (j, &v) in sc.iter().enumerate() {
+                let id = enc.ids[enc.user.start + j];
+                w.write_record([
+                    p.id,
+                    cat,
+                    m.name(),
+                    &j.to_string(),
+                    &tok.decode(&[id], false)?,
+                    &format!("{v:.6e}"),
+                    &rank[j].to_string(),
+                ])?;
+            }
+        }
+        per_method.push((m, scored));
+    }
+    if let Some((_, occ)) = per_method.iter().find(|(m, _)| *m == Method::Occlusion) {
+        for (m, sc) in per_method.iter().filter(|(m, _)| *m != Method::Occlusion) {
+            let rs: Vec<f64> = sc
+                .iter()
+                .zip(occ)
+                .map(|((_, a), (_, b))| hd_analysis::stats::spearman(a, b))
+                .filter(|r| r.is_finite())
+                .collect();
+            let mean = rs.iter().sum::<f64>() / rs.len().max(1) as f64;
+            tracing::info!(
+                "{}: first-step ranking vs occlusion's, mean Spearman {mean:.3} over {} prompts",
+                m.name(),
+                rs.len()
+            );
+        }
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
 }
 
 /// One method's (and repeat's) outcomes, in candidate order.

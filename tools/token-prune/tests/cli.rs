@@ -445,3 +445,74 @@ fn help_names_the_attack_and_an_example() {
     assert!(s.contains("model-free form of the paper's attack"));
     assert!(s.contains("Example"));
 }
+
+#[test]
+fn scores_rank_the_trigger_first_for_attribution_and_occlusion() {
+    let (_t, dir) = setup();
+    ok(
+        &dir,
+        &args(&[
+            "--methods",
+            "attribution,occlusion,random",
+            "--scores",
+            "scores.csv",
+        ]),
+    );
+    let text = std::fs::read_to_string(dir.join("scores.csv")).unwrap();
+    assert_eq!(text.lines().next().unwrap(), token_prune::SCORES_HEADER);
+    let rows = read_csv(&dir.join("scores.csv"));
+    for m in ["attribution", "occlusion", "random"] {
+        let of: Vec<_> = rows.iter().filter(|r| r["method"] == m).collect();
+        // Every user token of the 6 candidates, ranks 1..n within each prompt.
+        let ids: std::collections::BTreeSet<&str> = of.iter().map(|r| r["id"].as_str()).collect();
+        assert_eq!(ids.len(), 6, "{m}");
+        for id in &ids {
+            let mut ranks: Vec<usize> = of
+                .iter()
+                .filter(|r| r["id"] == *id)
+                .map(|r| r["rank"].parse().unwrap())
+                .collect();
+            ranks.sort_unstable();
+            assert_eq!(ranks, (1..=ranks.len()).collect::<Vec<_>>(), "{m} {id}");
+            assert!(ranks.len() > 5);
+        }
+        if m != "random" {
+            for r in of.iter().filter(|r| r["rank"] == "1") {
+                assert_eq!(
+                    r["token"],
+                    TRIGGER.to_string(),
+                    "{m} ranks {} first in {}",
+                    r["token"],
+                    r["id"]
+                );
+            }
+        }
+    }
+    assert!(rows
+        .iter()
+        .all(|r| ["alpha", "beta"].contains(&r["category"].as_str())));
+}
+
+#[test]
+fn no_share_prefix_deletes_the_same_tokens() {
+    let (_t, dir) = setup();
+    let extra = ["--methods", "attribution,occlusion"];
+    ok(&dir, &args(&extra));
+    let shared = read_csv(&dir.join("pruned.csv"));
+    let mut a = args(&extra);
+    a.push("--no-share-prefix");
+    ok(&dir, &a);
+    let alone = read_csv(&dir.join("pruned.csv"));
+    assert_eq!(shared.len(), alone.len());
+    for (s, l) in shared.iter().zip(&alone) {
+        for k in [
+            "id",
+            "deleted",
+            "success_first_token",
+            "success_generated",
+            "answer",
+        ] {
+            assert_eq!(s[k], l[k], "{k} of {}", s["id"]);
+        }
+    }
+}
