@@ -9,7 +9,9 @@
 //!
 //! Outputs (all computed first, then written atomically together, deterministic bytes):
 //! `index.html`, `FIGURE.svg`, `FIGURE.png`, `figures.json` (the data of every figure),
-//! `numbers.csv` and `numbers.md` (the numbers the README quotes).
+//! `numbers.csv` and `numbers.md` (the numbers the README quotes). Figure files an earlier
+//! report in the same folder drew and this one does not are removed (only those its
+//! `figures.json` names).
 
 pub mod draw;
 pub mod figures;
@@ -178,6 +180,7 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
         path: o.out.clone(),
         source,
     })?;
+    let earlier = earlier_figures(&o.out);
     let mut out = hd_formats::atomic::Outputs::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<(), Error> {
         out.stage(&o.out.join(name), |w| w.write_all(bytes))?;
@@ -194,6 +197,7 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     put("numbers.md", numbers_md.as_bytes())?;
     put("index.html", page.as_bytes())?;
     out.commit()?;
+    remove_stale(&o.out, &earlier, &figs, o.png);
 
     let mut not_run: Vec<String> = sections
         .iter()
@@ -216,4 +220,60 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
 /// The default output folder of a run: `<run>/report`.
 pub fn default_out(run: &Path) -> PathBuf {
     run.join("report")
+}
+
+/// Figure ids an earlier report wrote into `out` (from its `figures.json`; none without one).
+fn earlier_figures(out: &Path) -> Vec<String> {
+    fn walk(v: &serde_json::Value, ids: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let id = m.get("Figure").and_then(|f| f.get("id"));
+                if let Some(id) = id.and_then(serde_json::Value::as_str) {
+                    ids.push(id.to_string());
+                }
+                m.values().for_each(|x| walk(x, ids));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, ids)),
+            _ => {}
+        }
+    }
+    let Ok(text) = std::fs::read_to_string(out.join("figures.json")) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    walk(&v, &mut ids);
+    ids
+}
+
+/// Removes the SVG and PNG files of figures an earlier report drew that this one did not
+/// (a stage's CSVs gone, a layer changed), and the earlier PNGs when this report draws none,
+/// so the folder holds only this report's figures. Only files named by the earlier
+/// `figures.json` are touched.
+fn remove_stale(out: &Path, earlier: &[String], now: &[&model::Figure], png: bool) {
+    for id in earlier {
+        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+            continue;
+        }
+        let current = now.iter().any(|f| &f.id == id);
+        let mut stale = Vec::new();
+        if !current {
+            stale.push(format!("{id}.svg"));
+        }
+        if !current || !png {
+            stale.push(format!("{id}.png"));
+        }
+        for name in stale {
+            match std::fs::remove_file(out.join(&name)) {
+                Ok(()) => tracing::info!("removed {} (no longer drawn)", out.join(&name).display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    "{}: cannot remove a stale figure: {e}",
+                    out.join(&name).display()
+                ),
+            }
+        }
+    }
 }

@@ -353,3 +353,42 @@ fn out_that_is_a_file_is_a_usage_error() {
     let o = report(&fixture(), f.path(), &[]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn figures_no_longer_drawn_are_removed_and_nothing_else() {
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("run");
+    copy_dir(&fixture(), &run);
+    let out = t.path().join("report");
+    assert!(report(&run, &out, &["--layer", "4"]).status.success());
+    assert!(out.join("prune.svg").exists() && out.join("prune.png").exists());
+    std::fs::write(out.join("notes.svg"), "mine").unwrap();
+    // The prune stage's output goes away: so do its figure files, not the user's.
+    std::fs::remove_file(run.join("prune/summary.csv")).unwrap();
+    let o = report(&run, &out, &["--layer", "4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("prune.svg").exists() && !out.join("prune.png").exists());
+    assert!(out.join("refusal.svg").exists() && out.join("refusal.png").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.svg")).unwrap(),
+        "mine"
+    );
+    // Without PNGs, the earlier PNGs go too (they would show older data).
+    assert!(report(&run, &out, &["--layer", "4", "--no-png"])
+        .status
+        .success());
+    assert!(out.join("refusal.svg").exists() && !out.join("refusal.png").exists());
+}
