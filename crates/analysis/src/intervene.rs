@@ -204,11 +204,7 @@ pub fn first_token(
     let fw = model.forward();
     let out = match prefill {
         Some(p) => {
-            if edits.iter().any(|e| e.start != Start::LastPrompt) {
-                return Err(AnalysisError::Input(
-                    "a prefill serves only edits from the last prompt token on".into(),
-                ));
-            }
+            check_prefill(p, prompts, edits)?;
             let tails: Vec<&[u32]> = prompts.iter().map(|p| &p[p.len() - 1..]).collect();
             fw.run_after(&tails, &p.caches, &req, &mut hook)?
         }
@@ -244,22 +240,49 @@ fn log_softmax(row: &[f32]) -> Vec<f32> {
     row.iter().map(|&x| (x as f64 - lse) as f32).collect()
 }
 
-/// Greedy answers (new token ids) of one batch under `edits`.
+/// Greedy answers (new token ids) of one batch under `edits`. With a `prefill` of the same
+/// prompts (edits must start at the last prompt token), only the last prompt token and the
+/// answers run.
 pub fn generate(
     model: &Model,
     prompts: &[Vec<u32>],
     edits: &[Edit],
     max_new: usize,
+    prefill: Option<&Prefill>,
 ) -> Result<Vec<Vec<u32>>> {
     let mut hook = Edits {
         edits,
         prompt_lens: prompts.iter().map(Vec::len).collect(),
     };
-    Ok(model
-        .generate_hooked(prompts, max_new, &[], true, &mut hook)?
-        .into_iter()
-        .map(|g| g.tokens)
-        .collect())
+    let gens = match prefill {
+        Some(p) => {
+            check_prefill(p, prompts, edits)?;
+            let tails: Vec<&[u32]> = prompts.iter().map(|p| &p[p.len() - 1..]).collect();
+            model.generate_from(p.caches.clone(), &tails, max_new, &[], &mut hook)?
+        }
+        None => model.generate_hooked(prompts, max_new, &[], true, &mut hook)?,
+    };
+    Ok(gens.into_iter().map(|g| g.tokens).collect())
+}
+
+/// A prefill serves only edits from the last prompt token on, and only its own prompts.
+fn check_prefill(p: &Prefill, prompts: &[Vec<u32>], edits: &[Edit]) -> Result<()> {
+    if edits.iter().any(|e| e.start != Start::LastPrompt) {
+        return Err(AnalysisError::Input(
+            "a prefill serves only edits from the last prompt token on".into(),
+        ));
+    }
+    if p.caches.len() != prompts.len()
+        || p.caches
+            .iter()
+            .zip(prompts)
+            .any(|(c, q)| c.len() + 1 != q.len())
+    {
+        return Err(AnalysisError::Input(
+            "the prefill was made for other prompts".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Collects `−log p(next token)` at the answer rows of prompt + answer sequences.
@@ -297,12 +320,15 @@ impl Hook for Nll<'_> {
 }
 
 /// Teacher-forced negative log-likelihood of `answers` after `prompts` under `edits`:
-/// (sum over answer tokens, token count); perplexity is `exp(sum / count)`.
+/// (sum over answer tokens, token count); perplexity is `exp(sum / count)`. With a
+/// `prefill` of the prompts (edits from the last prompt token on), only the last prompt
+/// token and the answers run.
 pub fn answer_nll(
     model: &Model,
     prompts: &[Vec<u32>],
     answers: &[Vec<u32>],
     edits: &[Edit],
+    prefill: Option<&Prefill>,
 ) -> Result<(f64, usize)> {
     let seqs: Vec<Vec<u32>> = prompts
         .iter()
@@ -318,13 +344,28 @@ pub fn answer_nll(
         nll: 0.0,
         count: 0,
     };
-    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     let req = Request {
         capture_layers: vec![],
         capture_positions: Positions::Last,
         interventions: vec![],
         logits: false,
     };
-    model.forward().run_hooked(&refs, &req, &mut hook)?;
+    match prefill {
+        Some(p) => {
+            check_prefill(p, prompts, edits)?;
+            let tails: Vec<&[u32]> = seqs
+                .iter()
+                .zip(prompts)
+                .map(|(s, q)| &s[q.len() - 1..])
+                .collect();
+            model
+                .forward()
+                .run_after(&tails, &p.caches, &req, &mut hook)?;
+        }
+        None => {
+            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            model.forward().run_hooked(&refs, &req, &mut hook)?;
+        }
+    }
     Ok((hook.nll, hook.count))
 }

@@ -125,7 +125,7 @@ fn answer_nll_equals_the_plain_pass_on_every_prefix() {
         start: Start::All,
     };
     for edits in [vec![], vec![edit]] {
-        let (nll, n) = answer_nll(&m, &p, &answers, &edits).unwrap();
+        let (nll, n) = answer_nll(&m, &p, &answers, &edits, None).unwrap();
         let ivs: Vec<Intervention> = edits
             .iter()
             .map(|e| Intervention {
@@ -178,8 +178,8 @@ fn cached_generation_under_edits_equals_uncached_decoding() {
         v: dir(d, 4),
         start: Start::All,
     };
-    let got = generate(&m, &p, std::slice::from_ref(&edit), 6).unwrap();
-    let plain = generate(&m, &p, &[], 6).unwrap();
+    let got = generate(&m, &p, std::slice::from_ref(&edit), 6, None).unwrap();
+    let plain = generate(&m, &p, &[], 6, None).unwrap();
     assert_ne!(got, plain, "the edit changed no answer");
     let req = Request {
         capture_layers: vec![],
@@ -308,4 +308,41 @@ fn several_pairs_in_one_run_equal_each_pair_alone() {
             "all zero"
         );
     }
+}
+
+#[test]
+fn a_prefill_shared_by_runs_changes_no_answer_and_no_nll() {
+    let (m, _t) = model(17);
+    let p = prompts(&m);
+    let d = m.config.hidden_size;
+    let answers: Vec<Vec<u32>> = (0..p.len())
+        .map(|i| (0..4 + i).map(|j| (3 + 5 * j + i) as u32).collect())
+        .collect();
+    let pre = Prefill::new(&m, &p).unwrap();
+    let last = Edit {
+        layers: vec![1, 2],
+        op: Op::Sub,
+        alpha: 3.0,
+        v: dir(d, 5),
+        start: Start::LastPrompt,
+    };
+    for edits in [vec![], vec![last.clone()]] {
+        let want = generate(&m, &p, &edits, 6, None).unwrap();
+        assert_eq!(generate(&m, &p, &edits, 6, Some(&pre)).unwrap(), want);
+        let (a, n) = answer_nll(&m, &p, &answers, &edits, None).unwrap();
+        let (b, k) = answer_nll(&m, &p, &answers, &edits, Some(&pre)).unwrap();
+        assert_eq!(n, k);
+        assert!(
+            (a - b).abs() < 1e-4 * a.abs(),
+            "{} edits: {a} vs {b}",
+            edits.len()
+        );
+    }
+    // Edits at every position cannot use it, nor other prompts.
+    let all = Edit {
+        start: Start::All,
+        ..last
+    };
+    assert!(generate(&m, &p, &[all], 6, Some(&pre)).is_err());
+    assert!(generate(&m, &p[1..], &[], 6, Some(&pre)).is_err());
 }

@@ -1,6 +1,6 @@
 //! Greedy, batched, KV-cached generation.
 
-use crate::error::Result;
+use crate::error::{LmError, Result};
 use crate::forward::{shared_prefix, Hook, KvCache, NoHook, Positions, Request, RowPos, SHARED};
 use crate::Model;
 
@@ -78,14 +78,8 @@ impl Model {
         hook: &mut dyn Hook,
     ) -> Result<Vec<Generation>> {
         let n = prompts.len();
-        let mut out: Vec<Generation> = (0..n)
-            .map(|_| Generation {
-                tokens: Vec::new(),
-                stopped: false,
-            })
-            .collect();
         if max_new == 0 || n == 0 {
-            return Ok(out);
+            return Ok(empty(n));
         }
         let req = Request {
             capture_layers: vec![],
@@ -101,14 +95,49 @@ impl Model {
             &[]
         };
         let k = shared.len();
-        let mut caches = if k > 0 {
+        let caches = if k > 0 {
             vec![fw.prefix_hooked(shared, &req, true, hook)?.cache().clone(); n]
         } else {
             vec![KvCache::default(); n]
         };
         let rest: Vec<&[u32]> = seqs.iter().map(|s| &s[k..]).collect();
+        self.generate_from(caches, &rest, max_new, interventions, hook)
+    }
+
+    /// Greedy decoding continuing `caches[i]` (each prompt's tokens already run) with the
+    /// rest of each prompt, `rest[i]` (non-empty): `generate_hooked` after its prefill, for a
+    /// caller that holds the prompts' caches (several runs of the same prompts whose edits
+    /// start at the last prompt token share one prefill). Hook rows carry absolute
+    /// positions, as in `generate_hooked`.
+    pub fn generate_from(
+        &self,
+        mut caches: Vec<KvCache>,
+        rest: &[&[u32]],
+        max_new: usize,
+        interventions: &[crate::Intervention],
+        hook: &mut dyn Hook,
+    ) -> Result<Vec<Generation>> {
+        let n = rest.len();
+        if caches.len() != n {
+            return Err(LmError::Input(format!(
+                "{} caches for {} prompts",
+                caches.len(),
+                n
+            )));
+        }
+        let mut out = empty(n);
+        if max_new == 0 || n == 0 {
+            return Ok(out);
+        }
+        let req = Request {
+            capture_layers: vec![],
+            capture_positions: Positions::Last,
+            interventions: interventions.to_vec(),
+            logits: true,
+        };
+        let fw = self.forward();
         let logits = fw
-            .run_cached_hooked(&rest, &mut caches, &req, hook)?
+            .run_cached_hooked(rest, &mut caches, &req, hook)?
             .logits
             .unwrap_or_default();
         let v = self.config.vocab_size;
@@ -158,6 +187,15 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+fn empty(n: usize) -> Vec<Generation> {
+    (0..n)
+        .map(|_| Generation {
+            tokens: Vec::new(),
+            stopped: false,
+        })
+        .collect()
 }
 
 /// A hook seen through a subset of the sequences: row `seq` j is sequence `map[j]`.

@@ -588,57 +588,92 @@ fn measure_all(
     for &i in ranked.iter().take(o.generate_top) {
         runs[i].generate = true;
     }
-    for (i, r) in runs.iter().enumerate() {
-        if !r.generate {
-            continue;
+    let gen: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].generate).collect();
+    let names: Vec<&str> = gen.iter().map(|&i| runs[i].spec.as_str()).collect();
+    tracing::info!(
+        "generation and perplexity for {} runs: {}",
+        gen.len(),
+        names.join(", ")
+    );
+    let edits: Vec<&[Edit]> = gen.iter().map(|&i| runs[i].edits.as_slice()).collect();
+    if o.max_new_tokens > 0 {
+        for (&i, a) in gen.iter().zip(answers(o, study, &edits)?) {
+            m[i].answers = Some(a);
         }
-        tracing::info!(
-            "run {} ({}/{}): generation and perplexity",
-            r.spec,
-            i + 1,
-            runs.len()
-        );
-        if o.max_new_tokens > 0 {
-            m[i].answers = Some(answers(o, study, &r.edits)?);
-        }
-        if let Some((p, a)) = &study.benign {
-            m[i].ppl = Some(perplexity(o, study, p, a, &r.edits)?);
+    }
+    if let Some((p, a)) = &study.benign {
+        for (&i, ppl) in gen.iter().zip(perplexity(o, study, p, a, &edits)?) {
+            m[i].ppl = Some(ppl);
         }
     }
     Ok(m)
 }
 
-fn answers(o: &Options, study: &Study, edits: &[Edit]) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(study.seqs.len());
+/// Edits that start at the last prompt token can share one prefill of the prompts.
+fn from_last(edits: &[Edit]) -> bool {
+    edits.iter().all(|e| e.start == Start::LastPrompt)
+}
+
+/// Greedy answers of every prompt under each run's edits: per batch, the prompts are
+/// prefilled once (up to their last token) for all runs whose edits start there.
+fn answers(o: &Options, study: &Study, runs: &[&[Edit]]) -> Result<Vec<Vec<String>>> {
+    let mut out = vec![Vec::with_capacity(study.seqs.len()); runs.len()];
+    let pb = hd_cli::progress(
+        (study.seqs.len() * runs.len()) as u64,
+        "prompt-runs (answers)",
+    );
     for chunk in study.seqs.chunks(o.batch_size) {
-        for toks in generate(&study.model, chunk, edits, o.max_new_tokens)? {
-            out.push(study.model.tokenizer.decode(&toks, true)?);
+        let prefill = match runs.iter().any(|e| from_last(e)) {
+            true => Some(Prefill::new(&study.model, chunk)?),
+            false => None,
+        };
+        for (edits, got) in runs.iter().zip(out.iter_mut()) {
+            let pre = prefill.as_ref().filter(|_| from_last(edits));
+            for toks in generate(&study.model, chunk, edits, o.max_new_tokens, pre)? {
+                got.push(study.model.tokenizer.decode(&toks, true)?);
+            }
+            pb.inc(chunk.len() as u64);
         }
     }
+    pb.finish_and_clear();
     Ok(out)
 }
 
+/// Benign perplexity under each run's edits (prompts prefilled once per batch, as in
+/// [`answers`]).
 fn perplexity(
     o: &Options,
     study: &Study,
     prompts: &[Vec<u32>],
     answers: &[Vec<u32>],
-    edits: &[Edit],
-) -> Result<f64> {
-    let (mut nll, mut n) = (0.0, 0usize);
+    runs: &[&[Edit]],
+) -> Result<Vec<f64>> {
+    let mut acc = vec![(0.0f64, 0usize); runs.len()];
     for (p, a) in prompts
         .chunks(o.batch_size)
         .zip(answers.chunks(o.batch_size))
     {
-        let (s, c) = answer_nll(&study.model, p, a, edits)?;
-        nll += s;
-        n += c;
+        let prefill = match runs.iter().any(|e| from_last(e)) {
+            true => Some(Prefill::new(&study.model, p)?),
+            false => None,
+        };
+        for (edits, (nll, n)) in runs.iter().zip(acc.iter_mut()) {
+            let pre = prefill.as_ref().filter(|_| from_last(edits));
+            let (s, c) = answer_nll(&study.model, p, a, edits, pre)?;
+            *nll += s;
+            *n += c;
+        }
     }
-    Ok(if n == 0 {
-        f64::NAN
-    } else {
-        (nll / n as f64).exp()
-    })
+    Ok(acc
+        .into_iter()
+        .map(|(nll, n)| {
+            if n == 0 {
+                f64::NAN
+            } else {
+                (nll / n as f64).exp()
+            }
+        })
+        .collect())
 }
 
 fn pass_rate(scores: &[f64]) -> f64 {
