@@ -27,7 +27,8 @@ pub fn relevance_heatmap(t: &Table, target: usize) -> Result<Option<Heatmap>, Er
         if t.cell(r, cat) != "all" {
             continue;
         }
-        let key = (t.int(r, tl)?, t.int(r, sl)?, t.int(r, sc)?, t.int(r, tc)?);
+        let (l, s) = (t.int(r, tl)?, t.int(r, sl)?);
+        let key = (l, s, t.component(r, sc, s)?, t.component(r, tc, l)?);
         cells.insert(key, t.num(r, mean)?);
     }
     let pair = cells

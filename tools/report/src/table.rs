@@ -122,6 +122,24 @@ impl Table {
             .map_err(|_| self.value_error(row, col, "a non-negative integer"))
     }
 
+    /// The cell as a 1-based component of layer `layer`: its name `L{layer}-C{k}` (what
+    /// dir-interact writes) or the bare `k`.
+    pub fn component(&self, row: usize, col: usize, layer: usize) -> Result<usize, Error> {
+        let s = self.cell(row, col).trim();
+        let k = match s.strip_prefix(&format!("L{layer}-C")) {
+            Some(k) => k,
+            None => s,
+        };
+        match k.parse::<usize>() {
+            Ok(k) if k >= 1 => Ok(k),
+            _ => Err(self.value_error(
+                row,
+                col,
+                &format!("a component of layer {layer} (L{layer}-C{{k}} or k, k >= 1)"),
+            )),
+        }
+    }
+
     /// The cell as a 0/1 flag (also `true`/`false`).
     pub fn flag(&self, row: usize, col: usize) -> Result<bool, Error> {
         match self.cell(row, col).trim() {

@@ -199,9 +199,16 @@ fn figure_data_equals_the_input_csvs() {
         if r["category"] != "all" || r["target_layer"] != "4" || r["source_layer"] != "3" {
             continue;
         }
+        // Components are named as dir-interact writes them, `L{l}-C{k}`.
+        let k = |name: &str, l: &str| -> usize {
+            name.strip_prefix(&format!("L{l}-C"))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
         let (s, t) = (
-            num(&r["source_component"]) as usize,
-            num(&r["target_component"]) as usize,
+            k(&r["source_component"], "3"),
+            k(&r["target_component"], "4"),
         );
         assert!(close(
             h["values"][s - 1][t - 1].as_f64().unwrap(),
