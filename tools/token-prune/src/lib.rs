@@ -329,7 +329,7 @@ fn first_scores(
             );
         }
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// One method's (and repeat's) outcomes, in candidate order.
