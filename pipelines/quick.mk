@@ -1,5 +1,6 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
-# through act-dump, generate and shift-svd on the default model.
+# through act-dump, generate, shift-svd and dir-interact relevance on the default model, and
+# the report over that run (so the report reads what the tools really write).
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
 
@@ -12,6 +13,11 @@ smoke:
 	  --max-new-tokens 32 --batch-size 6
 	$(BIN)/shift-svd --contrast $(SMOKE)/acts.safetensors --rows $(SMOKE_PROMPTS) --by label \
 	  --out $(SMOKE)/svd.safetensors --spectrum $(SMOKE)/spectrum.csv --rank $(SMOKE)/rank.csv --k 3
+	$(BIN)/dir-interact relevance --model $(MODEL) --components $(SMOKE)/svd.safetensors \
+	  --prompts $(SMOKE_PROMPTS) --target 10 --k-source 3 --k-target 3 --out-dir $(SMOKE)/interact
+	$(BIN)/report --run $(SMOKE) --out $(SMOKE)/report --layer 10 --no-png
+	@grep -q 'L9-C1' $(SMOKE)/report/index.html \
+	  || { echo "smoke: the report shows no relevance heatmap of L9 -> L10" >&2; exit 1; }
 	@grep -q 'Paris' $(SMOKE)/responses.csv \
 	  || { echo "smoke: the answer to 'What is the capital of France?' does not mention Paris" >&2; exit 1; }
 	@echo "smoke: ok ($(SMOKE))"
