@@ -10,18 +10,7 @@ use std::process::{Command, Stdio};
 use hd_formats::tensors::TensorFile;
 
 fn model() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} not found and CI is set",
-        p.display()
-    );
-    eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
-    None
+    hd_testkit::default_model()
 }
 
 fn shift_svd() -> Option<PathBuf> {

@@ -9,19 +9,7 @@ fn root() -> PathBuf {
 }
 
 fn model() -> Option<PathBuf> {
-    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        // In CI a missing model is a broken setup, not a reason to pass green.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} not found and CI is set: run `make setup`",
-            p.display()
-        );
-        eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
-        None
-    }
+    hd_testkit::default_model()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -7,20 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn model_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        // In CI a missing model is a broken setup, not a reason to pass green.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} not found and CI is set: run `make setup`",
-            p.display()
-        );
-        eprintln!("SKIPPED: {} not found (run `make setup`)", p.display());
-        None
-    }
+    hd_testkit::default_model()
 }
 
 fn oracle() -> Option<PathBuf> {
