@@ -66,6 +66,42 @@ fn name_single(t: Tensor) -> BTreeMap<String, Tensor> {
 /// Parses the bytes of one `.npy`; `member` names it inside an `.npz` for messages.
 pub(super) fn parse(label: &str, member: Option<&str>, bytes: &[u8]) -> Result<Tensor, Error> {
     let what = member.map_or_else(String::new, |m| format!("member '{m}': "));
+    let (header, data) = read_header(label, &what, bytes)?;
+    let ts = match header.dtype() {
+        NpDType::Plain(ts) => ts,
+        _ => return Err(unsupported(label, member, &header)),
+    };
+    let raw = raw_type(&ts).ok_or_else(|| unsupported(label, member, &header))?;
+    let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
+    check_data_len(
+        label,
+        &what,
+        &shape,
+        raw,
+        &header.dtype().descr(),
+        data.len(),
+    )?;
+    let big = ts.endianness() == Endianness::Big;
+    let mut decoded = raw.decode(data, big);
+    if header.order() == Order::Fortran && shape.len() > 1 {
+        decoded = match decoded {
+            TensorData::F32(v) => TensorData::F32(fortran_to_c(&v, &shape)),
+            TensorData::F64(v) => TensorData::F64(fortran_to_c(&v, &shape)),
+            TensorData::I64(v) => TensorData::I64(fortran_to_c(&v, &shape)),
+        };
+    }
+    Ok(Tensor {
+        shape,
+        data: decoded,
+    })
+}
+
+/// The header and the data bytes after it; a truncated or corrupt header is an error.
+fn read_header<'b>(
+    label: &str,
+    what: &str,
+    bytes: &'b [u8],
+) -> Result<(npyz::NpyHeader, &'b [u8]), Error> {
     if !bytes.starts_with(b"\x93NUMPY") {
         return Err(Error::corrupt(
             label,
@@ -83,38 +119,38 @@ pub(super) fn parse(label: &str, member: Option<&str>, bytes: &[u8]) -> Result<T
             .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
         _ => None,
     };
+    let truncated = || {
+        format!(
+            "{what}.npy header is truncated (file has {} bytes)",
+            bytes.len()
+        )
+    };
     if declared.is_some_and(|n| n > bytes.len()) {
-        return Err(Error::corrupt(
-            label,
-            format!(
-                "{what}.npy header is truncated (file has {} bytes)",
-                bytes.len()
-            ),
-        ));
+        return Err(Error::corrupt(label, truncated()));
     }
     let mut r = bytes;
     let header = npyz::NpyHeader::from_reader(&mut r).map_err(|e| {
         let msg = if e.kind() == io::ErrorKind::UnexpectedEof {
-            format!(
-                "{what}.npy header is truncated (file has {} bytes)",
-                bytes.len()
-            )
+            truncated()
         } else {
             format!("{what}bad .npy header: {e}")
         };
         Error::corrupt(label, msg)
     })?;
-    let data = r;
-    let descr = header.dtype().descr();
-    let unsupported = || Error::UnsupportedDtype {
+    Ok((header, r))
+}
+
+fn unsupported(label: &str, member: Option<&str>, header: &npyz::NpyHeader) -> Error {
+    Error::UnsupportedDtype {
         path: label.to_string(),
         tensor: member.unwrap_or("array").to_string(),
-        dtype: descr.clone(),
-    };
-    let NpDType::Plain(ts) = header.dtype() else {
-        return Err(unsupported());
-    };
-    let raw = match (ts.type_char(), ts.size_field()) {
+        dtype: header.dtype().descr(),
+    }
+}
+
+/// The element type of a plain dtype we read (`None`: unsupported).
+fn raw_type(ts: &npyz::TypeStr) -> Option<RawType> {
+    Some(match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 2) => RawType::F16,
         (TypeChar::Float, 4) => RawType::F32,
         (TypeChar::Float, 8) => RawType::F64,
@@ -125,46 +161,43 @@ pub(super) fn parse(label: &str, member: Option<&str>, bytes: &[u8]) -> Result<T
         (TypeChar::Uint, 1) | (TypeChar::Bool, 1) => RawType::U8,
         (TypeChar::Uint, 2) => RawType::U16,
         (TypeChar::Uint, 4) => RawType::U32,
-        _ => return Err(unsupported()),
-    };
-    let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
+        _ => return None,
+    })
+}
+
+/// The data must be exactly what the shape and dtype need.
+fn check_data_len(
+    label: &str,
+    what: &str,
+    shape: &[usize],
+    raw: RawType,
+    descr: &str,
+    found: usize,
+) -> Result<(), Error> {
     let needed = shape
         .iter()
         .try_fold(raw.size(), |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| {
             Error::corrupt(
                 label,
-                format!("{what}shape {} is too large", fmt_shape(&shape)),
+                format!("{what}shape {} is too large", fmt_shape(shape)),
             )
         })?;
-    if data.len() != needed {
-        let how = if data.len() < needed {
-            "truncated?"
-        } else {
-            "trailing bytes"
-        };
-        return Err(Error::corrupt(
-            label,
-            format!(
-                "{what}shape {} of {descr} needs {needed} data bytes, found {} ({how})",
-                fmt_shape(&shape),
-                data.len()
-            ),
-        ));
+    if found == needed {
+        return Ok(());
     }
-    let big = ts.endianness() == Endianness::Big;
-    let mut decoded = raw.decode(data, big);
-    if header.order() == Order::Fortran && shape.len() > 1 {
-        decoded = match decoded {
-            TensorData::F32(v) => TensorData::F32(fortran_to_c(&v, &shape)),
-            TensorData::F64(v) => TensorData::F64(fortran_to_c(&v, &shape)),
-            TensorData::I64(v) => TensorData::I64(fortran_to_c(&v, &shape)),
-        };
-    }
-    Ok(Tensor {
-        shape,
-        data: decoded,
-    })
+    let how = if found < needed {
+        "truncated?"
+    } else {
+        "trailing bytes"
+    };
+    Err(Error::corrupt(
+        label,
+        format!(
+            "{what}shape {} of {descr} needs {needed} data bytes, found {found} ({how})",
+            fmt_shape(shape)
+        ),
+    ))
 }
 
 /// Reorders column-major data into row-major.
