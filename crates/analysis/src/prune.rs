@@ -24,7 +24,7 @@ use hd_grad::attrib::{Target, Traced};
 use hd_grad::diff::DiffModel;
 use hd_grad::rng::{hash_str, SplitMix64};
 use hd_grad::Rules;
-use hd_lm::forward::{Positions, Prefix, Request};
+use hd_lm::forward::{KvCache, Positions, Prefix, Request};
 use hd_lm::{Model, PromptFormat};
 
 /// How the tokens to delete are chosen.
@@ -213,7 +213,8 @@ impl<'m> Pruner<'m> {
         };
         let head = template_head(model, &p.settings.format)?;
         if !head.is_empty() && p.settings.share_prefix {
-            p.prefix = Some(model.forward().prefix(&head, &p.request(), false)?);
+            // Every block: its cache also seeds each prompt's own cache (`scores_cached`).
+            p.prefix = Some(model.forward().prefix(&head, &p.request(), true)?);
         }
         Ok(p)
     }
@@ -254,6 +255,50 @@ impl<'m> Pruner<'m> {
                 false => fw.run(chunk, &self.request())?,
             };
             out.extend(self.read_values(&o, chunk.len()));
+        }
+        Ok(out)
+    }
+
+    /// [`Pruner::scores`] continuing each sequence's cache from its previous scoring (`None`:
+    /// from the template's head): only the tokens after what the cached sequence shares with
+    /// the new one run. Leaves each cache holding its new sequence.
+    fn scores_cached(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [Option<(Vec<u32>, KvCache)>],
+    ) -> Result<Vec<f64>> {
+        let fw = self.model.forward();
+        let req = self.request();
+        let mut out = Vec::with_capacity(seqs.len());
+        for (chunk, cs) in seqs.chunks(64).zip(caches.chunks_mut(64)) {
+            let mut kv = Vec::with_capacity(chunk.len());
+            let mut tails = Vec::with_capacity(chunk.len());
+            for (s, c) in chunk.iter().zip(cs.iter_mut()) {
+                let (mut cache, keep) = match c.take() {
+                    Some((old, cache)) => {
+                        let same = hd_lm::common_prefix_len(&[old.as_slice(), s]);
+                        (cache, same)
+                    }
+                    None => match &self.prefix {
+                        Some(p) if s.starts_with(p.tokens()) => (p.cache().clone(), p.len()),
+                        _ => (KvCache::default(), 0),
+                    },
+                };
+                // At least the last token runs (its logits are the score).
+                let keep = keep.min(s.len() - 1).min(cache.len());
+                fw.truncate_cache(&mut cache, keep);
+                kv.push(cache);
+                tails.push(&s[keep..]);
+            }
+            let o = fw.run_cached(&tails, &mut kv, &req)?;
+            out.extend(
+                self.read_values(&o, chunk.len())
+                    .into_iter()
+                    .map(|(s, _)| s),
+            );
+            for ((s, c), cache) in chunk.iter().zip(cs.iter_mut()).zip(kv) {
+                *c = Some((s.to_vec(), cache));
+            }
         }
         Ok(out)
     }
@@ -303,19 +348,33 @@ impl<'m> Pruner<'m> {
                 done: false,
             });
         }
+        // Each prompt's keys and values from its last scoring: a deletion keeps the tokens
+        // before it, so the next scoring runs from there on only.
+        let mut caches: Vec<Option<(Vec<u32>, KvCache)>> = vec![None; live.len()];
         for round in 0.. {
             let active: Vec<usize> = (0..live.len()).filter(|&i| !live[i].done).collect();
             if active.is_empty() {
                 break;
             }
             let seqs: Vec<&[u32]> = active.iter().map(|&i| live[i].enc.ids.as_slice()).collect();
-            let scores = self.scores(&seqs)?;
+            let scores = if self.settings.share_prefix {
+                let mut mine: Vec<Option<(Vec<u32>, KvCache)>> =
+                    active.iter().map(|&i| caches[i].take()).collect();
+                let sc = self.scores_cached(&seqs, &mut mine)?;
+                for (&i, c) in active.iter().zip(mine) {
+                    caches[i] = c;
+                }
+                sc
+            } else {
+                self.scores(&seqs)?
+            };
             let mut go = Vec::new();
             for (&i, s) in active.iter().zip(scores) {
                 let l = &mut live[i];
                 l.score = s;
                 if s <= 0.0 || l.deleted.len() >= l.cap || l.enc.user.is_empty() {
                     l.done = true;
+                    caches[i] = None;
                 } else {
                     go.push(i);
                 }

@@ -470,6 +470,29 @@ impl Forward<'_> {
         )
     }
 
+    /// Forgets the cached positions from `len` on, so `c` can continue another sequence that
+    /// shares only its first `len` tokens (the dropped columns are zeroed, as the layout
+    /// requires).
+    pub fn truncate_cache(&self, c: &mut KvCache, len: usize) {
+        if len >= c.len {
+            return;
+        }
+        let (nkv, hd) = (self.cfg.num_kv_heads, self.cfg.head_dim);
+        let kv_w = nkv * hd;
+        for li in 0..c.k.len() {
+            let cap = c.cap(li, kv_w);
+            for g in 0..nkv {
+                for dd in 0..hd {
+                    let base = (g * hd + dd) * cap;
+                    c.k[li][base + len..base + c.len].fill(0.0);
+                }
+                let vb = g * cap * hd;
+                c.v[li][vb + len * hd..vb + c.len * hd].fill(0.0);
+            }
+        }
+        c.len = len;
+    }
+
     /// Runs `tokens` once as the shared prefix of sequences that will be run with `req`.
     /// `all_blocks` keeps keys and values for every block (for generation), not only the
     /// blocks `req` needs.

@@ -242,3 +242,31 @@ fn run_after_a_cached_prefill_equals_the_full_run() {
     }
     assert_eq!(caches[0].len(), A.len() - 1);
 }
+
+#[test]
+fn a_truncated_cache_continues_another_sequence_exactly() {
+    let cfg = tiny();
+    let w = weights(&cfg, 6);
+    let f = Forward { cfg: &cfg, w: &w };
+    let req = Request {
+        capture_layers: vec![2],
+        capture_positions: Positions::Last,
+        interventions: vec![],
+        logits: true,
+    };
+    // Long enough to grow the cache past its first capacity, then cut back.
+    let a: Vec<u32> = (0..70).map(|i| (i * 7 + 3) % 50).collect();
+    let mut b: Vec<u32> = a[..23].to_vec();
+    b.extend([9, 41, 5, 17]);
+    let mut c = vec![KvCache::default()];
+    f.run_cached(&[&a], &mut c, &req).unwrap();
+    f.truncate_cache(&mut c[0], 23);
+    assert_eq!(c[0].len(), 23);
+    let got = f.run_cached(&[&b[23..]], &mut c, &req).unwrap();
+    let want = f.run(&[&b], &req).unwrap();
+    let e = max_abs(got.logits.as_ref().unwrap(), want.logits.as_ref().unwrap());
+    assert!(e < 1e-4, "logits: {e}");
+    let e = max_abs(&got.captured[0].1, &want.captured[0].1);
+    assert!(e < 1e-4, "states: {e}");
+    assert_eq!(c[0].len(), b.len());
+}
