@@ -115,11 +115,6 @@ impl Batch {
         })
     }
 
-    /// Positions run once for the whole batch (0: none).
-    pub fn prefix(&self) -> usize {
-        self.packed.prefix
-    }
-
     fn states_of(&self, layer: usize) -> Result<&Tensor> {
         self.states
             .iter()

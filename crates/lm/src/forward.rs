@@ -221,6 +221,16 @@ enum Past<'c> {
 }
 
 impl Past<'_> {
+    /// Gives empty owned caches their `n_blocks` blocks.
+    fn make_room(&mut self, n_blocks: usize) {
+        if let Past::Own(c) = self {
+            for c in c.iter_mut().filter(|c| c.k.is_empty()) {
+                c.k = vec![Vec::new(); n_blocks];
+                c.v = vec![Vec::new(); n_blocks];
+            }
+        }
+    }
+
     fn len(&self, i: usize) -> usize {
         match self {
             Past::Empty => 0,
@@ -237,6 +247,16 @@ impl Past<'_> {
             Past::Borrowed(c) => Some(&c[i]),
         }
     }
+}
+
+/// Where each sequence starts in the packed rows, and the total (`seqs.len() + 1` values).
+fn row_offsets(seqs: &[&[u32]]) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(seqs.len() + 1);
+    offsets.push(0usize);
+    for s in seqs {
+        offsets.push(offsets[offsets.len() - 1] + s.len());
+    }
+    offsets
 }
 
 /// A token prefix that several sequences share, run once: its keys and values for the blocks
@@ -697,20 +717,9 @@ impl Forward<'_> {
         );
         let nl = cfg.num_layers;
         let qkv_w = cfg.qkv_width();
-        let mut offsets = Vec::with_capacity(n + 1);
-        offsets.push(0usize);
-        for s in seqs {
-            offsets.push(offsets.last().unwrap() + s.len());
-        }
+        let offsets = row_offsets(seqs);
         let t = offsets[n];
-        if let Past::Own(c) = &mut past_kv {
-            for c in c.iter_mut() {
-                if c.k.is_empty() {
-                    c.k = vec![Vec::new(); n_blocks];
-                    c.v = vec![Vec::new(); n_blocks];
-                }
-            }
-        }
+        past_kv.make_room(n_blocks);
 
         // RoPE tables for every position used.
         let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);

@@ -614,6 +614,18 @@ fn from_last(edits: &[Edit]) -> bool {
     edits.iter().all(|e| e.start == Start::LastPrompt)
 }
 
+/// One prefill of `prompts` when some run can use it.
+fn shared_prefill(
+    study: &Study,
+    prompts: &[Vec<u32>],
+    runs: &[&[Edit]],
+) -> Result<Option<Prefill>> {
+    Ok(match runs.iter().any(|e| from_last(e)) {
+        true => Some(Prefill::new(&study.model, prompts)?),
+        false => None,
+    })
+}
+
 /// Greedy answers of every prompt under each run's edits: per batch, the prompts are
 /// prefilled once (up to their last token) for all runs whose edits start there.
 fn answers(o: &Options, study: &Study, runs: &[&[Edit]]) -> Result<Vec<Vec<String>>> {
@@ -623,10 +635,7 @@ fn answers(o: &Options, study: &Study, runs: &[&[Edit]]) -> Result<Vec<Vec<Strin
         "prompt-runs (answers)",
     );
     for chunk in study.seqs.chunks(o.batch_size) {
-        let prefill = match runs.iter().any(|e| from_last(e)) {
-            true => Some(Prefill::new(&study.model, chunk)?),
-            false => None,
-        };
+        let prefill = shared_prefill(study, chunk, runs)?;
         for (edits, got) in runs.iter().zip(out.iter_mut()) {
             let pre = prefill.as_ref().filter(|_| from_last(edits));
             for toks in generate(&study.model, chunk, edits, o.max_new_tokens, pre)? {
@@ -653,10 +662,7 @@ fn perplexity(
         .chunks(o.batch_size)
         .zip(answers.chunks(o.batch_size))
     {
-        let prefill = match runs.iter().any(|e| from_last(e)) {
-            true => Some(Prefill::new(&study.model, p)?),
-            false => None,
-        };
+        let prefill = shared_prefill(study, p, runs)?;
         for (edits, (nll, n)) in runs.iter().zip(acc.iter_mut()) {
             let pre = prefill.as_ref().filter(|_| from_last(edits));
             let (s, c) = answer_nll(&study.model, p, a, edits, pre)?;

@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hd_analysis::tokens::{encode_with_user_span, normalise, token_maps, top_tokens, TokenMap};
+use hd_analysis::tokens::{
+    encode_with_user_span, normalise, token_maps, top_tokens, Encoded, TokenMap,
+};
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{components_name, TensorFile};
 use hd_grad::diff::DiffModel;
@@ -51,6 +53,16 @@ pub enum Positions {
     User,
     /// Every token of the templated prompt.
     All,
+}
+
+impl Positions {
+    /// The reported positions of an encoded prompt.
+    fn span(self, e: &Encoded) -> std::ops::Range<usize> {
+        match self {
+            Positions::User => e.user.clone(),
+            Positions::All => 0..e.ids.len(),
+        }
+    }
 }
 
 /// Everything `dir-label tokens` needs.
@@ -135,21 +147,7 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let classify = o.classify.as_deref().map(read_classify).transpose()?;
     let model = Model::load(&o.model)?;
-    let mut encoded = Vec::with_capacity(table.len());
-    for i in 0..table.len() {
-        let e = encode_with_user_span(&model, table.prompt(i), &o.format)
-            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
-        if e.ids.len() > config.max_position_embeddings {
-            bail!(
-                "{}: row with id '{}': {} tokens exceed the model's context of {}",
-                o.prompts.display(),
-                table.id(i),
-                e.ids.len(),
-                config.max_position_embeddings
-            );
-        }
-        encoded.push(e);
-    }
+    let encoded = encode_all(o, &model, &table)?;
     let Model {
         config: cfg,
         weights,
@@ -162,13 +160,7 @@ pub fn run(o: &Options) -> Result<()> {
     let t0 = std::time::Instant::now();
     // Below the reported positions nothing is needed per prompt: the template prefix there
     // is run once per batch.
-    let need_from: Vec<usize> = encoded
-        .iter()
-        .map(|e| match o.positions {
-            Positions::User => e.user.start,
-            Positions::All => 0,
-        })
-        .collect();
+    let need_from: Vec<usize> = encoded.iter().map(|e| o.positions.span(e).start).collect();
     let maps = token_maps(
         &diff,
         &seqs,
@@ -207,6 +199,27 @@ pub fn run(o: &Options) -> Result<()> {
             (LABELS_CSV.0, labels),
         ],
     )
+}
+
+/// Every prompt encoded through the template, with its user span; a prompt longer than the
+/// model's context is an error naming its row.
+fn encode_all(o: &Options, model: &Model, table: &PromptTable) -> Result<Vec<Encoded>> {
+    let ctx = model.config.max_position_embeddings;
+    let mut encoded = Vec::with_capacity(table.len());
+    for i in 0..table.len() {
+        let e = encode_with_user_span(model, table.prompt(i), &o.format)
+            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
+        if e.ids.len() > ctx {
+            bail!(
+                "{}: row with id '{}': {} tokens exceed the model's context of {ctx}",
+                o.prompts.display(),
+                table.id(i),
+                e.ids.len(),
+            );
+        }
+        encoded.push(e);
+    }
+    Ok(encoded)
 }
 
 /// The first `n` rows of every value of the `category` column, in file order.
@@ -389,10 +402,7 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn positions(&self, i: usize) -> std::ops::Range<usize> {
-        match self.o.positions {
-            Positions::User => self.encoded[i].user.clone(),
-            Positions::All => 0..self.encoded[i].ids.len(),
-        }
+        self.o.positions.span(&self.encoded[i])
     }
 
     fn name(&self, j: usize) -> String {
