@@ -25,6 +25,7 @@ use hd_grad::diff::DiffModel;
 use hd_grad::rng::{hash_str, SplitMix64};
 use hd_grad::Rules;
 use hd_lm::forward::{KvCache, Positions, Prefix, Request};
+use hd_lm::NoHook;
 use hd_lm::{Model, PromptFormat};
 
 /// How the tokens to delete are chosen.
@@ -161,6 +162,20 @@ impl std::fmt::Debug for Pruner<'_> {
     }
 }
 
+/// A prompt before any deletion, as every method and repeat starts from it: its encoding,
+/// refusal score and target value, and (prefix sharing on) the keys and values of the pass
+/// that scored it, which the first step continues. Made by [`Pruner::start`].
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// The prompt's encoding.
+    pub enc: Encoded,
+    /// First-token refusal score (`> 0`: refused).
+    pub score: f64,
+    /// The target's value: the refusal score, or the projection on the component.
+    pub value: f64,
+    cache: Option<KvCache>,
+}
+
 /// A prompt in the loop.
 struct Live {
     text: String,
@@ -169,9 +184,23 @@ struct Live {
     cap: usize,
     n_user: usize,
     score: f64,
+    value: f64,
     steps: usize,
     done: bool,
 }
+
+/// What a method sees of a prompt at one step.
+struct Step<'a> {
+    id: &'a str,
+    enc: &'a Encoded,
+    /// The target's value on `enc`.
+    value: f64,
+    /// The keys and values of `enc.ids` (from its scoring pass), when prefix sharing is on.
+    cache: Option<&'a KvCache>,
+}
+
+/// Each prompt's keys and values from its last scoring, with the tokens they hold.
+type Caches = Vec<Option<(Vec<u32>, KvCache)>>;
 
 impl<'m> Pruner<'m> {
     /// Checks the target and settings against the model.
@@ -238,35 +267,53 @@ impl<'m> Pruner<'m> {
         encode_with_user_span(self.model, text, &self.settings.format)
     }
 
-    /// First-token refusal scores of encoded prompts (one batched forward, the template's
-    /// head shared).
-    pub fn scores(&self, seqs: &[&[u32]]) -> Result<Vec<f64>> {
-        Ok(self.values(seqs)?.into_iter().map(|(s, _)| s).collect())
+    /// Scores encoded prompts once, for every method and repeat to start from (prefix
+    /// sharing on, each keeps the keys and values of its scoring pass).
+    pub fn start(&self, encs: Vec<Encoded>) -> Result<Vec<Start>> {
+        let seqs: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+        let (vals, caches) = match self.settings.share_prefix {
+            true => {
+                let mut caches: Caches = vec![None; seqs.len()];
+                let v = self.values_cached(&seqs, &mut caches)?;
+                (v, caches.into_iter().map(|c| c.map(|(_, k)| k)).collect())
+            }
+            false => (self.values(&seqs)?, vec![None; seqs.len()]),
+        };
+        Ok(encs
+            .into_iter()
+            .zip(vals)
+            .zip(caches)
+            .map(|((enc, (score, value)), cache)| Start {
+                enc,
+                score,
+                value,
+                cache,
+            })
+            .collect())
     }
 
-    /// Per sequence: (refusal score, target value). The target value is the refusal score
-    /// for [`PruneTarget::Refusal`] and the projection for a component.
+    /// Per sequence: (refusal score, target value), every sequence run in full. The target
+    /// value is the refusal score for [`PruneTarget::Refusal`] and the projection for a
+    /// component.
     fn values(&self, seqs: &[&[u32]]) -> Result<Vec<(f64, f64)>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(64) {
-            let fw = self.model.forward();
-            let o = match self.settings.share_prefix {
-                true => fw.run_shared(self.prefix.as_ref(), chunk, &self.request())?,
-                false => fw.run(chunk, &self.request())?,
-            };
-            out.extend(self.read_values(&o, chunk.len()));
+            out.extend(self.read_values(
+                &self.model.forward().run(chunk, &self.request())?,
+                chunk.len(),
+            ));
         }
         Ok(out)
     }
 
-    /// [`Pruner::scores`] continuing each sequence's cache from its previous scoring (`None`:
+    /// [`Pruner::values`] continuing each sequence's cache from its previous scoring (`None`:
     /// from the template's head): only the tokens after what the cached sequence shares with
     /// the new one run. Leaves each cache holding its new sequence.
-    fn scores_cached(
+    fn values_cached(
         &self,
         seqs: &[&[u32]],
         caches: &mut [Option<(Vec<u32>, KvCache)>],
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<(f64, f64)>> {
         let fw = self.model.forward();
         let req = self.request();
         let mut out = Vec::with_capacity(seqs.len());
@@ -291,11 +338,7 @@ impl<'m> Pruner<'m> {
                 tails.push(&s[keep..]);
             }
             let o = fw.run_cached(&tails, &mut kv, &req)?;
-            out.extend(
-                self.read_values(&o, chunk.len())
-                    .into_iter()
-                    .map(|(s, _)| s),
-            );
+            out.extend(self.read_values(&o, chunk.len()));
             for ((s, c), cache) in chunk.iter().zip(cs.iter_mut()).zip(kv) {
                 *c = Some((s.to_vec(), cache));
             }
@@ -323,56 +366,57 @@ impl<'m> Pruner<'m> {
             .collect()
     }
 
-    /// Prunes every prompt with one method (`repeat` numbers the random control's runs).
-    /// All prompts move in lockstep, one step per batched pass; `done` gets the number of
-    /// prompts finished so far.
+    /// Prunes every prompt with one method (`repeat` numbers the random control's runs),
+    /// from its [`Start`]. All prompts move in lockstep, one step per batched pass; `done`
+    /// gets the number of prompts finished so far.
     pub fn prune(
         &self,
         method: Method,
         repeat: usize,
         prompts: &[Prompt],
+        starts: &[Start],
         mut done: impl FnMut(usize),
     ) -> Result<Vec<Outcome>> {
-        let mut live = Vec::with_capacity(prompts.len());
-        for p in prompts {
-            let enc = self.encode(p.text)?;
-            let n_user = enc.user.len();
-            live.push(Live {
+        if prompts.len() != starts.len() {
+            return Err(AnalysisError::Input(format!(
+                "{} prompts but {} starts",
+                prompts.len(),
+                starts.len()
+            )));
+        }
+        let mut live: Vec<Live> = prompts
+            .iter()
+            .zip(starts)
+            .map(|(p, s)| Live {
                 text: p.text.to_string(),
-                enc,
+                enc: s.enc.clone(),
                 deleted: Vec::new(),
-                cap: self.settings.cap(n_user),
-                n_user,
-                score: f64::NAN,
+                cap: self.settings.cap(s.enc.user.len()),
+                n_user: s.enc.user.len(),
+                score: s.score,
+                value: s.value,
                 steps: 0,
                 done: false,
-            });
-        }
-        // Each prompt's keys and values from its last scoring: a deletion keeps the tokens
-        // before it, so the next scoring runs from there on only.
-        let mut caches: Vec<Option<(Vec<u32>, KvCache)>> = vec![None; live.len()];
+            })
+            .collect();
+        // A deletion keeps the tokens before it, so each scoring continues the prompt's cache
+        // from its previous one and runs only from the deletion on.
+        let mut caches: Caches = starts
+            .iter()
+            .map(|s| s.cache.as_ref().map(|c| (s.enc.ids.clone(), c.clone())))
+            .collect();
         for round in 0.. {
             let active: Vec<usize> = (0..live.len()).filter(|&i| !live[i].done).collect();
             if active.is_empty() {
                 break;
             }
-            let seqs: Vec<&[u32]> = active.iter().map(|&i| live[i].enc.ids.as_slice()).collect();
-            let scores = if self.settings.share_prefix {
-                let mut mine: Vec<Option<(Vec<u32>, KvCache)>> =
-                    active.iter().map(|&i| caches[i].take()).collect();
-                let sc = self.scores_cached(&seqs, &mut mine)?;
-                for (&i, c) in active.iter().zip(mine) {
-                    caches[i] = c;
-                }
-                sc
-            } else {
-                self.scores(&seqs)?
-            };
+            if round > 0 {
+                self.rescore(&mut live, &active, &mut caches)?;
+            }
             let mut go = Vec::new();
-            for (&i, s) in active.iter().zip(scores) {
+            for &i in &active {
                 let l = &mut live[i];
-                l.score = s;
-                if s <= 0.0 || l.deleted.len() >= l.cap || l.enc.user.is_empty() {
+                if l.score <= 0.0 || l.deleted.len() >= l.cap || l.enc.user.is_empty() {
                     l.done = true;
                     caches[i] = None;
                 } else {
@@ -383,9 +427,18 @@ impl<'m> Pruner<'m> {
             if go.is_empty() {
                 break;
             }
-            let encs: Vec<&Encoded> = go.iter().map(|&i| &live[i].enc).collect();
-            let ids: Vec<&str> = go.iter().map(|&i| prompts[i].id).collect();
-            let ranks = self.method_scores(method, repeat, round, &ids, &encs)?;
+            let ranks = {
+                let steps: Vec<Step> = go
+                    .iter()
+                    .map(|&i| Step {
+                        id: prompts[i].id,
+                        enc: &live[i].enc,
+                        value: live[i].value,
+                        cache: caches[i].as_ref().map(|(_, c)| c),
+                    })
+                    .collect();
+                self.method_scores(method, repeat, round, &steps)?
+            };
             for (&i, r) in go.iter().zip(ranks) {
                 self.delete(&mut live[i], &r)?;
             }
@@ -402,6 +455,29 @@ impl<'m> Pruner<'m> {
             .collect())
     }
 
+    /// Scores the `active` prompts' current texts (each continuing its cache, sharing on).
+    fn rescore(&self, live: &mut [Live], active: &[usize], caches: &mut Caches) -> Result<()> {
+        let vals = {
+            let seqs: Vec<&[u32]> = active.iter().map(|&i| live[i].enc.ids.as_slice()).collect();
+            match self.settings.share_prefix {
+                true => {
+                    let mut mine: Caches = active.iter().map(|&i| caches[i].take()).collect();
+                    let v = self.values_cached(&seqs, &mut mine)?;
+                    for (&i, c) in active.iter().zip(mine) {
+                        caches[i] = c;
+                    }
+                    v
+                }
+                false => self.values(&seqs)?,
+            }
+        };
+        for (&i, (score, value)) in active.iter().zip(vals) {
+            live[i].score = score;
+            live[i].value = value;
+        }
+        Ok(())
+    }
+
     /// Per prompt, per user position: the score `method` ranks the tokens by at step `round`
     /// (the highest is deleted first).
     fn method_scores(
@@ -409,37 +485,39 @@ impl<'m> Pruner<'m> {
         method: Method,
         repeat: usize,
         round: usize,
-        ids: &[&str],
-        encs: &[&Encoded],
+        steps: &[Step],
     ) -> Result<Vec<Vec<f64>>> {
+        let encs: Vec<&Encoded> = steps.iter().map(|s| s.enc).collect();
         Ok(match method {
-            Method::Random => ids
+            Method::Random => steps
                 .iter()
-                .zip(encs)
-                .map(|(id, e)| random_scores(&self.settings, id, repeat, round, e))
+                .map(|s| random_scores(&self.settings, s.id, repeat, round, s.enc))
                 .collect(),
-            Method::Attribution => self.traced_scores(encs, Rules::AttnLrp, false)?,
-            Method::GradNorm => self.traced_scores(encs, Rules::Exact, true)?,
-            Method::Occlusion => self.occlusion_scores(encs)?,
+            Method::Attribution => self.traced_scores(&encs, Rules::AttnLrp, false)?,
+            Method::GradNorm => self.traced_scores(&encs, Rules::Exact, true)?,
+            Method::Occlusion => self.occlusion_scores(steps)?,
         })
     }
 
     /// The first step's scores of every user token of each prompt under `method` (what
-    /// the first deletion is chosen by), with the prompts' encodings: to compare how the
-    /// methods rank the same tokens.
+    /// the first deletion is chosen by): to compare how the methods rank the same tokens.
     pub fn first_scores(
         &self,
         method: Method,
         prompts: &[Prompt],
-    ) -> Result<Vec<(Encoded, Vec<f64>)>> {
-        let encs = prompts
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f64>>> {
+        let steps: Vec<Step> = prompts
             .iter()
-            .map(|p| self.encode(p.text))
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&Encoded> = encs.iter().collect();
-        let ids: Vec<&str> = prompts.iter().map(|p| p.id).collect();
-        let scores = self.method_scores(method, 1, 0, &ids, &refs)?;
-        Ok(encs.into_iter().zip(scores).collect())
+            .zip(starts)
+            .map(|(p, s)| Step {
+                id: p.id,
+                enc: &s.enc,
+                value: s.value,
+                cache: s.cache.as_ref(),
+            })
+            .collect();
+        self.method_scores(method, 1, 0, &steps)
     }
 
     /// Deletes the highest-scoring user tokens (ties: the earlier one) and re-encodes the
@@ -524,49 +602,80 @@ impl<'m> Pruner<'m> {
     }
 
     /// Per prompt, per user position: how much the target drops when that token alone is
-    /// removed (token ids, not re-tokenised text: the exact effect of each token).
-    fn occlusion_scores(&self, encs: &[&Encoded]) -> Result<Vec<Vec<f64>>> {
-        let mut out = Vec::with_capacity(encs.len());
-        for e in encs {
-            out.push(self.occlude(e)?);
+    /// removed (token ids, not re-tokenised text: the exact effect of each token). With the
+    /// prompts' caches, each variant continues its prompt's cache up to the deleted token
+    /// (so only the tokens after it run: about n²/2 rows for n user tokens), variants of
+    /// many prompts packed into each pass; without, every variant runs in full.
+    fn occlusion_scores(&self, steps: &[Step]) -> Result<Vec<Vec<f64>>> {
+        fn cached<'a>(s: &Step<'a>) -> Option<&'a KvCache> {
+            s.cache.filter(|c| c.len() == s.enc.ids.len())
         }
-        Ok(out)
-    }
-
-    /// Leave-one-out of one prompt. The variant without position `p` shares `ids[..p]` with
-    /// the prompt: variants are run in groups of consecutive positions, each continuing the
-    /// prefix up to its first position (extended group by group, so every prefix token is
-    /// computed once), which leaves about half the rows of running every variant in full.
-    fn occlude(&self, e: &Encoded) -> Result<Vec<f64>> {
+        let branch = self.settings.share_prefix && steps.iter().all(|s| cached(s).is_some());
+        let jobs: Vec<(usize, usize)> = steps
+            .iter()
+            .enumerate()
+            .flat_map(|(q, s)| s.enc.user.clone().map(move |p| (q, p)))
+            .collect();
+        let mut out: Vec<Vec<f64>> = steps
+            .iter()
+            .map(|s| Vec::with_capacity(s.enc.user.len()))
+            .collect();
         let fw = self.model.forward();
         let req = self.request();
-        let ids = &e.ids;
-        let full = self.values(&[ids.as_slice()])?[0].1;
-        let n = ids.len();
-        let variants: Vec<Vec<u32>> = e
-            .user
-            .clone()
-            .map(|p| [&ids[..p], &ids[p + 1..]].concat())
-            .collect();
-        let group = OCCLUSION_GROUP.max(1);
-        let mut out = Vec::with_capacity(variants.len());
-        let mut prefix: Option<Prefix> = None;
-        for (g, chunk) in variants.chunks(group).enumerate() {
-            let first = e.user.start + g * group;
-            // Every variant is n-1 tokens long and must keep one token past the prefix.
-            let k = first.min(n.saturating_sub(2));
-            let p = match prefix.take() {
-                Some(p) if p.len() <= k => fw.extend_prefix(&p, &ids[p.len()..k])?,
-                _ => fw.prefix(&ids[..k], &req, false)?,
+        let mut at = 0;
+        while at < jobs.len() {
+            let (mut end, mut rows) = (at, 0);
+            while end < jobs.len() && (end == at || rows < OCCLUSION_ROWS) {
+                let (q, p) = jobs[end];
+                rows += steps[q].enc.ids.len() - p;
+                end += 1;
+            }
+            let chunk = &jobs[at..end];
+            // The variant without position p; empty when the prompt was that one token.
+            let variants: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&(q, p)| {
+                    let ids = &steps[q].enc.ids;
+                    [&ids[..p], &ids[p + 1..]].concat()
+                })
+                .collect();
+            let runnable: Vec<usize> = (0..chunk.len())
+                .filter(|&j| !variants[j].is_empty())
+                .collect();
+            let vals = if branch {
+                // Keep at least the variant's last token to run.
+                let keep: Vec<usize> = runnable
+                    .iter()
+                    .map(|&j| chunk[j].1.min(variants[j].len() - 1))
+                    .collect();
+                let tails: Vec<&[u32]> = runnable
+                    .iter()
+                    .zip(&keep)
+                    .map(|(&j, &k)| &variants[j][k..])
+                    .collect();
+                let past: Vec<(&KvCache, usize)> = runnable
+                    .iter()
+                    .zip(&keep)
+                    .map(|(&j, &k)| (cached(&steps[chunk[j].0]).expect("checked"), k))
+                    .collect();
+                let o = fw.run_branches(&tails, &past, &req, &mut NoHook)?;
+                self.read_values(&o, tails.len())
+            } else {
+                let seqs: Vec<&[u32]> = runnable.iter().map(|&j| variants[j].as_slice()).collect();
+                self.values(&seqs)?
             };
-            let seqs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-            let o = fw.run_prefixed(&p, &seqs, &req)?;
-            out.extend(
-                self.read_values(&o, seqs.len())
-                    .into_iter()
-                    .map(|(_, v)| full - v),
-            );
-            prefix = Some(p);
+            let mut vals = runnable.iter().zip(vals).peekable();
+            for (j, &(q, _)) in chunk.iter().enumerate() {
+                let v = match vals.peek() {
+                    Some(&(&r, (_, v))) if r == j => {
+                        vals.next();
+                        steps[q].value - v
+                    }
+                    _ => f64::NAN,
+                };
+                out[q].push(v);
+            }
+            at = end;
         }
         Ok(out)
     }
@@ -595,9 +704,9 @@ impl<'m> Pruner<'m> {
     }
 }
 
-/// Leave-one-out variants per forward call: small enough that each continues a long shared
-/// prefix, large enough for efficient GEMMs.
-const OCCLUSION_GROUP: usize = 16;
+/// New rows per leave-one-out pass (variants of several prompts): large enough for
+/// efficient GEMMs, small enough to keep the pass's buffers to a few tens of MB.
+const OCCLUSION_ROWS: usize = 2048;
 
 /// The template's tokens before the user text (what every prompt starts with).
 fn template_head(model: &Model, fmt: &PromptFormat) -> Result<Vec<u32>> {

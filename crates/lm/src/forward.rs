@@ -216,8 +216,9 @@ enum Past<'c> {
     Own(&'c mut [KvCache]),
     /// One read-only cache every sequence continues (a shared prefix).
     Shared(&'c KvCache),
-    /// One read-only cache per sequence, not extended.
-    Borrowed(&'c [KvCache]),
+    /// Per sequence, a read-only cache and how many of its first positions the sequence
+    /// continues (not extended).
+    Borrowed(Vec<(&'c KvCache, usize)>),
 }
 
 impl Past<'_> {
@@ -236,7 +237,7 @@ impl Past<'_> {
             Past::Empty => 0,
             Past::Own(c) => c[i].len,
             Past::Shared(c) => c.len,
-            Past::Borrowed(c) => c[i].len,
+            Past::Borrowed(c) => c[i].1,
         }
     }
     fn cache(&self, i: usize) -> Option<&KvCache> {
@@ -244,7 +245,7 @@ impl Past<'_> {
             Past::Empty => None,
             Past::Own(c) => Some(&c[i]),
             Past::Shared(c) => Some(c),
-            Past::Borrowed(c) => Some(&c[i]),
+            Past::Borrowed(c) => Some(c[i].0),
         }
     }
 }
@@ -465,6 +466,21 @@ impl Forward<'_> {
         req: &Request,
         hook: &mut dyn Hook,
     ) -> Result<Output> {
+        let branches: Vec<(&KvCache, usize)> = past.iter().map(|c| (c, c.len)).collect();
+        self.run_branches(seqs, &branches, req, hook)
+    }
+
+    /// Runs new tokens `seqs[i]` after the first `past[i].1` positions of read-only cache
+    /// `past[i].0`: sequences that branch off cached ones anywhere (leave-one-out variants
+    /// continue their prompt's cache up to the deleted token), several per cache, nothing
+    /// copied but the positions each one reads.
+    pub fn run_branches(
+        &self,
+        seqs: &[&[u32]],
+        past: &[(&KvCache, usize)],
+        req: &Request,
+        hook: &mut dyn Hook,
+    ) -> Result<Output> {
         if past.len() != seqs.len() {
             return Err(LmError::Input(format!(
                 "{} caches for {} sequences",
@@ -472,17 +488,22 @@ impl Forward<'_> {
                 seqs.len()
             )));
         }
-        if past
-            .iter()
-            .any(|c| !c.is_empty() && c.k.len() < self.cfg.num_layers)
-        {
-            return Err(LmError::Input(
-                "a cache holds fewer blocks than the model has".into(),
-            ));
+        for (i, &(c, len)) in past.iter().enumerate() {
+            if len > c.len {
+                return Err(LmError::Input(format!(
+                    "sequence {i} continues {len} cached positions of {}",
+                    c.len
+                )));
+            }
+            if len > 0 && c.k.len() < self.cfg.num_layers {
+                return Err(LmError::Input(
+                    "a cache holds fewer blocks than the model has".into(),
+                ));
+            }
         }
         self.run_inner(
             seqs,
-            Past::Borrowed(past),
+            Past::Borrowed(past.to_vec()),
             req,
             self.cfg.num_layers,
             hook,

@@ -270,3 +270,43 @@ fn a_truncated_cache_continues_another_sequence_exactly() {
     assert!(e < 1e-4, "states: {e}");
     assert_eq!(c[0].len(), b.len());
 }
+
+#[test]
+fn branches_off_one_cache_equal_their_full_runs() {
+    let cfg = tiny();
+    let w = weights(&cfg, 8);
+    let f = Forward { cfg: &cfg, w: &w };
+    let req = Request {
+        capture_layers: vec![1],
+        capture_positions: Positions::Last,
+        interventions: vec![],
+        logits: true,
+    };
+    // Past the cache's first capacity, so branches read from a grown buffer.
+    let a: Vec<u32> = (0..70).map(|i| (i * 11 + 5) % 60).collect();
+    let mut c = vec![KvCache::default()];
+    f.run_cached(&[&a], &mut c, &req).unwrap();
+    // Every leave-one-out variant in one call: each continues `a` up to its deleted token.
+    let variants: Vec<Vec<u32>> = (1..a.len() - 1)
+        .map(|p| [&a[..p], &a[p + 1..]].concat())
+        .collect();
+    let tails: Vec<&[u32]> = (1..a.len() - 1).map(|p| &a[p + 1..]).collect();
+    let past: Vec<(&KvCache, usize)> = (1..a.len() - 1).map(|p| (&c[0], p)).collect();
+    let got = f.run_branches(&tails, &past, &req, &mut NoHook).unwrap();
+    let seqs: Vec<&[u32]> = variants.iter().map(Vec::as_slice).collect();
+    let want = f.run(&seqs, &req).unwrap();
+    let e = max_abs(got.logits.as_ref().unwrap(), want.logits.as_ref().unwrap());
+    assert!(e < 1e-4, "logits: {e}");
+    assert!(max_abs(&got.captured[0].1, &want.captured[0].1) < 1e-4);
+    // Continuing one position further keeps the deleted token (that is `a` itself), and the
+    // states differ: the check can fail.
+    let kept = f
+        .run_branches(&tails[..1], &[(&c[0], 2)], &req, &mut NoHook)
+        .unwrap();
+    assert!(max_abs(&kept.captured[0].1, &want.captured[0].1[..cfg.hidden_size]) > 1e-3);
+    assert_eq!(c[0].len(), a.len(), "read, not extended");
+    let over = [(&c[0], a.len() + 1)];
+    assert!(f
+        .run_branches(&[&a[..1]], &over, &req, &mut NoHook)
+        .is_err());
+}

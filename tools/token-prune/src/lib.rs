@@ -22,7 +22,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use hd_analysis::judge::Judge;
-use hd_analysis::prune::{token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings};
+use hd_analysis::prune::{
+    token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings, Start,
+};
 use hd_analysis::refusal::{RefusalTokens, DEFAULT_REFUSAL_TOKENS};
 use hd_formats::atomic::Outputs;
 use hd_formats::prompts::PromptTable;
@@ -196,7 +198,8 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
     tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
-    let candidates = refused_rows(o, &table, &rows, &pruner, config.max_position_embeddings)?;
+    let (candidates, starts) =
+        refused_rows(o, &table, &rows, &pruner, config.max_position_embeddings)?;
     let prompts: Vec<Prompt> = candidates
         .iter()
         .map(|&i| Prompt {
@@ -210,7 +213,7 @@ pub fn run(o: &Options) -> Result<()> {
         for r in 1..=repeats {
             let t = std::time::Instant::now();
             let pb = hd_cli::progress(prompts.len() as u64, &format!("prompts ({})", m.name()));
-            let outcomes = pruner.prune(m, r, &prompts, |n| pb.set_position(n as u64))?;
+            let outcomes = pruner.prune(m, r, &prompts, &starts, |n| pb.set_position(n as u64))?;
             pb.finish_and_clear();
             let ok = outcomes.iter().filter(|x| x.success()).count();
             tracing::info!(
@@ -239,6 +242,7 @@ pub fn run(o: &Options) -> Result<()> {
             &table,
             &candidates,
             &prompts,
+            &starts,
         )?),
         None => None,
     };
@@ -278,6 +282,7 @@ fn first_scores(
     table: &PromptTable,
     candidates: &[usize],
     prompts: &[Prompt],
+    starts: &[Start],
 ) -> Result<Vec<u8>> {
     let tok = &model.tokenizer;
     let mut per_method = Vec::with_capacity(o.methods.len());
@@ -285,13 +290,14 @@ fn first_scores(
     w.write_record(SCORES_HEADER.split(','))?;
     for &m in &o.methods {
         let t = std::time::Instant::now();
-        let scored = pruner.first_scores(m, prompts)?;
+        let scored = pruner.first_scores(m, prompts, starts)?;
         tracing::debug!(
             "{}: first-step scores in {:.1} s",
             m.name(),
             t.elapsed().as_secs_f64()
         );
-        for ((&row, p), (enc, sc)) in candidates.iter().zip(prompts).zip(&scored) {
+        for (((&row, p), sc), st) in candidates.iter().zip(prompts).zip(&scored).zip(starts) {
+            let enc = &st.enc;
             let cat = table.get(row, "category").unwrap_or("");
             let order = hd_analysis::prune::top_k(sc, sc.len());
             let mut rank = vec![0usize; sc.len()];
@@ -318,7 +324,7 @@ fn first_scores(
             let rs: Vec<f64> = sc
                 .iter()
                 .zip(occ)
-                .map(|((_, a), (_, b))| hd_analysis::stats::spearman(a, b))
+                .map(|(a, b)| hd_analysis::stats::spearman(a, b))
                 .filter(|r| r.is_finite())
                 .collect();
             let mean = rs.iter().sum::<f64>() / rs.len().max(1) as f64;
@@ -452,14 +458,15 @@ fn select_rows(o: &Options, table: &PromptTable) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// The rows the model refuses at the first token (score > 0), in file order.
+/// The rows the model refuses at the first token (score > 0), in file order, with their
+/// starts (what every method begins from).
 fn refused_rows(
     o: &Options,
     table: &PromptTable,
     rows: &[usize],
     pruner: &Pruner,
     context: usize,
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, Vec<Start>)> {
     let mut encoded = Vec::with_capacity(rows.len());
     for &i in rows {
         let e = pruner
@@ -473,17 +480,15 @@ fn refused_rows(
                 e.ids.len()
             );
         }
-        encoded.push(e.ids);
+        encoded.push(e);
     }
-    let seqs: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
-    let scores = pruner.scores(&seqs)?;
-    let out: Vec<usize> = rows
+    let (refused, starts): (Vec<usize>, Vec<Start>) = rows
         .iter()
-        .zip(&scores)
-        .filter(|(_, &s)| s > 0.0)
-        .map(|(&i, _)| i)
-        .collect();
-    if out.is_empty() {
+        .copied()
+        .zip(pruner.start(encoded)?)
+        .filter(|(_, s)| s.score > 0.0)
+        .unzip();
+    if refused.is_empty() {
         bail!(
             "{}: no prompt refused: none of the {} selected rows gets a refusal score > 0 from {} \
              (nothing to prune)",
@@ -492,8 +497,12 @@ fn refused_rows(
             o.model.display()
         );
     }
-    tracing::info!("{} of {} selected prompts refused", out.len(), rows.len());
-    Ok(out)
+    tracing::info!(
+        "{} of {} selected prompts refused",
+        refused.len(),
+        rows.len()
+    );
+    Ok((refused, starts))
 }
 
 /// Greedy answers of every distinct pruned text that passed the first-token judge.

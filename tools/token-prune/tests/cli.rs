@@ -496,9 +496,15 @@ fn scores_rank_the_trigger_first_for_attribution_and_occlusion() {
 #[test]
 fn no_share_prefix_deletes_the_same_tokens() {
     let (_t, dir) = setup();
-    let extra = ["--methods", "attribution,occlusion"];
+    let extra = [
+        "--methods",
+        "attribution,occlusion",
+        "--scores",
+        "scores.csv",
+    ];
     ok(&dir, &args(&extra));
     let shared = read_csv(&dir.join("pruned.csv"));
+    let shared_scores = read_csv(&dir.join("scores.csv"));
     let mut a = args(&extra);
     a.push("--no-share-prefix");
     ok(&dir, &a);
@@ -515,4 +521,25 @@ fn no_share_prefix_deletes_the_same_tokens() {
             assert_eq!(s[k], l[k], "{k} of {}", s["id"]);
         }
     }
+    // Every token's score: occlusion's variants continuing the prompt's cache (shared) and
+    // run in full (alone) agree to float precision.
+    let alone_scores = read_csv(&dir.join("scores.csv"));
+    assert_eq!(shared_scores.len(), alone_scores.len());
+    let mut n_occ = 0;
+    for (s, l) in shared_scores.iter().zip(&alone_scores) {
+        assert_eq!(
+            (&s["id"], &s["method"], &s["position"]),
+            (&l["id"], &l["method"], &l["position"])
+        );
+        let (x, y) = (num(s, "score"), num(l, "score"));
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{} {} {}: {x} vs {y}",
+            s["id"],
+            s["method"],
+            s["position"]
+        );
+        n_occ += usize::from(s["method"] == "occlusion");
+    }
+    assert!(n_occ > 30);
 }
