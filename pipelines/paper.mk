@@ -136,12 +136,25 @@ $(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo
 	  { print $$1 "," $$2 "," r[FNR] "," $$3 }' \
 	  $(RUN)/shift-tuned/rank.csv $(RUN)/shift-tuned-dpo/rank.csv > $@.tmp && mv $@.tmp $@
 
+# Each pair's C1 as a refusal classifier of the base model's activations, beside the probe
+# (the probe reads only the base activations, so it is the same for both pairs).
+$(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(DATA)/analysis.csv | $(BIN)/dir-label
+	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned-dpo/svd.safetensors \
+	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+
+$(RUN)/pairs_c1.csv: $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv
+	awk -F, 'NR == FNR { a[FNR] = $$3; next } \
+	  FNR == 1 { print "layer,sft_c1_acc,dpo_c1_acc,probe_acc"; next } \
+	  { print $$1 "," a[FNR] "," $$3 "," $$7 }' \
+	  $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv > $@.tmp && mv $@.tmp $@
+
 .PHONY: tuned-dpo
 tuned-dpo: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
            $(addprefix $(RUN)/tuned-dpo-eval/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
-           $(RUN)/pairs_rank.csv
+           $(RUN)/pairs_rank.csv $(RUN)/pairs_c1.csv
 	$(call show-eval,tuned-dpo-eval,DPO)
 	@echo "effective rank per layer, SFT beside DPO: $(RUN)/pairs_rank.csv" >&2
+	@echo "C1 accuracy per layer, SFT beside DPO and the probe: $(RUN)/pairs_c1.csv" >&2
 
 # The paper's SSFT exposure experiment (`make exposure`): one model per k, trained on the
 # train rows with only the first k rows of each jailbreak category (raw, contrast and
