@@ -130,9 +130,11 @@ def interact():
                 for cat in ["all", "roleplay"]:
                     m = (1.0 if s_k == t_k else 0.3) * math.cos(t + s_k * t_k)
                     rows.append([t - 1, s_k, t, t_k, cat, f6(m), f6(0.1), 6])
+    # dir-interact names components L{layer}-C{k}.
     write("interact/relevance.csv",
           ["source_layer", "source_component", "target_layer", "target_component", "category",
-           "mean", "std", "n"], rows)
+           "mean", "std", "n"],
+          [[a, f"L{a}-C{b}", c, f"L{c}-C{d}"] + rest for a, b, c, d, *rest in rows])
     edges = sorted(((r[0], r[1], r[2], r[3], float(r[5])) for r in rows if r[4] == "all"),
                    key=lambda e: -abs(e[4]))[:12]
     write("interact/edges.csv", ["source", "target", "source_layer", "target_layer", "relevance"],
@@ -167,6 +169,29 @@ def prune():
            "mean_deleted", "top_deleted", "success_first_token_sd", "success_generated_sd"], rows)
 
 
+def dpo_layers():
+    rows = []
+    for l in LAYERS:
+        c1 = 0.5 + 0.4 * l / 8
+        rows.append([l, f6(1 - c1), f6(c1), f6(c1 + 0.02), 1, f6(c1 + 0.01),
+                     f6(min(0.99, 0.8 + 0.03 * l)), f6(0.95), f6(0.9), f6(0.85),
+                     "" if l == 0 else f6(0.05 * l)])
+    write("label-dpo/classify/layers.csv",
+          ["layer", "c1_acc_paper", "c1_acc", "c1_auc", "best_k", "best_acc", "probe_acc",
+           "probe_auc", "pooled_probe_acc", "dim_acc", "cos_probe_c1"], rows)
+
+
+def exposure():
+    rows = []
+    for k in [0, 10, 20, 40]:
+        over = 0.05 + 0.002 * k
+        for i, c in enumerate(HARMFUL):
+            rows.append([k, c, f"{0.8 * (i + 1) / 7 / (1 + k / 10):.4f}", f"{over:.4f}"]
+                        + [1 + (l * k) // 20 for l in LAYERS if l > 0])
+    write("exposure.csv", ["k", "category", "pass_rate", "over_refusal"]
+          + [f"rank_l{l}" for l in LAYERS if l > 0], rows)
+
+
 def main():
     write("data/test.csv", ["id", "prompt", "label", "category"], prompts())
     responses("base/test_responses.csv", lambda c: 0.2 if c in HARMFUL else 0.0)
@@ -183,6 +208,11 @@ def main():
     tokens()
     interact()
     prune()
+    heldout("tuned-dpo-eval/heldout_safe_responses.csv", 0.02)
+    heldout("tuned-dpo-eval/heldout_harmful_responses.csv", 0.5)
+    rank("shift-tuned-dpo/rank.csv", 35)
+    dpo_layers()
+    exposure()
 
 
 if __name__ == "__main__":

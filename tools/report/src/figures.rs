@@ -169,6 +169,7 @@ fn heldout(run: &Run) -> Result<Vec<Item>, Error> {
              requests.",
             layout::BASE_SAFE,
             layout::TUNED_SAFE,
+            layout::DPO_SAFE,
         ),
         (
             "heldout-harmful",
@@ -177,12 +178,13 @@ fn heldout(run: &Run) -> Result<Vec<Item>, Error> {
              bars on the safe set, is what tuning learned beyond surface cues.",
             layout::BASE_HARMFUL,
             layout::TUNED_HARMFUL,
+            layout::DPO_HARMFUL,
         ),
     ];
     let mut items = Vec::new();
-    for (id, title, caption, base, tuned) in sets {
+    for (id, title, caption, base, tuned, dpo) in sets {
         let mut models: Vec<(&str, Rates)> = Vec::new();
-        for (name, input) in [("base", base), ("tuned (SFT)", tuned)] {
+        for (name, input) in [("base", base), ("tuned (SFT)", tuned), ("tuned (DPO)", dpo)] {
             if let Some(t) = run.table(input)? {
                 models.push((name, refusal_by_category(&t)?));
             }

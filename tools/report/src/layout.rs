@@ -68,3 +68,20 @@ input!(RELEVANCE, "interact/relevance.csv", "make interact");
 input!(EDGES, "interact/edges.csv", "make interact");
 input!(SWEEP, "interact/sweep.csv", "make interact");
 input!(PRUNE, "prune/summary.csv", "make prune");
+input!(DPO_RANK, "shift-tuned-dpo/rank.csv", "make tuned-dpo");
+input!(
+    DPO_LAYERS,
+    "label-dpo/classify/layers.csv",
+    "make tuned-dpo"
+);
+input!(
+    DPO_SAFE,
+    "tuned-dpo-eval/heldout_safe_responses.csv",
+    "make tuned-dpo"
+);
+input!(
+    DPO_HARMFUL,
+    "tuned-dpo-eval/heldout_harmful_responses.csv",
+    "make tuned-dpo"
+);
+input!(EXPOSURE, "exposure.csv", "make exposure");

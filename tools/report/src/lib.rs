@@ -21,6 +21,7 @@ pub mod label;
 pub mod layout;
 pub mod model;
 pub mod numbers;
+pub mod pairs;
 pub mod paper;
 pub mod table;
 
@@ -133,6 +134,11 @@ pub fn sections(run: &Run) -> Result<Vec<Section>, Error> {
             "label",
             "What the directions mean",
             label::label_section(run)?,
+        ),
+        s(
+            "pairs",
+            "Two fine-tuning methods, and exposure",
+            pairs::pairs_section(run)?,
         ),
         s(
             "interact",

@@ -25,7 +25,7 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> Output {
         .expect("runs")
 }
 
-const FIGURES: [&str; 13] = [
+const FIGURES: [&str; 16] = [
     "refusal",
     "heldout-safe",
     "heldout-harmful",
@@ -34,6 +34,9 @@ const FIGURES: [&str; 13] = [
     "rank-contrast",
     "accuracy",
     "categories",
+    "rank-pairs",
+    "c1-pairs",
+    "exposure",
     "relevance",
     "relevance-late",
     "network",
@@ -172,6 +175,50 @@ fn figure_data_equals_the_input_csvs() {
         .map(|r| (num(&r["layer"]), num(&r["c1_acc"])))
         .collect();
     assert_eq!(got, want);
+
+    // The two pairs: the DPO line is the DPO pair's τ = 0.9 rows, its C1 line its c1_acc.
+    let line = &figs["rank-pairs"]["Lines"]["series"][1];
+    assert_eq!(line["name"], "DPO");
+    let got: Vec<(f64, f64)> = serde_json::from_value(line["points"].clone()).unwrap();
+    let want: Vec<(f64, f64)> = csv_rows(&run.join("shift-tuned-dpo/rank.csv"))
+        .iter()
+        .filter(|r| r["tau"] == "0.9")
+        .map(|r| (num(&r["layer"]), num(&r["effective_rank"])))
+        .collect();
+    assert_eq!(got, want);
+    let line = &figs["c1-pairs"]["Lines"]["series"][1];
+    let got: Vec<(f64, f64)> = serde_json::from_value(line["points"].clone()).unwrap();
+    let want: Vec<(f64, f64)> = csv_rows(&run.join("label-dpo/classify/layers.csv"))
+        .iter()
+        .map(|r| (num(&r["layer"]), num(&r["c1_acc"])))
+        .collect();
+    assert_eq!(got, want);
+
+    // Exposure: one line per category of pass_rate over k, then over_refusal per k.
+    let series = figs["exposure"]["Lines"]["series"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let rows = csv_rows(&run.join("exposure.csv"));
+    for s in &series[..series.len() - 1] {
+        let want: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r["category"] == s["name"].as_str().unwrap())
+            .map(|r| (num(&r["k"]), num(&r["pass_rate"])))
+            .collect();
+        let got: Vec<(f64, f64)> = serde_json::from_value(s["points"].clone()).unwrap();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{}", s["name"]);
+    }
+    let over: Vec<(f64, f64)> =
+        serde_json::from_value(series[series.len() - 1]["points"].clone()).unwrap();
+    let mut want: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (num(&r["k"]), num(&r["over_refusal"])))
+        .collect();
+    want.dedup();
+    assert_eq!(over, want);
+    assert_eq!(series.len(), 8, "7 categories and the over-refusal");
 
     // Category heatmap at layer 4: cell (category, Ck) is auc_vs_harmless.
     let h = &figs["categories"]["Heatmap"];

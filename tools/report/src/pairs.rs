@@ -1,0 +1,234 @@
+//! The study's second pair and its exposure sweep in the report: the SFT and DPO pairs' rank
+//! profiles and C1 accuracies side by side, and pass rate and over-refusal as the number of
+//! jailbreak rows in training grows (`make tuned-dpo`, `make exposure`).
+
+use crate::figures::{rank_series, Points, Run};
+use crate::layout;
+use crate::model::{Figure, Item, LineSeries, Lines, Plot, Stroke};
+use crate::paper;
+use crate::table::Table;
+use crate::Error;
+
+/// The τ of the side-by-side rank profiles (the paper's figure).
+pub const PAIR_TAU: f64 = 0.9;
+
+/// One rank.csv's profile at τ (empty when that τ is absent).
+pub fn rank_at(t: &Table, tau: f64) -> Result<Points, Error> {
+    Ok(rank_series(t)?
+        .into_iter()
+        .find(|(v, _)| (v - tau).abs() < 1e-9)
+        .map(|(_, p)| p)
+        .unwrap_or_default())
+}
+
+/// One column of a dir-label layers.csv as (layer, value), empty cells skipped.
+pub fn layer_column(t: &Table, column: &str) -> Result<Points, Error> {
+    let (l, c) = (t.col("layer")?, t.col(column)?);
+    let mut out = Vec::new();
+    for r in 0..t.rows.len() {
+        if let Some(v) = t.opt_num(r, c)? {
+            out.push((t.int(r, l)? as f64, v));
+        }
+    }
+    Ok(out)
+}
+
+fn line(name: &str, points: Points, stroke: Stroke) -> LineSeries {
+    LineSeries {
+        name: name.to_string(),
+        points,
+        stroke,
+    }
+}
+
+fn lines_figure(id: &str, title: &str, caption: &str, paper: &[(&str, &str)], plot: Lines) -> Item {
+    Item::Figure(Figure {
+        id: id.into(),
+        title: title.into(),
+        caption: caption.into(),
+        paper: paper
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        plot: Plot::Lines(plot),
+    })
+}
+
+fn rank_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
+    let s = rank_at(sft, PAIR_TAU)?;
+    let last = s.iter().map(|p| p.0 as usize).max().unwrap_or(0);
+    let series = vec![
+        line("SFT", s, Stroke::Solid),
+        line("DPO", rank_at(dpo, PAIR_TAU)?, Stroke::Solid),
+        line(
+            "paper SSFT",
+            paper::RANK_SSFT_90
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (paper::rescale(i, last), v))
+                .collect(),
+            Stroke::Dashed,
+        ),
+    ];
+    Ok(lines_figure(
+        "rank-pairs",
+        "Effective rank of the shift, SFT beside DPO (τ = 0.9)",
+        "The same measure for both fine-tuning methods on the same rows. The paper's shapes: \
+         SSFT rises to a peak in the middle layers and falls; DPO keeps rising into the last \
+         layers. Paper SSFT dashed, rescaled to our depth.",
+        &[
+            ("SSFT τ = 0.9 peak", "72 at L20 of 32"),
+            ("DPO τ = 0.9", "rises to 143 at L31"),
+        ],
+        Lines {
+            x_label: "layer (hidden-state index)".into(),
+            y_label: "effective rank".into(),
+            log_y: false,
+            series,
+        },
+    ))
+}
+
+fn c1_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
+    let series = vec![
+        line("C1, SFT pair", layer_column(sft, "c1_acc")?, Stroke::Solid),
+        line("C1, DPO pair", layer_column(dpo, "c1_acc")?, Stroke::Solid),
+        line("probe", layer_column(sft, "probe_acc")?, Stroke::Dashed),
+    ];
+    Ok(lines_figure(
+        "c1-pairs",
+        "C1 as a refusal classifier, SFT and DPO pairs",
+        "Accuracy of each pair's dominant direction on the base model's activations, beside \
+         the probe trained on the same activations (the same for both pairs). The paper has \
+         C1 within a few points of the probe from the middle layers on.",
+        &[("C1 at L14 / L20 (SSFT)", "0.946 / 0.989")],
+        Lines {
+            x_label: "layer (hidden-state index)".into(),
+            y_label: "accuracy".into(),
+            log_y: false,
+            series,
+        },
+    ))
+}
+
+/// exposure.csv as lines over k: the pass rate of each attack category (in file order), then
+/// the over-refusal on the held-out safe set.
+pub fn exposure_series(t: &Table) -> Result<Vec<LineSeries>, Error> {
+    let (k, cat, pass, over) = (
+        t.col("k")?,
+        t.col("category")?,
+        t.col("pass_rate")?,
+        t.col("over_refusal")?,
+    );
+    let mut out: Vec<LineSeries> = Vec::new();
+    let mut over_pts: Points = Vec::new();
+    for r in 0..t.rows.len() {
+        let x = t.int(r, k)? as f64;
+        let name = t.cell(r, cat);
+        let y = t.num(r, pass)?;
+        match out.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push((x, y)),
+            None => out.push(line(name, vec![(x, y)], Stroke::Solid)),
+        }
+        if over_pts.last().is_none_or(|p| p.0 != x) {
+            over_pts.push((x, t.num(r, over)?));
+        }
+    }
+    out.push(line(
+        "over-refusal (held-out safe)",
+        over_pts,
+        Stroke::Dashed,
+    ));
+    Ok(out)
+}
+
+fn exposure_figure(t: &Table) -> Result<Item, Error> {
+    Ok(lines_figure(
+        "exposure",
+        "Attack pass rate as jailbreak rows join the training set",
+        "One model per k (jailbreak rows of each wrapper in safety tuning): the share of test \
+         prompts of each attack that are not refused, and (dashed) the share of held-out safe \
+         prompts that are. The paper's SSFT: exposure drives most attacks towards 0 while \
+         refusal of safe prompts creeps up.",
+        &[
+            ("flip, k = 0 → 160", ".783 → .033"),
+            ("PAIR, k = 0 → 160", ".817 → .05"),
+            ("OR-Bench accuracy, k = 0 → 160", ".98 → .897"),
+        ],
+        Lines {
+            x_label: "k (jailbreak rows per wrapper in training)".into(),
+            y_label: "rate".into(),
+            log_y: false,
+            series: exposure_series(t)?,
+        },
+    ))
+}
+
+/// Both pairs side by side and the exposure sweep.
+pub fn pairs_section(run: &Run) -> Result<Vec<Item>, Error> {
+    let mut items = Vec::new();
+    match (run.table(layout::SHIFT_RANK)?, run.table(layout::DPO_RANK)?) {
+        (Some(s), Some(d)) => items.push(rank_pairs(&s, &d)?),
+        _ => items.push(run.missing("the SFT and DPO rank profiles", layout::DPO_RANK)),
+    }
+    match (run.table(layout::LAYERS)?, run.table(layout::DPO_LAYERS)?) {
+        (Some(s), Some(d)) => items.push(c1_pairs(&s, &d)?),
+        _ => items.push(run.missing("C1 accuracy of both pairs", layout::DPO_LAYERS)),
+    }
+    match run.table(layout::EXPOSURE)? {
+        Some(t) => items.push(exposure_figure(&t)?),
+        None => items.push(run.missing("the exposure sweep", layout::EXPOSURE)),
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_lines_follow_the_rows() {
+        let t = Table::from_str(
+            "exposure.csv",
+            "k,category,pass_rate,over_refusal,rank_l1\n\
+             0,raw,0.1,0.2,3\n0,flip,0.5,0.2,3\n10,raw,0.0,0.25,4\n10,flip,0.1,0.25,4\n",
+        )
+        .unwrap();
+        let s = exposure_series(&t).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            (s[0].name.as_str(), &s[0].points),
+            ("raw", &vec![(0.0, 0.1), (10.0, 0.0)])
+        );
+        assert_eq!(s[1].points, vec![(0.0, 0.5), (10.0, 0.1)]);
+        assert_eq!(s[2].points, vec![(0.0, 0.2), (10.0, 0.25)]);
+        assert_eq!(s[2].stroke, Stroke::Dashed);
+        let bad = Table::from_str(
+            "exposure.csv",
+            "k,category,pass_rate,over_refusal\nx,raw,0,0\n",
+        )
+        .unwrap();
+        assert!(exposure_series(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("line 2, column 'k'"));
+    }
+
+    #[test]
+    fn pairs_read_one_tau_and_one_column() {
+        let r = Table::from_str(
+            "rank.csv",
+            "layer,tau,effective_rank\n0,0.4,1\n0,0.9,2\n1,0.9,7\n1,0.4,1\n",
+        )
+        .unwrap();
+        assert_eq!(rank_at(&r, 0.9).unwrap(), vec![(0.0, 2.0), (1.0, 7.0)]);
+        assert!(rank_at(&r, 0.5).unwrap().is_empty());
+        let l =
+            Table::from_str("layers.csv", "layer,c1_acc,probe_acc\n0,0.5,\n1,0.7,0.9\n").unwrap();
+        assert_eq!(layer_column(&l, "probe_acc").unwrap(), vec![(1.0, 0.9)]);
+        assert_eq!(
+            layer_column(&l, "c1_acc").unwrap(),
+            vec![(0.0, 0.5), (1.0, 0.7)]
+        );
+    }
+}
