@@ -82,8 +82,9 @@ pub struct Args {
     /// 0 skips the confirmation.
     #[arg(long, default_value_t = 48)]
     confirm_tokens: usize,
-    /// Prompts per traced (attribution, gradnorm) forward pass.
-    #[arg(long, default_value_t = 16)]
+    /// Prompts per traced (attribution, gradnorm) forward pass (32: about 10% faster than 16
+    /// on 2 cores, ~3 GB peak; the deletions do not depend on it).
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
