@@ -189,6 +189,22 @@ struct Live {
     done: bool,
 }
 
+impl Live {
+    fn new(text: &str, s: &Start, cap: usize) -> Self {
+        Live {
+            text: text.to_string(),
+            enc: s.enc.clone(),
+            deleted: Vec::new(),
+            cap,
+            n_user: s.enc.user.len(),
+            score: s.score,
+            value: s.value,
+            steps: 0,
+            done: false,
+        }
+    }
+}
+
 /// What a method sees of a prompt at one step.
 struct Step<'a> {
     id: &'a str,
@@ -387,17 +403,7 @@ impl<'m> Pruner<'m> {
         let mut live: Vec<Live> = prompts
             .iter()
             .zip(starts)
-            .map(|(p, s)| Live {
-                text: p.text.to_string(),
-                enc: s.enc.clone(),
-                deleted: Vec::new(),
-                cap: self.settings.cap(s.enc.user.len()),
-                n_user: s.enc.user.len(),
-                score: s.score,
-                value: s.value,
-                steps: 0,
-                done: false,
-            })
+            .map(|(p, s)| Live::new(p.text, s, self.settings.cap(s.enc.user.len())))
             .collect();
         // A deletion keeps the tokens before it, so each scoring continues the prompt's cache
         // from its previous one and runs only from the deletion on.
