@@ -204,8 +204,7 @@ pub fn first_token(
     let fw = model.forward();
     let out = match prefill {
         Some(p) => {
-            check_prefill(p, prompts, edits)?;
-            let tails: Vec<&[u32]> = prompts.iter().map(|p| &p[p.len() - 1..]).collect();
+            let tails = last_tokens(p, prompts, edits)?;
             fw.run_after(&tails, &p.caches, &req, &mut hook)?
         }
         None => {
@@ -256,13 +255,18 @@ pub fn generate(
     };
     let gens = match prefill {
         Some(p) => {
-            check_prefill(p, prompts, edits)?;
-            let tails: Vec<&[u32]> = prompts.iter().map(|p| &p[p.len() - 1..]).collect();
+            let tails = last_tokens(p, prompts, edits)?;
             model.generate_from(p.caches.clone(), &tails, max_new, &[], &mut hook)?
         }
         None => model.generate_hooked(prompts, max_new, &[], true, &mut hook)?,
     };
     Ok(gens.into_iter().map(|g| g.tokens).collect())
+}
+
+/// What runs after `p` (checked to serve `prompts` and `edits`): each prompt's last token.
+fn last_tokens<'a>(p: &Prefill, prompts: &'a [Vec<u32>], edits: &[Edit]) -> Result<Vec<&'a [u32]>> {
+    check_prefill(p, prompts, edits)?;
+    Ok(prompts.iter().map(|q| &q[q.len() - 1..]).collect())
 }
 
 /// A prefill serves only edits from the last prompt token on, and only its own prompts.

@@ -258,7 +258,7 @@ impl<'m> Pruner<'m> {
         };
         let head = template_head(model, &p.settings.format)?;
         if !head.is_empty() && p.settings.share_prefix {
-            // Every block: its cache also seeds each prompt's own cache (`scores_cached`).
+            // Every block: its cache also seeds each prompt's own cache (`values_cached`).
             p.prefix = Some(model.forward().prefix(&head, &p.request(), true)?);
         }
         Ok(p)
@@ -281,6 +281,15 @@ impl<'m> Pruner<'m> {
     /// Encodes a prompt and its user span.
     pub fn encode(&self, text: &str) -> Result<Encoded> {
         encode_with_user_span(self.model, text, &self.settings.format)
+    }
+
+    /// [`crate::tokens::encode_rows`] with this pruner's model and chat format.
+    pub fn encode_rows<'a>(
+        &self,
+        rows: impl IntoIterator<Item = (&'a str, &'a str)>,
+        file: &str,
+    ) -> Result<Vec<Encoded>> {
+        crate::tokens::encode_rows(self.model, rows, &self.settings.format, file)
     }
 
     /// Scores encoded prompts once, for every method and repeat to start from (prefix
@@ -312,12 +321,10 @@ impl<'m> Pruner<'m> {
     /// value is the refusal score for [`PruneTarget::Refusal`] and the projection for a
     /// component.
     fn values(&self, seqs: &[&[u32]]) -> Result<Vec<(f64, f64)>> {
+        let (fw, req) = (self.model.forward(), self.request());
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(64) {
-            out.extend(self.read_values(
-                &self.model.forward().run(chunk, &self.request())?,
-                chunk.len(),
-            ));
+            out.extend(self.read_values(&fw.run(chunk, &req)?, chunk.len()));
         }
         Ok(out)
     }
@@ -617,14 +624,19 @@ impl<'m> Pruner<'m> {
             s.cache.filter(|c| c.len() == s.enc.ids.len())
         }
         let branch = self.settings.share_prefix && steps.iter().all(|s| cached(s).is_some());
+        // A one-token prompt has no variant to run: its token scores NaN (never preferred).
+        let mut out: Vec<Vec<f64>> = steps
+            .iter()
+            .map(|s| match s.enc.ids.len() {
+                1 => vec![f64::NAN; s.enc.user.len()],
+                _ => Vec::with_capacity(s.enc.user.len()),
+            })
+            .collect();
         let jobs: Vec<(usize, usize)> = steps
             .iter()
             .enumerate()
+            .filter(|(_, s)| s.enc.ids.len() > 1)
             .flat_map(|(q, s)| s.enc.user.clone().map(move |p| (q, p)))
-            .collect();
-        let mut out: Vec<Vec<f64>> = steps
-            .iter()
-            .map(|s| Vec::with_capacity(s.enc.user.len()))
             .collect();
         let fw = self.model.forward();
         let req = self.request();
@@ -637,7 +649,6 @@ impl<'m> Pruner<'m> {
                 end += 1;
             }
             let chunk = &jobs[at..end];
-            // The variant without position p; empty when the prompt was that one token.
             let variants: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|&(q, p)| {
@@ -645,41 +656,29 @@ impl<'m> Pruner<'m> {
                     [&ids[..p], &ids[p + 1..]].concat()
                 })
                 .collect();
-            let runnable: Vec<usize> = (0..chunk.len())
-                .filter(|&j| !variants[j].is_empty())
-                .collect();
             let vals = if branch {
-                // Keep at least the variant's last token to run.
-                let keep: Vec<usize> = runnable
+                // Continue the prompt's cache up to the deleted token, keeping at least the
+                // variant's last token to run.
+                let keep: Vec<usize> = chunk
                     .iter()
-                    .map(|&j| chunk[j].1.min(variants[j].len() - 1))
+                    .zip(&variants)
+                    .map(|(&(_, p), v)| p.min(v.len() - 1))
                     .collect();
-                let tails: Vec<&[u32]> = runnable
+                let tails: Vec<&[u32]> =
+                    variants.iter().zip(&keep).map(|(v, &k)| &v[k..]).collect();
+                let past: Vec<(&KvCache, usize)> = chunk
                     .iter()
                     .zip(&keep)
-                    .map(|(&j, &k)| &variants[j][k..])
-                    .collect();
-                let past: Vec<(&KvCache, usize)> = runnable
-                    .iter()
-                    .zip(&keep)
-                    .map(|(&j, &k)| (cached(&steps[chunk[j].0]).expect("checked"), k))
+                    .map(|(&(q, _), &k)| (cached(&steps[q]).expect("checked"), k))
                     .collect();
                 let o = fw.run_branches(&tails, &past, &req, &mut NoHook)?;
                 self.read_values(&o, tails.len())
             } else {
-                let seqs: Vec<&[u32]> = runnable.iter().map(|&j| variants[j].as_slice()).collect();
+                let seqs: Vec<&[u32]> = variants.iter().map(Vec::as_slice).collect();
                 self.values(&seqs)?
             };
-            let mut vals = runnable.iter().zip(vals).peekable();
-            for (j, &(q, _)) in chunk.iter().enumerate() {
-                let v = match vals.peek() {
-                    Some(&(&r, (_, v))) if r == j => {
-                        vals.next();
-                        steps[q].value - v
-                    }
-                    _ => f64::NAN,
-                };
-                out[q].push(v);
+            for (&(q, _), (_, v)) in chunk.iter().zip(vals) {
+                out[q].push(steps[q].value - v);
             }
             at = end;
         }

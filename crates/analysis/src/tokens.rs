@@ -42,6 +42,31 @@ pub fn encode_with_user_span(model: &Model, prompt: &str, fmt: &PromptFormat) ->
     })
 }
 
+/// Every row (`(id, text)`) encoded with its user span; a row that does not encode, or whose
+/// encoding is longer than the model's context, is an error naming `file` and the row's id.
+pub fn encode_rows<'a>(
+    model: &Model,
+    rows: impl IntoIterator<Item = (&'a str, &'a str)>,
+    fmt: &PromptFormat,
+    file: &str,
+) -> Result<Vec<Encoded>> {
+    let ctx = model.config.max_position_embeddings;
+    let row =
+        |id: &str, msg: String| AnalysisError::Input(format!("{file}: row with id '{id}': {msg}"));
+    rows.into_iter()
+        .map(|(id, text)| {
+            let e = encode_with_user_span(model, text, fmt).map_err(|e| row(id, e.to_string()))?;
+            if e.ids.len() > ctx {
+                return Err(row(
+                    id,
+                    format!("{} tokens exceed the model's context of {ctx}", e.ids.len()),
+                ));
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
 /// One prompt's map for one direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenMap {

@@ -218,7 +218,7 @@ enum Past<'c> {
     Shared(&'c KvCache),
     /// Per sequence, a read-only cache and how many of its first positions the sequence
     /// continues (not extended).
-    Borrowed(Vec<(&'c KvCache, usize)>),
+    Borrowed(&'c [(&'c KvCache, usize)]),
 }
 
 impl Past<'_> {
@@ -503,7 +503,7 @@ impl Forward<'_> {
         }
         self.run_inner(
             seqs,
-            Past::Borrowed(past.to_vec()),
+            Past::Borrowed(past),
             req,
             self.cfg.num_layers,
             hook,

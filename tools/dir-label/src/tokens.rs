@@ -21,9 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hd_analysis::tokens::{
-    encode_with_user_span, normalise, token_maps, top_tokens, Encoded, TokenMap,
-};
+use hd_analysis::tokens::{encode_rows, normalise, token_maps, top_tokens, Encoded, TokenMap};
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{components_name, TensorFile};
 use hd_grad::diff::DiffModel;
@@ -147,7 +145,12 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let classify = o.classify.as_deref().map(read_classify).transpose()?;
     let model = Model::load(&o.model)?;
-    let encoded = encode_all(o, &model, &table)?;
+    let encoded = encode_rows(
+        &model,
+        (0..table.len()).map(|i| (table.id(i), table.prompt(i))),
+        &o.format,
+        &o.prompts.display().to_string(),
+    )?;
     let Model {
         config: cfg,
         weights,
@@ -199,27 +202,6 @@ pub fn run(o: &Options) -> Result<()> {
             (LABELS_CSV.0, labels),
         ],
     )
-}
-
-/// Every prompt encoded through the template, with its user span; a prompt longer than the
-/// model's context is an error naming its row.
-fn encode_all(o: &Options, model: &Model, table: &PromptTable) -> Result<Vec<Encoded>> {
-    let ctx = model.config.max_position_embeddings;
-    let mut encoded = Vec::with_capacity(table.len());
-    for i in 0..table.len() {
-        let e = encode_with_user_span(model, table.prompt(i), &o.format)
-            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
-        if e.ids.len() > ctx {
-            bail!(
-                "{}: row with id '{}': {} tokens exceed the model's context of {ctx}",
-                o.prompts.display(),
-                table.id(i),
-                e.ids.len(),
-            );
-        }
-        encoded.push(e);
-    }
-    Ok(encoded)
 }
 
 /// The first `n` rows of every value of the `category` column, in file order.

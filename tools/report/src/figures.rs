@@ -49,7 +49,13 @@ fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn figure(id: &str, title: &str, caption: &str, paper: Vec<(String, String)>, plot: Plot) -> Item {
+pub(crate) fn figure(
+    id: &str,
+    title: &str,
+    caption: &str,
+    paper: Vec<(String, String)>,
+    plot: Plot,
+) -> Item {
     Item::Figure(Figure {
         id: id.to_string(),
         title: title.to_string(),
@@ -59,10 +65,22 @@ fn figure(id: &str, title: &str, caption: &str, paper: Vec<(String, String)>, pl
     })
 }
 
-fn rows(v: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn rows(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
+}
+
+/// One column of a per-layer CSV as (layer, value), empty cells skipped.
+pub fn layer_column(t: &Table, column: &str) -> Result<Points, Error> {
+    let (l, c) = (t.col("layer")?, t.col(column)?);
+    let mut out = Vec::new();
+    for r in 0..t.rows.len() {
+        if let Some(v) = t.opt_num(r, c)? {
+            out.push((t.int(r, l)? as f64, v));
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,11 +278,7 @@ fn rank_figure(
         ] {
             series.push(LineSeries {
                 name: name.into(),
-                points: vals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| (paper::rescale(i, last), v))
-                    .collect(),
+                points: paper::rescaled_profile(vals, last),
                 stroke: Stroke::Dashed,
             });
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::figures::Run;
+use crate::figures::{layer_column, Run};
 use crate::html::escape;
 use crate::layout;
 use crate::model::{Figure, Heatmap, Item, LineSeries, Lines, Plot, Stroke};
@@ -23,23 +23,16 @@ pub const ACCURACY_COLUMNS: [(&str, &str); 4] = [
 /// The lines of the accuracy figure: one per [`ACCURACY_COLUMNS`] entry, (layer, value)
 /// with empty cells skipped.
 pub fn accuracy_series(t: &Table) -> Result<Vec<LineSeries>, Error> {
-    let l = t.col("layer")?;
-    let mut out = Vec::new();
-    for (col, name) in ACCURACY_COLUMNS {
-        let c = t.col(col)?;
-        let mut points = Vec::new();
-        for r in 0..t.rows.len() {
-            if let Some(v) = t.opt_num(r, c)? {
-                points.push((t.int(r, l)? as f64, v));
-            }
-        }
-        out.push(LineSeries {
-            name: name.to_string(),
-            points,
-            stroke: Stroke::Solid,
-        });
-    }
-    Ok(out)
+    ACCURACY_COLUMNS
+        .iter()
+        .map(|(col, name)| {
+            Ok(LineSeries {
+                name: name.to_string(),
+                points: layer_column(t, col)?,
+                stroke: Stroke::Solid,
+            })
+        })
+        .collect()
 }
 
 fn accuracy_figure(t: &Table) -> Result<Item, Error> {

@@ -2,9 +2,9 @@
 //! profiles and C1 accuracies side by side, and pass rate and over-refusal as the number of
 //! jailbreak rows in training grows (`make tuned-dpo`, `make exposure`).
 
-use crate::figures::{rank_series, Points, Run};
+use crate::figures::{figure, layer_column, rank_series, rows, Points, Run};
 use crate::layout;
-use crate::model::{Figure, Item, LineSeries, Lines, Plot, Stroke};
+use crate::model::{Item, LineSeries, Lines, Plot, Stroke};
 use crate::paper;
 use crate::table::Table;
 use crate::Error;
@@ -21,37 +21,12 @@ pub fn rank_at(t: &Table, tau: f64) -> Result<Points, Error> {
         .unwrap_or_default())
 }
 
-/// One column of a dir-label layers.csv as (layer, value), empty cells skipped.
-pub fn layer_column(t: &Table, column: &str) -> Result<Points, Error> {
-    let (l, c) = (t.col("layer")?, t.col(column)?);
-    let mut out = Vec::new();
-    for r in 0..t.rows.len() {
-        if let Some(v) = t.opt_num(r, c)? {
-            out.push((t.int(r, l)? as f64, v));
-        }
-    }
-    Ok(out)
-}
-
 fn line(name: &str, points: Points, stroke: Stroke) -> LineSeries {
     LineSeries {
         name: name.to_string(),
         points,
         stroke,
     }
-}
-
-fn lines_figure(id: &str, title: &str, caption: &str, paper: &[(&str, &str)], plot: Lines) -> Item {
-    Item::Figure(Figure {
-        id: id.into(),
-        title: title.into(),
-        caption: caption.into(),
-        paper: paper
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        plot: Plot::Lines(plot),
-    })
 }
 
 fn rank_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
@@ -62,30 +37,26 @@ fn rank_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
         line("DPO", rank_at(dpo, PAIR_TAU)?, Stroke::Solid),
         line(
             "paper SSFT",
-            paper::RANK_SSFT_90
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (paper::rescale(i, last), v))
-                .collect(),
+            paper::rescaled_profile(&paper::RANK_SSFT_90, last),
             Stroke::Dashed,
         ),
     ];
-    Ok(lines_figure(
+    Ok(figure(
         "rank-pairs",
         "Effective rank of the shift, SFT beside DPO (τ = 0.9)",
         "The same measure for both fine-tuning methods on the same rows. The paper's shapes: \
          SSFT rises to a peak in the middle layers and falls; DPO keeps rising into the last \
          layers. Paper SSFT dashed, rescaled to our depth.",
-        &[
+        rows(&[
             ("SSFT τ = 0.9 peak", "72 at L20 of 32"),
             ("DPO τ = 0.9", "rises to 143 at L31"),
-        ],
-        Lines {
+        ]),
+        Plot::Lines(Lines {
             x_label: "layer (hidden-state index)".into(),
             y_label: "effective rank".into(),
             log_y: false,
             series,
-        },
+        }),
     ))
 }
 
@@ -95,19 +66,19 @@ fn c1_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
         line("C1, DPO pair", layer_column(dpo, "c1_acc")?, Stroke::Solid),
         line("probe", layer_column(sft, "probe_acc")?, Stroke::Dashed),
     ];
-    Ok(lines_figure(
+    Ok(figure(
         "c1-pairs",
         "C1 as a refusal classifier, SFT and DPO pairs",
         "Accuracy of each pair's dominant direction on the base model's activations, beside \
          the probe trained on the same activations (the same for both pairs). The paper has \
          C1 within a few points of the probe from the middle layers on.",
-        &[("C1 at L14 / L20 (SSFT)", "0.946 / 0.989")],
-        Lines {
+        rows(&[("C1 at L14 / L20 (SSFT)", "0.946 / 0.989")]),
+        Plot::Lines(Lines {
             x_label: "layer (hidden-state index)".into(),
             y_label: "accuracy".into(),
             log_y: false,
             series,
-        },
+        }),
     ))
 }
 
@@ -143,24 +114,24 @@ pub fn exposure_series(t: &Table) -> Result<Vec<LineSeries>, Error> {
 }
 
 fn exposure_figure(t: &Table) -> Result<Item, Error> {
-    Ok(lines_figure(
+    Ok(figure(
         "exposure",
         "Attack pass rate as jailbreak rows join the training set",
         "One model per k (jailbreak rows of each wrapper in safety tuning): the share of test \
          prompts of each attack that are not refused, and (dashed) the share of held-out safe \
          prompts that are. The paper's SSFT: exposure drives most attacks towards 0 while \
          refusal of safe prompts creeps up.",
-        &[
+        rows(&[
             ("flip, k = 0 → 160", ".783 → .033"),
             ("PAIR, k = 0 → 160", ".817 → .05"),
             ("OR-Bench accuracy, k = 0 → 160", ".98 → .897"),
-        ],
-        Lines {
+        ]),
+        Plot::Lines(Lines {
             x_label: "k (jailbreak rows per wrapper in training)".into(),
             y_label: "rate".into(),
             log_y: false,
             series: exposure_series(t)?,
-        },
+        }),
     ))
 }
 

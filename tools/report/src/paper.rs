@@ -57,6 +57,15 @@ pub fn rescale(layer: usize, our_last: usize) -> f64 {
     layer as f64 * our_last as f64 / (LAYERS - 1) as f64
 }
 
+/// A per-layer profile of the paper (index = hidden state) on our depth: (layer, value).
+pub fn rescaled_profile(values: &[f64], our_last: usize) -> Vec<(f64, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (rescale(i, our_last), v))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

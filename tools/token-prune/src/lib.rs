@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use hd_analysis::judge::Judge;
 use hd_analysis::prune::{
     token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings, Start,
@@ -198,8 +198,7 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
     tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
-    let (candidates, starts) =
-        refused_rows(o, &table, &rows, &pruner, config.max_position_embeddings)?;
+    let (candidates, starts) = refused_rows(o, &table, &rows, &pruner)?;
     let prompts: Vec<Prompt> = candidates
         .iter()
         .map(|&i| Prompt {
@@ -465,23 +464,11 @@ fn refused_rows(
     table: &PromptTable,
     rows: &[usize],
     pruner: &Pruner,
-    context: usize,
 ) -> Result<(Vec<usize>, Vec<Start>)> {
-    let mut encoded = Vec::with_capacity(rows.len());
-    for &i in rows {
-        let e = pruner
-            .encode(table.prompt(i))
-            .with_context(|| format!("{}: row with id '{}'", o.prompts.display(), table.id(i)))?;
-        if e.ids.len() > context {
-            bail!(
-                "{}: row with id '{}': {} tokens exceed the model's context of {context}",
-                o.prompts.display(),
-                table.id(i),
-                e.ids.len()
-            );
-        }
-        encoded.push(e);
-    }
+    let encoded = pruner.encode_rows(
+        rows.iter().map(|&i| (table.id(i), table.prompt(i))),
+        &o.prompts.display().to_string(),
+    )?;
     let (refused, starts): (Vec<usize>, Vec<Start>) = rows
         .iter()
         .copied()
