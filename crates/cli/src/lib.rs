@@ -128,6 +128,15 @@ pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(UsageError(message.to_string()))
 }
 
+/// An optional count that must be at least 1 when given (`--per-category 0` is a usage
+/// error rather than an empty selection).
+pub fn at_least_one(flag: &str, n: Option<usize>) -> anyhow::Result<Option<usize>> {
+    match n {
+        Some(0) => Err(usage(format!("{flag} 0: expected at least 1"))),
+        n => Ok(n),
+    }
+}
+
 /// True when any error in the chain is a usage error.
 pub fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {

@@ -158,6 +158,19 @@ pub enum Error {
         message: String,
     },
 
+    /// A value a row selection names (e.g. `--categories`) that no row has.
+    #[error("{path}: column '{column}' has no row '{value}' ({flag})")]
+    NoRowWith {
+        /// File name.
+        path: String,
+        /// The column.
+        column: String,
+        /// The value asked for.
+        value: String,
+        /// The option that asked.
+        flag: &'static str,
+    },
+
     /// A tensor file whose extension we cannot map to a format.
     #[error(
         "{path}: unknown tensor file extension '{found}', expected .safetensors, .st, .npz or .npy"

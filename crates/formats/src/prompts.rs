@@ -174,6 +174,48 @@ impl PromptTable {
         format!("sha256:{}", hex(&h.finalize()))
     }
 
+    /// Row indices, in file order, whose `category` is one of `categories` (every row when
+    /// `None`), keeping at most the first `per_category` of each category (all when `None`).
+    /// Naming a category no row has, or selecting by category in a table without that
+    /// column, is an error naming the file and the option.
+    pub fn rows_by_category(
+        &self,
+        categories: Option<&[String]>,
+        per_category: Option<usize>,
+    ) -> Result<Vec<usize>, Error> {
+        const COLUMN: &str = "category";
+        if categories.is_none() && per_category.is_none() {
+            return Ok((0..self.len()).collect());
+        }
+        let Some(col) = self.column(COLUMN) else {
+            return Err(Error::MissingColumn {
+                path: self.path.clone(),
+                column: COLUMN.into(),
+                found: self.headers.join(","),
+            });
+        };
+        let cat = |i: usize| self.rows[i][col].as_str();
+        for c in categories.unwrap_or(&[]) {
+            if !(0..self.len()).any(|i| cat(i) == c) {
+                return Err(Error::NoRowWith {
+                    path: self.path.clone(),
+                    column: COLUMN.into(),
+                    value: c.clone(),
+                    flag: "--categories",
+                });
+            }
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        Ok((0..self.len())
+            .filter(|&i| categories.is_none_or(|cs| cs.iter().any(|c| c == cat(i))))
+            .filter(|&i| {
+                let n = seen.entry(cat(i)).or_insert(0);
+                *n += 1;
+                per_category.is_none_or(|k| *n <= k)
+            })
+            .collect())
+    }
+
     /// A new table with the given rows (0-based, in the given order). Panics on an index out
     /// of range; repeating an index would repeat an id, so it panics too.
     pub fn select(&self, idx: &[usize]) -> PromptTable {

@@ -168,6 +168,50 @@ fn select_keeps_headers() {
 }
 
 #[test]
+fn rows_by_category_filters_then_keeps_the_first_n_of_each_in_file_order() {
+    let t =
+        parse("id,prompt,category\na,x,raw\nb,x,flip\nc,x,raw\nd,x,benign\ne,x,raw\nf,x,flip\n")
+            .unwrap();
+    assert_eq!(
+        t.rows_by_category(None, None).unwrap(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(t.rows_by_category(None, Some(1)).unwrap(), vec![0, 1, 3]);
+    assert_eq!(
+        t.rows_by_category(None, Some(2)).unwrap(),
+        vec![0, 1, 2, 3, 5]
+    );
+    let cats = ["raw".to_string(), "flip".to_string()];
+    assert_eq!(
+        t.rows_by_category(Some(&cats), None).unwrap(),
+        vec![0, 1, 2, 4, 5]
+    );
+    assert_eq!(
+        t.rows_by_category(Some(&cats), Some(2)).unwrap(),
+        vec![0, 1, 2, 5]
+    );
+    assert_eq!(
+        t.rows_by_category(Some(&cats), Some(0)).unwrap(),
+        Vec::<usize>::new()
+    );
+    let e = t
+        .rows_by_category(Some(&["nosuch".to_string()]), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "p.csv: column 'category' has no row 'nosuch' (--categories)"
+    );
+    let plain = parse("id,prompt\na,x\n").unwrap();
+    assert_eq!(plain.rows_by_category(None, None).unwrap(), vec![0]);
+    let e = plain
+        .rows_by_category(None, Some(3))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("p.csv") && e.contains("'category'"), "{e}");
+}
+
+#[test]
 fn write_with_appends_and_replaces_columns_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let text = "id,prompt,score\na,\"q, \"\"x\"\"\nz\",1\nb,ü,2\n";

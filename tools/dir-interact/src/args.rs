@@ -77,6 +77,9 @@ struct RelevanceArgs {
     /// Only prompts of these categories (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     categories: Option<Vec<String>>,
+    /// Only the first N rows of each category (in file order, after --categories).
+    #[arg(long, value_name = "N")]
+    per_category: Option<usize>,
     /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
     #[arg(long, value_enum, default_value = "attnlrp")]
     rules: RulesArg,
@@ -117,6 +120,7 @@ impl RelevanceArgs {
             k_target: self.k_target,
             out_dir: self.out_dir,
             categories: self.categories,
+            per_category: hd_cli::at_least_one("--per-category", self.per_category)?,
             rules: match self.rules {
                 RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
                 RulesArg::GradXInput => hd_grad::Rules::Exact,
@@ -196,6 +200,9 @@ struct SweepArgs {
     /// when a label column exists): their perplexity under each intervention.
     #[arg(long, value_name = "CSV")]
     benign_answers: Option<PathBuf>,
+    /// Only the first N of those harmless answers (file order).
+    #[arg(long, value_name = "N")]
+    benign_limit: Option<usize>,
     /// A shift-svd --contrast file of the tuned model: its mean_shift.{l} at the first spec
     /// item's layer is the `dim` baseline.
     #[arg(long, value_name = "FILE")]
@@ -206,6 +213,9 @@ struct SweepArgs {
     /// Only prompts of these categories (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     categories: Option<Vec<String>>,
+    /// Only the first N rows of each category (in file order, after --categories).
+    #[arg(long, value_name = "N")]
+    per_category: Option<usize>,
     /// Rank every candidate by the first-order estimate and run the N best.
     #[arg(long, value_name = "N")]
     rank_top: Option<usize>,
@@ -281,9 +291,11 @@ impl SweepArgs {
             },
             max_new_tokens: self.max_new_tokens,
             benign_answers: self.benign_answers,
+            benign_limit: hd_cli::at_least_one("--benign-limit", self.benign_limit)?,
             dim: self.dim,
             dim_layers,
             categories: self.categories,
+            per_category: hd_cli::at_least_one("--per-category", self.per_category)?,
             rank: self.rank_top.map(|top| sweep::Rank {
                 top,
                 k: self.rank_k,

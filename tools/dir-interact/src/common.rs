@@ -65,30 +65,6 @@ pub fn categories(table: &PromptTable) -> Vec<String> {
         .collect()
 }
 
-/// Rows kept by `--categories` (all when `None`); a listed category without rows is an
-/// error naming the CSV.
-pub fn select_rows(
-    table: &PromptTable,
-    path: &Path,
-    wanted: Option<&[String]>,
-) -> Result<Vec<usize>> {
-    let cats = categories(table);
-    let Some(wanted) = wanted else {
-        return Ok((0..table.len()).collect());
-    };
-    for w in wanted {
-        if !cats.iter().any(|c| c == w) {
-            bail!(
-                "{}: column 'category' has no row '{w}' (--categories)",
-                path.display()
-            );
-        }
-    }
-    Ok((0..table.len())
-        .filter(|&i| wanted.contains(&cats[i]))
-        .collect())
-}
-
 /// Categories in first-seen order.
 pub fn category_order(cats: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

@@ -22,9 +22,7 @@ use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
 use hd_lm::{Model, PromptFormat};
 
-use crate::common::{
-    categories, category_order, comp_name, csv_bytes, num, read_dirs, select_rows,
-};
+use crate::common::{categories, category_order, comp_name, csv_bytes, num, read_dirs};
 
 /// `relevance.csv` and its header.
 pub const RELEVANCE_CSV: (&str, &str) = (
@@ -81,6 +79,8 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Only these categories (all when `None`).
     pub categories: Option<Vec<String>>,
+    /// At most the first N rows of each category (file order).
+    pub per_category: Option<usize>,
     /// AttnLRP (the reference) or the exact gradient.
     pub rules: Rules,
     /// Prompts per traced forward.
@@ -158,7 +158,7 @@ fn read_inputs(o: &Options, nl: usize, d: usize) -> Result<Inputs> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let rows = select_rows(&table, &o.prompts, o.categories.as_deref())?;
+    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
     let all = categories(&table);
     let cats = rows.iter().map(|&i| all[i].clone()).collect();
     Ok(Inputs {

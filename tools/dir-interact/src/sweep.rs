@@ -33,7 +33,7 @@ use hd_grad::rng::SplitMix64;
 use hd_lm::{Model, PromptFormat};
 
 use crate::common::{
-    categories, category_order, comp_name, csv_bytes, num, parse_comp_name, read_dirs, select_rows,
+    categories, category_order, comp_name, csv_bytes, num, parse_comp_name, read_dirs,
 };
 
 /// `sweep.csv` and its header.
@@ -134,12 +134,16 @@ pub struct Options {
     pub max_new_tokens: usize,
     /// Base-model answers to benign prompts.
     pub benign_answers: Option<PathBuf>,
+    /// At most this many of them (the first).
+    pub benign_limit: Option<usize>,
     /// Contrast file of the tuned model.
     pub dim: Option<PathBuf>,
     /// Layers of the `dim` runs (default: the first spec item's).
     pub dim_layers: Option<Vec<usize>>,
     /// Only these categories.
     pub categories: Option<Vec<String>>,
+    /// At most the first N rows of each category (file order).
+    pub per_category: Option<usize>,
     /// Rank every candidate first.
     pub rank: Option<Rank>,
     /// Ranked runs that also generate.
@@ -203,6 +207,9 @@ fn check_args(o: &Options) -> Result<()> {
     }
     if o.spec.is_empty() && o.rank.is_none() {
         return Err(hd_cli::usage("give --spec items or --rank-top N"));
+    }
+    if o.benign_limit.is_some() && o.benign_answers.is_none() {
+        return Err(hd_cli::usage("--benign-limit needs --benign-answers"));
     }
     if o.dim_layers.is_some() && o.dim.is_none() {
         return Err(hd_cli::usage("--dim-layers needs --dim"));
@@ -296,7 +303,7 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let rows = select_rows(&table, &o.prompts, o.categories.as_deref())?;
+    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
     let all = categories(&table);
     let cats: Vec<String> = rows.iter().map(|&i| all[i].clone()).collect();
     let model = Model::load(&o.model)?;
@@ -310,7 +317,7 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
     let benign = o
         .benign_answers
         .as_deref()
-        .map(|p| read_benign(&model, p, &o.format))
+        .map(|p| read_benign(&model, p, o.benign_limit, &o.format))
         .transpose()?;
     let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
     Ok(Study {
@@ -328,7 +335,12 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
 }
 
 /// Prompt and answer token ids of the benign rows of a generate output CSV.
-fn read_benign(model: &Model, path: &std::path::Path, fmt: &PromptFormat) -> Result<Benign> {
+fn read_benign(
+    model: &Model,
+    path: &std::path::Path,
+    limit: Option<usize>,
+    fmt: &PromptFormat,
+) -> Result<Benign> {
     let t = PromptTable::read(path)?;
     if t.column("response").is_none() {
         bail!(
@@ -339,6 +351,7 @@ fn read_benign(model: &Model, path: &std::path::Path, fmt: &PromptFormat) -> Res
     let keep: Vec<usize> = (0..t.len())
         .filter(|&i| t.get(i, "label").is_none_or(|l| l == "harmless"))
         .filter(|&i| !t.get(i, "response").unwrap_or("").is_empty())
+        .take(limit.unwrap_or(usize::MAX))
         .collect();
     if keep.is_empty() {
         bail!("{}: no harmless rows with a response", path.display());
@@ -483,6 +496,10 @@ fn rank_candidates(
             "--rank-top estimates edits of the last prompt token: use --positions last",
         ));
     }
+    tracing::info!(
+        "first-order estimate: gradients of {} prompts",
+        study.seqs.len()
+    );
     let grads = all_grads(o, study)?;
     let nl = study.model.config.num_layers;
     let d = study.model.config.hidden_size;
@@ -556,6 +573,7 @@ fn measure_all(
     n_base: usize,
 ) -> Result<Vec<Measured>> {
     let mut m: Vec<Measured> = vec![Measured::default(); runs.len()];
+    tracing::info!("first-token measures of {} runs", runs.len());
     let pb = hd_cli::progress(
         (study.seqs.len() * runs.len()) as u64,
         "prompt-runs (first token)",
@@ -602,6 +620,7 @@ fn measure_all(
         }
     }
     if let Some((p, a)) = &study.benign {
+        tracing::info!("benign perplexity of {} runs", gen.len());
         for (&i, ppl) in gen.iter().zip(perplexity(o, study, p, a, &edits)?) {
             m[i].ppl = Some(ppl);
         }

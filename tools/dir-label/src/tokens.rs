@@ -139,10 +139,7 @@ pub fn run(o: &Options) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let table = match o.per_category {
-        Some(n) => first_per_category(&table, n, &o.prompts)?,
-        None => table,
-    };
+    let table = table.select(&table.rows_by_category(None, o.per_category)?);
     let classify = o.classify.as_deref().map(read_classify).transpose()?;
     let model = Model::load(&o.model)?;
     let encoded = encode_rows(
@@ -202,27 +199,6 @@ pub fn run(o: &Options) -> Result<()> {
             (LABELS_CSV.0, labels),
         ],
     )
-}
-
-/// The first `n` rows of every value of the `category` column, in file order.
-fn first_per_category(table: &PromptTable, n: usize, path: &Path) -> Result<PromptTable> {
-    if table.column("category").is_none() {
-        return Err(hd_cli::usage(format!(
-            "--per-category: {} has no 'category' column",
-            path.display()
-        )));
-    }
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let keep: Vec<usize> = (0..table.len())
-        .filter(|&i| {
-            let c = seen
-                .entry(table.get(i, "category").unwrap_or(""))
-                .or_insert(0);
-            *c += 1;
-            *c <= n
-        })
-        .collect();
-    Ok(table.select(&keep))
 }
 
 /// A label-friendly form of a token: trimmed, with a whitespace-only token shown by escapes

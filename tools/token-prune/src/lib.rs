@@ -157,6 +157,8 @@ pub struct Options {
     pub seed: u64,
     /// Categories the candidates come from (`None`: every row).
     pub categories: Option<Vec<String>>,
+    /// At most the first N rows of each category (file order).
+    pub per_category: Option<usize>,
     /// New tokens generated to confirm a first-token success.
     pub confirm_tokens: usize,
     /// Prompts per traced forward pass.
@@ -182,7 +184,10 @@ pub fn run(o: &Options) -> Result<()> {
     let config = Model::read_config(&o.model)?;
     let target = read_target(o, &config)?;
     let table = PromptTable::read(&o.prompts)?;
-    let rows = select_rows(o, &table)?;
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
     let t0 = std::time::Instant::now();
     let model = Model::load(&o.model)?;
     let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
@@ -426,35 +431,6 @@ fn read_target(o: &Options, config: &hd_lm::Config) -> Result<PruneTarget> {
         );
     }
     Ok(PruneTarget::Component { layer, direction })
-}
-
-/// Row indices of the chosen categories; every named category must occur.
-fn select_rows(o: &Options, table: &PromptTable) -> Result<Vec<usize>> {
-    if table.is_empty() {
-        bail!("{}: no prompt rows", o.prompts.display());
-    }
-    let Some(cats) = &o.categories else {
-        return Ok((0..table.len()).collect());
-    };
-    if table.column("category").is_none() {
-        bail!(
-            "{}: --categories given but the file has no 'category' column (found: {})",
-            o.prompts.display(),
-            table.headers.join(", ")
-        );
-    }
-    let cat = |i: usize| table.get(i, "category").unwrap_or("");
-    for c in cats {
-        if !(0..table.len()).any(|i| cat(i) == c) {
-            bail!(
-                "{}: column 'category': no row has category '{c}' (--categories)",
-                o.prompts.display()
-            );
-        }
-    }
-    Ok((0..table.len())
-        .filter(|&i| cats.iter().any(|c| c == cat(i)))
-        .collect())
 }
 
 /// The rows the model refuses at the first token (score > 0), in file order, with their

@@ -288,6 +288,16 @@ fn categories_select_the_candidates() {
     let pruned = read_csv(&dir.join("pruned.csv"));
     assert_eq!(pruned.len(), 3);
     assert!(pruned.iter().all(|r| r["category"] == "beta"));
+    // The first two rows of each category: p0, p2 (alpha), p1, p3 (beta), in file order.
+    ok(
+        &dir,
+        &args(&["--per-category", "2", "--methods", "attribution"]),
+    );
+    let ids: Vec<String> = read_csv(&dir.join("pruned.csv"))
+        .iter()
+        .map(|r| r["original_id"].clone())
+        .collect();
+    assert_eq!(ids, ["p0", "p1", "p2", "p3"]);
 }
 
 #[test]
@@ -384,7 +394,12 @@ fn bad_input_is_one_line_and_leaves_no_output() {
         (
             with(&["--prompts", "prompts.csv", "--categories", "gamma"]),
             1,
-            "category 'gamma'",
+            "no row 'gamma'",
+        ),
+        (
+            with(&["--prompts", "prompts.csv", "--per-category", "0"]),
+            2,
+            "--per-category 0",
         ),
         (
             with(&["--prompts", "prompts.csv", "--methods", "lrp"]),
