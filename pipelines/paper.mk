@@ -221,23 +221,49 @@ label: $(LABEL)/tokens/labels.csv
 	@echo "label: $(LABEL)/classify (C1 vs probe by layer: layers.csv), $(LABEL)/tokens (labels.csv)" >&2
 	@cat $(LABEL)/tokens/labels.csv
 
+# The study's size. Every stage is matrix products at the CPU's f32 rate (BENCHMARKS.md), so
+# the analysis stages are sized: `make demo` (about 20 minutes on 2 cores) runs relevance,
+# the sweep and token-prune on the first PER_CATEGORY test prompts of each category, with
+# fewer generating sweep runs and perplexity answers, and token-prune's attribution and random
+# methods; `make study` runs the full size (every test prompt, 5 `dim` layers, 5 generating
+# ranked runs, 100 benign answers, gradnorm too; about 40 minutes) in runs/study. Everything
+# before those stages is the same in both. Each sized target depends on a file holding its
+# settings ($(RUN)/*/NAME.size, rewritten only when they change), so changing a setting redoes
+# just the stages it sizes.
+PER_CATEGORY ?= 10
+SWEEP_DIM_LAYERS ?= 14,22
+SWEEP_GENERATE ?= 3
+BENIGN_LIMIT ?= 30
+PRUNE_METHODS ?= attribution,random
+STUDY_SIZE := PER_CATEGORY= SWEEP_DIM_LAYERS=6,10,14,18,22 SWEEP_GENERATE=5 BENIGN_LIMIT= \
+  PRUNE_METHODS=attribution,random,gradnorm
+per-category = $(if $(PER_CATEGORY),--per-category $(PER_CATEGORY))
+SIZE_relevance = $(per-category)
+SIZE_sweep = $(per-category) --dim-layers $(SWEEP_DIM_LAYERS) --generate-top $(SWEEP_GENERATE) \
+  $(if $(BENIGN_LIMIT),--benign-limit $(BENIGN_LIMIT))
+SIZE_prune = $(per-category) --methods $(PRUNE_METHODS)
+
+.PHONY: FORCE
+FORCE:
+$(RUN)/%.size: FORCE
+	@mkdir -p $(@D)
+	@echo '$(strip $(SIZE_$(notdir $*)))' | cmp -s - $@ || echo '$(strip $(SIZE_$(notdir $*)))' > $@
+
 # Trigger-token pruning (`make prune`): the local, model-free form of the paper's attack
 # (deletion only; the paper rewrites with a remote 70B model). Every refused jailbreak and raw
 # test prompt of the tuned model, attribution (AttnLRP) against random, gradient-norm and
 # occlusion deletion under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
 PRUNE := $(RUN)/prune
 PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
-# Occlusion (exact leave-one-out: about n²/2 rows per step for n user tokens) is about 70% of
-# the stage's time with all four methods, so the study runs the other three;
+# The demo runs attribution and random (SIZE below); occlusion (exact leave-one-out: about n²/2
+# rows per step for n user tokens) is about 70% of the stage's time with all four methods;
 # `make prune PRUNE_METHODS=attribution,random,gradnorm,occlusion` adds it.
-PRUNE_METHODS ?= attribution,random,gradnorm
 PRUNE_FLAGS ?=
 
-$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/token-prune
+$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json $(PRUNE)/prune.size | $(BIN)/token-prune
 	@mkdir -p $(@D)
 	$(BIN)/token-prune --model $(TUNED) --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
-	  --methods $(PRUNE_METHODS) \
-	  --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
+	  $(SIZE_prune) --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
 
 .PHONY: prune
 prune: $(PRUNE)/summary.csv
@@ -256,11 +282,9 @@ REPORT_LAYER ?= $(LABEL_LAYER)
 # SWEEP_TOP are run for real on the jailbreak and raw test prompts (first-token judge), the
 # best SWEEP_GENERATE of those also generate; baselines none, random and the tuned model's
 # difference in means at SWEEP_DIM_LAYERS (on the default study L22 breaks refusal without
-# breaking the model; L10-L18 break the model).
+# breaking the model; L10-L18 break the model). Sizes: see PER_CATEGORY.
 SWEEP_K ?= 10
 SWEEP_TOP ?= 20
-SWEEP_GENERATE ?= 5
-SWEEP_DIM_LAYERS ?= 6,10,14,18,22
 SWEEP_FLAGS ?=
 INTERACT_FLAGS ?=
 
@@ -278,16 +302,17 @@ $(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)
 
 # Component relevance of the tuned model between every pair of adjacent layers, with the
 # strongest edges as a network (the paper's dir-interact).
-$(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/dir-interact
+$(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED)/safety_tune.json \
+                           $(INTERACT)/relevance.size | $(BIN)/dir-interact
 	$(BIN)/dir-interact relevance --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
-	  --prompts $(DATA)/test.csv --all-adjacent --out-dir $(@D) $(INTERACT_FLAGS)
+	  --prompts $(DATA)/test.csv --all-adjacent $(SIZE_relevance) --out-dir $(@D) $(INTERACT_FLAGS)
 
 $(INTERACT)/sweep.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/contrast-tuned/svd.safetensors $(DATA)/test.csv \
-                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json | $(BIN)/dir-interact
+                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json $(INTERACT)/sweep.size | $(BIN)/dir-interact
 	$(BIN)/dir-interact sweep --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) \
-	  --generate-top $(SWEEP_GENERATE) --dim $(RUN)/contrast-tuned/svd.safetensors --dim-layers $(SWEEP_DIM_LAYERS) \
-	  --benign-answers $(RUN)/base/test_responses.csv --out-dir $(@D) $(SWEEP_FLAGS)
+	  --dim $(RUN)/contrast-tuned/svd.safetensors --benign-answers $(RUN)/base/test_responses.csv \
+	  $(SIZE_sweep) --out-dir $(@D) $(SWEEP_FLAGS)
 
 .PHONY: interact report
 interact: $(INTERACT)/relevance.csv $(INTERACT)/sweep.csv
@@ -331,6 +356,12 @@ demo:
 	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
 	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
 	@cat $(REPORT)/numbers.md
+
+# The full-size study (see PER_CATEGORY), in its own run folder.
+STUDY_RUN ?= runs/study
+.PHONY: study
+study:
+	@$(MAKE) --no-print-directory demo RUN=$(STUDY_RUN) $(STUDY_SIZE)
 
 # tuned - base (both shift variants), on its own.
 .PHONY: shift-tuned

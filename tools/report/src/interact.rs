@@ -184,6 +184,8 @@ pub struct SweepRow {
     pub spec: String,
     /// Category, or `all`.
     pub category: String,
+    /// Prompts.
+    pub n: f64,
     /// First-token pass rate.
     pub first_token: f64,
     /// Generated pass rate, when answers were generated.
@@ -194,9 +196,10 @@ pub struct SweepRow {
 
 /// sweep.csv's rows.
 pub fn sweep_rows(t: &Table) -> Result<Vec<SweepRow>, Error> {
-    let (s, c, f, g, d) = (
+    let (s, c, n, f, g, d) = (
         t.col("spec")?,
         t.col("category")?,
+        t.col("n")?,
         t.col("pass_first_token")?,
         t.col("pass_generated")?,
         t.col("degenerate")?,
@@ -206,6 +209,7 @@ pub fn sweep_rows(t: &Table) -> Result<Vec<SweepRow>, Error> {
             Ok(SweepRow {
                 spec: t.cell(r, s).to_string(),
                 category: t.cell(r, c).to_string(),
+                n: t.num(r, n)?,
                 first_token: t.num(r, f)?,
                 generated: t.opt_num(r, g)?,
                 degenerate: t.cell(r, d) == "true",
@@ -294,7 +298,12 @@ pub fn sweep_bars(rows: &[SweepRow]) -> (Bars, &'static str) {
 }
 
 fn sweep_figure(t: &Table) -> Result<Item, Error> {
-    let (bars, measure) = sweep_bars(&sweep_rows(t)?);
+    let rows = sweep_rows(t)?;
+    let n = rows
+        .iter()
+        .find(|r| r.spec == "none" && r.category == "all")
+        .map_or(0.0, |r| r.n);
+    let (bars, measure) = sweep_bars(&rows);
     Ok(fig(
         "intervention",
         "Jailbreak pass rate of the tuned model under interventions",
@@ -302,7 +311,7 @@ fn sweep_figure(t: &Table) -> Result<Item, Error> {
             "Share of prompts the tuned model does not refuse ({measure}) when one direction \
              is removed at every layer, beside no intervention, a random direction of the same \
              norm and the difference-in-means direction. A run whose benign perplexity more \
-             than doubles is marked degenerate: broken, not jailbroken."
+             than doubles is marked degenerate: broken, not jailbroken. {n} prompts."
         ),
         &[
             ("after SSFT: PAIR / FLIP / raw", "1.7% / 0% / 0%"),
@@ -325,6 +334,8 @@ pub struct PruneRow {
     pub category: String,
     /// Budget as written.
     pub budget: String,
+    /// Candidate prompts.
+    pub n: f64,
     /// First-token success.
     pub first_token: f64,
     /// Generated success (confirmed by the judge).
@@ -335,10 +346,11 @@ pub struct PruneRow {
 
 /// summary.csv's rows.
 pub fn prune_rows(t: &Table) -> Result<Vec<PruneRow>, Error> {
-    let (m, c, b, f, g, top) = (
+    let (m, c, b, n, f, g, top) = (
         t.col("method")?,
         t.col("category")?,
         t.col("budget")?,
+        t.col("n")?,
         t.col("success_first_token")?,
         t.col("success_generated")?,
         t.col("top_deleted")?,
@@ -362,6 +374,7 @@ pub fn prune_rows(t: &Table) -> Result<Vec<PruneRow>, Error> {
                 method: t.cell(r, m).to_string(),
                 category: t.cell(r, c).to_string(),
                 budget: t.cell(r, b).to_string(),
+                n: t.num(r, n)?,
                 first_token: t.num(r, f)?,
                 generated: t.opt_num(r, g)?,
                 top_deleted,
@@ -408,13 +421,20 @@ pub fn prune_section(run: &Run) -> Result<Vec<Item>, Error> {
         return Ok(vec![run.missing("token-prune success", layout::PRUNE)]);
     };
     let rows = prune_rows(&t)?;
+    let n = rows
+        .iter()
+        .find(|r| r.category == "all")
+        .map_or(0.0, |r| r.n);
     let mut items = vec![fig(
         "prune",
         "Deleting trigger tokens: success by method",
-        "Share of refused prompts the tuned model stops refusing after deleting at most the \
-         budget of user tokens, chosen by attribution (ours), at random, by gradient norm or \
-         by occlusion. Attribution well above random means the refusal rests on a few \
-         tokens. A local, deletion-based attack, not the paper's LLM rewriting.",
+        &format!(
+            "Share of refused prompts the tuned model stops refusing after deleting at most the \
+             budget of user tokens, chosen by attribution (ours), at random, by gradient norm \
+             or by occlusion. Attribution well above random means the refusal rests on a few \
+             tokens. A local, deletion-based attack, not the paper's LLM rewriting. {n} refused \
+             prompts."
+        ),
         &[(
             "trigger removal (LLM rewriting), k = 160",
             "pass rate 0.30 (others ≤ 0.05)",
@@ -480,7 +500,7 @@ mod tests {
         assert_eq!(b.series[0].values, vec![Some(0.1), None]);
         // The strongest effect skips the degenerate run.
         let s = crate::numbers::strongest_effect(&t).unwrap().unwrap();
-        assert_eq!(s, ("L1-C2:sub:1".to_string(), 0.1, 0.5));
+        assert_eq!(s, ("L1-C2:sub:1".to_string(), 0.1, 0.5, 4.0));
     }
 
     #[test]

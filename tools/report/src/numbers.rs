@@ -58,7 +58,7 @@ pub fn best_c1(t: &Table) -> Result<Option<(usize, f64, Option<f64>)>, Error> {
 /// The single-component intervention that raises the `all` pass rate most over `none`,
 /// degenerate runs excluded: (spec, before, after). Generated pass rates when both runs have
 /// them, else first-token.
-pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64)>, Error> {
+pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64, f64)>, Error> {
     let rows = sweep_rows(t)?;
     let Some(none) = rows
         .iter()
@@ -66,7 +66,7 @@ pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64)>, Error> 
     else {
         return Ok(None);
     };
-    let mut best: Option<(String, f64, f64)> = None;
+    let mut best: Option<(String, f64, f64, f64)> = None;
     for r in rows
         .iter()
         .filter(|r| r.category == "all" && !is_baseline(&r.spec))
@@ -79,21 +79,20 @@ pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64)>, Error> 
             _ => (none.first_token, r.first_token),
         };
         if best.as_ref().is_none_or(|x| a - b > x.2 - x.1) {
-            best = Some((r.spec.clone(), b, a));
+            best = Some((r.spec.clone(), b, a, r.n));
         }
     }
     Ok(best)
 }
 
-/// Attribution vs random token-prune success on `all` (first-token).
-pub fn prune_vs_random(t: &Table) -> Result<Option<(f64, f64)>, Error> {
+/// Attribution vs random token-prune success on `all` (first-token), and the number of
+/// candidates.
+pub fn prune_vs_random(t: &Table) -> Result<Option<(f64, f64, f64)>, Error> {
     let rows = prune_rows(t)?;
-    let get = |m: &str| {
-        rows.iter()
-            .find(|r| r.method == m && r.category == "all")
-            .map(|r| r.first_token)
-    };
-    Ok(get("attribution").zip(get("random")))
+    let get = |m: &str| rows.iter().find(|r| r.method == m && r.category == "all");
+    Ok(get("attribution")
+        .zip(get("random"))
+        .map(|(a, r)| (a.first_token, r.first_token, a.n)))
 }
 
 /// Every quoted number, in README order.
@@ -143,15 +142,15 @@ pub fn numbers(run: &Run) -> Result<Vec<Number>, Error> {
         },
         Number {
             key: "strongest_component",
-            what: "strongest single-component jailbreak (pass rate, all prompts)",
-            ours: effect.map(|(s, b, a)| format!("{s}: {} → {}", pct(b), pct(a))),
+            what: "strongest single-component jailbreak (pass rate, all swept prompts)",
+            ours: effect.map(|(s, b, a, n)| format!("{s}: {} → {} (n = {n})", pct(b), pct(a))),
             paper: "−L14-C6: PAIR 1.7% → 51.7%",
             source: layout::SWEEP,
         },
         Number {
             key: "prune_vs_random",
             what: "token-prune success, attribution vs random deletion",
-            ours: prune.map(|(a, r)| format!("{} vs {}", pct(a), pct(r))),
+            ours: prune.map(|(a, r, n)| format!("{} vs {} (n = {n})", pct(a), pct(r))),
             paper: "n/a (LLM rewriting: 30% pass at k = 160)",
             source: layout::PRUNE,
         },
