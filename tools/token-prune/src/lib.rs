@@ -211,33 +211,7 @@ pub fn run(o: &Options) -> Result<()> {
             text: table.prompt(i),
         })
         .collect();
-    let mut runs: Vec<Run> = Vec::new();
-    for &m in &o.methods {
-        let repeats = if m == Method::Random { o.repeats } else { 1 };
-        for r in 1..=repeats {
-            let t = std::time::Instant::now();
-            let pb = hd_cli::progress(prompts.len() as u64, &format!("prompts ({})", m.name()));
-            let outcomes = pruner.prune(m, r, &prompts, &starts, |n| pb.set_position(n as u64))?;
-            pb.finish_and_clear();
-            let ok = outcomes.iter().filter(|x| x.success()).count();
-            tracing::info!(
-                "{}{}: {ok}/{} past the first-token judge in {:.1} s",
-                m.name(),
-                if m == Method::Random {
-                    format!(" #{r}")
-                } else {
-                    String::new()
-                },
-                outcomes.len(),
-                t.elapsed().as_secs_f64()
-            );
-            runs.push(Run {
-                method: m,
-                repeat: r,
-                outcomes,
-            });
-        }
-    }
+    let runs = prune_all(o, &pruner, &prompts, &starts)?;
     let scores = match &o.scores {
         Some(_) => Some(first_scores(
             o,
@@ -272,6 +246,42 @@ pub fn run(o: &Options) -> Result<()> {
     }
     outs.commit()?;
     Ok(())
+}
+
+/// Every method (the random control `--repeats` times) over every candidate.
+fn prune_all(
+    o: &Options,
+    pruner: &Pruner,
+    prompts: &[Prompt],
+    starts: &[Start],
+) -> Result<Vec<Run>> {
+    let mut runs: Vec<Run> = Vec::new();
+    for &m in &o.methods {
+        let repeats = if m == Method::Random { o.repeats } else { 1 };
+        for r in 1..=repeats {
+            let t = std::time::Instant::now();
+            let pb = hd_cli::progress(prompts.len() as u64, &format!("prompts ({})", m.name()));
+            let outcomes = pruner.prune(m, r, prompts, starts, |n| pb.set_position(n as u64))?;
+            pb.finish_and_clear();
+            let ok = outcomes.iter().filter(|x| x.success()).count();
+            let which = match m {
+                Method::Random => format!(" #{r}"),
+                _ => String::new(),
+            };
+            tracing::info!(
+                "{}{which}: {ok}/{} past the first-token judge in {:.1} s",
+                m.name(),
+                outcomes.len(),
+                t.elapsed().as_secs_f64()
+            );
+            runs.push(Run {
+                method: m,
+                repeat: r,
+                outcomes,
+            });
+        }
+    }
+    Ok(runs)
 }
 
 /// Header of `--scores`.
