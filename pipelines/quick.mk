@@ -1,6 +1,7 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
 # through act-dump, generate, shift-svd and dir-interact relevance on the default model, and
-# the report over that run (so the report reads what the tools really write).
+# the report over that run (so the report reads what the tools really write); then the size
+# stamps of paper.mk (scripts/check-size-stamps.sh, stub tools, ~6 s).
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
 
@@ -20,4 +21,5 @@ smoke:
 	  || { echo "smoke: the report shows no relevance heatmap of L9 -> L10" >&2; exit 1; }
 	@grep -q 'Paris' $(SMOKE)/responses.csv \
 	  || { echo "smoke: the answer to 'What is the capital of France?' does not mention Paris" >&2; exit 1; }
+	@bash scripts/check-size-stamps.sh
 	@echo "smoke: ok ($(SMOKE))"
