@@ -253,14 +253,108 @@ pub fn generate(
         edits,
         prompt_lens: prompts.iter().map(Vec::len).collect(),
     };
+    generate_hooked(model, prompts, edits, max_new, prefill, &mut hook)
+}
+
+/// [`generate`] that also returns what [`first_token`] measures, read off the generation's
+/// own pass over the last prompt token (same edits, same state; equal up to rounding), so a
+/// run that generates needs no first-token pass of its own. `readout.0` must be a residual
+/// index below the model's layer count (the hook never sees index L).
+pub fn generate_probed(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    edits: &[Edit],
+    max_new: usize,
+    prefill: Option<&Prefill>,
+    refusal_ids: &[u32],
+    readout: (usize, &[f32]),
+) -> Result<(Vec<Vec<u32>>, FirstToken)> {
+    if readout.0 >= model.config.num_layers {
+        return Err(AnalysisError::Input(format!(
+            "read-out index {} is not in the residual stream 0..{}",
+            readout.0, model.config.num_layers
+        )));
+    }
+    if max_new == 0 {
+        return Err(AnalysisError::Input(
+            "a probed generation needs at least one new token".into(),
+        ));
+    }
+    let n = prompts.len();
+    let mut hook = Probed {
+        edits: Edits {
+            edits,
+            prompt_lens: prompts.iter().map(Vec::len).collect(),
+        },
+        refusal_ids,
+        readout,
+        got: FirstToken {
+            score: vec![f64::NAN; n],
+            projection: vec![f64::NAN; n],
+        },
+    };
+    let answers = generate_hooked(model, prompts, edits, max_new, prefill, &mut hook)?;
+    Ok((answers, hook.got))
+}
+
+fn generate_hooked(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    edits: &[Edit],
+    max_new: usize,
+    prefill: Option<&Prefill>,
+    hook: &mut dyn Hook,
+) -> Result<Vec<Vec<u32>>> {
     let gens = match prefill {
         Some(p) => {
             let tails = last_tokens(p, prompts, edits)?;
-            model.generate_from(p.caches.clone(), &tails, max_new, &[], &mut hook)?
+            model.generate_from(p.caches.clone(), &tails, max_new, &[], hook)?
         }
-        None => model.generate_hooked(prompts, max_new, &[], true, &mut hook)?,
+        None => model.generate_hooked(prompts, max_new, &[], true, hook)?,
     };
     Ok(gens.into_iter().map(|g| g.tokens).collect())
+}
+
+/// The edits of a run, and the first-token measures taken at each prompt's last token.
+struct Probed<'a> {
+    edits: Edits<'a>,
+    refusal_ids: &'a [u32],
+    readout: (usize, &'a [f32]),
+    got: FirstToken,
+}
+
+impl Probed<'_> {
+    fn last_prompt_token(&self, r: &RowPos) -> bool {
+        r.seq != SHARED && r.pos + 1 == self.edits.prompt_lens[r.seq]
+    }
+}
+
+impl Hook for Probed<'_> {
+    fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
+        self.edits.residual(layer, h, rows);
+        if layer != self.readout.0 {
+            return;
+        }
+        let c = self.readout.1;
+        for (r, row) in rows.iter().zip(h.chunks(c.len())) {
+            if self.last_prompt_token(r) {
+                self.got.projection[r.seq] =
+                    row.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum();
+            }
+        }
+    }
+    fn logit_rows(&self, rows: &[RowPos]) -> Vec<usize> {
+        (0..rows.len())
+            .filter(|&i| self.last_prompt_token(&rows[i]))
+            .collect()
+    }
+    fn logits(&mut self, rows: &[RowPos], logits: &[f32]) {
+        let v = logits.len() / rows.len().max(1);
+        for (r, l) in rows.iter().zip(logits.chunks(v)) {
+            self.got.score[r.seq] =
+                crate::refusal::score_from_logprobs(&log_softmax(l), self.refusal_ids);
+        }
+    }
 }
 
 /// What runs after `p` (checked to serve `prompts` and `edits`): each prompt's last token.

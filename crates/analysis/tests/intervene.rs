@@ -5,7 +5,9 @@
 //! generation under edits.
 
 use hd_analysis::estimate::{estimate, last_token_grads};
-use hd_analysis::intervene::{answer_nll, first_token, generate, Edit, Op, Prefill, Start};
+use hd_analysis::intervene::{
+    answer_nll, first_token, generate, generate_probed, Edit, Op, Prefill, Start,
+};
 use hd_analysis::relevance::{pair_relevance, pairs_relevance, Pair};
 use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
@@ -345,4 +347,50 @@ fn a_prefill_shared_by_runs_changes_no_answer_and_no_nll() {
     };
     assert!(generate(&m, &p, &[all], 6, Some(&pre)).is_err());
     assert!(generate(&m, &p[1..], &[], 6, Some(&pre)).is_err());
+}
+
+#[test]
+fn a_probed_generation_measures_what_first_token_measures() {
+    let (m, _t) = model(18);
+    let p = prompts(&m);
+    let d = m.config.hidden_size;
+    let c1 = dir(d, 3);
+    let pre = Prefill::new(&m, &p).unwrap();
+    let edit = |start| Edit {
+        layers: vec![1, 2],
+        op: Op::Project,
+        alpha: 1.0,
+        v: dir(d, 6),
+        start,
+    };
+    let none = first_token(&m, &p, &[], None, IDS, (2, &c1)).unwrap();
+    for (edits, prefill) in [
+        (vec![], None),
+        (vec![edit(Start::All)], None),
+        (vec![edit(Start::LastPrompt)], Some(&pre)),
+    ] {
+        let want = first_token(&m, &p, &edits, None, IDS, (2, &c1)).unwrap();
+        let (answers, got) = generate_probed(&m, &p, &edits, 5, prefill, IDS, (2, &c1)).unwrap();
+        assert_eq!(answers, generate(&m, &p, &edits, 5, prefill).unwrap());
+        for i in 0..p.len() {
+            assert!(
+                (got.score[i] - want.score[i]).abs() < 1e-4
+                    && (got.projection[i] - want.projection[i]).abs() < 1e-4,
+                "{} edits, prompt {i}: {:?} vs {:?}",
+                edits.len(),
+                (got.score[i], got.projection[i]),
+                (want.score[i], want.projection[i])
+            );
+        }
+        if !edits.is_empty() {
+            assert!(
+                (0..p.len()).any(|i| (want.projection[i] - none.projection[i]).abs() > 1e-3),
+                "the edit changed nothing"
+            );
+        }
+    }
+    // The read-out must be a residual index the hook sees.
+    let nl = m.config.num_layers;
+    assert!(generate_probed(&m, &p, &[], 5, None, IDS, (nl, &c1)).is_err());
+    assert!(generate_probed(&m, &p, &[], 0, None, IDS, (2, &c1)).is_err());
 }

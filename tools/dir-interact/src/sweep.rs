@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use hd_analysis::estimate::{estimate, last_token_grads, LastTokenGrads};
 use hd_analysis::intervene::{
-    answer_nll, check_edits, first_token, generate, Edit, Op, Prefill, Start,
+    answer_nll, check_edits, first_token, generate, generate_probed, Edit, FirstToken, Op, Prefill,
+    Start,
 };
 use hd_analysis::judge::Judge;
 use hd_analysis::refusal::RefusalTokens;
@@ -563,9 +564,10 @@ fn all_grads(o: &Options, study: &Study) -> Result<Vec<LastTokenGrads>> {
     Ok(out)
 }
 
-/// First-token measures of every run (one prefill per batch serves every last-token run),
-/// then generation and perplexity for the runs that generate: the base runs, and the
-/// `generate_top` ranked runs with the largest measured drop of the pass-relevant score.
+/// First-token measures of every run (those of the base runs that edit every position come
+/// from their generation), then generation and perplexity for the runs that generate: the
+/// base runs, and the `generate_top` ranked runs with the largest measured drop of the
+/// pass-relevant score.
 fn measure_all(
     o: &Options,
     study: &Study,
@@ -573,30 +575,22 @@ fn measure_all(
     n_base: usize,
 ) -> Result<Vec<Measured>> {
     let mut m: Vec<Measured> = vec![Measured::default(); runs.len()];
-    tracing::info!("first-token measures of {} runs", runs.len());
-    let pb = hd_cli::progress(
-        (study.seqs.len() * runs.len()) as u64,
-        "prompt-runs (first token)",
-    );
-    for chunk in study.seqs.chunks(o.batch_size) {
-        let prefill = Prefill::new(&study.model, chunk)?;
-        for (r, mr) in runs.iter().zip(m.iter_mut()) {
-            let last = r.edits.iter().all(|e| e.start == Start::LastPrompt);
-            let ro = (study.readout.0, study.readout.1.as_slice());
-            let ft = first_token(
-                &study.model,
-                chunk,
-                &r.edits,
-                last.then_some(&prefill),
-                &study.refusal.ids,
-                ro,
-            )?;
-            mr.score.extend(ft.score);
-            mr.projection.extend(ft.projection);
-            pb.inc(chunk.len() as u64);
-        }
-    }
-    pb.finish_and_clear();
+    // Base runs that generate and edit every position get their first-token measures from
+    // their own generation: they cannot share the prompts' prefill, so a pass of their own
+    // would run every prompt once more.
+    let nl = study.model.config.num_layers;
+    let probed: Vec<bool> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            i < n_base
+                && r.generate
+                && !from_last(&r.edits)
+                && o.max_new_tokens > 0
+                && study.readout.0 < nl
+        })
+        .collect();
+    first_tokens(o, study, runs, &probed, &mut m)?;
     let mut ranked: Vec<usize> = (n_base..runs.len()).collect();
     ranked.sort_by(|&a, &b| {
         pass_rate(&m[b].score)
@@ -615,8 +609,13 @@ fn measure_all(
     );
     let edits: Vec<&[Edit]> = gen.iter().map(|&i| runs[i].edits.as_slice()).collect();
     if o.max_new_tokens > 0 {
-        for (&i, a) in gen.iter().zip(answers(o, study, &edits)?) {
+        let probe: Vec<bool> = gen.iter().map(|&i| probed[i]).collect();
+        for (&i, (a, ft)) in gen.iter().zip(answers(o, study, &edits, &probe)?) {
             m[i].answers = Some(a);
+            if let Some(ft) = ft {
+                m[i].score = ft.score;
+                m[i].projection = ft.projection;
+            }
         }
     }
     if let Some((p, a)) = &study.benign {
@@ -626,6 +625,37 @@ fn measure_all(
         }
     }
     Ok(m)
+}
+
+/// First-token measures of every run not `probed` (one prefill per batch serves every
+/// run whose edits start at the last prompt token).
+fn first_tokens(
+    o: &Options,
+    study: &Study,
+    runs: &[RunDef],
+    probed: &[bool],
+    m: &mut [Measured],
+) -> Result<()> {
+    let todo: Vec<usize> = (0..runs.len()).filter(|&i| !probed[i]).collect();
+    tracing::info!("first-token measures of {} runs", todo.len());
+    let pb = hd_cli::progress(
+        (study.seqs.len() * todo.len()) as u64,
+        "prompt-runs (first token)",
+    );
+    let ro = (study.readout.0, study.readout.1.as_slice());
+    for chunk in study.seqs.chunks(o.batch_size) {
+        let prefill = Prefill::new(&study.model, chunk)?;
+        for &i in &todo {
+            let edits = &runs[i].edits;
+            let pre = from_last(edits).then_some(&prefill);
+            let ft = first_token(&study.model, chunk, edits, pre, &study.refusal.ids, ro)?;
+            m[i].score.extend(ft.score);
+            m[i].projection.extend(ft.projection);
+            pb.inc(chunk.len() as u64);
+        }
+    }
+    pb.finish_and_clear();
+    Ok(())
 }
 
 /// Edits that start at the last prompt token can share one prefill of the prompts.
@@ -645,20 +675,46 @@ fn shared_prefill(
     })
 }
 
-/// Greedy answers of every prompt under each run's edits: per batch, the prompts are
-/// prefilled once (up to their last token) for all runs whose edits start there.
-fn answers(o: &Options, study: &Study, runs: &[&[Edit]]) -> Result<Vec<Vec<String>>> {
-    let mut out = vec![Vec::with_capacity(study.seqs.len()); runs.len()];
+/// Greedy answers of every prompt under each run's edits, and for the runs marked in
+/// `probe` the first-token measures of the same pass: per batch, the prompts are prefilled
+/// once (up to their last token) for all runs whose edits start there.
+fn answers(
+    o: &Options,
+    study: &Study,
+    runs: &[&[Edit]],
+    probe: &[bool],
+) -> Result<Vec<(Vec<String>, Option<FirstToken>)>> {
+    let mut out: Vec<(Vec<String>, Option<FirstToken>)> = probe
+        .iter()
+        .map(|&p| {
+            let ft = FirstToken {
+                score: Vec::new(),
+                projection: Vec::new(),
+            };
+            (Vec::with_capacity(study.seqs.len()), p.then_some(ft))
+        })
+        .collect();
     let pb = hd_cli::progress(
         (study.seqs.len() * runs.len()) as u64,
         "prompt-runs (answers)",
     );
+    let ro = (study.readout.0, study.readout.1.as_slice());
     for chunk in study.seqs.chunks(o.batch_size) {
         let prefill = shared_prefill(study, chunk, runs)?;
-        for (edits, got) in runs.iter().zip(out.iter_mut()) {
+        for (edits, (got, ft)) in runs.iter().zip(out.iter_mut()) {
             let pre = prefill.as_ref().filter(|_| from_last(edits));
-            for toks in generate(&study.model, chunk, edits, o.max_new_tokens, pre)? {
-                got.push(study.model.tokenizer.decode(&toks, true)?);
+            let (model, ids, n) = (&study.model, &study.refusal.ids, o.max_new_tokens);
+            let toks = match ft {
+                Some(ft) => {
+                    let (toks, f) = generate_probed(model, chunk, edits, n, pre, ids, ro)?;
+                    ft.score.extend(f.score);
+                    ft.projection.extend(f.projection);
+                    toks
+                }
+                None => generate(model, chunk, edits, n, pre)?,
+            };
+            for t in toks {
+                got.push(study.model.tokenizer.decode(&t, true)?);
             }
             pb.inc(chunk.len() as u64);
         }
