@@ -250,12 +250,13 @@ $(RUN)/%.size: FORCE
 	@echo '$(strip $(SIZE_$(notdir $*)))' | cmp -s - $@ || echo '$(strip $(SIZE_$(notdir $*)))' > $@
 
 # Trigger-token pruning (`make prune`): the local, model-free form of the paper's attack
-# (deletion only; the paper rewrites with a remote 70B model). Every refused jailbreak and raw
-# test prompt of the tuned model, attribution (AttnLRP) against random, gradient-norm and
-# occlusion deletion under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
+# (deletion only; the paper rewrites with a remote 70B model). The jailbreak and raw test
+# prompts the tuned model refuses (the first PER_CATEGORY of each category in the demo, all in
+# `make study`), attribution (AttnLRP) against random, gradient-norm and occlusion deletion
+# under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
 PRUNE := $(RUN)/prune
 PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
-# The demo runs attribution and random (SIZE below); occlusion (exact leave-one-out: about n²/2
+# The demo runs attribution and random (PRUNE_METHODS, with the sizes above); occlusion (exact leave-one-out: about n²/2
 # rows per step for n user tokens) is about 70% of the stage's time with all four methods;
 # `make prune PRUNE_METHODS=attribution,random,gradnorm,occlusion` adds it.
 PRUNE_FLAGS ?=
