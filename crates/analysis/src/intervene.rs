@@ -139,7 +139,7 @@ pub fn check_edits(model: &Model, edits: &[Edit]) -> Result<()> {
 /// Per prompt, under `edits`: the refusal log-odds of the next token after the prompt
 /// (`ids`: the refusal-token set) and the projection of the state at `readout` (last prompt
 /// token) on `c` (unit).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FirstToken {
     /// Refusal log-odds (`> 0`: refused).
     pub score: Vec<f64>,
@@ -219,20 +219,24 @@ pub fn first_token(
     let mut score = Vec::with_capacity(prompts.len());
     let mut projection = Vec::with_capacity(prompts.len());
     for i in 0..prompts.len() {
-        let lp = log_softmax(&logits[i * v..(i + 1) * v]);
-        score.push(crate::refusal::score_from_logprobs(&lp, refusal_ids));
-        let h = &states[i * d..(i + 1) * d];
-        projection.push(
-            h.iter()
-                .zip(readout.1)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum(),
-        );
+        score.push(refusal_score(&logits[i * v..(i + 1) * v], refusal_ids));
+        projection.push(project(&states[i * d..(i + 1) * d], readout.1));
     }
     Ok(FirstToken { score, projection })
 }
 
-fn log_softmax(row: &[f32]) -> Vec<f32> {
+/// The refusal log-odds of one row of next-token logits.
+fn refusal_score(logits: &[f32], refusal_ids: &[u32]) -> f64 {
+    crate::refusal::score_from_logprobs(&log_softmax(logits), refusal_ids)
+}
+
+/// `h · c`, accumulated in f64.
+pub(crate) fn project(h: &[f32], c: &[f32]) -> f64 {
+    h.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Log-probabilities of a logit row (the normaliser in f64).
+pub(crate) fn log_softmax(row: &[f32]) -> Vec<f32> {
     let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let s: f64 = row.iter().map(|&x| ((x - m) as f64).exp()).sum();
     let lse = m as f64 + s.ln();
@@ -338,8 +342,7 @@ impl Hook for Probed<'_> {
         let c = self.readout.1;
         for (r, row) in rows.iter().zip(h.chunks(c.len())) {
             if self.last_prompt_token(r) {
-                self.got.projection[r.seq] =
-                    row.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum();
+                self.got.projection[r.seq] = project(row, c);
             }
         }
     }
@@ -351,8 +354,7 @@ impl Hook for Probed<'_> {
     fn logits(&mut self, rows: &[RowPos], logits: &[f32]) {
         let v = logits.len() / rows.len().max(1);
         for (r, l) in rows.iter().zip(logits.chunks(v)) {
-            self.got.score[r.seq] =
-                crate::refusal::score_from_logprobs(&log_softmax(l), self.refusal_ids);
+            self.got.score[r.seq] = refusal_score(l, self.refusal_ids);
         }
     }
 }

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::error::{AnalysisError, Result};
+use crate::intervene::{log_softmax, project};
 use crate::refusal::RefusalTokens;
 use crate::tokens::{encode_with_user_span, Encoded};
 use hd_grad::attrib::{Target, Traced};
@@ -381,7 +382,7 @@ impl<'m> Pruner<'m> {
                 let value = match &self.target {
                     PruneTarget::Refusal => score,
                     PruneTarget::Component { direction, .. } => {
-                        dot(&o.captured[0].1[i * d..(i + 1) * d], direction)
+                        project(&o.captured[0].1[i * d..(i + 1) * d], direction)
                     }
                 };
                 (score, value)
@@ -745,17 +746,6 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
     idx.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
     idx.truncate(k);
     idx
-}
-
-fn log_softmax(row: &[f32]) -> Vec<f32> {
-    let m = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let z: f64 = row.iter().map(|&x| ((x - m) as f64).exp()).sum();
-    let lz = m as f64 + z.ln();
-    row.iter().map(|&x| (x as f64 - lz) as f32).collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
 /// Counts of deleted token strings (trimmed, as a reader names them), most frequent first

@@ -578,17 +578,11 @@ fn measure_all(
     // Base runs that generate and edit every position get their first-token measures from
     // their own generation: they cannot share the prompts' prefill, so a pass of their own
     // would run every prompt once more.
-    let nl = study.model.config.num_layers;
+    let can_probe = o.max_new_tokens > 0 && study.readout.0 < study.model.config.num_layers;
     let probed: Vec<bool> = runs
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            i < n_base
-                && r.generate
-                && !from_last(&r.edits)
-                && o.max_new_tokens > 0
-                && study.readout.0 < nl
-        })
+        .map(|(i, r)| can_probe && i < n_base && r.generate && !from_last(&r.edits))
         .collect();
     first_tokens(o, study, runs, &probed, &mut m)?;
     let mut ranked: Vec<usize> = (n_base..runs.len()).collect();
@@ -687,11 +681,10 @@ fn answers(
     let mut out: Vec<(Vec<String>, Option<FirstToken>)> = probe
         .iter()
         .map(|&p| {
-            let ft = FirstToken {
-                score: Vec::new(),
-                projection: Vec::new(),
-            };
-            (Vec::with_capacity(study.seqs.len()), p.then_some(ft))
+            (
+                Vec::with_capacity(study.seqs.len()),
+                p.then(FirstToken::default),
+            )
         })
         .collect();
     let pb = hd_cli::progress(
@@ -699,11 +692,11 @@ fn answers(
         "prompt-runs (answers)",
     );
     let ro = (study.readout.0, study.readout.1.as_slice());
+    let (model, ids, n) = (&study.model, &study.refusal.ids, o.max_new_tokens);
     for chunk in study.seqs.chunks(o.batch_size) {
         let prefill = shared_prefill(study, chunk, runs)?;
         for (edits, (got, ft)) in runs.iter().zip(out.iter_mut()) {
             let pre = prefill.as_ref().filter(|_| from_last(edits));
-            let (model, ids, n) = (&study.model, &study.refusal.ids, o.max_new_tokens);
             let toks = match ft {
                 Some(ft) => {
                     let (toks, f) = generate_probed(model, chunk, edits, n, pre, ids, ro)?;
@@ -714,7 +707,7 @@ fn answers(
                 None => generate(model, chunk, edits, n, pre)?,
             };
             for t in toks {
-                got.push(study.model.tokenizer.decode(&t, true)?);
+                got.push(model.tokenizer.decode(&t, true)?);
             }
             pb.inc(chunk.len() as u64);
         }
