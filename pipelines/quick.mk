@@ -3,13 +3,14 @@
 # the report over that run (so the report reads what the tools really write); then when
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
 # ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
+# Then the bad-input sweep (scripts/bad-inputs.sh: every tool, wrong inputs, expected exit
+# code and message; ~15 s).
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
 ALL_TOOLS := $(addprefix $(BIN)/,$(notdir $(wildcard tools/*)))
-SMOKE_TOOLS := $(addprefix $(BIN)/,act-dump generate shift-svd dir-interact report)
 
 .PHONY: smoke
-smoke: $(SMOKE_TOOLS)
+smoke: $(ALL_TOOLS)
 	@mkdir -p $(SMOKE)
 	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --out $(SMOKE)/acts.safetensors \
 	  --rows $(SMOKE)/rows.csv --batch-size 4
@@ -28,4 +29,5 @@ smoke: $(SMOKE_TOOLS)
 	@before=$$(stat -c '%n %y' $(ALL_TOOLS)); $(BUILD_TOOLS) 2>/dev/null; \
 	  [ "$$before" = "$$(stat -c '%n %y' $(ALL_TOOLS))" ] \
 	  || { echo "smoke: a cargo build without an edit touched a binary (every stage would rerun)" >&2; exit 1; }
+	@BIN=$(BIN) MODEL=$(MODEL) bash scripts/bad-inputs.sh
 	@echo "smoke: ok ($(SMOKE))"

@@ -137,6 +137,18 @@ pub fn at_least_one(flag: &str, n: Option<usize>) -> anyhow::Result<Option<usize
     }
 }
 
+/// A number of tokens to generate (`flag`, e.g. `--max-new-tokens`) checked against the
+/// model's context before any work: it must leave room for a prompt (a usage error
+/// otherwise, as generate has always said; a later per-prompt check covers the rest).
+pub fn check_new_tokens(flag: &str, n: usize, context: usize) -> anyhow::Result<()> {
+    if n >= context {
+        return Err(usage(format!(
+            "{flag} {n} leaves no room for a prompt in the model's context of {context}"
+        )));
+    }
+    Ok(())
+}
+
 /// True when any error in the chain is a usage error.
 pub fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {

@@ -227,6 +227,12 @@ pub struct Outputs {
     outputs: Vec<(String, PathBuf)>,
     dirs: Vec<(String, PathBuf)>,
     staged: Vec<Staged>,
+    /// A declaration refused before [`Outputs::check`] (reported by it).
+    refused: Option<Error>,
+    /// Output folders declared by [`Outputs::output_in_dir`]: created when staged into.
+    new_dirs: Vec<PathBuf>,
+    /// Folders this run created for its outputs: removed again unless committed.
+    created: Vec<(PathBuf, TempGuard)>,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -265,6 +271,38 @@ impl Outputs {
         self
     }
 
+    /// Declares the files `names` inside an output folder (`what`, e.g. `--out-dir`): each
+    /// is checked like an output file (an input inside the folder with one of these names
+    /// is refused). The folder need not exist: it is created when the first file is staged,
+    /// so a run that fails before writing leaves no folder behind. `-` is refused: a folder
+    /// cannot be stdout.
+    pub fn output_in_dir(mut self, what: &str, dir: &Path, names: &[&str]) -> Self {
+        if is_dash(dir) {
+            self.refused.get_or_insert(Error::usage(format!(
+                "{what} -: an output folder cannot be stdout; give a folder path"
+            )));
+            return self;
+        }
+        if dir.exists() && !dir.is_dir() {
+            self.refused.get_or_insert(Error::usage(format!(
+                "{what} {}: exists and is not a folder",
+                dir.display()
+            )));
+            return self;
+        }
+        for n in names {
+            self.outputs.push((what.to_string(), dir.join(n)));
+        }
+        self.new_dirs.push(dir.to_path_buf());
+        self
+    }
+
+    /// True when `path` goes into a folder declared with [`Outputs::output_in_dir`].
+    fn in_new_dir(&self, path: &Path) -> bool {
+        let parent = parent_dir(path);
+        self.new_dirs.iter().any(|d| d == parent)
+    }
+
     /// [`Outputs::input`] for an optional path.
     pub fn input_opt(self, what: &str, path: Option<&Path>) -> Self {
         match path {
@@ -283,7 +321,22 @@ impl Outputs {
 
     /// Before any work: no output is an input, no two outputs are one file (a usage error,
     /// [`Error::is_usage`]), and every output can be created ([`check_writable`]).
-    pub fn check(self) -> Result<Self, Error> {
+    pub fn check(mut self) -> Result<Self, Error> {
+        if let Some(e) = self.refused.take() {
+            return Err(e);
+        }
+        let stdin: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter(|(_, p)| is_dash(p))
+            .map(|(w, _)| w.as_str())
+            .collect();
+        if let [a, b, ..] = stdin[..] {
+            return Err(Error::usage(format!(
+                "{a} - and {b} -: both would read stdin, which holds one input; give one of \
+                 them a file path"
+            )));
+        }
         let outs: Vec<(FileId, &(String, PathBuf))> = self
             .outputs
             .iter()
@@ -314,7 +367,12 @@ impl Outputs {
             }
         }
         for (_, p) in &self.outputs {
-            if !matches!(dest(p)?, Dest::Stream(_)) {
+            if matches!(dest(p)?, Dest::Stream(_)) {
+                continue;
+            }
+            if self.in_new_dir(p) {
+                check_writable_or_creatable(p)?;
+            } else {
                 check_writable(p)?;
             }
         }
@@ -329,15 +387,42 @@ impl Outputs {
         path: &Path,
         f: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), Error> {
+        if self.in_new_dir(path) && std::fs::metadata(path).is_err() {
+            self.create_parent(path)?;
+        }
         let staged = stage(path, f)?;
         self.staged.push(staged);
         Ok(())
     }
 
+    /// Creates the missing folders above an output, remembering the top-most one created
+    /// (removed again if the run fails or is interrupted before [`Outputs::commit`]).
+    fn create_parent(&mut self, path: &Path) -> Result<(), Error> {
+        let parent = parent_dir(&follow_links(path)).to_path_buf();
+        if parent.is_dir() {
+            return Ok(());
+        }
+        let mut top = parent.clone();
+        while let Some(up) = top
+            .parent()
+            .filter(|u| !u.as_os_str().is_empty() && !u.exists())
+        {
+            top = up.to_path_buf();
+        }
+        let label = parent.display().to_string();
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::io(&label, "cannot create the output folder", e))?;
+        let guard = register_temp(&top);
+        self.created.push((top, guard));
+        Ok(())
+    }
+
     /// Renames every staged output into place, in the order staged.
-    pub fn commit(self) -> Result<(), Error> {
+    pub fn commit(mut self) -> Result<(), Error> {
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for s in self.staged {
+        // The folders created for the outputs now hold them: keep them.
+        let created = std::mem::take(&mut self.created);
+        for s in std::mem::take(&mut self.staged) {
             if let Staged::Temp {
                 tmp,
                 dest,
@@ -362,8 +447,49 @@ impl Outputs {
                 let _ = d.sync_all();
             }
         }
+        drop(created);
         Ok(())
     }
+}
+
+impl Drop for Outputs {
+    /// An uncommitted set (a failed run): its temporary files go, then the folders it
+    /// created for them, which hold nothing else.
+    fn drop(&mut self) {
+        self.staged.clear();
+        for (dir, _guard) in self.created.drain(..).rev() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// [`check_writable`], or, when the output's folder does not exist yet, that the nearest
+/// existing folder above it is one where folders can be created.
+fn check_writable_or_creatable(path: &Path) -> Result<(), Error> {
+    let target = follow_links(path);
+    let parent = parent_dir(&target);
+    if parent.exists() {
+        return check_writable(path);
+    }
+    let label = path.display().to_string();
+    let mut up = parent;
+    while !up.exists() {
+        up = match up.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !up.is_dir() {
+        return Err(Error::invalid(
+            &label,
+            format!("cannot create its folder: {} is not a folder", up.display()),
+        ));
+    }
+    tempfile::Builder::new()
+        .prefix(".hd-probe")
+        .tempdir_in(up)
+        .map(drop)
+        .map_err(|e| Error::io(&label, "cannot create its folder", e))
 }
 
 fn parent_dir(path: &Path) -> &Path {

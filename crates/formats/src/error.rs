@@ -299,16 +299,14 @@ pub enum Error {
     },
 
     /// Two files made from different prompt sets.
-    #[error("{a} and {b} were made from different prompts (prompt_ids_hash {a_hash} vs {b_hash})")]
+    #[error("{a} and {b} were made from different prompts: {detail}")]
     PromptsMismatch {
         /// First file.
         a: String,
         /// Second file.
         b: String,
-        /// First file's hash.
-        a_hash: String,
-        /// Second file's hash.
-        b_hash: String,
+        /// Where they differ (the first row, or the hashes).
+        detail: String,
     },
 }
 

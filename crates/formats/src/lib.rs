@@ -3,6 +3,8 @@
 //! - [`prompts`]: the prompt CSV (`id`, `prompt`, any other columns kept).
 //! - [`tensors`]: activation and component files in safetensors, `.npz` or `.npy`, and the
 //!   one place tensor names (`resid.{i}`, `components.{i}`, ...) are built and parsed.
+//! - [`components`]: the component name `L{l}-C{k}` and the checked read of directions.
+//! - [`csvout`]: number cells and CSV bytes of the analysis tables.
 //! - [`layers`]: the `--layers` spec.
 //! - [`meta`]: the standard `__metadata__` keys and the prompt-set check between files.
 //! - [`atomic`]: every output is written through [`atomic::write_atomic`].
@@ -13,6 +15,8 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod components;
+pub mod csvout;
 pub mod error;
 pub mod layers;
 pub mod meta;

@@ -79,7 +79,7 @@ impl PromptTable {
         let mut seen: HashMap<String, Loc> = HashMap::new();
         for rec in records {
             let rec = rec.map_err(|e| csv_error(path_label, e))?;
-            let at = Loc::Line(rec.position().map_or(0, |p| p.line()));
+            let at = Loc::Line(rec.position().map_or(0, |p| line_at(bytes, p.byte())));
             let row = decode_record(path_label, &rec, at, Some(&headers))?;
             check_row(
                 path_label,
@@ -172,6 +172,31 @@ impl PromptTable {
             h.update(id.as_bytes());
         }
         format!("sha256:{}", hex(&h.finalize()))
+    }
+
+    /// Per row, a short digest of its id and prompt text (12 hex digits of the sha256 of
+    /// `id`, a unit separator and `prompt`): recorded in every file derived from the table,
+    /// so that two files can be checked to hold the same prompts, in the same order, and the
+    /// first row that differs named.
+    pub fn row_hashes(&self) -> Vec<String> {
+        (0..self.len())
+            .map(|i| {
+                let mut h = Sha256::new();
+                h.update(self.id(i).as_bytes());
+                h.update(b"\x1f");
+                h.update(self.prompt(i).as_bytes());
+                hex(&h.finalize()[..6])
+            })
+            .collect()
+    }
+
+    /// `sha256:<hex>` of the ids and prompt texts in row order (of [`PromptTable::row_hashes`]
+    /// joined with `,`): two tables with the same ids but any other prompt text differ.
+    pub fn prompts_hash(&self) -> String {
+        format!(
+            "sha256:{}",
+            hex(&Sha256::digest(self.row_hashes().join(",").as_bytes()))
+        )
     }
 
     /// Row indices, in file order, whose `category` is one of `categories` (every row when
@@ -482,6 +507,18 @@ fn check_quotes(path: &str, bytes: &[u8]) -> Result<(), Error> {
                 .to_string(),
         }),
     }
+}
+
+/// The editor line (1-based) of the record that starts at byte `offset` of a CSV. The csv
+/// reader's own line count is one short in a CRLF file (it counts a record's `\r\n` when the
+/// next record begins), so lines are counted here: the record starts at the first byte after
+/// `offset` that is not a line end.
+pub fn line_at(bytes: &[u8], offset: u64) -> u64 {
+    let mut b = (offset as usize).min(bytes.len());
+    while b < bytes.len() && matches!(bytes[b], b'\r' | b'\n') {
+        b += 1;
+    }
+    1 + bytes[..b].iter().filter(|&&c| c == b'\n').count() as u64
 }
 
 fn csv_error(path: &str, e: csv::Error) -> Error {

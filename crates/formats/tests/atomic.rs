@@ -260,3 +260,94 @@ fn issue12_a_failed_output_leaves_no_output_of_the_run() {
     outs.commit().unwrap();
     assert_eq!(entries(d.path()), ["a.safetensors", "b.csv"]);
 }
+
+/// An output folder is created when its first file is staged, and removed again when the
+/// run fails before committing: a failed run leaves no empty folder behind.
+#[test]
+fn an_output_folder_appears_only_with_its_files() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("new/out");
+    let names = ["a.csv", "b.csv"];
+    // Checked but nothing staged (a failure found after the model loads): no folder.
+    let outs = Outputs::new()
+        .output_in_dir("--out-dir", &dir, &names)
+        .check()
+        .unwrap();
+    drop(outs);
+    assert!(!d.path().join("new").exists());
+    // One file staged, then a failure: the folder goes again, with its temporary file.
+    let mut outs = Outputs::new()
+        .output_in_dir("--out-dir", &dir, &names)
+        .check()
+        .unwrap();
+    outs.stage(&dir.join("a.csv"), |w| w.write_all(b"a"))
+        .unwrap();
+    drop(outs);
+    assert!(!d.path().join("new").exists());
+    // A committed run keeps it.
+    let mut outs = Outputs::new()
+        .output_in_dir("--out-dir", &dir, &names)
+        .check()
+        .unwrap();
+    for n in names {
+        outs.stage(&dir.join(n), |w| w.write_all(b"x")).unwrap();
+    }
+    outs.commit().unwrap();
+    assert_eq!(entries(&dir), ["a.csv", "b.csv"]);
+    // An existing folder is never removed by a failed run.
+    let outs = Outputs::new()
+        .output_in_dir("--out-dir", &dir, &names)
+        .check()
+        .unwrap();
+    drop(outs);
+    assert_eq!(entries(&dir), ["a.csv", "b.csv"]);
+}
+
+#[test]
+fn an_output_folder_may_not_hold_an_input_or_be_stdout_or_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("classify");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("layers.csv"), b"x").unwrap();
+    let e = Outputs::new()
+        .input("--rows", &dir.join("layers.csv"))
+        .output_in_dir("--out-dir", &dir, &["components.csv", "layers.csv"])
+        .check()
+        .unwrap_err();
+    assert!(e.is_usage());
+    assert!(e.to_string().contains("is the same file as --rows"), "{e}");
+    let e = Outputs::new()
+        .output_in_dir("--out-dir", Path::new("-"), &["a.csv"])
+        .check()
+        .unwrap_err();
+    assert!(e.is_usage());
+    assert_eq!(
+        e.to_string(),
+        "--out-dir -: an output folder cannot be stdout; give a folder path"
+    );
+    let e = Outputs::new()
+        .output_in_dir("--out", &dir.join("layers.csv"), &["a.csv"])
+        .check()
+        .unwrap_err();
+    assert!(e.is_usage());
+    assert!(
+        e.to_string()
+            .ends_with("layers.csv: exists and is not a folder"),
+        "{e}"
+    );
+    assert_eq!(entries(&dir), ["layers.csv"]);
+}
+
+#[test]
+fn two_inputs_from_stdin_are_a_usage_error() {
+    let e = Outputs::new()
+        .input("--acts", Path::new("-"))
+        .input("--components", Path::new("-"))
+        .check()
+        .unwrap_err();
+    assert!(e.is_usage());
+    assert_eq!(
+        e.to_string(),
+        "--acts - and --components -: both would read stdin, which holds one input; give one of them a file path"
+    );
+}

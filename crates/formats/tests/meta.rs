@@ -42,29 +42,105 @@ fn file(path: &str, hash: Option<&str>) -> TensorFile {
     }
 }
 
+/// A file made from `csv`, as act-dump records it.
+fn made_from(path: &str, csv: &str) -> TensorFile {
+    let t = PromptTable::from_bytes("p.csv", csv.as_bytes()).unwrap();
+    let mut m = BTreeMap::new();
+    meta::set_prompt_hashes(&mut m, &t);
+    TensorFile {
+        path: path.to_string(),
+        ..TensorFile::new(m)
+    }
+}
+
 #[test]
-fn prompt_set_check() {
+fn files_with_different_ids_are_refused() {
     let a = file("base.safetensors", Some("sha256:aa"));
     let b = file("tuned.safetensors", Some("sha256:bb"));
-    let c = file("c.npy", None);
     assert_eq!(
         check_same_prompts(&a, &b).unwrap_err().to_string(),
-        "base.safetensors and tuned.safetensors were made from different prompts (prompt_ids_hash sha256:aa vs sha256:bb)"
+        "base.safetensors and tuned.safetensors were made from different prompts: prompt_ids_hash sha256:aa vs sha256:bb"
     );
-    check_same_prompts(&a, &a.clone()).unwrap();
-    check_same_prompts(&a, &c).unwrap();
+}
 
-    let t = PromptTable::from_bytes("p.csv", b"id,prompt\nx,1\n").unwrap();
-    let mut m = BTreeMap::new();
-    meta::set_prompt_ids_hash(&mut m, &t);
-    let good = TensorFile {
-        path: "g.st".into(),
-        ..TensorFile::new(m)
-    };
-    check_prompts_match(&good, &t).unwrap();
+#[test]
+fn same_ids_with_other_prompt_text_are_refused_naming_the_first_row() {
+    let a = made_from(
+        "a.safetensors",
+        "id,prompt\nb0,hi\nb1,capital of France?\nb2,x\n",
+    );
+    let b = made_from(
+        "b.safetensors",
+        "id,prompt\nb0,hi\nb1,capital of Peru?\nb2,x\n",
+    );
+    assert_eq!(
+        a.metadata[meta::PROMPT_IDS_HASH],
+        b.metadata[meta::PROMPT_IDS_HASH]
+    );
+    let e = check_same_prompts(&a, &b).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "a.safetensors and b.safetensors were made from different prompts: prompt row 2 differs in id or text"
+    );
+    assert_eq!(check_same_prompts(&a, &a.clone()).unwrap(), None);
+    // Against the table itself, the row's id is named too.
+    let t =
+        PromptTable::from_bytes("b.csv", b"id,prompt\nb0,hi\nb1,capital of Peru?\nb2,x\n").unwrap();
     let e = check_prompts_match(&a, &t).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "a.safetensors and b.csv were made from different prompts: prompt row 2 (id 'b1' in b.csv) differs in id or text"
+    );
+    // A reordering is a difference too; a shorter set is named by its count.
+    let c = made_from("c.safetensors", "id,prompt\nb0,hi\nb1,capital of France?\n");
+    let e = check_same_prompts(&a, &c).unwrap_err().to_string();
+    assert!(e.ends_with("3 prompt rows vs 2"), "{e}");
+}
+
+#[test]
+fn another_prompt_format_is_refused() {
+    let a = made_from("a.st", "id,prompt\nx,1\n");
+    let mut b = a.clone();
+    b.path = "b.st".into();
+    b.metadata
+        .insert(meta::PROMPT_FORMAT.into(), "no template".into());
+    // Only one side records a format: the default template vs another is not comparable
+    // from one side alone, so the pair passes on the text.
+    assert_eq!(check_same_prompts(&a, &b).unwrap(), None);
+    let mut c = a.clone();
+    c.metadata
+        .insert(meta::PROMPT_FORMAT.into(), "system prompt sha256:00".into());
+    let e = check_same_prompts(&c, &b).unwrap_err().to_string();
     assert!(
-        e.starts_with("base.safetensors and p.csv were made from different prompts"),
+        e.contains("prompt_format 'system prompt sha256:00' vs 'no template'"),
         "{e}"
     );
+}
+
+#[test]
+fn files_without_the_text_hash_pass_with_a_warning() {
+    let old = file("old.safetensors", Some("sha256:aa"));
+    let new = made_from("new.safetensors", "id,prompt\nx,1\n");
+    let w = check_same_prompts(&old, &file("old2.safetensors", Some("sha256:aa")))
+        .unwrap()
+        .expect("a warning");
+    assert!(
+        w.starts_with("old.safetensors records no 'prompts_hash'"),
+        "{w}"
+    );
+    assert!(w.contains("(their ids agree)"), "{w}");
+    let npy = file("c.npy", None);
+    let w = check_same_prompts(&new, &npy).unwrap().expect("a warning");
+    assert!(w.starts_with("c.npy records no 'prompts_hash'"), "{w}");
+    let t = PromptTable::from_bytes("p.csv", b"id,prompt\nx,1\n").unwrap();
+    assert_eq!(check_prompts_match(&new, &t).unwrap(), None);
+    assert!(check_prompts_match(&npy, &t).unwrap().is_some());
+}
+
+#[test]
+fn prompt_keys_are_carried_to_outputs() {
+    let a = made_from("a.st", "id,prompt\nx,1\n");
+    let mut out = BTreeMap::new();
+    meta::copy_prompt_keys(&a.metadata, &mut out);
+    assert_eq!(out, a.metadata);
 }

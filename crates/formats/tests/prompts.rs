@@ -304,3 +304,16 @@ fn issue12_empty_prompt_is_an_error_everywhere() {
         "mem: row 1: row with id 'x' has an empty prompt, expected text to send to the model"
     );
 }
+
+/// CRLF line ends count one line each, as in an editor: the duplicate below is on line 3.
+#[test]
+fn crlf_files_name_the_editor_line() {
+    let e = PromptTable::from_bytes("p.csv", b"id,prompt\r\na,x\r\na,y\r\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3"), "{e}");
+    let e = PromptTable::from_bytes("p.csv", b"id,prompt\r\na,x\r\nb, \r\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3"), "{e}");
+}

@@ -230,9 +230,17 @@ pub fn limit_exposure(table: &PromptTable, k: usize) -> (PromptTable, Vec<(Strin
     (table.select(&keep), seen.into_iter().collect())
 }
 
+/// The first 60 characters of a prompt, for a message.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Copies the `response` column of `answers` (a `generate` output) into the empty `target`
 /// cells of `train`, matching rows by id, and its `refused` column (when present) into
-/// `target_refused`. Every answers row must match a train row.
+/// `target_refused`. Every answers row must match a train row, with the same prompt text.
 pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<PromptTable> {
     if answers.column("response").is_none() {
         return Err(TrainError::Input(format!(
@@ -248,6 +256,7 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
             (
                 answers.get(i, "response").unwrap_or(""),
                 answers.get(i, "refused"),
+                i,
             ),
         );
     }
@@ -272,7 +281,23 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
     for i in 0..train.len() {
         let mut row = train.rows[i].clone();
         row.resize(headers.len(), String::new());
-        if let Some((r, refused)) = by_id.get(train.id(i)) {
+        if let Some(&(r, refused, j)) = by_id.get(train.id(i)) {
+            // Ids are positional in generated prompt sets: the same id in another set is
+            // another prompt, and its answer would teach the wrong reply.
+            if answers.prompt(j) != train.prompt(i) {
+                return Err(TrainError::Input(format!(
+                    "{} and {} were made from different prompts: data row {} of {} (id '{}') \
+                     answers {:?}, but that id's prompt in {} is {:?}",
+                    answers.path,
+                    train.path,
+                    j + 1,
+                    answers.path,
+                    train.id(i),
+                    clip(answers.prompt(j)),
+                    train.path,
+                    clip(train.prompt(i)),
+                )));
+            }
             used += 1;
             if row[tcol].trim().is_empty() {
                 row[tcol] = r.to_string();
@@ -557,6 +582,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no 'response' column"));
+    }
+
+    /// Ids are positional in generated prompt sets: an answer to another prompt under the
+    /// same id is refused, naming both files and the row.
+    #[test]
+    fn answers_to_other_prompts_are_refused() {
+        let train = table(
+            &["id", "prompt", "label"],
+            &[&["b1", "capital of France?", "harmless"]],
+        );
+        let answers = table(
+            &["id", "prompt", "response"],
+            &[&["b1", "capital of Peru?", "Lima."]],
+        );
+        let e = attach_answers(&train, &answers).unwrap_err().to_string();
+        assert!(
+            e.contains("were made from different prompts: data row 1 of")
+                && e.contains("(id 'b1') answers \"capital of Peru?\"")
+                && e.contains("is \"capital of France?\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -83,49 +83,74 @@ impl Staging {
         &self.out
     }
 
-    /// Renames the temporary folder onto the destination (moving an old export aside first
-    /// and deleting it after).
+    /// Puts the finished export in place. A new destination is the temporary folder
+    /// renamed (atomic). Into an existing one (an earlier export, which may also hold the
+    /// user's notes or other tools' outputs), only the files this export wrote are moved,
+    /// each replacing its namesake: nothing else in the folder is touched. The marker goes
+    /// first and comes back last, so a half-replaced folder is never taken for a finished one.
     pub fn commit(self) -> Result<()> {
         let tmp = self.tmp.keep();
-        let old = if self.out.exists() {
-            let parent = tmp.parent().unwrap_or(Path::new("."));
-            let aside = tempfile::Builder::new()
-                .prefix(".old.")
-                .suffix(".tmp")
-                .tempdir_in(parent)
-                .map_err(|e| TrainError::io(&self.out, "cannot move the old export aside", e))?
-                .keep();
-            let dest = aside.join("old");
-            std::fs::rename(&self.out, &dest)
-                .map_err(|e| TrainError::io(&self.out, "cannot move the old export aside", e))?;
-            Some(aside)
+        if !self.out.exists() {
+            if let Err(e) = std::fs::rename(&tmp, &self.out) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(TrainError::io(
+                    &self.out,
+                    "cannot rename the finished export into place",
+                    e,
+                ));
+            }
         } else {
-            None
-        };
-        if let Err(e) = std::fs::rename(&tmp, &self.out) {
+            let moved = replace_files(&tmp, &self.out);
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(TrainError::io(
-                &self.out,
-                "cannot rename the finished export into place",
-                e,
-            ));
+            moved?;
         }
-        if let Some(old) = old {
-            let _ = std::fs::remove_dir_all(old);
-        }
-        #[cfg(unix)]
+        sync_dir(&self.out);
         if let Some(p) = self.out.parent() {
-            if let Ok(d) = std::fs::File::open(if p.as_os_str().is_empty() {
+            sync_dir(if p.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 p
-            }) {
-                let _ = d.sync_all();
-            }
+            });
         }
         Ok(())
     }
 }
+
+/// Moves every file of `from` into `to`, replacing files of the same names; the marker is
+/// removed from `to` first and moved last.
+fn replace_files(from: &Path, to: &Path) -> Result<()> {
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(from)
+        .map_err(|e| TrainError::io(from, "cannot read", e))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n != MARKER)
+        .collect();
+    names.sort();
+    names.push(MARKER.into());
+    match std::fs::remove_file(to.join(MARKER)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(TrainError::io(to.join(MARKER), "cannot replace", e))
+        }
+        _ => {}
+    }
+    for n in names {
+        let (src, dst) = (from.join(&n), to.join(&n));
+        if !src.exists() {
+            continue;
+        }
+        std::fs::rename(&src, &dst).map_err(|e| TrainError::io(&dst, "cannot replace", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) {}
 
 /// Weights under their Hugging Face names, q/k/v and gate/up split apart again.
 pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>)> {

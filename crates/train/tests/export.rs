@@ -191,25 +191,49 @@ fn tiny_export_reloads_exactly() {
 }
 
 #[test]
-fn staging_refuses_a_foreign_directory_and_replaces_its_own() {
+fn staging_refuses_a_foreign_directory_and_replaces_only_its_own_files() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("mine");
     std::fs::create_dir(&out).unwrap();
     hd_formats::atomic::write_atomic(&out.join("notes.txt"), |w| w.write_all(b"x")).unwrap();
     let e = Staging::new(&out).err().unwrap().to_string();
     assert!(e.contains("was not written by safety-tune"), "{e}");
-    // An earlier export (it has the marker) is replaced as a whole.
-    hd_formats::atomic::write_atomic(&out.join(hd_train::export::MARKER), |w| w.write_all(b"{}"))
+    // An earlier export (it has the marker): the files this export writes replace their
+    // namesakes; the user's notes, a subfolder and other tools' files stay.
+    let marker = hd_train::export::MARKER;
+    hd_formats::atomic::write_atomic(&out.join(marker), |w| w.write_all(b"{}")).unwrap();
+    hd_formats::atomic::write_atomic(&out.join("model.safetensors"), |w| w.write_all(b"old"))
         .unwrap();
+    std::fs::create_dir(out.join("eval")).unwrap();
+    std::fs::write(out.join("eval/answers.csv"), b"id\n").unwrap();
     let s = Staging::new(&out).unwrap();
-    hd_formats::atomic::write_atomic(&s.path().join("new.txt"), |w| w.write_all(b"y")).unwrap();
+    for (n, b) in [
+        ("model.safetensors", "new"),
+        ("new.txt", "y"),
+        (marker, "{\"v\":1}"),
+    ] {
+        hd_formats::atomic::write_atomic(&s.path().join(n), |w| w.write_all(b.as_bytes())).unwrap();
+    }
     s.commit().unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["new.txt"]);
+    assert_eq!(
+        names,
+        ["eval", "model.safetensors", "new.txt", "notes.txt", marker]
+    );
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        b"new"
+    );
+    assert_eq!(std::fs::read(out.join(marker)).unwrap(), b"{\"v\":1}");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"x");
+    assert_eq!(
+        std::fs::read(out.join("eval/answers.csv")).unwrap(),
+        b"id\n"
+    );
     assert_eq!(
         std::fs::read_dir(tmp.path()).unwrap().count(),
         1,

@@ -201,7 +201,10 @@ pub fn dump(o: &DumpOptions) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let full_hash = table.ids_hash();
+    // The whole prompt set's hashes: a shard records them, so that merge can check its
+    // shards were cut from one set.
+    let mut full_hash = std::collections::BTreeMap::new();
+    meta::set_prompt_hashes(&mut full_hash, &table);
     let t0 = std::time::Instant::now();
     let model = Model::load(&o.model)?;
     tracing::debug!(
@@ -387,11 +390,14 @@ fn metadata(
     layers: &[usize],
     shared_len: usize,
     refusal: &RefusalTokens,
-    full_hash: String,
+    full_hash: std::collections::BTreeMap<String, String>,
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let cfg = &model.config;
     let mut md = meta::base_metadata("act-dump", env!("CARGO_PKG_VERSION"));
-    meta::set_prompt_ids_hash(&mut md, table);
+    meta::set_prompt_hashes(&mut md, table);
+    if let Some(f) = prompt_format(&o.format) {
+        md.insert(meta::PROMPT_FORMAT.into(), f);
+    }
     md.insert("model".into(), o.model.display().to_string());
     let mut hashes = Vec::new();
     for f in &model.weight_files {
@@ -438,9 +444,23 @@ fn metadata(
     );
     if let Some(s) = o.shard {
         md.insert("shard".into(), format!("{}/{}", s.k, s.n));
-        md.insert("full_prompt_ids_hash".into(), full_hash);
+        for (k, v) in full_hash {
+            md.insert(format!("full_{k}"), v);
+        }
     }
     Ok(md)
+}
+
+/// How prompts became tokens, where that is not the model's own chat template alone: files
+/// dumped with another system prompt or without a template hold other states of the same
+/// prompts, and must not be paired.
+fn prompt_format(f: &PromptFormat) -> Option<String> {
+    if f.no_template {
+        return Some("no template".into());
+    }
+    f.system
+        .as_ref()
+        .map(|s| format!("system prompt {}", meta::sha256_bytes(s.as_bytes())))
 }
 
 /// Rows CSV columns added by act-dump.
@@ -474,7 +494,11 @@ pub fn merge(shards: &[PathBuf], out: &Path, rows: Option<&Path>) -> Result<()> 
             for (f, p) in parts.iter().zip(&inputs) {
                 outs = outs.input(&format!("the rows CSV of {}", f.path), p);
             }
-            if md.get(meta::PROMPT_IDS_HASH) != Some(&table.ids_hash()) {
+            let recorded = md.get(meta::PROMPTS_HASH).map_or(
+                md.get(meta::PROMPT_IDS_HASH) == Some(&table.ids_hash()),
+                |h| *h == table.prompts_hash(),
+            );
+            if !recorded {
                 bail!("merge: the shards' rows CSVs do not hold the prompts the shards were made from");
             }
             Some(table)
@@ -521,6 +545,7 @@ fn shards_in_order(files: &[TensorFile]) -> Result<Vec<&TensorFile>> {
     ];
     for f in files {
         let s = shard_of(f)?;
+        check_same_full_prompts(&files[0], f)?;
         if s.n != n {
             bail!(
                 "{}: shard {}/{} does not belong with {} ({} shards)",
@@ -550,6 +575,27 @@ fn shards_in_order(files: &[TensorFile]) -> Result<Vec<&TensorFile>> {
         bail!("merge: shard {k}/{n} is missing");
     }
     Ok(by_k.into_iter().map(Option::unwrap).collect())
+}
+
+/// Two shards cut from one prompt set: their `full_*` prompt hashes agree (ids and text),
+/// else the error names both files and the first row that differs.
+fn check_same_full_prompts(a: &TensorFile, b: &TensorFile) -> Result<()> {
+    let full = |f: &TensorFile| {
+        let mut md = std::collections::BTreeMap::new();
+        for k in meta::PROMPT_KEYS {
+            if let Some(v) = f.metadata.get(&format!("full_{k}")) {
+                md.insert(k.to_string(), v.clone());
+            }
+        }
+        TensorFile {
+            path: f.path.clone(),
+            ..TensorFile::new(md)
+        }
+    };
+    if let Some(w) = meta::check_same_prompts(&full(a), &full(b))? {
+        tracing::warn!("{w}");
+    }
+    Ok(())
 }
 
 /// The unsharded order of the prompts, as (shard, index in the shard): batch `b` comes from
@@ -600,6 +646,13 @@ fn merged_metadata(
         .remove("full_prompt_ids_hash")
         .context("shard without full_prompt_ids_hash metadata")?;
     md.insert(meta::PROMPT_IDS_HASH.into(), full);
+    // The shard's own hashes are of its part; the merged file holds the whole set.
+    for k in [meta::PROMPTS_HASH, meta::PROMPT_ROW_HASHES] {
+        md.remove(k);
+        if let Some(v) = md.remove(&format!("full_{k}")) {
+            md.insert(k.into(), v);
+        }
+    }
     md.insert("n_prompts".into(), total.to_string());
     md.insert(
         meta::ARGV.into(),

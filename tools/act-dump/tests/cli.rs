@@ -311,6 +311,8 @@ fn shapes_metadata_rows_and_determinism() {
         "layers",
         "positions",
         "prompt_ids_hash",
+        "prompts_hash",
+        "prompt_row_hashes",
     ] {
         assert!(f1.metadata.contains_key(k), "metadata lacks {k}");
     }

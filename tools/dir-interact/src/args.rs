@@ -258,6 +258,7 @@ impl SweepArgs {
         for s in &self.spec {
             spec.push(sweep::SpecItem::parse(s).map_err(hd_cli::usage)?);
         }
+        sweep::check_distinct(&spec).map_err(hd_cli::usage)?;
         let at = if self.at == "all-layers" {
             None
         } else {

@@ -3,59 +3,32 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
+use hd_formats::components::{self, ComponentId};
 use hd_formats::prompts::PromptTable;
-use hd_formats::tensors::{components_name, TensorFile};
+use hd_formats::tensors::TensorFile;
 
-/// `L{layer}-C{k}` with 1-based `k` (the paper's naming).
+/// `L{layer}-C{k}` with 1-based `k` (the paper's naming) of 0-based row `k0`.
 pub fn comp_name(layer: usize, k0: usize) -> String {
-    format!("L{layer}-C{}", k0 + 1)
+    ComponentId::from_row(layer, k0).to_string()
 }
 
 /// Parses `L14-C6` into (14, 5) (0-based component).
 pub fn parse_comp_name(s: &str) -> Option<(usize, usize)> {
-    let rest = s.strip_prefix('L')?;
-    let (l, c) = rest.split_once("-C")?;
-    let (l, c): (usize, usize) = (l.parse().ok()?, c.parse().ok()?);
-    (c >= 1).then_some((l, c - 1))
+    s.parse::<ComponentId>().ok().map(|c| (c.layer, c.row()))
 }
 
-/// The first `k` directions of `components.{layer}` as rows of width `d`, checked: present,
-/// `[k_file, d]` with `k <= k_file`, finite; the error names the file and tensor.
+/// The first `k` directions of `components.{layer}` as rows of width `d`, checked by
+/// [`hd_formats::components::read_directions`] (shape against the model, `k` in range,
+/// finite, unit rows); `_path` is the file's, already in `file`.
 pub fn read_dirs(
     file: &TensorFile,
-    path: &Path,
+    _path: &Path,
     layer: usize,
     k: usize,
     d: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    let name = components_name(layer);
-    let t = file
-        .get(&name)
-        .map_err(|_| anyhow!("{}: no tensor '{name}'", path.display()))?;
-    if t.shape.len() != 2 || t.shape[1] != d {
-        bail!(
-            "{}: tensor '{name}' has shape {:?}, expected [_, {d}] (the model's hidden size)",
-            path.display(),
-            t.shape
-        );
-    }
-    if k > t.shape[0] {
-        bail!(
-            "{}: tensor '{name}' holds {} components, {k} asked for",
-            path.display(),
-            t.shape[0]
-        );
-    }
-    let v = t.to_f32_vec();
-    if let Some(i) = v[..k * d].iter().position(|x| !x.is_finite()) {
-        bail!(
-            "{}: tensor '{name}' has a non-finite value in component {}",
-            path.display(),
-            i / d + 1
-        );
-    }
-    Ok(v[..k * d].chunks(d).map(<[f32]>::to_vec).collect())
+    Ok(components::read_first(file, layer, k, d)?)
 }
 
 /// The `category` of each row (`all` when the table has no such column).
@@ -76,25 +49,11 @@ pub fn category_order(cats: &[String]) -> Vec<String> {
     out
 }
 
-/// Fixed six decimals; an undefined value is an empty cell.
-pub fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.6}")
-    } else {
-        String::new()
-    }
-}
+pub use hd_formats::csvout::num;
 
-/// A CSV with `header` (comma-separated) and `rows`, `\n` line ends.
+/// [`hd_formats::csvout::csv_bytes`], as this crate's result.
 pub fn csv_bytes(header: &str, rows: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    w.write_record(header.split(','))?;
-    for r in rows {
-        w.write_record(&r)?;
-    }
-    w.into_inner().map_err(|e| anyhow!("{e}"))
+    Ok(hd_formats::csvout::csv_bytes(header, rows)?)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use hd_analysis::relevance::{mean_std, pairs_relevance, Pair, PairRelevance};
 use hd_analysis::tokens::encode_with_user_span;
 use hd_formats::atomic::Outputs;
-use hd_formats::meta::{base_metadata, set_prompt_ids_hash};
+use hd_formats::meta::{base_metadata, set_prompt_hashes};
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{Tensor, TensorFile};
 use hd_grad::diff::DiffModel;
@@ -175,16 +175,14 @@ pub fn run(o: &Options) -> Result<()> {
     let config = Model::read_config(&o.model)?;
     let (nl, d) = (config.num_layers, config.hidden_size);
     let inp = read_inputs(o, nl, d)?;
-    let outs = Outputs::new()
+    let names = [RELEVANCE_ST, RELEVANCE_CSV.0, EDGES_CSV.0];
+    let paths = names.map(|n| o.out_dir.join(n));
+    // The folder is created when the outputs are staged, after every late failure.
+    let mut outs = Outputs::new()
         .input("--model", &o.model)
         .input("--components", &o.components)
-        .input("--prompts", &o.prompts);
-    std::fs::create_dir_all(&o.out_dir)
-        .with_context(|| format!("{}: cannot create the output folder", o.out_dir.display()))?;
-    let paths = [RELEVANCE_ST, RELEVANCE_CSV.0, EDGES_CSV.0].map(|n| o.out_dir.join(n));
-    let mut outs = paths
-        .iter()
-        .fold(outs, |s, p| s.output("--out-dir", p))
+        .input("--prompts", &o.prompts)
+        .output_in_dir("--out-dir", &o.out_dir, &names)
         .check()?;
     let model = Model::load(&o.model)?;
     let mut seqs = Vec::with_capacity(inp.rows.len());
@@ -221,7 +219,7 @@ pub fn run(o: &Options) -> Result<()> {
         .collect();
     pb.finish_and_clear();
     let mut tf = TensorFile::new(base_metadata("dir-interact", env!("CARGO_PKG_VERSION")));
-    set_prompt_ids_hash(&mut tf.metadata, &inp.table);
+    set_prompt_hashes(&mut tf.metadata, &inp.table);
     for (s, l, r) in &results {
         let means = cell_stats(r, &inp.cats, "all")
             .into_iter()

@@ -101,6 +101,22 @@ impl SpecItem {
     }
 }
 
+/// Refuses a `--spec` list that names one run twice (its rows could not be told apart):
+/// a usage error naming the item.
+pub fn check_distinct(items: &[SpecItem]) -> Result<(), String> {
+    for (i, s) in items.iter().enumerate() {
+        if items[..i].contains(s) {
+            return Err(format!(
+                "--spec: {}:{}:{} is given twice; give each run once",
+                s.name(),
+                s.op.name(),
+                s.alpha
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The ranking of every candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rank {
@@ -177,6 +193,19 @@ struct RunDef {
     generate: bool,
 }
 
+impl RunDef {
+    /// The run's full name in answers.csv, where no other column tells two runs apart:
+    /// `L14-C2:sub:0.5` for a component (its whole spec), `dim:L14` for the
+    /// difference-in-means direction of one layer, else the spec (`none`, `random`).
+    fn label(&self) -> String {
+        match (self.comp, self.op, self.alpha, self.layer) {
+            (Some(_), Some(op), Some(a), _) => format!("{}:{}:{a}", self.spec, op.name()),
+            (None, _, _, Some(l)) if self.spec == "dim" => format!("dim:L{l}"),
+            _ => self.spec.clone(),
+        }
+    }
+}
+
 /// What one run measured, per prompt.
 #[derive(Debug, Clone, Default)]
 struct Measured {
@@ -227,6 +256,11 @@ fn check_args(o: &Options) -> Result<()> {
 pub fn run(o: &Options) -> Result<()> {
     check_args(o)?;
     let config = Model::read_config(&o.model)?;
+    hd_cli::check_new_tokens(
+        "--max-new-tokens",
+        o.max_new_tokens,
+        config.max_position_embeddings,
+    )?;
     let nl = config.num_layers;
     let layers: Vec<usize> = match &o.at {
         None => (1..nl).collect(),
@@ -239,19 +273,16 @@ pub fn run(o: &Options) -> Result<()> {
         )));
     }
     let study = read_study(o, &config)?;
-    std::fs::create_dir_all(&o.out_dir)
-        .with_context(|| format!("{}: cannot create the output folder", o.out_dir.display()))?;
     let names = [SWEEP_CSV.0, ESTIMATES_CSV.0, ANSWERS_CSV.0, RANK_CSV.0];
     let paths = names.map(|n| o.out_dir.join(n));
-    let outs = Outputs::new()
+    // The folder is created when the outputs are staged, after every late failure.
+    let mut outs = Outputs::new()
         .input("--model", &o.model)
         .input("--components", &o.components)
         .input("--prompts", &o.prompts)
         .input_opt("--benign-answers", o.benign_answers.as_deref())
-        .input_opt("--dim", o.dim.as_deref());
-    let mut outs = paths
-        .iter()
-        .fold(outs, |s, p| s.output("--out-dir", p))
+        .input_opt("--dim", o.dim.as_deref())
+        .output_in_dir("--out-dir", &o.out_dir, &names)
         .check()?;
     let mut runs = base_runs(o, &study, &layers)?;
     let (estimates, ranked) = match o.rank {
@@ -370,6 +401,47 @@ fn read_benign(
     Ok((p, a))
 }
 
+/// The `--dim` file: a shift-svd `--contrast` output (its `mean_shift.{l}` is the
+/// difference in means). Another shift's mean (tuned - base) is not that direction.
+fn read_dim_file(path: &std::path::Path) -> Result<TensorFile> {
+    let f = TensorFile::read(path)?;
+    match f.metadata.get("shift") {
+        Some(s) if s.starts_with("contrast") => {}
+        Some(s) => bail!(
+            "{}: --dim needs a shift-svd --contrast file (its mean_shift is the difference in \
+             means), but this file's shift is '{s}'",
+            f.path
+        ),
+        None => tracing::warn!(
+            "{}: records no 'shift' metadata; taking its mean_shift as the difference in means",
+            f.path
+        ),
+    }
+    Ok(f)
+}
+
+/// `mean_shift.{layer}` of the `--dim` file, checked: width `d`, finite, not zero (a zero
+/// direction would make the `dim` run the `none` run under another name).
+fn dim_direction(f: &TensorFile, layer: usize, d: usize) -> Result<Vec<f32>> {
+    let name = mean_shift_name(layer);
+    let v = f.expect_shape(&name, &[Some(d)])?.to_f32_vec();
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: tensor '{name}' has a non-finite value ({}) at index {i}",
+            f.path,
+            v[i]
+        );
+    }
+    if v.iter().all(|&x| x == 0.0) {
+        bail!(
+            "{}: tensor '{name}' is all zeros: there is no difference-in-means direction to \
+             project out",
+            f.path
+        );
+    }
+    Ok(v)
+}
+
 fn comp_edit(study: &Study, o: &Options, s: &SpecItem, layers: &[usize]) -> Result<Edit> {
     let d = study.model.config.hidden_size;
     let v = read_dirs(&study.comps, &o.components, s.layer, s.comp + 1, d)?.remove(s.comp);
@@ -417,11 +489,14 @@ fn base_runs(o: &Options, study: &Study, layers: &[usize]) -> Result<Vec<RunDef>
         generate: true,
     });
     if let Some(dim) = &o.dim {
-        let f = TensorFile::read(dim)?;
+        let f = read_dim_file(dim)?;
+        // Both come from the analysis prompts (the contrast of one model, the shift of two).
+        if let Some(w) = hd_formats::meta::check_same_prompts(&study.comps, &f)? {
+            tracing::warn!("{w}");
+        }
         let nl = study.model.config.num_layers;
         for l in o.dim_layers.clone().unwrap_or(vec![first.layer]) {
-            let name = mean_shift_name(l);
-            let t = f.expect_shape(&name, &[Some(study.model.config.hidden_size)])?;
+            let v = dim_direction(&f, l, study.model.config.hidden_size)?;
             runs.push(RunDef {
                 spec: "dim".into(),
                 layer: Some(l),
@@ -432,7 +507,7 @@ fn base_runs(o: &Options, study: &Study, layers: &[usize]) -> Result<Vec<RunDef>
                     layers: (0..nl).collect(),
                     op: Op::Project,
                     alpha: 1.0,
-                    v: t.to_f32_vec(),
+                    v,
                     start: Start::All,
                 }],
                 generate: true,
@@ -875,9 +950,10 @@ fn answers_csv(study: &Study, runs: &[RunDef], m: &[Measured]) -> Result<Vec<u8>
     let mut rows = Vec::new();
     for (r, mr) in runs.iter().zip(m) {
         let Some(a) = &mr.answers else { continue };
+        let label = r.label();
         for (i, text) in a.iter().enumerate() {
             rows.push(vec![
-                r.spec.clone(),
+                label.clone(),
                 study.table.id(study.rows[i]).to_string(),
                 study.cats[i].clone(),
                 u8::from(study_judge(study, text)).to_string(),
@@ -891,6 +967,41 @@ fn answers_csv(study: &Study, runs: &[RunDef], m: &[Measured]) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// answers.csv has no other column to tell runs apart: each is labelled by its full spec.
+    #[test]
+    fn answers_label_runs_by_their_full_spec() {
+        let run = |spec: &str, layer, comp, op, alpha| RunDef {
+            spec: spec.into(),
+            layer,
+            comp,
+            op,
+            alpha,
+            edits: Vec::new(),
+            generate: true,
+        };
+        let sub = run("L14-C2", Some(14), Some(1), Some(Op::Sub), Some(0.5));
+        let project = run("L14-C2", Some(14), Some(1), Some(Op::Project), Some(1.0));
+        assert_eq!(sub.label(), "L14-C2:sub:0.5");
+        assert_eq!(project.label(), "L14-C2:project:1");
+        let dim = run("dim", Some(22), None, Some(Op::Project), Some(1.0));
+        assert_eq!(dim.label(), "dim:L22");
+        assert_eq!(run("none", None, None, None, None).label(), "none");
+    }
+
+    /// The same run twice could not be told apart in the outputs: a usage error.
+    #[test]
+    fn duplicate_spec_items_are_refused() {
+        let items: Vec<SpecItem> = ["L14-C2:sub:0.5", "L14-C2:project:1", "L14-C2:sub:0.50"]
+            .iter()
+            .map(|s| SpecItem::parse(s).unwrap())
+            .collect();
+        assert_eq!(
+            check_distinct(&items).unwrap_err(),
+            "--spec: L14-C2:sub:0.5 is given twice; give each run once"
+        );
+        check_distinct(&items[..2]).unwrap();
+    }
 
     #[test]
     fn spec_items() {

@@ -335,8 +335,12 @@ fn bad_input_is_one_line_and_leaves_nothing() {
         Bad {
             what: "k beyond the file",
             args: sweep(&["--spec", "L1-C9:sub:1"]),
-            code: 1,
-            needles: &["comps.safetensors", "components.1", "holds 4 components, 9"],
+            code: 2,
+            needles: &[
+                "comps.safetensors",
+                "components.1",
+                "holds 4 components (L1-C1..L1-C4); component 9 was asked for",
+            ],
         },
         Bad {
             what: "k beyond the file (relevance)",
@@ -345,8 +349,12 @@ fn bad_input_is_one_line_and_leaves_nothing() {
                 v[10] = "7";
                 v
             },
-            code: 1,
-            needles: &["comps.safetensors", "components.2", "holds 4 components, 7"],
+            code: 2,
+            needles: &[
+                "comps.safetensors",
+                "components.2",
+                "holds 4 components (L2-C1..L2-C4); component 7 was asked for",
+            ],
         },
         Bad {
             what: "width",

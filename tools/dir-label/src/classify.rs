@@ -34,7 +34,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hd_analysis::classify::{self as cls, Category, ClassifyOptions, LayerInput, LayerReport};
-use hd_formats::atomic::write_atomic;
+use hd_formats::atomic::Outputs;
+use hd_formats::components::{self, ComponentId};
+use hd_formats::csvout::num;
 use hd_formats::layers::LayerSpec;
 use hd_formats::meta::{check_prompts_match, check_same_prompts};
 use hd_formats::prompts::PromptTable;
@@ -50,6 +52,8 @@ pub const LAYERS_CSV: (&str, &str) = (
     "layers.csv",
     "layer,c1_acc_paper,c1_acc,c1_auc,best_k,best_acc,probe_acc,probe_auc,pooled_probe_acc,dim_acc,cos_probe_c1",
 );
+/// The directions the three tables were made from (see [`Outcome::directions`]).
+pub const SOURCE_JSON: &str = "source.json";
 /// `categories.csv`'s file name and header.
 pub const CATEGORIES_CSV: (&str, &str) = (
     "categories.csv",
@@ -112,24 +116,41 @@ pub struct Outcome {
     pub k: usize,
     /// Labelled rows used.
     pub rows: usize,
+    /// Per layer, [`components::directions_hash`] of `components.{layer}` (source.json).
+    pub directions: Vec<(usize, String)>,
 }
 
 /// Reads the inputs, computes every layer, then writes the three CSVs.
 pub fn run(opts: &Options) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
-    if opts.out_dir.exists() && !opts.out_dir.is_dir() {
-        return Err(hd_cli::usage(format!(
-            "--out-dir {}: exists and is not a folder",
-            opts.out_dir.display()
-        )));
-    }
+    let names = [
+        COMPONENTS_CSV.0,
+        LAYERS_CSV.0,
+        CATEGORIES_CSV.0,
+        SOURCE_JSON,
+    ];
+    let rows_from = match &opts.labels {
+        Labels::Refused { rows_from } => Some(rows_from.as_path()),
+        _ => None,
+    };
+    let mut outs = Outputs::new()
+        .input("--acts", &opts.acts)
+        .input("--components", &opts.components)
+        .input("--rows", &opts.rows)
+        .input_opt("--rows-from", rows_from)
+        .output_in_dir("--out-dir", &opts.out_dir, &names)
+        .check()?;
     let outcome = compute(opts)?;
     let files = [
-        (COMPONENTS_CSV.0, components_csv(&outcome)?),
-        (LAYERS_CSV.0, layers_csv(&outcome)?),
-        (CATEGORIES_CSV.0, categories_csv(&outcome)?),
+        components_csv(&outcome)?,
+        layers_csv(&outcome)?,
+        categories_csv(&outcome)?,
+        source_json(opts, &outcome),
     ];
-    write_all(&opts.out_dir, &files)?;
+    for (name, bytes) in names.iter().zip(files) {
+        outs.stage(&opts.out_dir.join(name), |w| w.write_all(&bytes))?;
+    }
+    outs.commit()?;
     tracing::info!(
         "{} layer(s) x {} component(s), {} rows, in {:.2} s; wrote {}",
         outcome.layers.len(),
@@ -147,19 +168,37 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
     let (keep, y) = labels(opts, &table)?;
     let categories = category_column(&table, &keep);
     let mut acts = TensorFile::read(&opts.acts)?;
-    check_prompts_match(&acts, &table)?;
     let mut comps = TensorFile::read(&opts.components)?;
-    check_same_prompts(&acts, &comps)?;
-    check_prompts_match(&comps, &table)?;
+    for w in [
+        check_prompts_match(&acts, &table)?,
+        check_same_prompts(&acts, &comps)?,
+        check_prompts_match(&comps, &table)?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        tracing::warn!("{w}");
+    }
     let layers = pick_layers(opts, &acts, &comps)?;
     let (d, k) = check_shapes(opts, &acts, &comps, &layers, table.len())?;
+    let directions: Vec<(usize, String)> = layers
+        .iter()
+        .map(|&l| {
+            Ok((
+                l,
+                components::directions_hash(comps.get(&components_name(l))?),
+            ))
+        })
+        .collect::<Result<_>>()?;
     let mut xs = Vec::with_capacity(layers.len());
     let mut cs = Vec::with_capacity(layers.len());
     for &l in &layers {
         let x = take(&mut acts, &resid_name(l));
         let c = take(&mut comps, &components_name(l));
         xs.push(finite_rows(&acts.path, &resid_name(l), &x, d, Some(&keep))?);
-        cs.push(finite_rows(&comps.path, &components_name(l), &c, d, None)?[..k * d].to_vec());
+        let c = c.to_f64_vec()[..k * d].to_vec();
+        components::check_rows(&comps.path, l, &c, d)?;
+        cs.push(c);
     }
     drop((acts, comps));
     let inputs: Vec<LayerInput<'_>> = layers
@@ -212,6 +251,7 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
         categories: cats.into_iter().map(|c| c.name).collect(),
         k,
         rows: y.len(),
+        directions,
     })
 }
 
@@ -507,24 +547,25 @@ fn finite_rows(
     })
 }
 
-/// Fixed six decimals; an undefined value is an empty cell.
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.6}")
-    } else {
-        String::new()
-    }
+fn csv_bytes(header: &str, rows: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>> {
+    Ok(hd_formats::csvout::csv_bytes(header, rows)?)
 }
 
-fn csv_bytes(header: &str, rows: impl Iterator<Item = Vec<String>>) -> Result<Vec<u8>> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    w.write_record(header.split(','))?;
-    for r in rows {
-        w.write_record(&r)?;
-    }
-    w.into_inner().map_err(|e| anyhow!("{e}"))
+/// `source.json`: which directions the tables score (per layer, the hash of
+/// `components.{layer}`), so that `dir-label tokens --classify` can check it is given the same.
+fn source_json(opts: &Options, o: &Outcome) -> Vec<u8> {
+    let layers: serde_json::Map<String, serde_json::Value> = o
+        .directions
+        .iter()
+        .map(|(l, h)| (components_name(*l), h.clone().into()))
+        .collect();
+    let v = serde_json::json!({
+        "components": opts.components.display().to_string(),
+        "directions": layers,
+    });
+    let mut s = serde_json::to_string_pretty(&v).expect("JSON values serialize");
+    s.push('\n');
+    s.into_bytes()
 }
 
 fn components_csv(o: &Outcome) -> Result<Vec<u8>> {
@@ -535,7 +576,7 @@ fn components_csv(o: &Outcome) -> Result<Vec<u8>> {
                 vec![
                     r.layer.to_string(),
                     (j + 1).to_string(),
-                    format!("L{}-C{}", r.layer, j + 1),
+                    ComponentId::from_row(r.layer, j).to_string(),
                     num(s.acc_paper),
                     num(s.acc),
                     num(s.auc),
@@ -588,20 +629,4 @@ fn categories_csv(o: &Outcome) -> Result<Vec<u8>> {
             })
         }),
     )
-}
-
-/// Creates the folder if needed and writes every file atomically; if one fails, the ones
-/// already written by this call are removed, so a failed run leaves no output.
-pub(crate) fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
-    for (i, (name, bytes)) in files.iter().enumerate() {
-        if let Err(e) = write_atomic(&dir.join(name), |w| w.write_all(bytes)) {
-            for (done, _) in &files[..i] {
-                let _ = std::fs::remove_file(dir.join(done));
-            }
-            return Err(e.into());
-        }
-    }
-    Ok(())
 }

@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hd_analysis::tokens::{encode_rows, normalise, token_maps, top_tokens, Encoded, TokenMap};
-use hd_formats::prompts::PromptTable;
-use hd_formats::tensors::{components_name, TensorFile};
+use hd_formats::atomic::Outputs;
+use hd_formats::components::{self, ComponentId};
+use hd_formats::prompts::{line_at, PromptTable};
+use hd_formats::tensors::TensorFile;
 use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
 use hd_lm::{Model, PromptFormat};
@@ -134,6 +136,29 @@ pub fn run(o: &Options) -> Result<()> {
             config.num_layers
         )));
     }
+    let names = [TOKENS_CSV.0, TOP_TOKENS_CSV.0, LABELS_CSV.0];
+    let classify_files: Vec<PathBuf> = o
+        .classify
+        .iter()
+        .flat_map(|d| {
+            [
+                crate::classify::COMPONENTS_CSV.0,
+                crate::classify::CATEGORIES_CSV.0,
+                crate::classify::SOURCE_JSON,
+            ]
+            .map(|n| d.join(n))
+        })
+        .collect();
+    let mut outs = Outputs::new()
+        .input("--model", &o.model)
+        .input("--components", &o.components)
+        .input("--prompts", &o.prompts);
+    for f in &classify_files {
+        outs = outs.input("--classify", f);
+    }
+    let mut outs = outs
+        .output_in_dir("--out-dir", &o.out_dir, &names)
+        .check()?;
     let dirs = read_directions(o, config.hidden_size)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
@@ -191,14 +216,10 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let (tokens, tops) = report.tokens_and_top()?;
     let labels = report.labels(&tops, classify.as_ref())?;
-    crate::classify::write_all(
-        &o.out_dir,
-        &[
-            (TOKENS_CSV.0, tokens),
-            (TOP_TOKENS_CSV.0, top_csv(o, &tops)?),
-            (LABELS_CSV.0, labels),
-        ],
-    )
+    for (name, bytes) in names.iter().zip([tokens, top_csv(o, &tops)?, labels]) {
+        outs.stage(&o.out_dir.join(name), |w| w.write_all(&bytes))?;
+    }
+    Ok(outs.commit()?)
 }
 
 /// A label-friendly form of a token: trimmed, with a whitespace-only token shown by escapes
@@ -225,55 +246,76 @@ fn token_string(tok: &hd_lm::Tokenizer, id: u32) -> String {
         .unwrap_or_else(|_| tok.token_text(id))
 }
 
+/// The asked components of `--layer`, checked against the model
+/// ([`components::read_directions`]: shape, range, finite, unit rows).
 fn read_directions(o: &Options, d: usize) -> Result<Vec<Vec<f32>>> {
     let f = TensorFile::read(&o.components)?;
-    let name = components_name(o.layer);
-    let t = f
-        .expect_shape(&name, &[None, None])
-        .with_context(|| format!("--layer {}", o.layer))?;
-    let (k, dc) = (t.shape[0], t.shape[1]);
-    if dc != d {
+    let dirs = components::read_directions(&f, o.layer, &o.comps, d)
+        .with_context(|| format!("--layer {} --comps", o.layer))?;
+    if let Some(dir) = &o.classify {
+        check_classify_source(dir, &f, o.layer)?;
+    }
+    Ok(dirs)
+}
+
+/// The `--classify` folder scored the directions of `--components`: its source.json records
+/// the hash of `components.{layer}` (a folder without one, from before it was written, is
+/// taken on trust with a warning).
+fn check_classify_source(dir: &Path, comps: &TensorFile, layer: usize) -> Result<()> {
+    let path = dir.join(crate::classify::SOURCE_JSON);
+    let Ok(bytes) = std::fs::read(&path) else {
+        tracing::warn!(
+            "{}: no {}; cannot check that --classify {} scored the components of {}",
+            dir.display(),
+            crate::classify::SOURCE_JSON,
+            dir.display(),
+            comps.path
+        );
+        return Ok(());
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
+    let name = hd_formats::tensors::components_name(layer);
+    let Some(recorded) = v["directions"][&name].as_str() else {
         bail!(
-            "{}: tensor '{name}' is [{k}, {dc}] but {} has width {d}; components and model must match",
-            o.components.display(),
-            o.model.display()
+            "{}: no '{name}': --classify {} did not score layer {layer}",
+            path.display(),
+            dir.display()
+        );
+    };
+    let ours = components::directions_hash(comps.get(&name)?);
+    if recorded != ours {
+        bail!(
+            "{} and {} hold different components: tensor '{name}' is {ours} in {}, but the \
+             --classify tables were made from {recorded} ({}); rerun dir-label classify on \
+             these components",
+            comps.path,
+            dir.display(),
+            comps.path,
+            v["components"].as_str().unwrap_or("?")
         );
     }
-    if let Some(&c) = o.comps.iter().find(|&&c| c > k) {
-        return Err(hd_cli::usage(format!(
-            "--comps: component {c} requested, but {} tensor '{name}' holds {k}",
-            o.components.display()
-        )));
-    }
-    let data = t.to_f32_vec();
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        bail!(
-            "{}: tensor '{name}' has a non-finite value in row {}",
-            o.components.display(),
-            i / d
-        );
-    }
-    Ok(o.comps
-        .iter()
-        .map(|&c| data[(c - 1) * d..c * d].to_vec())
-        .collect())
+    Ok(())
 }
 
 /// Per component of the layer: acc, auc, best category and its AUC (as text, for the CSV).
 type ClassifyInfo = HashMap<String, [String; 4]>;
 
-/// Reads `components.csv` and `categories.csv` of a `dir-label classify` folder.
+/// Reads `components.csv` and `categories.csv` of a `dir-label classify` folder; every cell
+/// copied into labels.csv is checked (a component name, a figure in [0, 1] or empty).
 fn read_classify(dir: &Path) -> Result<ClassifyInfo> {
     let comps = PromptTableLike::read(&dir.join(crate::classify::COMPONENTS_CSV.0))?;
     let cats = PromptTableLike::read(&dir.join(crate::classify::CATEGORIES_CSV.0))?;
     let mut out: ClassifyInfo = HashMap::new();
-    for r in &comps.rows {
+    for r in 0..comps.rows.len() {
         let name = comps.get(r, "name")?;
+        name.parse::<ComponentId>()
+            .map_err(|e| comps.bad(r, "name", &e.to_string()))?;
         out.insert(
             name.to_string(),
             [
-                comps.get(r, "acc")?.to_string(),
-                comps.get(r, "auc")?.to_string(),
+                comps.unit(r, "acc")?.to_string(),
+                comps.unit(r, "auc")?.to_string(),
                 String::new(),
                 String::new(),
             ],
@@ -281,9 +323,18 @@ fn read_classify(dir: &Path) -> Result<ClassifyInfo> {
     }
     // The category whose AUC against the harmless rows is farthest from 0.5.
     let mut best: HashMap<String, (f64, String, String)> = HashMap::new();
-    for r in &cats.rows {
-        let name = format!("L{}-C{}", cats.get(r, "layer")?, cats.get(r, "component")?);
-        let auc_s = cats.get(r, "auc_vs_harmless")?;
+    for r in 0..cats.rows.len() {
+        let index = |col: &str| -> Result<usize> {
+            let v = cats.get(r, col)?;
+            v.parse()
+                .map_err(|_| cats.bad(r, col, &format!("'{v}' is not a whole number")))
+        };
+        let k = index("component")?;
+        if k == 0 {
+            return Err(cats.bad(r, "component", "0 (components are numbered from 1)"));
+        }
+        let name = ComponentId::new(index("layer")?, k).to_string();
+        let auc_s = cats.unit(r, "auc_vs_harmless")?;
         let Ok(auc) = auc_s.parse::<f64>() else {
             continue;
         };
@@ -312,41 +363,68 @@ struct PromptTableLike {
     path: PathBuf,
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    /// The editor line each row starts on (header = line 1).
+    lines: Vec<u64>,
 }
 
 impl PromptTableLike {
     fn read(path: &Path) -> Result<Self> {
-        let mut r = csv::Reader::from_path(path).with_context(|| {
+        let bytes = std::fs::read(path).with_context(|| {
             format!(
                 "{}: cannot read (a dir-label classify output)",
                 path.display()
             )
         })?;
+        let mut r = csv::Reader::from_reader(bytes.as_slice());
         let header = r
             .headers()
             .with_context(|| format!("{}: no header", path.display()))?
             .iter()
             .map(str::to_string)
             .collect();
-        let mut rows = Vec::new();
-        for (i, rec) in r.records().enumerate() {
-            let rec = rec.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+        let (mut rows, mut lines) = (Vec::new(), Vec::new());
+        for rec in r.records() {
+            let rec = rec.with_context(|| format!("{}: not a CSV", path.display()))?;
+            lines.push(rec.position().map_or(0, |p| line_at(&bytes, p.byte())));
             rows.push(rec.iter().map(str::to_string).collect());
         }
         Ok(PromptTableLike {
             path: path.into(),
             header,
             rows,
+            lines,
         })
     }
 
-    fn get<'a>(&self, row: &'a [String], col: &str) -> Result<&'a str> {
+    fn get(&self, row: usize, col: &str) -> Result<&str> {
         let i = self
             .header
             .iter()
             .position(|h| h == col)
             .with_context(|| format!("{}: no column '{col}'", self.path.display()))?;
-        Ok(row.get(i).map(String::as_str).unwrap_or(""))
+        Ok(self.rows[row].get(i).map(String::as_str).unwrap_or(""))
+    }
+
+    /// A figure in [0, 1], or empty (undefined).
+    fn unit(&self, row: usize, col: &str) -> Result<&str> {
+        let v = self.get(row, col)?;
+        match v.parse::<f64>() {
+            _ if v.is_empty() => Ok(v),
+            Ok(x) if (0.0..=1.0).contains(&x) => Ok(v),
+            _ => Err(self.bad(
+                row,
+                col,
+                &format!("'{v}', expected a number in [0, 1] or empty"),
+            )),
+        }
+    }
+
+    fn bad(&self, row: usize, col: &str, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: line {}, column '{col}': {what}",
+            self.path.display(),
+            self.lines[row]
+        )
     }
 }
 
@@ -364,7 +442,7 @@ impl Report<'_> {
     }
 
     fn name(&self, j: usize) -> String {
-        format!("L{}-C{}", self.o.layer, self.o.comps[j])
+        ComponentId::new(self.o.layer, self.o.comps[j]).to_string()
     }
 
     /// tokens.csv, and per component the ranked token strings.
@@ -444,7 +522,7 @@ fn top_csv(o: &Options, tops: &[Vec<hd_analysis::tokens::TopToken>]) -> Result<V
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(TOP_TOKENS_CSV.1.split(','))?;
     for (j, top) in tops.iter().enumerate() {
-        let name = format!("L{}-C{}", o.layer, o.comps[j]);
+        let name = ComponentId::new(o.layer, o.comps[j]).to_string();
         for (rank, t) in top.iter().enumerate() {
             w.write_record([
                 &name,

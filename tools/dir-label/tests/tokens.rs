@@ -177,7 +177,11 @@ fn bad_input_is_one_line_and_leaves_nothing() {
         (&["--comps", "0"], 2, "invalid component list"),
         (&["--layer", "9"], 2, "--layer 9"),
         (&["--layer", "0"], 1, "components.0"),
-        (&["--components", "narrow.safetensors"], 1, "width 32"),
+        (
+            &["--components", "narrow.safetensors"],
+            1,
+            "expected [_, 32] (the model's hidden size)",
+        ),
         (&["--components", "nan.safetensors"], 1, "non-finite"),
         (&["--prompts", "empty.csv"], 1, "no prompt rows"),
         (&["--prompts", "missing.csv"], 1, "missing.csv"),

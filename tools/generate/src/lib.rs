@@ -140,12 +140,11 @@ fn check_before_load(o: &GenerateOptions) -> Result<Outputs> {
         .output_opt("--summary", o.summary.as_deref())
         .check()?;
     let cfg = Model::read_config(&o.model)?;
-    if o.max_new_tokens >= cfg.max_position_embeddings {
-        return Err(hd_cli::usage(format!(
-            "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
-            o.max_new_tokens, cfg.max_position_embeddings
-        )));
-    }
+    hd_cli::check_new_tokens(
+        "--max-new-tokens",
+        o.max_new_tokens,
+        cfg.max_position_embeddings,
+    )?;
     Ok(outs)
 }
 

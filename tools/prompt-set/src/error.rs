@@ -71,14 +71,11 @@ pub enum Error {
         /// A suggestion.
         hint: String,
     },
-    /// Creating the output folder failed.
-    #[error("creating output folder {}", path.display())]
-    CreateDir {
-        /// The folder.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+    /// A setting under which the splits would break a promise of the tool (a usage error).
+    #[error("{msg}")]
+    Setting {
+        /// The flag, its value and the promise it would break.
+        msg: String,
     },
     /// Reading or writing a prompt CSV failed (the message names the file).
     #[error(transparent)]

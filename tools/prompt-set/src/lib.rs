@@ -625,18 +625,50 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
         ));
         out.push((split, rows));
     }
+    check_disjoint(&out, max_chars)?;
     Ok(Splits { splits: out })
+}
+
+/// The splits are disjoint by behaviour, and so by prompt; shortening can make two prompts
+/// of different splits one text (`--max-chars 1` turns every prompt into one character), which
+/// would put a test prompt in the train set. Refused, naming both rows.
+fn check_disjoint(splits: &[(Split, Vec<Row>)], max_chars: usize) -> Result<(), Error> {
+    let mut seen: std::collections::HashMap<&str, (Split, &str)> = Default::default();
+    for (split, rows) in splits {
+        for r in rows {
+            match seen.get(r.prompt.as_str()) {
+                Some(&(s, id)) if s != *split => {
+                    return Err(Error::Setting {
+                        msg: format!(
+                            "--max-chars {max_chars}: shortened, {} row '{id}' and {} row '{}' are \
+                             the same prompt {:?}, so the splits would share prompts; raise \
+                             --max-chars (0 turns shortening off)",
+                            s.name(),
+                            split.name(),
+                            r.id,
+                            r.prompt
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(&r.prompt, (*split, &r.id));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `<out_dir>/<split>.csv` for each split, atomically.
 pub fn write(splits: &Splits, out_dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::CreateDir {
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
     // All splits or none: a half-written set would pair a new analysis.csv with an old
-    // train.csv.
-    let mut outs = hd_formats::atomic::Outputs::new();
+    // train.csv. The folder is created with the first file (and goes again on a failure).
+    let names: Vec<String> = splits.splits.iter().map(|(s, _)| s.file_name()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut outs = hd_formats::atomic::Outputs::new()
+        .output_in_dir("--out-dir", out_dir, &names)
+        .check()?;
     let mut paths = Vec::new();
     for (split, rows) in &splits.splits {
         let path = out_dir.join(split.file_name());

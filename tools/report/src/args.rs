@@ -37,9 +37,14 @@ impl Args {
     /// Runs the tool.
     pub fn run(self) -> anyhow::Result<()> {
         let out = self.out.unwrap_or_else(|| report::default_out(&self.run));
-        if out.is_file() {
+        if out.as_os_str() == "-" {
+            return Err(hd_cli::usage(
+                "--out -: the report is a folder of files and cannot go to stdout; give a folder",
+            ));
+        }
+        if out.exists() && !out.is_dir() {
             return Err(hd_cli::usage(format!(
-                "--out {} is a file; give a folder",
+                "--out {} exists and is not a folder; give a folder",
                 out.display()
             )));
         }

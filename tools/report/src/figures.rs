@@ -71,12 +71,12 @@ pub(crate) fn rows(v: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One column of a per-layer CSV as (layer, value), empty cells skipped.
+/// One accuracy column of a per-layer CSV as (layer, value), empty cells skipped.
 pub fn layer_column(t: &Table, column: &str) -> Result<Points, Error> {
     let (l, c) = (t.col("layer")?, t.col(column)?);
     let mut out = Vec::new();
     for r in 0..t.rows.len() {
-        if let Some(v) = t.opt_num(r, c)? {
+        if let Some(v) = t.opt_rate(r, c)? {
             out.push((t.int(r, l)? as f64, v));
         }
     }
@@ -232,8 +232,8 @@ pub fn rank_series(t: &Table) -> Result<Vec<(f64, Points)>, Error> {
     let mut by: Vec<(f64, Points)> = Vec::new();
     for row in 0..t.rows.len() {
         let x = t.int(row, l)? as f64;
-        let tv = t.num(row, tau)?;
-        let y = t.num(row, r)?;
+        let tv = t.rate(row, tau)?;
+        let y = t.nonneg(row, r)?;
         match by.iter_mut().find(|s| s.0 == tv) {
             Some(s) => s.1.push((x, y)),
             None => by.push((tv, vec![(x, y)])),
@@ -364,8 +364,8 @@ pub fn spectrum_series(t: &Table, chosen: usize) -> Result<Vec<(usize, Points)>,
     let mut by: BTreeMap<usize, Points> = BTreeMap::new();
     for r in 0..t.rows.len() {
         let layer = t.int(r, l)?;
-        let comp = t.int(r, c)?;
-        let ratio = t.num(r, e)?;
+        let comp = t.count(r, c)?;
+        let ratio = t.rate(r, e)?;
         let pts = by.entry(layer).or_default();
         if comp <= 30 && ratio > 0.0 {
             pts.push((comp as f64, ratio));

@@ -1,6 +1,7 @@
 //! dir-interact's and token-prune's outputs in the report: relevance between layers, the
 //! network of strongest edges, intervention pass rates and token-prune success.
 
+use hd_formats::components::ComponentId;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -54,8 +55,12 @@ pub fn relevance_heatmap(t: &Table, target: usize) -> Result<Option<Heatmap>, Er
     Ok(Some(Heatmap {
         row_label: format!("source: layer {sl}"),
         col_label: format!("target: layer {tl}"),
-        rows: (1..=ks).map(|k| format!("L{sl}-C{k}")).collect(),
-        cols: (1..=kt).map(|k| format!("L{tl}-C{k}")).collect(),
+        rows: (1..=ks)
+            .map(|k| ComponentId::new(sl, k).to_string())
+            .collect(),
+        cols: (1..=kt)
+            .map(|k| ComponentId::new(tl, k).to_string())
+            .collect(),
         values,
         center: 0.0,
         span: if span > 0.0 { span } else { 1.0 },
@@ -110,27 +115,17 @@ fn relevance_figures(t: &Table, layer: usize) -> Result<Vec<Item>, Error> {
     Ok(items)
 }
 
-/// Parses `L{l}-C{k}`.
-pub fn parse_component(s: &str) -> Option<(usize, usize)> {
-    let rest = s.strip_prefix('L')?;
-    let (l, k) = rest.split_once("-C")?;
-    Some((l.parse().ok()?, k.parse().ok()?))
-}
-
 /// edges.csv as network edges, in file order.
 pub fn network(t: &Table) -> Result<Network, Error> {
     let (s, d, v) = (t.col("source")?, t.col("target")?, t.col("relevance")?);
     let mut edges = Vec::new();
     for r in 0..t.rows.len() {
-        let src = parse_component(t.cell(r, s))
-            .ok_or_else(|| t.value_error(r, s, "a component name L{l}-C{k}"))?;
-        let dst = parse_component(t.cell(r, d))
-            .ok_or_else(|| t.value_error(r, d, "a component name L{l}-C{k}"))?;
+        let (src, dst) = (t.component_id(r, s)?, t.component_id(r, d)?);
         edges.push(Edge {
-            source_layer: src.0,
-            source_comp: src.1,
-            target_layer: dst.0,
-            target_comp: dst.1,
+            source_layer: src.layer,
+            source_comp: src.k,
+            target_layer: dst.layer,
+            target_comp: dst.k,
             value: t.num(r, v)?,
         });
     }
@@ -194,8 +189,24 @@ pub struct SweepRow {
     pub degenerate: bool,
 }
 
-/// sweep.csv's rows.
+/// sweep.csv's rows; the file must hold the `none` run on `all` (every figure and number is
+/// read against it), so a header-only or truncated file is an error, not "not run".
 pub fn sweep_rows(t: &Table) -> Result<Vec<SweepRow>, Error> {
+    let rows = sweep_rows_unchecked(t)?;
+    if !rows.iter().any(|r| r.spec == "none" && r.category == "all") {
+        return Err(Error::Read {
+            path: t.path.clone(),
+            msg: format!(
+                "no row with spec 'none' and category 'all' ({} data rows): every sweep writes \
+                 its unedited baseline; the file is incomplete",
+                rows.len()
+            ),
+        });
+    }
+    Ok(rows)
+}
+
+fn sweep_rows_unchecked(t: &Table) -> Result<Vec<SweepRow>, Error> {
     let (s, c, n, f, g, d) = (
         t.col("spec")?,
         t.col("category")?,
@@ -209,10 +220,10 @@ pub fn sweep_rows(t: &Table) -> Result<Vec<SweepRow>, Error> {
             Ok(SweepRow {
                 spec: t.cell(r, s).to_string(),
                 category: t.cell(r, c).to_string(),
-                n: t.num(r, n)?,
-                first_token: t.num(r, f)?,
-                generated: t.opt_num(r, g)?,
-                degenerate: t.cell(r, d) == "true",
+                n: t.count(r, n)? as f64,
+                first_token: t.rate(r, f)?,
+                generated: t.opt_rate(r, g)?,
+                degenerate: t.boolean(r, d)?,
             })
         })
         .collect()
@@ -374,9 +385,9 @@ pub fn prune_rows(t: &Table) -> Result<Vec<PruneRow>, Error> {
                 method: t.cell(r, m).to_string(),
                 category: t.cell(r, c).to_string(),
                 budget: t.cell(r, b).to_string(),
-                n: t.num(r, n)?,
-                first_token: t.num(r, f)?,
-                generated: t.opt_num(r, g)?,
+                n: t.count(r, n)? as f64,
+                first_token: t.rate(r, f)?,
+                generated: t.opt_rate(r, g)?,
                 top_deleted,
             })
         })
@@ -468,11 +479,24 @@ pub fn prune_section(run: &Run) -> Result<Vec<Item>, Error> {
 mod tests {
     use super::*;
 
+    /// A sweep without its unedited baseline (header only, or cut short) is an error: every
+    /// figure and number is read against `none`.
     #[test]
-    fn component_names_parse() {
-        assert_eq!(parse_component("L14-C6"), Some((14, 6)));
-        assert_eq!(parse_component("L14C6"), None);
-        assert_eq!(parse_component("14-C6"), None);
+    fn a_sweep_without_its_none_row_is_an_error() {
+        let head = "spec,layer,component,op,alpha,category,n,pass_first_token,pass_generated,c1_projection,benign_ppl,degenerate\n";
+        let e = sweep_rows(&Table::from_str("sweep.csv", head).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("sweep.csv: no row with spec 'none' and category 'all' (0 data rows)"),
+            "{e}"
+        );
+        let t = Table::from_str(
+            "sweep.csv",
+            &format!("{head}L1-C1,1,1,sub,1,all,4,0.5,,0.1,12,false\n"),
+        )
+        .unwrap();
+        assert!(sweep_rows(&t).is_err());
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn category_heatmap(t: &Table, layer: usize) -> Result<Option<Heatmap>, Erro
         if t.int(r, l)? != layer {
             continue;
         }
-        let comp = t.int(r, c)?;
+        let comp = t.count(r, c)?;
         if comp > 10 {
             continue;
         }
@@ -98,7 +98,7 @@ pub fn category_heatmap(t: &Table, layer: usize) -> Result<Option<Heatmap>, Erro
             rows.push(name.clone());
         }
         max_c = max_c.max(comp);
-        cells.insert((name, comp), t.opt_num(r, auc)?);
+        cells.insert((name, comp), t.opt_rate(r, auc)?);
     }
     if rows.is_empty() {
         return Ok(None);

@@ -76,14 +76,6 @@ pub enum Error {
     /// Writing an output failed.
     #[error(transparent)]
     Write(#[from] hd_formats::Error),
-    /// The output folder cannot be created.
-    #[error("{path}: cannot create the output folder: {source}")]
-    OutDir {
-        /// The folder.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 /// What to report on and where.
@@ -151,6 +143,14 @@ pub fn sections(run: &Run) -> Result<Vec<Section>, Error> {
 
 /// Builds the report of `o.run` into `o.out`.
 pub fn run(o: &Options) -> Result<Summary, Error> {
+    // A missing run folder is a typo, not a run whose stages have not run.
+    if !o.run.is_dir() {
+        return Err(Error::Read {
+            path: o.run.clone(),
+            msg: "no such run folder (expected the RUN folder of the pipeline, e.g. runs/default)"
+                .into(),
+        });
+    }
     let run = Run {
         dir: o.run.clone(),
         layer: o.layer,
@@ -182,12 +182,12 @@ pub fn run(o: &Options) -> Result<Summary, Error> {
     let numbers_md = numbers::to_markdown(&numbers);
     let json = serde_json::to_string_pretty(&sections).unwrap_or_default() + "\n";
 
-    std::fs::create_dir_all(&o.out).map_err(|source| Error::OutDir {
-        path: o.out.clone(),
-        source,
-    })?;
     let earlier = earlier_figures(&o.out);
-    let mut out = hd_formats::atomic::Outputs::new();
+    // The folder is created when the first file is staged (and removed again if a later
+    // one fails), so a failed report leaves no folder behind.
+    let mut out = hd_formats::atomic::Outputs::new()
+        .output_in_dir("--out", &o.out, &[])
+        .check()?;
     let mut put = |name: &str, bytes: &[u8]| -> Result<(), Error> {
         out.stage(&o.out.join(name), |w| w.write_all(bytes))?;
         Ok(())

@@ -47,9 +47,11 @@ pub fn best_c1(t: &Table) -> Result<Option<(usize, f64, Option<f64>)>, Error> {
     let (l, c1, probe) = (t.col("layer")?, t.col("c1_acc")?, t.col("probe_acc")?);
     let mut best: Option<(usize, f64, Option<f64>)> = None;
     for r in 0..t.rows.len() {
-        let Some(v) = t.opt_num(r, c1)? else { continue };
+        let Some(v) = t.opt_rate(r, c1)? else {
+            continue;
+        };
         if best.is_none_or(|b| v > b.1) {
-            best = Some((t.int(r, l)?, v, t.opt_num(r, probe)?));
+            best = Some((t.int(r, l)?, v, t.opt_rate(r, probe)?));
         }
     }
     Ok(best)

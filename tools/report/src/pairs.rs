@@ -96,13 +96,13 @@ pub fn exposure_series(t: &Table) -> Result<Vec<LineSeries>, Error> {
     for r in 0..t.rows.len() {
         let x = t.int(r, k)? as f64;
         let name = t.cell(r, cat);
-        let y = t.num(r, pass)?;
+        let y = t.rate(r, pass)?;
         match out.iter_mut().find(|s| s.name == name) {
             Some(s) => s.points.push((x, y)),
             None => out.push(line(name, vec![(x, y)], Stroke::Solid)),
         }
         if over_pts.last().is_none_or(|p| p.0 != x) {
-            over_pts.push((x, t.num(r, over)?));
+            over_pts.push((x, t.rate(r, over)?));
         }
     }
     out.push(line(

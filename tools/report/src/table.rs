@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hd_formats::components::ComponentId;
+
 use crate::Error;
 
 /// One CSV file, read whole.
@@ -126,17 +128,58 @@ impl Table {
     /// dir-interact writes) or the bare `k`.
     pub fn component(&self, row: usize, col: usize, layer: usize) -> Result<usize, Error> {
         let s = self.cell(row, col).trim();
-        let k = match s.strip_prefix(&format!("L{layer}-C")) {
-            Some(k) => k,
-            None => s,
+        let k = match s.parse::<ComponentId>() {
+            Ok(c) if c.layer == layer => Some(c.k),
+            Ok(_) => None,
+            Err(_) => s.parse::<usize>().ok().filter(|&k| k >= 1),
         };
-        match k.parse::<usize>() {
-            Ok(k) if k >= 1 => Ok(k),
-            _ => Err(self.value_error(
+        k.ok_or_else(|| {
+            self.value_error(
                 row,
                 col,
                 &format!("a component of layer {layer} (L{layer}-C{{k}} or k, k >= 1)"),
-            )),
+            )
+        })
+    }
+
+    /// The cell as a component name `L{l}-C{k}` (k 1-based).
+    pub fn component_id(&self, row: usize, col: usize) -> Result<ComponentId, Error> {
+        self.cell(row, col)
+            .trim()
+            .parse()
+            .map_err(|_| self.value_error(row, col, "a component name L{l}-C{k}, k >= 1"))
+    }
+
+    /// The cell as a rate or a fraction: a number in [0, 1].
+    pub fn rate(&self, row: usize, col: usize) -> Result<f64, Error> {
+        self.opt_rate(row, col)?
+            .ok_or_else(|| self.value_error(row, col, "a number in [0, 1]"))
+    }
+
+    /// [`Table::rate`], `None` when empty.
+    pub fn opt_rate(&self, row: usize, col: usize) -> Result<Option<f64>, Error> {
+        match self.opt_num(row, col) {
+            Ok(Some(v)) if !(0.0..=1.0).contains(&v) => {
+                Err(self.value_error(row, col, "a number in [0, 1]"))
+            }
+            Ok(v) => Ok(v),
+            Err(_) => Err(self.value_error(row, col, "a number in [0, 1]")),
+        }
+    }
+
+    /// The cell as a count of prompts: a whole number of at least 1.
+    pub fn count(&self, row: usize, col: usize) -> Result<usize, Error> {
+        match self.cell(row, col).trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(self.value_error(row, col, "a whole number of at least 1")),
+        }
+    }
+
+    /// The cell as a finite number of at least 0.
+    pub fn nonneg(&self, row: usize, col: usize) -> Result<f64, Error> {
+        match self.opt_num(row, col) {
+            Ok(Some(v)) if v >= 0.0 => Ok(v),
+            _ => Err(self.value_error(row, col, "a number of at least 0")),
         }
     }
 
@@ -146,6 +189,17 @@ impl Table {
             "1" | "true" => Ok(true),
             "0" | "false" => Ok(false),
             _ => Err(self.value_error(row, col, "0 or 1")),
+        }
+    }
+
+    /// The cell as exactly `true` or `false` (what the tools write; `True` or `yes` is not
+    /// silently read as false); an empty cell (undefined, e.g. no perplexity measured) is
+    /// false.
+    pub fn boolean(&self, row: usize, col: usize) -> Result<bool, Error> {
+        match self.cell(row, col) {
+            "true" => Ok(true),
+            "false" | "" => Ok(false),
+            _ => Err(self.value_error(row, col, "true, false or empty")),
         }
     }
 
@@ -177,6 +231,45 @@ mod tests {
         );
         let e = t.col("c").unwrap_err().to_string();
         assert_eq!(e, "x.csv: no column 'c' (header: a,b)");
+    }
+
+    /// Values outside a column's contract are errors naming file, line and column, never
+    /// printed (150.0%) or read as something else (`True` as false).
+    #[test]
+    fn values_outside_the_contract_are_refused() {
+        let t = Table::from_str(
+            "sweep.csv",
+            "rate,n,rank,degenerate,comp\n1.5,0,-7,True,L3-C0\n0.5,2.5,3,false,L3-C2\n1,10,0,true,2\n",
+        )
+        .unwrap();
+        let err = |r: Result<f64, Error>| r.unwrap_err().to_string();
+        assert_eq!(
+            err(t.rate(0, 0)),
+            "sweep.csv: line 2, column 'rate': expected a number in [0, 1], found '1.5'"
+        );
+        assert_eq!(t.rate(2, 0).unwrap(), 1.0);
+        assert!(t
+            .count(0, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("a whole number of at least 1, found '0'"));
+        assert!(t
+            .count(1, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("found '2.5'"));
+        assert_eq!(t.count(2, 1).unwrap(), 10);
+        assert!(err(t.nonneg(0, 2)).contains("a number of at least 0, found '-7'"));
+        assert!(t
+            .boolean(0, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("expected true, false or empty, found 'True'"));
+        assert!(!t.boolean(1, 3).unwrap() && t.boolean(2, 3).unwrap());
+        assert!(t.component(0, 4, 3).is_err());
+        assert_eq!(t.component(1, 4, 3).unwrap(), 2);
+        assert_eq!(t.component(2, 4, 3).unwrap(), 2);
+        assert!(t.component(1, 4, 4).is_err(), "another layer's component");
     }
 
     #[test]

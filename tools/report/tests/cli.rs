@@ -395,7 +395,9 @@ fn a_bad_cell_is_one_line_naming_file_line_and_column_and_nothing_is_written() {
         "{err}"
     );
     assert!(
-        err.contains("layers.csv: line 4, column 'c1_acc': expected a finite number, found 'nan'"),
+        err.contains(
+            "layers.csv: line 4, column 'c1_acc': expected a number in [0, 1], found 'nan'"
+        ),
         "{err}"
     );
     assert!(!out.join("index.html").exists());

@@ -92,9 +92,14 @@ pub struct TuneOptions {
 /// The `select` subcommand: writes the harmless rows that need a base-model answer, or with
 /// `harmful` (DPO's rejected completions) the harmful ones.
 pub fn select(train: &Path, out: &Path, format: TargetFormat, harmful: bool) -> Result<()> {
+    let mut outs = hd_formats::atomic::Outputs::new()
+        .input("--train", train)
+        .output("--out", out)
+        .check()?;
     let table = PromptTable::read(train)?;
     let need = data::rows_needing_answers(&table, format, harmful)?;
-    need.write(out)?;
+    need.stage_with(&mut outs, out, &[], &[])?;
+    outs.commit()?;
     tracing::info!(
         "{}: {} of {} rows need the base model's answer",
         out.display(),

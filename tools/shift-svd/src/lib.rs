@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use hd_formats::atomic::Outputs;
 use hd_formats::layers::LayerSpec;
-use hd_formats::meta::{base_metadata, check_prompts_match, check_same_prompts, PROMPT_IDS_HASH};
+use hd_formats::meta::{base_metadata, check_prompts_match, check_same_prompts, copy_prompt_keys};
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{
     components_name, mean_shift_name, resid_name, singular_values_name, Format, Tensor, TensorData,
@@ -259,10 +259,10 @@ fn pair_results(
     // reading both at once would double the peak memory for a few milliseconds saved.
     let mut base_f = read(base, &opts.layers)?;
     let mut tuned_f = read(tuned, &opts.layers)?;
-    check_same_prompts(&base_f, &tuned_f)?;
-    if let Some(h) = base_f.metadata.get(PROMPT_IDS_HASH) {
-        metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
+    if let Some(w) = check_same_prompts(&base_f, &tuned_f)? {
+        tracing::warn!("{w}");
     }
+    copy_prompt_keys(&base_f.metadata, metadata);
     metadata.insert("base".into(), base.display().to_string());
     metadata.insert("tuned".into(), tuned.display().to_string());
     metadata.insert(
@@ -314,10 +314,10 @@ fn contrast_results(
             acts_f.path
         );
     }
-    check_prompts_match(&acts_f, &table)?;
-    if let Some(h) = acts_f.metadata.get(PROMPT_IDS_HASH) {
-        metadata.insert(PROMPT_IDS_HASH.into(), h.clone());
+    if let Some(w) = check_prompts_match(&acts_f, &table)? {
+        tracing::warn!("{w}");
     }
+    copy_prompt_keys(&acts_f.metadata, metadata);
     metadata.insert("acts".into(), acts.display().to_string());
     metadata.insert("rows".into(), rows.display().to_string());
     metadata.insert(

@@ -20,13 +20,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use hd_analysis::judge::Judge;
 use hd_analysis::prune::{
     token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings, Start,
 };
 use hd_analysis::refusal::{RefusalTokens, DEFAULT_REFUSAL_TOKENS};
 use hd_formats::atomic::Outputs;
+use hd_formats::components::{self, BadComponentId, ComponentId};
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{components_name, Kind, TensorFile};
 use hd_grad::diff::DiffModel;
@@ -76,16 +77,10 @@ impl TargetSpec {
         if s == "refusal" {
             return Ok(TargetSpec::Refusal);
         }
-        let bad = || {
-            format!("invalid target '{s}': expected refusal or L{{layer}}-C{{k}} (e.g. L14-C2, k 1-based)")
-        };
-        let rest = s.strip_prefix('L').ok_or_else(bad)?;
-        let (l, k) = rest.split_once("-C").ok_or_else(bad)?;
-        let (layer, k): (usize, usize) =
-            (l.parse().map_err(|_| bad())?, k.parse().map_err(|_| bad())?);
-        if k == 0 {
-            return Err(bad());
-        }
+        let c: ComponentId = s
+            .parse()
+            .map_err(|e: BadComponentId| format!("invalid target: {e}, or refusal"))?;
+        let (layer, k) = (c.layer, c.k);
         Ok(TargetSpec::Component { layer, k })
     }
 
@@ -93,7 +88,7 @@ impl TargetSpec {
     pub fn name(&self) -> String {
         match self {
             TargetSpec::Refusal => "refusal".into(),
-            TargetSpec::Component { layer, k } => format!("L{layer}-C{k}"),
+            TargetSpec::Component { layer, k } => ComponentId::new(*layer, *k).to_string(),
         }
     }
 }
@@ -182,6 +177,11 @@ pub fn run(o: &Options) -> Result<()> {
         .output_opt("--scores", o.scores.as_deref())
         .check()?;
     let config = Model::read_config(&o.model)?;
+    hd_cli::check_new_tokens(
+        "--confirm-tokens",
+        o.confirm_tokens,
+        config.max_position_embeddings,
+    )?;
     let target = read_target(o, &config)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
@@ -415,31 +415,9 @@ fn read_target(o: &Options, config: &hd_lm::Config) -> Result<PruneTarget> {
             path.display()
         )));
     }
-    let t = f.expect_shape(&name, &[None, None])?;
-    let (rows, d) = (t.shape[0], t.shape[1]);
-    if d != config.hidden_size {
-        bail!(
-            "{}: tensor '{name}' is [{rows}, {d}] but {} has width {}; components and model must match",
-            path.display(),
-            o.model.display(),
-            config.hidden_size
-        );
-    }
-    if k > rows {
-        return Err(hd_cli::usage(format!(
-            "--target {}: unknown component: {} tensor '{name}' holds {rows}",
-            o.target.name(),
-            path.display()
-        )));
-    }
-    let direction = t.to_f32_vec()[(k - 1) * d..k * d].to_vec();
-    if direction.iter().any(|v| !v.is_finite()) {
-        bail!(
-            "{}: tensor '{name}' row {} has a non-finite value",
-            path.display(),
-            k - 1
-        );
-    }
+    let direction = components::read_directions(&f, layer, &[k], config.hidden_size)
+        .with_context(|| format!("--target {}", o.target.name()))?
+        .remove(0);
     Ok(PruneTarget::Component { layer, direction })
 }
 

@@ -345,7 +345,7 @@ fn bad_input_is_one_line_and_leaves_no_output() {
                 "svd.safetensors",
             ]),
             2,
-            "unknown component",
+            "holds 2 components (L2-C1..L2-C2); component 3 was asked for",
         ),
         (
             with(&[
