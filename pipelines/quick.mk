@@ -1,5 +1,6 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
-# through act-dump, generate, shift-svd and dir-interact relevance on the default model, and
+# through act-dump, generate, shift-svd and dir-interact relevance on the default model, the
+# example crate (examples/dump-layer) against act-dump's row, and
 # the report over that run (so the report reads what the tools really write); then when
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
 # ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
@@ -10,7 +11,7 @@ SMOKE_PROMPTS := testdata/smoke/prompts.csv
 ALL_TOOLS := $(addprefix $(BIN)/,$(notdir $(wildcard tools/*)))
 
 .PHONY: smoke
-smoke: $(ALL_TOOLS)
+smoke: $(ALL_TOOLS) $(BIN)/dump-layer
 	@mkdir -p $(SMOKE)
 	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --out $(SMOKE)/acts.safetensors \
 	  --rows $(SMOKE)/rows.csv --batch-size 4
@@ -20,6 +21,8 @@ smoke: $(ALL_TOOLS)
 	  --out $(SMOKE)/svd.safetensors --spectrum $(SMOKE)/spectrum.csv --rank $(SMOKE)/rank.csv --k 3
 	$(BIN)/dir-interact relevance --model $(MODEL) --components $(SMOKE)/svd.safetensors \
 	  --prompts $(SMOKE_PROMPTS) --target 10 --k-source 3 --k-target 3 --out-dir $(SMOKE)/interact
+	$(BIN)/dump-layer $(MODEL) 10 "What is the capital of France?" $(SMOKE)/example.safetensors
+	python3 scripts/same-row.py $(SMOKE)/example.safetensors $(SMOKE)/acts.safetensors resid.10 0
 	$(BIN)/report --run $(SMOKE) --out $(SMOKE)/report --layer 10 --no-png
 	@grep -q 'L9-C1' $(SMOKE)/report/index.html \
 	  || { echo "smoke: the report shows no relevance heatmap of L9 -> L10" >&2; exit 1; }

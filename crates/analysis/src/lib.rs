@@ -13,6 +13,12 @@
 //! - [`stats`]: rank correlation;
 //! - [`tokens`]: token attribution maps of components (AttnLRP or gradient × input) and the
 //!   reference's greedy top-token cut.
+//!
+//! # From another crate
+//! The pieces of the study that work on any `hd-lm` model and plain vectors: judge answers
+//! as refusals ([`judge`]), score a prompt's refusal at its first token ([`refusal`]), test a
+//! direction as a refusal classifier ([`classify`]), edit the residual stream and measure the
+//! effect ([`intervene`]).
 #![deny(missing_docs)]
 
 pub mod classify;

@@ -1,4 +1,6 @@
 //! Shared command-line plumbing of the hidden-dims tools: the only crate that knows clap.
+//! From another crate: a tool of your own that behaves like ours (exit codes, logs, progress,
+//! the shared flags) is [`main_with`] plus the groups below.
 //!
 //! A tool's `main` is `hd_cli::main_with::<Args>("tool", run)`, where `Args` flattens the
 //! shared groups ([`LogArgs`], [`DeviceArgs`], [`LayerArgs`]) and `run` makes one library

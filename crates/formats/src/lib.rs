@@ -11,6 +11,13 @@
 //!
 //! No printing, no command line: errors are one [`Error`] type whose message is one line
 //! naming the file and what in it is wrong.
+//!
+//! # From another crate
+//! Read or write the study's files without its tools: [`prompts::PromptTable::read`] for a
+//! prompt CSV, [`tensors::TensorFile`] for an activation or components file (any of the three
+//! formats, or a pipe), [`tensors::resid_name`] and its siblings for the tensor names, and
+//! [`atomic`] for writes that never leave half a file. `examples/dump-layer` in the
+//! repository writes an activation file with it.
 
 #![deny(missing_docs)]
 

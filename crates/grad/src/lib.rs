@@ -14,6 +14,12 @@
 //!   log-odds to input tokens or to an intermediate layer's states, on one saved forward.
 //!
 //! No printing and no command line.
+//!
+//! # From another crate
+//! What an outside user gets: gradients through a Llama/Qwen2 decoder on the CPU without
+//! PyTorch ([`diff::DiffModel`] over an `hd-lm` model's weights), and token or layer
+//! attributions of a direction or of the refusal log-odds under exact or AttnLRP rules
+//! ([`attrib`]), checked against the lxt reference implementation.
 #![deny(missing_docs)]
 
 pub mod attrib;

@@ -10,6 +10,11 @@
 //! - [`spectrum`]: explained ratios and the paper's effective rank.
 //! - [`align`]: `|cos|` between components of different layers.
 //!
+//! # From another crate
+//! Everything works on in-memory matrices ([`matrix`]), so the safety residual space of any
+//! two sets of activations is a few calls: [`shift`], then [`svd`], then [`spectrum`];
+//! nothing here knows a model or a file.
+//!
 //! # Numbers
 //!
 //! Inputs are `f32` (or `f64`) activations; everything is computed in `f64`. Results are

@@ -9,6 +9,30 @@
 //! Prompts are packed, not padded; projections run as faer GEMMs over all tokens of a batch;
 //! logits are only computed at last positions and only when asked; blocks deeper than the
 //! deepest requested layer are skipped.
+//!
+//! # From another crate
+//! What it offers an outside user: [`Model::load`] (a `.gguf` file or a Hugging Face
+//! directory of a Llama/Qwen2 model), [`Model::encode_prompt`] (the chat template applied as
+//! transformers applies it), [`Forward`] (hidden states at any layers, next-token logits,
+//! residual-stream edits, a [`Hook`] for anything else) and [`generate`] (greedy batched
+//! decoding with a KV cache). The residual stream of layer 10 at a prompt's last token
+//! (`examples/dump-layer` in the repository is the whole program):
+//!
+//! ```no_run
+//! use hd_lm::{Model, Positions, PromptFormat, Request};
+//! # fn main() -> hd_lm::Result<()> {
+//! let model = Model::load("model.gguf".as_ref())?;
+//! let ids = model.encode_prompt("What is the capital of France?", &PromptFormat::default())?;
+//! let request = Request {
+//!     capture_layers: vec![10],
+//!     capture_positions: Positions::Last,
+//!     interventions: Vec::new(),
+//!     logits: false,
+//! };
+//! let out = model.forward().run(&[ids.as_slice()], &request)?;
+//! let (_layer, states) = &out.captured[0]; // [1, d]
+//! # let _ = states; Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 pub mod config;

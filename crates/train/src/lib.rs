@@ -8,6 +8,11 @@
 //! - [`export`]: a Hugging Face directory with the adapters merged.
 //!
 //! No printing and no command line: the `safety-tune` tool wires these together.
+//!
+//! # From another crate
+//! A seeded, resumable LoRA or full fine-tuning loop (SFT or DPO) of a Llama/Qwen2 model on
+//! the CPU, and export of the result as a Hugging Face directory that `hd-lm` and
+//! transformers load; the `safety-tune` tool's source is the worked example.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
