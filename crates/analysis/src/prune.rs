@@ -23,11 +23,11 @@ use crate::refusal::RefusalTokens;
 use crate::tokens::{encode_with_user_span, Encoded};
 use hd_grad::attrib::{Target, Traced};
 use hd_grad::diff::DiffModel;
-use hd_grad::rng::{hash_str, SplitMix64};
 use hd_grad::Rules;
 use hd_lm::forward::{KvCache, Positions, Prefix, Request};
 use hd_lm::NoHook;
 use hd_lm::{Model, PromptFormat};
+use hd_rng::{hash_str, SplitMix64};
 
 /// How the tokens to delete are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

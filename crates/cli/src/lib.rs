@@ -461,6 +461,23 @@ impl DeviceArgs {
 // ---------------------------------------------------------------------------------------
 // Chat formatting.
 
+/// `--per-category N`, declared once for every tool that takes the first rows of each
+/// category of a prompt CSV.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(about = None, long_about = None)]
+pub struct PerCategoryArgs {
+    /// Only the first N rows of each category (in file order, after any category filter).
+    #[arg(long, value_name = "N")]
+    pub per_category: Option<usize>,
+}
+
+impl PerCategoryArgs {
+    /// The count; 0 is a usage error rather than an empty selection.
+    pub fn get(&self) -> anyhow::Result<Option<usize>> {
+        at_least_one("--per-category", self.per_category)
+    }
+}
+
 /// How prompts become model input, for the tools that run a chat model.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(about = None, long_about = None)]

@@ -197,9 +197,9 @@ fn progress_is_hidden_off_a_terminal() {
     assert!(hd_cli::progress(10, "x").is_hidden());
 }
 
-/// Issue 12 item 11: usage errors found after parsing exit 2, like clap's.
+/// Usage errors found after parsing exit 2, like clap's.
 #[test]
-fn issue12_usage_errors_after_parsing_exit_2() {
+fn usage_errors_after_parsing_exit_2() {
     assert_eq!(
         run(&[], |_| Err(hd_cli::usage("--lr must be > 0, found 0"))),
         ExitCode::from(2)
@@ -214,10 +214,10 @@ fn issue12_usage_errors_after_parsing_exit_2() {
     assert_eq!(exit_code(&anyhow::anyhow!("bad data")), 1);
 }
 
-/// Issue 12 item 12: `--layers -3`, the form --help documents, was rejected by the parser
+/// `--layers -3`, the form --help documents, was rejected by the parser
 /// (only `--layers=-3` worked).
 #[test]
-fn issue12_layers_accepts_a_negative_value_as_a_separate_argument() {
+fn layers_accepts_a_negative_value_as_a_separate_argument() {
     for argv in [
         ["--layers", "-3"],
         ["--layers", "-3,-1"],
@@ -244,9 +244,9 @@ fn issue12_layers_accepts_a_negative_value_as_a_separate_argument() {
     );
 }
 
-/// Issue 12 item 13: colour only on a terminal, and never with NO_COLOR set.
+/// Colour only on a terminal, and never with NO_COLOR set.
 #[test]
-fn issue12_no_colour_off_a_terminal_or_with_no_color() {
+fn no_colour_off_a_terminal_or_with_no_color() {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         assert!(!hd_cli::use_colour());

@@ -90,7 +90,7 @@ fn relative_path_without_folder() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issue 12: outputs that are not regular files, outputs that are inputs, all-or-nothing.
+// Outputs that are not regular files, outputs that are inputs, all-or-nothing.
 
 use hd_formats::atomic::Outputs;
 use std::path::Path;
@@ -115,12 +115,12 @@ fn file_type(p: &Path) -> &'static str {
     }
 }
 
-/// Issue 12 item 1: a temp file renamed over a device or FIFO replaces it (as root, over
+/// A temp file renamed over a device or FIFO replaces it (as root, over
 /// `/dev/null`, for the whole machine). A device node made in a temp folder stands in for
 /// `/dev/null`, so a regression cannot damage the machine running the test.
 #[cfg(unix)]
 #[test]
-fn issue12_device_and_fifo_outputs_are_streamed_not_replaced() {
+fn device_and_fifo_outputs_are_streamed_not_replaced() {
     let d = tempfile::tempdir().unwrap();
     let fifo = d.path().join("pipe");
     assert!(mknod(&["mkfifo", fifo.to_str().unwrap()]));
@@ -151,10 +151,10 @@ fn issue12_device_and_fifo_outputs_are_streamed_not_replaced() {
     );
 }
 
-/// Issue 12 item 1: a symlink is written through: the link stays, its target changes.
+/// A symlink is written through: the link stays, its target changes.
 #[cfg(unix)]
 #[test]
-fn issue12_symlink_outputs_are_written_through() {
+fn symlink_outputs_are_written_through() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir(d.path().join("real")).unwrap();
     let target = d.path().join("real/out.txt");
@@ -176,11 +176,11 @@ fn issue12_symlink_outputs_are_written_through() {
     assert_eq!(entries(&d.path().join("real")), ["later.txt", "out.txt"]);
 }
 
-/// Issue 12 item 2: an output that is an input, or two outputs that are one file, is a
+/// An output that is an input, or two outputs that are one file, is a
 /// usage error before any work: by the same spelling, another spelling, a hard link, a
 /// symlink, or a file that does not exist yet.
 #[test]
-fn issue12_outputs_may_not_be_inputs_or_each_other() {
+fn outputs_may_not_be_inputs_or_each_other() {
     let d = tempfile::tempdir().unwrap();
     let p = |s: &str| d.path().join(s);
     std::fs::write(p("in.csv"), b"id,prompt\n").unwrap();
@@ -232,10 +232,10 @@ fn issue12_outputs_may_not_be_inputs_or_each_other() {
 
 use std::path::PathBuf;
 
-/// Issue 12 item 3: when one output of a run fails, none appears and existing files keep
+/// When one output of a run fails, none appears and existing files keep
 /// their contents.
 #[test]
-fn issue12_a_failed_output_leaves_no_output_of_the_run() {
+fn a_failed_output_leaves_no_output_of_the_run() {
     let d = tempfile::tempdir().unwrap();
     let a = d.path().join("a.safetensors");
     let b = d.path().join("b.csv");

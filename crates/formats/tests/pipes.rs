@@ -1,4 +1,4 @@
-//! Tensor files through pipes (issue 11 §5): every format written to a FIFO streams without
+//! Tensor files through pipes: every format written to a FIFO streams without
 //! a temporary file and reads back from one with its format sniffed from the magic bytes;
 //! `-` and an extension-less FIFO default to safetensors; bytes that are no tensor file are a
 //! one-line error.

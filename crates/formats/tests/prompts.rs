@@ -268,10 +268,10 @@ fn read_missing_file_names_it() {
     assert!(!e.contains('\n'));
 }
 
-/// Issue 12 item 4: an unterminated quote used to swallow the rest of the file (4 rows
+/// An unterminated quote used to swallow the rest of the file (4 rows
 /// became 1, no error); the error names the line where the quote opened.
 #[test]
-fn issue12_unterminated_quote_is_an_error_naming_the_line() {
+fn unterminated_quote_is_an_error_naming_the_line() {
     let text = b"id,prompt\na,one\nb,\"two\nc,three\nd,four\n";
     let e = err(text);
     assert!(e.contains("line 3"), "{e}");
@@ -282,10 +282,10 @@ fn issue12_unterminated_quote_is_an_error_naming_the_line() {
     assert_eq!(ok.prompt(1), "5\" tall");
 }
 
-/// Issue 12 item 14: prompt-set rejected empty prompts while act-dump and generate took
+/// `prompt-set` rejected empty prompts while act-dump and generate took
 /// them (and measured the bare chat template): one rule, in the reader every tool uses.
 #[test]
-fn issue12_empty_prompt_is_an_error_everywhere() {
+fn empty_prompt_is_an_error_everywhere() {
     let e = err(b"id,prompt\na,hi\nb,\nc,yo\n");
     assert_eq!(
         e,

@@ -3,9 +3,9 @@
 
 use hd_formats::atomic::{register_temp, remove_temps, Outputs};
 
-/// Issue 12 item 6: staged temporaries are registered, so a signal handler can remove them.
+/// Staged temporaries are registered, so a signal handler can remove them.
 #[test]
-fn issue12_registered_temporaries_are_removed_on_request() {
+fn registered_temporaries_are_removed_on_request() {
     let d = tempfile::tempdir().unwrap();
     let a = d.path().join("a.txt");
     let mut outs = Outputs::new();

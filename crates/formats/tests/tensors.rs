@@ -384,7 +384,7 @@ fn missing_file_and_unknown_extension() {
         Format::from_path(Path::new("X.SafeTensors")).unwrap(),
         Format::Safetensors
     );
-    // A pipe defaults to safetensors (issue 11 §5; tests/pipes.rs).
+    // A pipe defaults to safetensors (tests/pipes.rs).
     assert_eq!(
         Format::from_path(Path::new("-")).unwrap(),
         Format::Safetensors

@@ -26,7 +26,8 @@ pub mod attrib;
 pub mod diff;
 mod error;
 pub mod ops;
-pub mod rng;
+/// The seeded generator, now in its own crate; re-exported for the decoder's callers.
+pub use hd_rng as rng;
 
 pub use error::{GradError, Result};
 pub use ops::Rules;

@@ -6,9 +6,9 @@ use candle_core::{Device, Tensor, Var};
 use hd_grad::attrib::{Target, Traced};
 use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Packed};
 use hd_grad::ops::{self, AttnSpec};
-use hd_grad::rng::SplitMix64;
 use hd_grad::Rules;
 use hd_lm::Arch;
+use hd_rng::SplitMix64;
 use hd_testkit::{tiny_config, tiny_weights};
 
 fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Method, Module, Packed};
 use hd_grad::ops::{self, AttnSpec, Span};
-use hd_grad::rng::SplitMix64;
+use hd_rng::SplitMix64;
 
 use hd_testkit::{tiny_config, tiny_weights};
 

@@ -1,9 +1,7 @@
-//! Issue 12: a corrupt model is an error at load (never NaN activations with exit 0), and no
+//! A corrupt model is an error at load (never NaN activations with exit 0), and no
 //! reader of hd-lm (GGUF, config.json, chat template) panics or allocates far beyond its
 //! input on thousands of seeded mutations of valid files.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -11,134 +9,10 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use hd_lm::{ChatTemplate, Message, Model};
 
-// ---------------------------------------------------------------------------------------
-// The largest single allocation made by this thread while armed.
-
-struct Counting;
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        note(new);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-fn note(size: usize) {
-    let _ = ARMED.try_with(|a| {
-        if a.get() {
-            let _ = LARGEST.try_with(|m| m.set(m.get().max(size)));
-        }
-    });
-}
+use hd_testkit::fuzz::{fuzz, no_error_backtraces, Counting, Xorshift};
 
 #[global_allocator]
 static A: Counting = Counting;
-
-/// candle's errors capture a backtrace when RUST_BACKTRACE is set, and resolving it
-/// allocates megabytes whatever the input; the bound is about the input. Called first in
-/// every test, before any error could decide the process-wide setting.
-fn no_error_backtraces() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::env::set_var("RUST_LIB_BACKTRACE", "0"));
-}
-
-/// Runs `f`, catching panics; returns the largest allocation it made on this thread.
-fn measured<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> (std::thread::Result<T>, usize) {
-    LARGEST.with(|m| m.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = std::panic::catch_unwind(f);
-    ARMED.with(|a| a.set(false));
-    (r, LARGEST.with(Cell::get))
-}
-
-/// A seeded xorshift: the mutations are the same on every run, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// One mutation of `b`: byte flips, an "interesting" integer written over 1-8 bytes, a
-/// truncation, a removed or duplicated span. `hot` is where the structure lives (headers);
-/// most mutations land there.
-fn mutate(rng: &mut Rng, b: &[u8], hot: usize) -> Vec<u8> {
-    let mut v = b.to_vec();
-    let pos = |rng: &mut Rng, len: usize| {
-        if rng.below(4) > 0 {
-            rng.below(hot.min(len))
-        } else {
-            rng.below(len)
-        }
-    };
-    for _ in 0..1 + rng.below(3) {
-        if v.is_empty() {
-            break;
-        }
-        match rng.below(6) {
-            0 | 1 => {
-                let i = pos(rng, v.len());
-                v[i] ^= 1 << rng.below(8);
-            }
-            2 => {
-                const INTERESTING: [u64; 9] = [
-                    0,
-                    1,
-                    0x7f,
-                    0xff,
-                    0xffff,
-                    0x7fff_ffff,
-                    0xffff_ffff,
-                    1 << 40,
-                    u64::MAX,
-                ];
-                let x = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
-                let i = pos(rng, v.len());
-                let n = [1, 2, 4, 8][rng.below(4)].min(v.len() - i);
-                v[i..i + n].copy_from_slice(&x[..n]);
-            }
-            3 => {
-                let i = pos(rng, v.len());
-                v.truncate(i);
-            }
-            4 => {
-                let i = pos(rng, v.len());
-                let n = rng.below(16).min(v.len() - i);
-                v.drain(i..i + n);
-            }
-            _ => {
-                let i = pos(rng, v.len());
-                let n = rng.below(16).min(v.len() - i);
-                let span = v[i..i + n].to_vec();
-                v.splice(i..i, span);
-            }
-        }
-    }
-    v
-}
 
 // ---------------------------------------------------------------------------------------
 // A tiny but complete GGUF model (F32, byte-level tokenizer of single characters).
@@ -148,7 +22,7 @@ const VOCAB: usize = 16;
 fn tiny_gguf() -> Vec<u8> {
     let (d, ff, heads, kv, layers) = (8usize, 16usize, 2u32, 1u32, 2u32);
     let hd = d / heads as usize;
-    let mut rng = Rng(7);
+    let mut rng = Xorshift(7);
     let mut t = |rows: usize, cols: usize| {
         let data: Vec<f32> = (0..rows * cols)
             .map(|_| (rng.below(2000) as f32 - 1000.0) / 4000.0)
@@ -241,49 +115,9 @@ fn header_len(b: &[u8]) -> usize {
     c.tensor_data_offset as usize
 }
 
-/// Runs `check` on `iters` mutations of `valid`; every outcome must be Ok or Err (no panic)
-/// and no single allocation may pass `factor` times the input size plus `slack` bytes.
-fn fuzz(
-    what: &str,
-    valid: &[u8],
-    hot: usize,
-    iters: usize,
-    factor: usize,
-    slack: usize,
-    check: impl Fn(&[u8]) -> bool + std::panic::RefUnwindSafe,
-) {
-    // Fixed costs that do not grow with the input (a tokenizer's cache, thread pools) are
-    // measured on the valid file and allowed on top.
-    let (r, base) = measured(|| check(valid));
-    assert!(matches!(r, Ok(true)), "{what}: the valid input is rejected");
-    let slack = slack + base;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ valid.len() as u64);
-    let (mut oks, mut errs) = (0, 0);
-    for i in 0..iters {
-        let m = mutate(&mut rng, valid, hot);
-        let (r, largest) = measured(|| check(&m));
-        match r {
-            Ok(true) => oks += 1,
-            Ok(false) => errs += 1,
-            Err(_) => panic!("{what}: mutation {i} panicked (seeded; rerun reproduces it)"),
-        }
-        let bound = factor * m.len() + slack;
-        assert!(
-            largest <= bound,
-            "{what}: mutation {i} allocated {largest} bytes at once for a {}-byte input (bound {bound})",
-            m.len()
-        );
-    }
-    eprintln!("{what}: {iters} mutations: {oks} accepted, {errs} errors, no panic");
-    assert!(
-        errs > 0,
-        "{what}: the mutations never produced an error; are they effective?"
-    );
-}
-
-/// Issue 12 item 10: `attention.head_count = 0` divided by zero in the GGUF config reader.
+/// `attention.head_count = 0` divided by zero in the GGUF config reader.
 #[test]
-fn issue12_zero_heads_is_an_error_not_a_panic() {
+fn zero_heads_is_an_error_not_a_panic() {
     no_error_backtraces();
     let dir = tempfile::tempdir().unwrap();
     let good = tiny_gguf();
@@ -301,9 +135,9 @@ fn issue12_zero_heads_is_an_error_not_a_panic() {
     );
 }
 
-/// Issue 12 item 10: thousands of mutations of a valid GGUF model, loaded in full.
+/// Thousands of mutations of a valid GGUF model, loaded in full.
 #[test]
-fn issue12_gguf_reader_never_panics_on_mutations() {
+fn gguf_reader_never_panics_on_mutations() {
     no_error_backtraces();
     let dir = tempfile::tempdir().unwrap();
     let good = tiny_gguf();
@@ -315,9 +149,9 @@ fn issue12_gguf_reader_never_panics_on_mutations() {
     });
 }
 
-/// Issue 12 item 10: mutations of a Hugging Face config.json.
+/// Mutations of a Hugging Face config.json.
 #[test]
-fn issue12_config_json_never_panics_on_mutations() {
+fn config_json_never_panics_on_mutations() {
     no_error_backtraces();
     let dir = tempfile::tempdir().unwrap();
     let good = br#"{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 16, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": true, "head_dim": 4, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}"#;
@@ -330,9 +164,9 @@ fn issue12_config_json_never_panics_on_mutations() {
     });
 }
 
-/// Issue 12 item 10: mutations of a chat template, parsed and rendered.
+/// Mutations of a chat template, parsed and rendered.
 #[test]
-fn issue12_chat_template_never_panics_on_mutations() {
+fn chat_template_never_panics_on_mutations() {
     no_error_backtraces();
     let msgs = [Message {
         role: "user".into(),
@@ -414,9 +248,9 @@ fn tensor_at(b: &[u8], name: &str) -> (std::ops::Range<usize>, usize) {
     (start..start + n, offset_field)
 }
 
-/// Issue 12 item 7: each corruption is a load error naming the file and what is wrong.
+/// Each corruption is a load error naming the file and what is wrong.
 #[test]
-fn issue12_corrupt_model_is_a_load_error() {
+fn corrupt_model_is_a_load_error() {
     no_error_backtraces();
     let Some(path) = real_model() else { return };
     let good = std::fs::read(&path).unwrap();
@@ -486,9 +320,9 @@ fn issue12_corrupt_model_is_a_load_error() {
     }
 }
 
-/// Issue 12 item 14: a broken chat template names the model file.
+/// A broken chat template names the model file.
 #[test]
-fn issue12_broken_template_names_the_model() {
+fn broken_template_names_the_model() {
     no_error_backtraces();
     let dir = tempfile::tempdir().unwrap();
     let good = tiny_gguf();
@@ -528,7 +362,7 @@ fn write_tiny_hf(dir: &std::path::Path) -> Vec<u8> {
                   "vocab": vocab, "merges": []}
     });
     std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
-    let mut rng = Rng(11);
+    let mut rng = Xorshift(11);
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut add = |name: String, shape: Vec<usize>| {
         let n: usize = shape.iter().product();
@@ -564,9 +398,9 @@ fn write_tiny_hf(dir: &std::path::Path) -> Vec<u8> {
     bytes
 }
 
-/// Issue 12 item 10: mutations of a Hugging Face model's safetensors weights, loaded in full.
+/// Mutations of a Hugging Face model's safetensors weights, loaded in full.
 #[test]
-fn issue12_hf_safetensors_loader_never_panics_on_mutations() {
+fn hf_safetensors_loader_never_panics_on_mutations() {
     no_error_backtraces();
     let dir = tempfile::tempdir().unwrap();
     let good = write_tiny_hf(dir.path());

@@ -1,9 +1,17 @@
 //! Tiny seeded models for tests (of this crate and of the tools built on it): a few blocks
 //! of width 32 with random weights, a byte-level tokenizer and a ChatML template, so a whole
-//! train → export → reload cycle runs in well under a second.
+//! train → export → reload cycle runs in well under a second; and what the tests of several
+//! crates share: [`cli`] (run a tool's binary), [`fuzz`] (mutation testing of readers with a
+//! counting allocator), [`gguf`] (byte patches of a GGUF file), [`lxt`] (the lxt reference
+//! files).
 
-use hd_grad::rng::SplitMix64;
+pub mod cli;
+pub mod fuzz;
+pub mod gguf;
+pub mod lxt;
+
 use hd_lm::{Arch, Config, Weights};
+use hd_rng::SplitMix64;
 
 /// A 3-block config of width 32 (4 heads, 2 kv heads) and the given vocabulary.
 pub fn tiny_config(arch: Arch, vocab: usize, tie: bool) -> Config {

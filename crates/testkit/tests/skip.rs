@@ -1,4 +1,4 @@
-//! A missing fixture skips locally and fails under CI (issue 12, CI section). One test in
+//! A missing fixture skips locally and fails under CI. One test in
 //! this binary, since it sets the process's `CI` variable.
 
 use hd_testkit::present_or_skip;

@@ -69,6 +69,21 @@ pub fn save(
     Ok(())
 }
 
+/// The `step-*.safetensors` checkpoints in `dir`, in name order (oldest first: the step
+/// numbers are written zero-padded).
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// The checkpoint to resume from: `path` itself, or the latest `step-*.safetensors` in it
 /// when it is a directory.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
@@ -81,16 +96,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         }
         return Ok(path.into());
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| TrainError::io(path, "cannot list checkpoints", e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
-        })
-        .collect();
-    found.sort();
+    let mut found = list(path).map_err(|e| TrainError::io(path, "cannot list checkpoints", e))?;
     found.pop().ok_or_else(|| TrainError::Checkpoint {
         path: path.into(),
         msg: "no step-*.safetensors checkpoint in this directory".into(),

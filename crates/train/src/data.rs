@@ -29,8 +29,8 @@
 
 use crate::error::{Result, TrainError};
 use hd_formats::prompts::PromptTable;
-use hd_grad::rng::{hash_str, SplitMix64};
 use hd_lm::{Message, Model, PromptFormat};
+use hd_rng::{hash_str, SplitMix64};
 
 /// The refusals harmful rows are trained on. Each starts with a phrase of `generate`'s
 /// refusal judge ("i'm sorry", "i can't", "i cannot", "i won't"), so a tuned model that

@@ -25,7 +25,7 @@ use crate::optim::{clip_global_norm, lr_at, AdamW};
 use candle_core::{Device, Tensor};
 use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Method, Packed};
 use hd_grad::ops;
-use hd_grad::rng::SplitMix64;
+use hd_rng::SplitMix64;
 use std::ops::Range;
 
 /// What is minimised.

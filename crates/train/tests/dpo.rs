@@ -4,8 +4,8 @@
 use candle_core::{Device, Tensor};
 use hd_formats::prompts::PromptTable;
 use hd_grad::diff::{to_vec, DiffModel, Method, Module};
-use hd_grad::rng::SplitMix64;
 use hd_lm::{Arch, Model, PromptFormat};
+use hd_rng::SplitMix64;
 use hd_testkit::write_tiny_model;
 use hd_train::data::{build_pairs, refusal_for, DataOptions, TargetFormat};
 use hd_train::train::{flatten_pairs, Objective, TrainConfig, Trainer};

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let Ok(layer) = layer.parse::<usize>() else {
-        eprintln!("dump-layer: LAYER: expected a hidden-state index (0 = embeddings), found {layer:?}");
+        eprintln!(
+            "dump-layer: LAYER: expected a hidden-state index (0 = embeddings), found {layer:?}"
+        );
         return ExitCode::from(2);
     };
     match dump(Path::new(model), layer, prompt, Path::new(out)) {
@@ -30,11 +32,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn dump(model: &Path, layer: usize, prompt: &str, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn dump(
+    model: &Path,
+    layer: usize,
+    prompt: &str,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::load(model)?;
     let n_layers = model.config.num_layers;
     if layer > n_layers {
-        return Err(format!("layer {layer} is past the model's last hidden state ({n_layers})").into());
+        return Err(
+            format!("layer {layer} is past the model's last hidden state ({n_layers})").into(),
+        );
     }
     let ids = model.encode_prompt(prompt, &PromptFormat::default())?;
     let request = Request {
@@ -44,9 +53,16 @@ fn dump(model: &Path, layer: usize, prompt: &str, out: &Path) -> Result<(), Box<
         logits: false,
     };
     let output = model.forward().run(&[ids.as_slice()], &request)?;
-    let (_, states) = output.captured.into_iter().next().ok_or("the forward pass captured nothing")?;
+    let (_, states) = output
+        .captured
+        .into_iter()
+        .next()
+        .ok_or("the forward pass captured nothing")?;
     let mut file = TensorFile::new(BTreeMap::from([("prompt".to_string(), prompt.to_string())]));
-    file.insert(resid_name(layer), Tensor::f32(vec![1, states.len()], states)?);
+    file.insert(
+        resid_name(layer),
+        Tensor::f32(vec![1, states.len()], states)?,
+    );
     file.write(out)?;
     Ok(())
 }

@@ -43,7 +43,7 @@ impl std::str::FromStr for Shard {
 
 /// Everything a dump needs.
 #[derive(Debug, Clone)]
-pub struct DumpOptions {
+pub struct Options {
     /// GGUF file or HF directory.
     pub model: PathBuf,
     /// Prompt CSV.
@@ -83,7 +83,7 @@ pub fn shard_indices(n: usize, batch: usize, shard: Option<Shard>) -> Vec<usize>
 /// Everything that can be checked before the model loads: the command line is a usage error
 /// (exit 2) when an output is an input, the layers are outside the model, the refusal-token
 /// list is empty, or a `.npy` output cannot hold what was asked. Returns the layers.
-fn check_before_load(o: &DumpOptions) -> Result<(Vec<usize>, Outputs)> {
+fn check_before_load(o: &Options) -> Result<(Vec<usize>, Outputs)> {
     if o.batch_size == 0 {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
@@ -120,7 +120,7 @@ fn check_before_load(o: &DumpOptions) -> Result<(Vec<usize>, Outputs)> {
 }
 
 /// Token ids of every prompt, checked against the model's context.
-fn encode_all(model: &Model, table: &PromptTable, o: &DumpOptions) -> Result<Vec<Vec<u32>>> {
+fn encode_all(model: &Model, table: &PromptTable, o: &Options) -> Result<Vec<Vec<u32>>> {
     let cfg = &model.config;
     let mut all_seqs = Vec::with_capacity(table.len());
     for i in 0..table.len() {
@@ -187,7 +187,7 @@ fn check_finite_batch(
 
 /// Runs the dump.
 /// Stages the activation file in `--format` when given, else as its path implies.
-fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &DumpOptions) -> Result<()> {
+fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &Options) -> Result<()> {
     match o.out_format {
         Some(f) => file.stage_as(outs, &o.out, f)?,
         None => file.stage(outs, &o.out)?,
@@ -195,7 +195,7 @@ fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &DumpOptions) -> Result<(
     Ok(())
 }
 
-pub fn dump(o: &DumpOptions) -> Result<()> {
+pub fn run(o: &Options) -> Result<()> {
     let (layers, mut outs) = check_before_load(o)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
@@ -297,7 +297,7 @@ type Captured = (Vec<Vec<f32>>, Vec<Vec<String>>);
 /// CSV's extra cells (when `--rows` asks for them).
 fn forward_all(
     model: &Model,
-    o: &DumpOptions,
+    o: &Options,
     layers: &[usize],
     table: &PromptTable,
     seqs: &[Vec<u32>],
@@ -384,7 +384,7 @@ fn forward_all(
 
 /// The activation file's `__metadata__` (DESIGN.md, "Activation file").
 fn metadata(
-    o: &DumpOptions,
+    o: &Options,
     model: &Model,
     table: &PromptTable,
     layers: &[usize],

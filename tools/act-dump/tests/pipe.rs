@@ -1,4 +1,4 @@
-//! Tensor files through pipes (issue 11 §5): `act-dump … --out - | shift-svd --contrast -
+//! Tensor files through pipes: `act-dump … --out - | shift-svd --contrast -
 //! …` gives the same components as going through a file, the recorded command line (argv,
 //! and the input path `-` in place of the file name) aside. Runs on the default model;
 //! shift-svd is taken from the same target folder (built by `cargo test --workspace`).

@@ -77,9 +77,8 @@ struct RelevanceArgs {
     /// Only prompts of these categories (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     categories: Option<Vec<String>>,
-    /// Only the first N rows of each category (in file order, after --categories).
-    #[arg(long, value_name = "N")]
-    per_category: Option<usize>,
+    #[command(flatten)]
+    per_category: hd_cli::PerCategoryArgs,
     /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
     #[arg(long, value_enum, default_value = "attnlrp")]
     rules: RulesArg,
@@ -120,7 +119,7 @@ impl RelevanceArgs {
             k_target: self.k_target,
             out_dir: self.out_dir,
             categories: self.categories,
-            per_category: hd_cli::at_least_one("--per-category", self.per_category)?,
+            per_category: self.per_category.get()?,
             rules: match self.rules {
                 RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
                 RulesArg::GradXInput => hd_grad::Rules::Exact,
@@ -213,9 +212,8 @@ struct SweepArgs {
     /// Only prompts of these categories (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     categories: Option<Vec<String>>,
-    /// Only the first N rows of each category (in file order, after --categories).
-    #[arg(long, value_name = "N")]
-    per_category: Option<usize>,
+    #[command(flatten)]
+    per_category: hd_cli::PerCategoryArgs,
     /// Rank every candidate by the first-order estimate and run the N best.
     #[arg(long, value_name = "N")]
     rank_top: Option<usize>,
@@ -296,7 +294,7 @@ impl SweepArgs {
             dim: self.dim,
             dim_layers,
             categories: self.categories,
-            per_category: hd_cli::at_least_one("--per-category", self.per_category)?,
+            per_category: self.per_category.get()?,
             rank: self.rank_top.map(|top| sweep::Rank {
                 top,
                 k: self.rank_k,

@@ -30,8 +30,8 @@ use hd_formats::atomic::Outputs;
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{mean_shift_name, TensorFile};
 use hd_grad::diff::DiffModel;
-use hd_grad::rng::SplitMix64;
 use hd_lm::{Model, PromptFormat};
+use hd_rng::SplitMix64;
 
 use crate::common::{
     categories, category_order, comp_name, csv_bytes, num, parse_comp_name, read_dirs,

@@ -2,8 +2,8 @@
 //! byte-identical reruns, the runs and rows of a sweep, and bad input (one line, exit 1 or
 //! 2, no output left).
 
+use hd_testkit::cli::Run;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dir_interact::relevance::{EDGES_CSV, RELEVANCE_CSV, RELEVANCE_ST};
 use dir_interact::sweep::{ANSWERS_CSV, ESTIMATES_CSV, RANK_CSV, SWEEP_CSV};
@@ -13,27 +13,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_dir-interact");
 const D: usize = 32;
 const K: usize = 4;
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .expect("run dir-interact");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    hd_testkit::cli::run(BIN, dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) {
-    let r = run(dir, args);
-    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    hd_testkit::cli::ok(BIN, dir, args)
 }
 
 fn unit_rows(k: usize, d: usize, seed: u64) -> Vec<f32> {
@@ -457,26 +442,8 @@ fn bad_input_is_one_line_and_leaves_nothing() {
         },
     ];
     for c in &cases {
-        let r = run(&dir, &c.args);
-        assert_eq!(r.code, c.code, "{}: stderr:\n{}", c.what, r.stderr);
-        assert_eq!(
-            r.stderr.trim_end().lines().count(),
-            1,
-            "{}: one line:\n{}",
-            c.what,
-            r.stderr
-        );
-        for n in c.needles {
-            assert!(
-                r.stderr.contains(n),
-                "{}: stderr lacks {n:?}:\n{}",
-                c.what,
-                r.stderr
-            );
-        }
-        let left: Vec<_> = std::fs::read_dir(dir.join("out"))
-            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-            .unwrap_or_default();
+        run(&dir, &c.args).assert_error(c.what, c.code, true, c.needles);
+        let left = hd_testkit::cli::left_in(&dir.join("out"));
         assert!(left.is_empty(), "{}: left {left:?}", c.what);
     }
 }

@@ -68,28 +68,7 @@ fn ours(model_path: &Path, rules: Rules, limit: usize) -> Ours {
 
 fn compare(o: &Ours, reference: &Path) {
     let r = TensorFile::read(reference).unwrap();
-    let offsets: Vec<usize> = r
-        .get("offsets")
-        .unwrap()
-        .to_f64_vec()
-        .iter()
-        .map(|&v| v as usize)
-        .collect();
-    let ref_ids: Vec<u32> = r
-        .get("token_ids")
-        .unwrap()
-        .to_f64_vec()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
-    assert_eq!(offsets.len(), o.ids.len() + 1, "prompt count");
-    for (i, ids) in o.ids.iter().enumerate() {
-        assert_eq!(
-            ids.as_slice(),
-            &ref_ids[offsets[i]..offsets[i + 1]],
-            "prompt {i}: token ids differ from transformers'"
-        );
-    }
+    hd_testkit::lxt::same_prompts(&r, &o.ids);
     let mut worst = 0.0f64;
     for (pi, &(s, l)) in PAIRS.iter().enumerate() {
         let want = r.get(&format!("relevance.{s}.{l}")).unwrap().to_f64_vec();

@@ -69,9 +69,8 @@ struct TokensArgs {
     /// labels.csv.
     #[arg(long, value_name = "DIR")]
     classify: Option<PathBuf>,
-    /// Only the first N rows of each value of the `category` column.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    per_category: Option<u64>,
+    #[command(flatten)]
+    per_category: hd_cli::PerCategoryArgs,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
 }
@@ -89,8 +88,8 @@ enum PositionsArg {
 }
 
 impl TokensArgs {
-    fn into_options(self) -> tokens::Options {
-        tokens::Options {
+    fn into_options(self) -> anyhow::Result<tokens::Options> {
+        Ok(tokens::Options {
             model: self.model,
             components: self.components,
             prompts: self.prompts,
@@ -108,12 +107,12 @@ impl TokensArgs {
             batch_size: self.batch_size,
             tau: self.tau,
             classify: self.classify,
-            per_category: self.per_category.map(|n| n as usize),
+            per_category: self.per_category.get()?,
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
             },
-        }
+        })
     }
 }
 
@@ -167,7 +166,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Classify(a) => classify::run(&a.into_options()?).map(drop),
-            Command::Tokens(a) => tokens::run(&a.into_options()),
+            Command::Tokens(a) => tokens::run(&a.into_options()?),
         }
     }
 }

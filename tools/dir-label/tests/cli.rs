@@ -2,6 +2,7 @@
 //! from a column or from refusal scores, planted directions, and bad input (one line, exit
 //! 1 or 2, no output left).
 
+use hd_testkit::cli::Run;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,27 +19,12 @@ const K: usize = 5;
 const LAYERS: [usize; 3] = [0, 1, 2];
 const CATS: [&str; 4] = ["roleplay", "weapons", "benign", "borderline"];
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .expect("run dir-label");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    hd_testkit::cli::run(BIN, dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) {
-    let r = run(dir, args);
-    assert_eq!(r.code, 0, "dir-label {args:?} failed:\n{}", r.stderr);
+    hd_testkit::cli::ok(BIN, dir, args)
 }
 
 /// Deterministic standard normals (Box–Muller on SplitMix64).

@@ -62,30 +62,7 @@ fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules, shar
 
 fn compare(ours: &Ours, reference: &Path) {
     let r = TensorFile::read(reference).unwrap();
-    let offsets: Vec<usize> = r
-        .get("offsets")
-        .unwrap()
-        .as_i64()
-        .unwrap()
-        .iter()
-        .map(|&v| v as usize)
-        .collect();
-    let ref_ids: Vec<u32> = r
-        .get("token_ids")
-        .unwrap()
-        .as_i64()
-        .unwrap()
-        .iter()
-        .map(|&v| v as u32)
-        .collect();
-    assert_eq!(offsets.len(), ours.ids.len() + 1, "prompt count");
-    for (i, ids) in ours.ids.iter().enumerate() {
-        assert_eq!(
-            ids.as_slice(),
-            &ref_ids[offsets[i]..offsets[i + 1]],
-            "prompt {i}: token ids differ from transformers'"
-        );
-    }
+    let offsets = hd_testkit::lxt::same_prompts(&r, &ours.ids);
     let (mut worst, mut min_r) = (0.0f64, 1.0f64);
     for (li, l) in LAYERS.iter().enumerate() {
         for (j, per_prompt) in ours.rel[li].iter().enumerate() {

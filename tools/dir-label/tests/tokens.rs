@@ -7,8 +7,8 @@ use std::process::Command;
 
 use dir_label::tokens::{LABELS_CSV, TOKENS_CSV, TOP_TOKENS_CSV};
 use hd_formats::tensors::{components_name, Tensor, TensorFile};
-use hd_grad::rng::SplitMix64;
 use hd_lm::Arch;
+use hd_rng::SplitMix64;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dir-label");
 const D: usize = 32;

@@ -11,7 +11,7 @@ pub use hd_analysis::judge::{Judge, DEFAULT_REFUSAL_PHRASES, JUDGE_WINDOW};
 
 /// Everything a generation run needs.
 #[derive(Debug, Clone)]
-pub struct GenerateOptions {
+pub struct Options {
     /// Model path.
     pub model: PathBuf,
     /// Prompt CSV.
@@ -64,7 +64,7 @@ pub fn summarize(table: &PromptTable, refused: &[bool]) -> String {
 pub const COLUMNS: [&str; 3] = ["response", "n_new_tokens", "refused"];
 
 /// Runs generation and writes the rows plus `response`, `n_new_tokens`, `refused`.
-pub fn generate(o: &GenerateOptions) -> Result<()> {
+pub fn run(o: &Options) -> Result<()> {
     let mut outs = check_before_load(o)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
@@ -123,7 +123,7 @@ pub fn generate(o: &GenerateOptions) -> Result<()> {
 
 /// Usage errors, before the model loads (exit 2): an output that is an input or another
 /// output, no tokens to generate, more new tokens than the model's context.
-fn check_before_load(o: &GenerateOptions) -> Result<Outputs> {
+fn check_before_load(o: &Options) -> Result<Outputs> {
     if o.batch_size == 0 {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
@@ -149,7 +149,7 @@ fn check_before_load(o: &GenerateOptions) -> Result<Outputs> {
 }
 
 /// Token ids of every prompt; prompt plus answer must fit the model's context.
-fn encode_all(model: &Model, table: &PromptTable, o: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+fn encode_all(model: &Model, table: &PromptTable, o: &Options) -> Result<Vec<Vec<u32>>> {
     let ctx = model.config.max_position_embeddings;
     let mut ids = Vec::with_capacity(table.len());
     for i in 0..table.len() {

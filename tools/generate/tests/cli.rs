@@ -1,6 +1,7 @@
 //! generate end to end on the real default model (skipped, with a message, when `make setup`
 //! has not placed it), plus bad-input handling that needs no model.
 
+use hd_testkit::gguf::overflowing_model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -97,94 +98,10 @@ fn bad_input_is_one_line_and_leaves_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issue 12: the bad-input matrix of generate, in one place. The GGUF helpers are the same
-// as act-dump's test (a test cannot import another tool's tests).
-
-/// Reads `n` little-endian bytes at `*at` and moves past them.
-fn rd(b: &[u8], at: &mut usize, n: usize) -> u64 {
-    let v = b[*at..*at + n]
-        .iter()
-        .rev()
-        .fold(0u64, |a, &x| (a << 8) | x as u64);
-    *at += n;
-    v
-}
-
-/// Moves past one GGUF metadata value of type `ty`.
-fn skip_value(b: &[u8], at: &mut usize, ty: u64) {
-    match ty {
-        0 | 1 | 7 => *at += 1,
-        2 | 3 => *at += 2,
-        4..=6 => *at += 4,
-        10..=12 => *at += 8,
-        8 => {
-            let n = rd(b, at, 8) as usize;
-            *at += n;
-        }
-        9 => {
-            let (t, n) = (rd(b, at, 4), rd(b, at, 8));
-            for _ in 0..n {
-                skip_value(b, at, t);
-            }
-        }
-        _ => panic!("bad GGUF value type {ty}"),
-    }
-}
-
-/// The byte range of F32 tensor `name`'s data in a GGUF file (a minimal reader of the
-/// header, enough to corrupt one tensor on purpose).
-fn gguf_f32_tensor(b: &[u8], name: &str) -> std::ops::Range<usize> {
-    let mut at = 8usize;
-    let (n_tensors, n_kv) = (rd(b, &mut at, 8), rd(b, &mut at, 8));
-    let mut alignment = 32;
-    for _ in 0..n_kv {
-        let n = rd(b, &mut at, 8) as usize;
-        let key = b[at..at + n].to_vec();
-        at += n;
-        let ty = rd(b, &mut at, 4);
-        let mut v = at;
-        skip_value(b, &mut at, ty);
-        if key == b"general.alignment" {
-            let len = at - v;
-            alignment = rd(b, &mut v, len);
-        }
-    }
-    let mut found = None;
-    for _ in 0..n_tensors {
-        let n = rd(b, &mut at, 8) as usize;
-        let tname = b[at..at + n].to_vec();
-        at += n;
-        let dims = rd(b, &mut at, 4);
-        let elems: u64 = (0..dims).map(|_| rd(b, &mut at, 8)).product();
-        let (ty, offset) = (rd(b, &mut at, 4), rd(b, &mut at, 8));
-        if tname == name.as_bytes() {
-            assert_eq!(ty, 0, "{name} is not F32");
-            found = Some((offset, elems));
-        }
-    }
-    let data = (at as u64).div_ceil(alignment) * alignment;
-    let (offset, elems) = found.unwrap_or_else(|| panic!("no tensor {name}"));
-    let start = (data + offset) as usize;
-    start..start + 4 * elems as usize
-}
-
-/// A copy of the default model whose block-3 norms are 3e38: finite weights, so the load
-/// passes, but the activations overflow to infinity and NaN from layer 4 on.
-fn overflowing_model(m: &Path, dir: &Path) -> PathBuf {
-    let mut b = std::fs::read(m).unwrap();
-    for t in ["blk.3.attn_norm.weight", "blk.3.ffn_norm.weight"] {
-        let r = gguf_f32_tensor(&b, t);
-        for c in b[r].chunks_mut(4) {
-            c.copy_from_slice(&3e38f32.to_le_bytes());
-        }
-    }
-    let p = dir.join("overflow.gguf");
-    std::fs::write(&p, &b).unwrap();
-    p
-}
+// The bad-input matrix of generate, in one place.
 
 #[test]
-fn issue12_bad_input_matrix() {
+fn bad_inputs_fail_with_one_line_naming_the_problem() {
     let Some(m) = model() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -26,7 +26,7 @@
 //! # Splits
 //!
 //! Behaviours, past-tense clusters and harmless prompts are each shuffled once with a seeded
-//! [`rng::SplitMix64`] stream and cut into analysis, then train, then test: the three splits
+//! [`hd_rng::SplitMix64`] stream and cut into analysis, then train, then test: the three splits
 //! are disjoint by behaviour, and the analysis split does not change when only the train or
 //! test sizes do.
 //!
@@ -44,7 +44,6 @@
 
 pub mod error;
 pub mod ours;
-pub mod rng;
 pub mod templates;
 pub mod text;
 pub mod vendor;
@@ -56,8 +55,8 @@ use std::path::{Path, PathBuf};
 use hd_formats::prompts::PromptTable;
 
 pub use error::Error;
+use hd_rng::SplitMix64;
 use ours::{OurPrompt, Ours};
-use rng::SplitMix64;
 pub use templates::Category;
 use templates::{fill, FLIP, HYPOTHETICAL, PREFIX_INJECTION};
 use vendor::{Behaviour, DoNotAnswer, Vendor};
@@ -333,7 +332,7 @@ fn cut(
             hint: hint.to_string(),
         });
     }
-    let perm = rng.permutation(n);
+    let perm = rng.permutation_mul_high(n);
     let a = perm[..want[0]].to_vec();
     let t = perm[want[0]..want[0] + want[1]].to_vec();
     let e = perm[want[0] + want[1]..total].to_vec();
@@ -396,7 +395,7 @@ fn wrap(
         _ => 1,
     };
     let order = SplitMix64::stream(seed, &format!("template/{}/{}", split.name(), category))
-        .permutation(n_templates);
+        .permutation_mul_high(n_templates);
     behaviours
         .iter()
         .enumerate()
@@ -559,10 +558,10 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
         });
     }
     let mut pt_rng = SplitMix64::stream(seed, "past_tense");
-    let cluster_order = pt_rng.permutation(clusters.len());
+    let cluster_order = pt_rng.permutation_mul_high(clusters.len());
     let member_orders: Vec<Vec<usize>> = clusters
         .iter()
-        .map(|c| pt_rng.permutation(c.len()))
+        .map(|c| pt_rng.permutation_mul_high(c.len()))
         .collect();
     let alloc = allocate_clusters(clusters.len(), pt_want);
 

@@ -252,7 +252,7 @@ fn borderline_prompts_carry_an_alarming_word_or_context() {
     );
 }
 
-/// The over-refusal types of the held-out sets (XSTest's, issue 13).
+/// The over-refusal types of the held-out sets (XSTest's).
 const TYPES: [&str; 10] = [
     "homonym",
     "figurative",

@@ -165,18 +165,9 @@ fn loss_csv(history: &[StepLog]) -> String {
 }
 
 fn prune_checkpoints(dir: &Path, keep: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let Ok(found) = hd_train::checkpoint::list(dir) else {
         return;
     };
-    let mut found: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
-        })
-        .collect();
-    found.sort();
     let n = found.len().saturating_sub(keep.max(1));
     for p in &found[..n] {
         let _ = std::fs::remove_file(p);

@@ -616,13 +616,13 @@ fn exposure_keeps_k_rows_per_jailbreak_category() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issue 12: the bad-input matrix of safety-tune, in one place.
+// The bad-input matrix of safety-tune, in one place.
 
 /// Items 2 and 11: numbers the training would only trip over later, outputs that are inputs,
 /// and a first layer outside the model are usage errors (exit 2) before anything loads;
 /// nothing is written and the inputs are intact.
 #[test]
-fn issue12_bad_input_matrix() {
+fn bad_inputs_fail_with_one_line_naming_the_problem() {
     let f = Fixture::new();
     let model_before = std::fs::read(f.p("model/model.safetensors")).unwrap();
     let cases: &[(&str, &[&str], &str)] = &[
@@ -693,7 +693,7 @@ fn issue12_bad_input_matrix() {
 /// Item 6: SIGINT during training removes the hidden staging folder (515 MB on the default
 /// model) before the process dies.
 #[test]
-fn issue12_sigint_removes_the_staging_folder() {
+fn sigint_removes_the_staging_folder() {
     let f = Fixture::new();
     let mut child = bin()
         .current_dir(f.dir.path())

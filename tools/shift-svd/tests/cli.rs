@@ -4,6 +4,7 @@
 
 #![allow(clippy::needless_range_loop)] // fixtures index like the math
 
+use hd_testkit::cli::Run;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,23 +22,8 @@ fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-/// Runs the binary with a cleared environment in `dir`.
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .expect("run shift-svd");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    hd_testkit::cli::run(BIN, dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Run {
@@ -833,7 +819,7 @@ fn identical_inputs_give_rank_zero_with_a_note() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issue 12: the bad-input matrix of shift-svd, in one table.
+// The bad-input matrix of shift-svd, in one table.
 
 /// One bad (or once-mishandled) command line: what it must exit with, what stderr must say,
 /// and which files must not exist afterwards.
@@ -861,7 +847,7 @@ fn case(
     }
 }
 
-fn issue12_fixtures(dir: &Path) {
+fn bad_input_fixtures(dir: &Path) {
     write_acts(
         &dir.join("b.safetensors"),
         &[(4, small(1, 3, 10), 3, 10)],
@@ -895,10 +881,10 @@ fn issue12_fixtures(dir: &Path) {
 }
 
 #[test]
-fn issue12_bad_input_matrix() {
+fn bad_inputs_fail_with_one_line_naming_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    issue12_fixtures(dir);
+    bad_input_fixtures(dir);
     let pair = ["--base", "b.safetensors", "--tuned", "t.safetensors"];
     let with = |extra: &[&str]| -> Vec<String> {
         pair.iter().chain(extra).map(|s| s.to_string()).collect()
@@ -1088,13 +1074,13 @@ fn issue12_bad_input_matrix() {
         .contains("harmful"));
 }
 
-/// Issue 12 items 9 and 12: a .npy names its layer through `--layers N`, and `--layers -3`
+/// A .npy names its layer through `--layers N`, and `--layers -3`
 /// (a separate argument, as --help documents) parses.
 #[test]
-fn issue12_npy_layer_and_negative_layers() {
+fn npy_layer_and_negative_layers_are_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    issue12_fixtures(dir);
+    bad_input_fixtures(dir);
     ok(
         dir,
         &[
@@ -1130,15 +1116,15 @@ fn issue12_npy_layer_and_negative_layers() {
         .is_ok());
 }
 
-/// Issue 12 items 1, 3 and 13: an output on a device that fails (a private `/dev/full`)
+/// An output on a device that fails (a private `/dev/full`)
 /// fails the run and leaves no other output; the error line is the first thing on stderr
 /// (the "--k is clamped" warning follows it), and no colour codes reach a pipe. Before,
 /// the device node was renamed over (exit 0, the node gone).
 #[test]
-fn issue12_failing_device_output_error_first_no_colour() {
+fn a_failing_device_output_is_the_first_error_without_colour() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    issue12_fixtures(dir);
+    bad_input_fixtures(dir);
     let full = dir.join("full");
     let made = Command::new("mknod")
         .args([p(&full), "c", "1", "7"])
@@ -1199,14 +1185,14 @@ fn issue12_failing_device_output_error_first_no_colour() {
     );
 }
 
-/// Issue 12 item 6: SIGINT while outputs are staged removes the temporaries. The run is
+/// SIGINT while outputs are staged removes the temporaries. The run is
 /// held inside the write by a FIFO output that nobody reads yet: `--out` is already staged
 /// as a hidden temporary file when the signal comes.
 #[test]
-fn issue12_sigint_removes_staged_temporaries() {
+fn sigint_removes_staged_temporaries() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    issue12_fixtures(dir);
+    bad_input_fixtures(dir);
     let fifo = dir.join("spectrum.fifo");
     assert!(Command::new("mkfifo")
         .arg(p(&fifo))

@@ -78,9 +78,8 @@ pub struct Args {
     /// Categories the candidates come from, comma-separated [default: every row].
     #[arg(long, value_name = "LIST", value_parser = parse_categories)]
     categories: Option<std::vec::Vec<String>>,
-    /// Only the first N rows of each category (in file order, after --categories).
-    #[arg(long, value_name = "N")]
-    per_category: Option<usize>,
+    #[command(flatten)]
+    per_category: hd_cli::PerCategoryArgs,
     /// New tokens generated (greedy) to confirm a first-token success with the refusal judge;
     /// 0 skips the confirmation.
     #[arg(long, default_value_t = 48)]
@@ -114,7 +113,7 @@ impl Args {
             repeats: self.repeats,
             seed: self.seed,
             categories: self.categories,
-            per_category: hd_cli::at_least_one("--per-category", self.per_category)?,
+            per_category: self.per_category.get()?,
             confirm_tokens: self.confirm_tokens,
             batch_size: self.batch_size,
             format: hd_lm::PromptFormat {

@@ -3,6 +3,7 @@
 //! and random deletion needs luck; deletion never touches the template; reruns are byte
 //! identical; bad input gives one line, exit 1 or 2, and leaves nothing behind.
 
+use hd_testkit::cli::Run;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,27 +17,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_token-prune");
 const TRIGGER: char = '~';
 const D: usize = 32;
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .expect("run token-prune");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    hd_testkit::cli::run(BIN, dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) {
-    let r = run(dir, args);
-    assert_eq!(r.code, 0, "token-prune {args:?} failed:\n{}", r.stderr);
+    hd_testkit::cli::ok(BIN, dir, args)
 }
 
 /// Token id of an ASCII byte in the tiny tokenizer (3 specials first).
