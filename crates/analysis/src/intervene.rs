@@ -11,6 +11,43 @@
 use crate::error::{AnalysisError, Result};
 use hd_lm::{Hook, KvCache, Model, Positions, Request, RowPos, SHARED};
 
+/// The named sets of hidden-state indices an edit may hook (`--at`), for a model of `L`
+/// blocks. The final norm's output is in none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookSet {
+    /// 1..L−1: the block outputs that feed another block (this tool's first definition).
+    Inner,
+    /// 1..L: every block's output, the last one before the final norm included (the paper's
+    /// code hooks every decoder layer's output).
+    Blocks,
+    /// 0..L: the embeddings and every block's output (Arditi et al.'s directional ablation).
+    All,
+}
+
+impl HookSet {
+    /// Every set with its names (`all-layers` is the old name of `inner`).
+    pub const NAMES: [(&'static str, HookSet); 4] = [
+        ("inner", HookSet::Inner),
+        ("all-layers", HookSet::Inner),
+        ("blocks", HookSet::Blocks),
+        ("all", HookSet::All),
+    ];
+
+    /// The set a name stands for.
+    pub fn parse(s: &str) -> Option<HookSet> {
+        HookSet::NAMES.iter().find(|(n, _)| *n == s).map(|p| p.1)
+    }
+
+    /// Its hidden-state indices for `nl` blocks.
+    pub fn layers(self, nl: usize) -> Vec<usize> {
+        match self {
+            HookSet::Inner => (1..nl).collect(),
+            HookSet::Blocks => (1..=nl).collect(),
+            HookSet::All => (0..=nl).collect(),
+        }
+    }
+}
+
 /// What an edit does to `h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -42,7 +79,8 @@ pub enum Start {
 /// One edit of the residual stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edit {
-    /// Hidden-state indices (0..L; L, after the final norm, is not part of the stream).
+    /// Hidden-state indices, 0..=L: 0 the embeddings, i the output of block i−1, L the last
+    /// block's output before the final norm (the final norm's output is never edited).
     pub layers: Vec<usize>,
     /// The operation.
     pub op: Op,
@@ -124,9 +162,9 @@ pub fn check_edits(model: &Model, edits: &[Edit]) -> Result<()> {
                 e.v.len()
             )));
         }
-        if let Some(l) = e.layers.iter().find(|&&l| l >= nl) {
+        if let Some(l) = e.layers.iter().find(|&&l| l > nl) {
             return Err(AnalysisError::Input(format!(
-                "edit at layer {l}: the residual stream has indices 0..{nl}"
+                "edit at layer {l}: the residual stream has indices 0..={nl}"
             )));
         }
         if !e.alpha.is_finite() || e.v.iter().any(|x| !x.is_finite()) {

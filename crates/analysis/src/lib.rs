@@ -10,7 +10,7 @@
 //! - [`refusal`]: the first-token refusal score (log-odds of a refusal-token set);
 //! - [`relevance`]: component relevance across layers (which earlier direction feeds which
 //!   later one);
-//! - [`stats`]: rank correlation;
+//! - [`stats`]: rank correlation and the Wilson interval of a rate;
 //! - [`tokens`]: token attribution maps of components (AttnLRP or gradient × input) and the
 //!   reference's greedy top-token cut.
 //!

@@ -241,6 +241,23 @@ impl PromptTable {
             .collect())
     }
 
+    /// The request each row asks, what an answer is judged against: the prompt of the `raw`
+    /// row of the same `behaviour_id` when the table has one (the request without its
+    /// jailbreak wrapper, and not reversed as `flip` writes it), else the row's own prompt.
+    pub fn requests(&self) -> Vec<String> {
+        let get = |i: usize, c: &str| self.get(i, c).unwrap_or("");
+        let raw: HashMap<&str, &str> = (0..self.len())
+            .filter(|&i| !get(i, "behaviour_id").is_empty() && get(i, "category") == "raw")
+            .map(|i| (get(i, "behaviour_id"), self.prompt(i)))
+            .collect();
+        (0..self.len())
+            .map(|i| {
+                let b = get(i, "behaviour_id");
+                raw.get(b).copied().unwrap_or(self.prompt(i)).to_string()
+            })
+            .collect()
+    }
+
     /// A new table with the given rows (0-based, in the given order). Panics on an index out
     /// of range; repeating an index would repeat an id, so it panics too.
     pub fn select(&self, idx: &[usize]) -> PromptTable {

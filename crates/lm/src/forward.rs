@@ -97,8 +97,9 @@ pub const SHARED: usize = usize::MAX;
 /// Every method has a default that does nothing, so a hook implements only what it needs.
 pub trait Hook {
     /// Sees, and may edit, the residual stream `h` (`[rows.len(), d]`) at hidden-state index
-    /// `layer` in `0..L` (the stream proper: index `L`, after the final norm, is not
-    /// passed), after the request's interventions and before its captures.
+    /// `layer` in `0..=L`, after the request's interventions and before its captures. Index
+    /// `L` here is the last block's output *before* the final norm (HF's `hidden_states[L]`
+    /// is after it), passed only when every block runs.
     fn residual(&mut self, layer: usize, h: &mut [f32], rows: &[RowPos]) {
         let _ = (layer, h, rows);
     }
@@ -792,6 +793,11 @@ impl Forward<'_> {
             linear(&act, t, ff, &lw.w_down, d, &mut h, true);
             if li + 1 < nl {
                 hook(li + 1, &mut h, &mut captured, user);
+            } else {
+                // The last block's output before the final norm, where the reference's block
+                // hooks edit it: only the user hook sees it (the request's index-L edits and
+                // captures are after the norm, as HF numbers it).
+                user.residual(nl, &mut h, &rowpos);
             }
         }
         if let Past::Own(c) = past_kv {

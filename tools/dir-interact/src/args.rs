@@ -161,7 +161,8 @@ enum OpArg {
 /// effect.
 ///
 /// Writes sweep.csv (spec,layer,component,op,alpha,category,n,pass_first_token,
-/// pass_generated,c1_projection,benign_ppl,degenerate), estimates.csv, answers.csv and
+/// pass_generated,c1_projection,benign_ppl,degenerate, then 95% Wilson intervals and the
+/// refused/complied/neither split of the generated answers), estimates.csv, answers.csv and
 /// rank_correlation.csv into --out-dir. A run whose benign perplexity exceeds twice the
 /// none run's is flagged degenerate: a broken model is not a jailbreak.
 #[derive(clap::Args)]
@@ -184,9 +185,11 @@ struct SweepArgs {
     /// Folder for the outputs (created if missing).
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
-    /// Layers edited (hidden-state indices): all-layers (1..L-1, every block output that
-    /// feeds a block; the reference hooks every block) or a list.
-    #[arg(long, default_value = "all-layers", value_name = "all-layers|LIST")]
+    /// Layers edited by the component runs (hidden-state indices): blocks (1..L, every
+    /// block's output, the last before the final norm; the paper's hooks), all (0..L, the
+    /// embeddings too; Arditi et al.), inner (1..L-1; old name all-layers) or a list of
+    /// indices 0..L. The `dim` baseline always edits `all`.
+    #[arg(long, default_value = "blocks", value_name = "blocks|all|inner|LIST")]
     at: String,
     /// Positions edited: the last prompt token (the reference) or every position; both
     /// continue through the generated tokens.
@@ -257,10 +260,9 @@ impl SweepArgs {
             spec.push(sweep::SpecItem::parse(s).map_err(hd_cli::usage)?);
         }
         sweep::check_distinct(&spec).map_err(hd_cli::usage)?;
-        let at = if self.at == "all-layers" {
-            None
-        } else {
-            Some(parse_list(&self.at, "--at")?)
+        let at = match hd_analysis::intervene::HookSet::parse(&self.at) {
+            Some(set) => sweep::At::Set(set),
+            None => sweep::At::List(parse_list(&self.at, "--at")?),
         };
         let dim_layers = self
             .dim_layers

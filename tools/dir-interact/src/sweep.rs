@@ -5,12 +5,14 @@
 //! Runs, each one row per category plus `all` in `sweep.csv`:
 //! - `none`: no edit; `random`: a seeded Gaussian direction of the first item's norm, op,
 //!   alpha and layers; `dim` (with `--dim`): the tuned model's harmful − harmless difference
-//!   in means at a layer, projected out (α = 1) at every index of the residual stream and
-//!   every position (directional ablation, the abliteration baseline);
+//!   in means at a layer, projected out (α = 1) at the embeddings, every block's output (the
+//!   last before the final norm) and every position: Arditi et al.'s directional ablation
+//!   ([`HookSet::All`]);
 //! - each `--spec` item; with `--rank-top N`, the N candidates the estimate ranks first.
 //!
 //! Measures per run: the first-token pass rate (refusal log-odds ≤ 0), the generated pass
-//! rate (greedy answers, the phrase judge), the mean projection of the read-out layer's
+//! rate (greedy answers, not refused by the phrase judge) split into complied and neither
+//! (`hd_analysis::judge`), each rate with its n and 95% Wilson interval, the mean projection of the read-out layer's
 //! state on its C1, and the perplexity of the base model's answers to benign prompts
 //! (teacher-forced, token-mean NLL); `degenerate` when that perplexity exceeds twice the
 //! none run's. Outputs are written together after every run is done.
@@ -20,12 +22,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use hd_analysis::estimate::{estimate, last_token_grads, LastTokenGrads};
 use hd_analysis::intervene::{
-    answer_nll, check_edits, first_token, generate, generate_probed, Edit, FirstToken, Op, Prefill,
-    Start,
+    answer_nll, check_edits, first_token, generate, generate_probed, Edit, FirstToken, HookSet, Op,
+    Prefill, Start,
 };
-use hd_analysis::judge::Judge;
+use hd_analysis::judge::{Judge, Outcome};
 use hd_analysis::refusal::RefusalTokens;
-use hd_analysis::stats::spearman;
+use hd_analysis::stats::{spearman, wilson};
 use hd_formats::atomic::Outputs;
 use hd_formats::prompts::PromptTable;
 use hd_formats::tensors::{mean_shift_name, TensorFile};
@@ -40,7 +42,9 @@ use crate::common::{
 /// `sweep.csv` and its header.
 pub const SWEEP_CSV: (&str, &str) = (
     "sweep.csv",
-    "spec,layer,component,op,alpha,category,n,pass_first_token,pass_generated,c1_projection,benign_ppl,degenerate",
+    "spec,layer,component,op,alpha,category,n,pass_first_token,pass_generated,c1_projection,benign_ppl,degenerate,\
+     pass_first_token_ci_low,pass_first_token_ci_high,pass_generated_ci_low,pass_generated_ci_high,\
+     refused,complied,complied_ci_low,complied_ci_high,neither,neither_ci_low,neither_ci_high",
 );
 /// `estimates.csv` and its header.
 pub const ESTIMATES_CSV: (&str, &str) = (
@@ -48,7 +52,10 @@ pub const ESTIMATES_CSV: (&str, &str) = (
     "candidate,layer,component,op,alpha,estimate,rank,measured_delta_score,measured_delta_pass",
 );
 /// `answers.csv` and its header.
-pub const ANSWERS_CSV: (&str, &str) = ("answers.csv", "spec,id,category,refused,response");
+pub const ANSWERS_CSV: (&str, &str) = (
+    "answers.csv",
+    "spec,id,category,refused,outcome,response",
+);
 /// `rank_correlation.csv` and its header.
 pub const RANK_CSV: (&str, &str) = (
     "rank_correlation.csv",
@@ -130,6 +137,15 @@ pub struct Rank {
     pub alpha: f32,
 }
 
+/// Where the component runs edit: a named set or a list of hidden-state indices.
+#[derive(Debug, Clone, PartialEq)]
+pub enum At {
+    /// A named set (`--at blocks|all|inner`).
+    Set(HookSet),
+    /// These indices (0..=L).
+    List(Vec<usize>),
+}
+
 /// Everything `dir-interact sweep` needs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -143,8 +159,8 @@ pub struct Options {
     pub spec: Vec<SpecItem>,
     /// Output folder.
     pub out_dir: PathBuf,
-    /// Edited layers (`None`: 1..L−1).
-    pub at: Option<Vec<usize>>,
+    /// Layers the component runs edit.
+    pub at: At,
     /// Edited positions.
     pub start: Start,
     /// Generated tokens per answer (0: none).
@@ -229,6 +245,8 @@ struct Study {
     readout: (usize, Vec<f32>),
     comps: TensorFile,
     judge: Judge,
+    /// Per study row, the request its answers are judged against.
+    requests: Vec<String>,
 }
 
 fn check_args(o: &Options) -> Result<()> {
@@ -263,12 +281,13 @@ pub fn run(o: &Options) -> Result<()> {
     )?;
     let nl = config.num_layers;
     let layers: Vec<usize> = match &o.at {
-        None => (1..nl).collect(),
-        Some(v) => v.clone(),
+        At::Set(set) => set.layers(nl),
+        At::List(v) => v.clone(),
     };
-    if let Some(&l) = layers.iter().find(|&&l| l >= nl) {
+    if let Some(&l) = layers.iter().find(|&&l| l > nl) {
         return Err(hd_cli::usage(format!(
-            "--at {l}: the residual stream of {} has indices 0..{nl}",
+            "--at {l}: the residual stream of {} has indices 0..={nl} (L = the last block's \
+             output, before the final norm)",
             o.model.display()
         )));
     }
@@ -352,6 +371,8 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
         .map(|p| read_benign(&model, p, o.benign_limit, &o.format))
         .transpose()?;
     let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
+    let requests = table.requests();
+    let requests = rows.iter().map(|&i| requests[i].clone()).collect();
     Ok(Study {
         model,
         table,
@@ -363,6 +384,7 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
         readout: (readout, c1),
         comps,
         judge: o.judge.clone(),
+        requests,
     })
 }
 
@@ -504,7 +526,7 @@ fn base_runs(o: &Options, study: &Study, layers: &[usize]) -> Result<Vec<RunDef>
                 op: Some(Op::Project),
                 alpha: Some(1.0),
                 edits: vec![Edit {
-                    layers: (0..nl).collect(),
+                    layers: HookSet::All.layers(nl),
                     op: Op::Project,
                     alpha: 1.0,
                     v,
@@ -852,12 +874,30 @@ fn sweep_csv(
                 .filter(|&i| cat == "all" || &study.cats[i] == cat)
                 .collect();
             let n = idx.len() as f64;
-            let ft = idx.iter().filter(|&&i| mr.score[i] <= 0.0).count() as f64 / n;
-            let gen = mr
-                .answers
-                .as_ref()
-                .map(|a| idx.iter().filter(|&&i| !study_judge(study, &a[i])).count() as f64 / n);
+            let ft_k = idx.iter().filter(|&&i| mr.score[i] <= 0.0).count();
+            let ft = ft_k as f64 / n;
+            // Counts of refused, complied, neither among the generated answers.
+            let counts = mr.answers.as_ref().map(|a| {
+                let mut c = [0usize; 3];
+                for &i in &idx {
+                    c[study_outcome(study, i, &a[i]) as usize] += 1;
+                }
+                c
+            });
+            let gen = counts.map(|c| (c[1] + c[2]) as f64 / n);
             let proj = idx.iter().map(|&i| mr.projection[i]).sum::<f64>() / n;
+            let mut rates = ci_cells(ft_k, idx.len()).to_vec();
+            match counts {
+                Some(c) => {
+                    rates.extend(ci_cells(c[1] + c[2], idx.len()));
+                    rates.push(num(c[0] as f64 / n));
+                    for k in [c[1], c[2]] {
+                        rates.push(num(k as f64 / n));
+                        rates.extend(ci_cells(k, idx.len()));
+                    }
+                }
+                None => rates.extend(std::iter::repeat_n(String::new(), 9)),
+            }
             rows.push(vec![
                 r.spec.clone(),
                 r.layer.map(|l| l.to_string()).unwrap_or_default(),
@@ -872,13 +912,21 @@ fn sweep_csv(
                 mr.ppl.map(num).unwrap_or_default(),
                 degenerate.clone(),
             ]);
+            rows.last_mut().expect("pushed").extend(rates);
         }
     }
     csv_bytes(SWEEP_CSV.1, rows)
 }
 
-fn study_judge(study: &Study, text: &str) -> bool {
-    study.judge.refused(text)
+/// The outcome of study row `i`'s answer `text`.
+fn study_outcome(study: &Study, i: usize, text: &str) -> Outcome {
+    study.judge.outcome(&study.requests[i], text)
+}
+
+/// `ci_low`, `ci_high` cells of the 95% Wilson interval of `k` of `n`.
+fn ci_cells(k: usize, n: usize) -> [String; 2] {
+    let (lo, hi) = wilson(k, n);
+    [num(lo), num(hi)]
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -956,7 +1004,8 @@ fn answers_csv(study: &Study, runs: &[RunDef], m: &[Measured]) -> Result<Vec<u8>
                 label.clone(),
                 study.table.id(study.rows[i]).to_string(),
                 study.cats[i].clone(),
-                u8::from(study_judge(study, text)).to_string(),
+                u8::from(study.judge.refused(text)).to_string(),
+                study_outcome(study, i, text).name().to_string(),
                 text.clone(),
             ]);
         }

@@ -1,5 +1,6 @@
-//! generate: greedy answers of a chat model to a prompt CSV, judged by the refusal judge of
-//! `hd_analysis::judge` (`--refusal-phrases FILE` replaces its phrase list).
+//! generate: greedy answers of a chat model to a prompt CSV, judged by the judge of
+//! `hd_analysis::judge`: refused (its phrase list; `--refusal-phrases FILE` replaces it),
+//! complied or neither.
 
 use anyhow::{bail, Context, Result};
 use hd_formats::atomic::Outputs;
@@ -7,7 +8,7 @@ use hd_formats::prompts::PromptTable;
 use hd_lm::{Model, PromptFormat};
 use std::path::PathBuf;
 
-pub use hd_analysis::judge::{Judge, DEFAULT_REFUSAL_PHRASES, JUDGE_WINDOW};
+pub use hd_analysis::judge::{Judge, Outcome, DEFAULT_REFUSAL_PHRASES, JUDGE_WINDOW};
 
 /// Everything a generation run needs.
 #[derive(Debug, Clone)]
@@ -32,38 +33,45 @@ pub struct Options {
     pub share_prefix: bool,
 }
 
-/// Refusal rate per value of the `category` column (or `all` without one), as an aligned
-/// text table, categories in first-seen order.
-pub fn summarize(table: &PromptTable, refused: &[bool]) -> String {
+/// Outcome rates per value of the `category` column (or `all` without one), as an aligned
+/// text table, categories in first-seen order: n, then for refused, complied and neither the
+/// count, the rate and its 95% Wilson interval. The first four columns (category, n, refused,
+/// rate) keep their places for scripts.
+pub fn summarize(table: &PromptTable, outcomes: &[Outcome]) -> String {
     let mut order: Vec<String> = Vec::new();
-    let mut counts: std::collections::HashMap<String, (usize, usize)> = Default::default();
-    for (i, &r) in refused.iter().enumerate() {
+    let mut counts: std::collections::HashMap<String, (usize, [usize; 3])> = Default::default();
+    for (i, &o) in outcomes.iter().enumerate() {
         let c = table.get(i, "category").unwrap_or("all").to_string();
         let e = counts.entry(c.clone()).or_insert_with(|| {
             order.push(c);
-            (0, 0)
+            (0, [0; 3])
         });
         e.0 += 1;
-        e.1 += usize::from(r);
+        e.1[o as usize] += 1;
     }
     let mut out = format!(
-        "{:<18} {:>5} {:>8} {:>8}\n",
-        "category", "n", "refused", "rate"
+        "{:<18} {:>5} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14}\n",
+        "category", "n", "refused", "rate", "95% CI", "complied", "rate", "95% CI", "neither",
+        "rate", "95% CI"
     );
     for c in order {
-        let (n, r) = counts[&c];
-        out += &format!(
-            "{c:<18} {n:>5} {r:>8} {:>7.1}%\n",
-            100.0 * r as f64 / n as f64
-        );
+        let (n, k) = counts[&c];
+        out += &format!("{c:<18} {n:>5}");
+        for k in k {
+            let (lo, hi) = hd_analysis::stats::wilson(k, n);
+            let ci = format!("[{:.1}, {:.1}]", 100.0 * lo, 100.0 * hi);
+            out += &format!(" {k:>8} {:>6.1}% {ci:>14}", 100.0 * k as f64 / n as f64);
+        }
+        out += "\n";
     }
     out
 }
 
 /// Columns added to the prompt rows.
-pub const COLUMNS: [&str; 3] = ["response", "n_new_tokens", "refused"];
+pub const COLUMNS: [&str; 4] = ["response", "n_new_tokens", "refused", "outcome"];
 
-/// Runs generation and writes the rows plus `response`, `n_new_tokens`, `refused`.
+/// Runs generation and writes the rows plus `response`, `n_new_tokens`, `refused`,
+/// `outcome`.
 pub fn run(o: &Options) -> Result<()> {
     let mut outs = check_before_load(o)?;
     let table = PromptTable::read(&o.prompts)?;
@@ -72,6 +80,7 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let model = Model::load(&o.model)?;
     let ids = encode_all(&model, &table, o)?;
+    let requests = table.requests();
     let pb = hd_cli::progress(table.len() as u64, "prompts");
     let mut extra = Vec::with_capacity(table.len());
     let (mut gen_time, mut n_new) = (std::time::Duration::ZERO, 0usize);
@@ -91,20 +100,24 @@ pub fn run(o: &Options) -> Result<()> {
             })?;
         gen_time += t0.elapsed();
         n_new += gens.iter().map(|g| g.tokens.len()).sum::<usize>();
-        for g in gens {
+        for (j, g) in gens.into_iter().enumerate() {
             let text = model.tokenizer.decode(&g.tokens, true)?;
-            let refused = o.judge.refused(&text);
+            let outcome = o.judge.outcome(&requests[c * o.batch_size + j], &text);
             extra.push(vec![
-                text,
                 g.tokens.len().to_string(),
-                u8::from(refused).to_string(),
+                u8::from(outcome == Outcome::Refused).to_string(),
+                outcome.name().to_string(),
             ]);
+            extra.last_mut().expect("pushed").insert(0, text);
         }
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    let refused: Vec<bool> = extra.iter().map(|e| e[2] == "1").collect();
-    let summary = summarize(&table, &refused);
+    let outcomes: Vec<Outcome> = extra
+        .iter()
+        .map(|e| Outcome::parse(&e[3]).expect("written above"))
+        .collect();
+    let summary = summarize(&table, &outcomes);
     // Both outputs or neither.
     table.stage_with(&mut outs, &o.out, &COLUMNS, &extra)?;
     if let Some(p) = &o.summary {
@@ -117,7 +130,7 @@ pub fn run(o: &Options) -> Result<()> {
          model load excluded)",
         n_new as f64 / secs.max(1e-9)
     );
-    tracing::info!("refusal rates:\n{summary}");
+    tracing::info!("outcome rates:\n{summary}");
     Ok(())
 }
 

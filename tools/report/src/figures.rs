@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::layout::{self, Input};
 use crate::model::{BarSeries, Bars, Figure, Item, LineSeries, Lines, Plot, Stroke};
+use crate::html::escape;
 use crate::paper;
+use hd_analysis::stats::wilson;
 use crate::table::Table;
 use crate::Error;
 
@@ -111,6 +113,81 @@ pub fn refusal_by_category(t: &Table) -> Result<Rates, Error> {
         .collect())
 }
 
+/// The 95% Wilson interval of a rate of `n` (its count recovered by rounding).
+pub fn rate_ci(rate: f64, n: usize) -> (f64, f64) {
+    wilson((rate * n as f64).round() as usize, n)
+}
+
+/// A rate as `12.3% [8.1, 17.0] (n = 310)`: the 95% Wilson interval and n.
+pub fn rate_text(k: usize, n: usize) -> String {
+    let (lo, hi) = wilson(k, n);
+    format!(
+        "{:.1}% [{:.1}, {:.1}] (n = {n})",
+        100.0 * k as f64 / n.max(1) as f64,
+        100.0 * lo,
+        100.0 * hi
+    )
+}
+
+/// Counts of refused, complied and neither per category (first-seen order, `all` last) of
+/// a generate output with an `outcome` column; None for an older file without it.
+pub fn outcomes_by_category(t: &Table) -> Result<Option<Vec<(String, [usize; 3])>>, Error> {
+    let Ok(o) = t.col("outcome") else {
+        return Ok(None);
+    };
+    let cat = t.col("category")?;
+    let mut out: Vec<(String, [usize; 3])> = Vec::new();
+    let mut all = [0usize; 3];
+    for r in 0..t.rows.len() {
+        let k = match t.cell(r, o) {
+            "refused" => 0,
+            "complied" => 1,
+            "neither" => 2,
+            _ => return Err(t.value_error(r, o, "refused, complied or neither")),
+        };
+        let c = t.cell(r, cat);
+        match out.iter_mut().find(|e| e.0 == c) {
+            Some(e) => e.1[k] += 1,
+            None => {
+                let mut v = [0; 3];
+                v[k] = 1;
+                out.push((c.to_string(), v));
+            }
+        }
+        all[k] += 1;
+    }
+    out.push(("all".into(), all));
+    Ok(Some(out))
+}
+
+/// The three outcomes of each model's answers per category, as an HTML table.
+fn outcome_table(models: &[(&str, Table)]) -> Result<Option<String>, Error> {
+    let mut h = String::from(
+        "<h3>Refused, complied, neither (95% Wilson intervals)</h3><table class=\"data\">\
+         <tr><th>model</th><th>category</th><th>refused</th><th>complied</th><th>neither</th></tr>",
+    );
+    let mut any = false;
+    for (name, t) in models {
+        let Some(rows) = outcomes_by_category(t)? else {
+            continue;
+        };
+        any = true;
+        for (c, k) in rows {
+            let n: usize = k.iter().sum();
+            h += &format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(name),
+                escape(&c),
+                rate_text(k[0], n),
+                rate_text(k[1], n),
+                rate_text(k[2], n)
+            );
+        }
+    }
+    h.push_str("</table>");
+    Ok(any.then_some(h))
+}
+
 /// Bars of several models' rates over the union of their categories.
 fn rate_bars(models: &[(&str, Rates)]) -> Bars {
     let mut groups: Vec<String> = Vec::new();
@@ -123,12 +200,16 @@ fn rate_bars(models: &[(&str, Rates)]) -> Bars {
     }
     let series = models
         .iter()
-        .map(|(name, rates)| BarSeries {
-            name: name.to_string(),
-            values: groups
-                .iter()
-                .map(|g| rates.iter().find(|r| &r.0 == g).map(|r| r.1))
-                .collect(),
+        .map(|(name, rates)| {
+            let at = |g: &String| rates.iter().find(|r| &r.0 == g);
+            BarSeries {
+                name: name.to_string(),
+                values: groups.iter().map(|g| at(g).map(|r| r.1)).collect(),
+                ci: groups
+                    .iter()
+                    .map(|g| at(g).map(|r| rate_ci(r.1, r.2)))
+                    .collect(),
+            }
         })
         .collect();
     Bars {
@@ -147,13 +228,18 @@ pub fn refusal_section(run: &Run) -> Result<Vec<Item>, Error> {
         ]);
     };
     let mut models = vec![("base", refusal_by_category(&base)?)];
+    let mut tables = vec![("base", base)];
     let mut items = Vec::new();
     match run.table(layout::TUNED_TEST)? {
-        Some(t) => models.push(("tuned (SFT)", refusal_by_category(&t)?)),
+        Some(t) => {
+            models.push(("tuned (SFT)", refusal_by_category(&t)?));
+            tables.push(("tuned (SFT)", t));
+        }
         None => items.push(run.missing("the tuned model's refusal rates", layout::TUNED_TEST)),
     }
     if let Some(t) = run.table(layout::DPO_TEST)? {
         models.push(("tuned (DPO)", refusal_by_category(&t)?));
+        tables.push(("tuned (DPO)", t));
     }
     let paper = rows(&[
         ("PAIR, before → after SSFT", "13.3% → 98.3%"),
@@ -165,13 +251,17 @@ pub fn refusal_section(run: &Run) -> Result<Vec<Item>, Error> {
         figure(
             "refusal",
             "Refusal rate by category (held-out test prompts)",
-            "The share of test prompts each model refuses (the refusal judge on greedy answers). \
-             Safety tuning should lift every harmful category towards 1 while benign and \
-             borderline prompts stay near 0: a rise there is over-refusal.",
+            "The share of test prompts each model refuses (the refusal judge on greedy answers), \
+             with 95% Wilson intervals. Safety tuning should lift every harmful category \
+             towards 1 while benign and borderline prompts stay near 0: a rise there is \
+             over-refusal.",
             paper,
             Plot::Bars(rate_bars(&models)),
         ),
     );
+    if let Some(h) = outcome_table(&tables)? {
+        items.insert(1, Item::Html(h));
+    }
     items.extend(heldout(run)?);
     Ok(items)
 }

@@ -5,7 +5,7 @@ use hd_formats::components::ComponentId;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::figures::Run;
+use crate::figures::{rate_ci, Run};
 use crate::html::escape;
 use crate::layout;
 use crate::model::{BarSeries, Bars, Edge, Figure, Heatmap, Item, Network, Plot};
@@ -166,7 +166,7 @@ pub fn interact_section(run: &Run) -> Result<Vec<Item>, Error> {
         None => items.push(run.missing("network of strongest edges", layout::EDGES)),
     }
     match run.table(layout::SWEEP)? {
-        Some(t) => items.push(sweep_figure(&t)?),
+        Some(t) => items.extend(sweep_figure(&t)?),
         None => items.push(run.missing("intervention pass rates", layout::SWEEP)),
     }
     Ok(items)
@@ -187,6 +187,9 @@ pub struct SweepRow {
     pub generated: Option<f64>,
     /// Benign perplexity more than doubled.
     pub degenerate: bool,
+    /// Shares of the generated answers judged complied and neither (files with the judge's
+    /// `complied`, `neither` columns).
+    pub outcomes: Option<(f64, f64)>,
 }
 
 /// sweep.csv's rows; the file must hold the `none` run on `all` (every figure and number is
@@ -215,8 +218,13 @@ fn sweep_rows_unchecked(t: &Table) -> Result<Vec<SweepRow>, Error> {
         t.col("pass_generated")?,
         t.col("degenerate")?,
     );
+    let split = t.col("complied").ok().zip(t.col("neither").ok());
     (0..t.rows.len())
         .map(|r| {
+            let outcomes = match split {
+                Some((cc, nc)) => t.opt_num(r, cc)?.zip(t.opt_num(r, nc)?),
+                None => None,
+            };
             Ok(SweepRow {
                 spec: t.cell(r, s).to_string(),
                 category: t.cell(r, c).to_string(),
@@ -224,6 +232,7 @@ fn sweep_rows_unchecked(t: &Table) -> Result<Vec<SweepRow>, Error> {
                 first_token: t.rate(r, f)?,
                 generated: t.opt_rate(r, g)?,
                 degenerate: t.boolean(r, d)?,
+                outcomes,
             })
         })
         .collect()
@@ -264,30 +273,28 @@ pub fn sweep_bars(rows: &[SweepRow]) -> (Bars, &'static str) {
             groups.push(r.category.clone());
         }
     }
+    let value = |r: &SweepRow| {
+        if generated {
+            r.generated.unwrap_or(0.0)
+        } else {
+            r.first_token
+        }
+    };
     let series = specs
         .iter()
         .map(|s| {
             let degenerate = chosen.iter().any(|r| &r.spec == s && r.degenerate);
+            let at = |g: &String| chosen.iter().find(|r| &r.spec == s && &r.category == g);
             BarSeries {
                 name: if degenerate {
                     format!("{s} (degenerate)")
                 } else {
                     s.clone()
                 },
-                values: groups
+                values: groups.iter().map(|g| at(g).map(|r| value(r))).collect(),
+                ci: groups
                     .iter()
-                    .map(|g| {
-                        chosen
-                            .iter()
-                            .find(|r| &r.spec == s && &r.category == g)
-                            .map(|r| {
-                                if generated {
-                                    r.generated.unwrap_or(0.0)
-                                } else {
-                                    r.first_token
-                                }
-                            })
-                    })
+                    .map(|g| at(g).map(|r| rate_ci(value(r), r.n as usize)))
                     .collect(),
             }
         })
@@ -308,21 +315,61 @@ pub fn sweep_bars(rows: &[SweepRow]) -> (Bars, &'static str) {
     )
 }
 
-fn sweep_figure(t: &Table) -> Result<Item, Error> {
+/// The generated answers' three outcomes on `all` per chosen spec (groups), with 95%
+/// intervals; None when the sweep did not judge outcomes.
+pub fn sweep_outcome_bars(rows: &[SweepRow]) -> Option<Bars> {
+    let specs = chosen_specs(rows);
+    let all: Vec<&SweepRow> = specs
+        .iter()
+        .filter_map(|s| rows.iter().find(|r| &r.spec == s && r.category == "all"))
+        .filter(|r| r.outcomes.is_some() && r.generated.is_some())
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let shares = |r: &SweepRow| {
+        let (c, n) = r.outcomes.expect("filtered");
+        [1.0 - r.generated.expect("filtered"), c, n]
+    };
+    let series = ["refused", "complied", "neither"]
+        .iter()
+        .enumerate()
+        .map(|(k, name)| BarSeries {
+            name: name.to_string(),
+            values: all.iter().map(|r| Some(shares(r)[k])).collect(),
+            ci: all
+                .iter()
+                .map(|r| Some(rate_ci(shares(r)[k], r.n as usize)))
+                .collect(),
+        })
+        .collect();
+    Some(Bars {
+        y_label: "share of answers".into(),
+        y_max: 1.0,
+        groups: all.iter().map(|r| r.spec.clone()).collect(),
+        series,
+    })
+}
+
+fn sweep_figure(t: &Table) -> Result<Vec<Item>, Error> {
     let rows = sweep_rows(t)?;
     let n = rows
         .iter()
         .find(|r| r.spec == "none" && r.category == "all")
         .map_or(0.0, |r| r.n);
     let (bars, measure) = sweep_bars(&rows);
-    Ok(fig(
+    let mut items = vec![fig(
         "intervention",
         "Jailbreak pass rate of the tuned model under interventions",
         &format!(
             "Share of prompts the tuned model does not refuse ({measure}) when one direction \
              is removed at every layer, beside no intervention, a random direction of the same \
-             norm and the difference-in-means direction. A run whose benign perplexity more \
-             than doubles is marked degenerate: broken, not jailbroken. {n} prompts."
+             norm and the difference-in-means direction. Components are removed at every \
+             block's output (the paper's hooks, `--at blocks`), `dim` at the embeddings and \
+             every block's output (Arditi et al.'s directional ablation). Error bars: 95% \
+             Wilson intervals; a difference is a finding only where they do not overlap. A \
+             run whose benign perplexity more than doubles is marked degenerate: broken, not \
+             jailbroken. {n} prompts."
         ),
         &[
             ("after SSFT: PAIR / FLIP / raw", "1.7% / 0% / 0%"),
@@ -330,7 +377,22 @@ fn sweep_figure(t: &Table) -> Result<Item, Error> {
             ("−L25-C1: PAIR / FLIP / raw", "100% / 100% / 100%"),
         ],
         Plot::Bars(bars),
-    ))
+    )];
+    if let Some(b) = sweep_outcome_bars(&rows) {
+        items.push(fig(
+            "intervention-outcomes",
+            "What the answers under each intervention do",
+            &format!(
+                "Every generated answer judged refused, complied (addresses the request) or \
+                 neither (off-topic, evasive, too short or repetitive), all categories \
+                 together, with 95% Wilson intervals: a pass that is mostly `neither` broke \
+                 the model's answer, not its refusal. {n} prompts per run."
+            ),
+            &[],
+            Plot::Bars(b),
+        ));
+    }
+    Ok(items)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,6 +413,10 @@ pub struct PruneRow {
     pub first_token: f64,
     /// Generated success (confirmed by the judge).
     pub generated: Option<f64>,
+    /// Trials behind the rates (n × repeats for the random control; n in older files).
+    pub trials: f64,
+    /// Shares judged complied and neither (files with those columns).
+    pub outcomes: Option<(f64, f64)>,
     /// Most deleted tokens: (token, count).
     pub top_deleted: Vec<(String, u64)>,
 }
@@ -366,8 +432,14 @@ pub fn prune_rows(t: &Table) -> Result<Vec<PruneRow>, Error> {
         t.col("success_generated")?,
         t.col("top_deleted")?,
     );
+    let trials = t.col("n_trials").ok();
+    let split = t.col("complied").ok().zip(t.col("neither").ok());
     (0..t.rows.len())
         .map(|r| {
+            let outcomes = match split {
+                Some((cc, nc)) => t.opt_num(r, cc)?.zip(t.opt_num(r, nc)?),
+                None => None,
+            };
             let raw = t.cell(r, top);
             let top_deleted = if raw.trim().is_empty() {
                 Vec::new()
@@ -388,6 +460,11 @@ pub fn prune_rows(t: &Table) -> Result<Vec<PruneRow>, Error> {
                 n: t.count(r, n)? as f64,
                 first_token: t.rate(r, f)?,
                 generated: t.opt_rate(r, g)?,
+                trials: match trials {
+                    Some(c) => t.num(r, c)?,
+                    None => t.count(r, n)? as f64,
+                },
+                outcomes,
                 top_deleted,
             })
         })
@@ -409,20 +486,27 @@ pub fn prune_bars(rows: &[PruneRow]) -> Bars {
             }
         })
         .collect();
+    let series = |name: &str, v: &dyn Fn(&PruneRow) -> Option<f64>| BarSeries {
+        name: name.into(),
+        values: all.iter().map(|r| v(r)).collect(),
+        ci: all
+            .iter()
+            .map(|r| v(r).map(|x| rate_ci(x, r.trials as usize)))
+            .collect(),
+    };
+    let mut s = vec![
+        series("first token not a refusal", &|r| Some(r.first_token)),
+        series("confirmed by generation", &|r| r.generated),
+    ];
+    if all.iter().all(|r| r.outcomes.is_some()) && !all.is_empty() {
+        s.push(series("complied", &|r| r.outcomes.map(|o| o.0)));
+        s.push(series("neither", &|r| r.outcomes.map(|o| o.1)));
+    }
     Bars {
         y_label: "success rate".into(),
         y_max: 1.0,
         groups,
-        series: vec![
-            BarSeries {
-                name: "first token not a refusal".into(),
-                values: all.iter().map(|r| Some(r.first_token)).collect(),
-            },
-            BarSeries {
-                name: "confirmed by generation".into(),
-                values: all.iter().map(|r| r.generated).collect(),
-            },
-        ],
+        series: s,
     }
 }
 
@@ -443,8 +527,10 @@ pub fn prune_section(run: &Run) -> Result<Vec<Item>, Error> {
             "Share of refused prompts the tuned model stops refusing after deleting at most the \
              budget of user tokens, chosen by attribution (ours), at random, by gradient norm \
              or by occlusion. Attribution well above random means the refusal rests on a few \
-             tokens. A local, deletion-based attack, not the paper's LLM rewriting. {n} refused \
-             prompts."
+             tokens. Confirmed answers split into complied (addresses the request) and neither \
+             (off-topic, evasive or repetitive); error bars are 95% Wilson intervals over the \
+             trials (the random control's repeats pooled). A local, deletion-based attack, not \
+             the paper's LLM rewriting. {n} refused prompts."
         ),
         &[(
             "trigger removal (LLM rewriting), k = 160",

@@ -80,6 +80,8 @@ pub struct BarSeries {
     pub name: String,
     /// One value per group.
     pub values: Vec<Option<f64>>,
+    /// Each value's 95% interval, drawn as an error bar (empty: none drawn).
+    pub ci: Vec<Option<(f64, f64)>>,
 }
 
 /// Lines over a numeric x.

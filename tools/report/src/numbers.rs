@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use crate::figures::Run;
 use crate::html::escape;
-use crate::interact::{is_baseline, prune_rows, sweep_rows};
+use crate::figures::{rate_ci, rate_text};
+use crate::interact::{is_baseline, prune_rows, sweep_rows, PruneRow, SweepRow};
+use hd_analysis::stats::disjoint;
 use crate::layout::{self, Input};
 use crate::table::Table;
 use crate::Error;
@@ -25,12 +27,24 @@ pub struct Number {
     pub source: Input,
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+/// A rate of `n` with its 95% Wilson interval: `12.3% [8.1, 17.0]`.
+fn pct_ci(x: f64, n: f64) -> String {
+    let (lo, hi) = rate_ci(x, n as usize);
+    format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x, 100.0 * lo, 100.0 * hi)
 }
 
-/// Refusal rate over the rows whose `label` is `harmful`.
-pub fn harmful_refusal(t: &Table) -> Result<f64, Error> {
+/// Whether the intervals of two rates of `n` leave a gap: only then is the difference called
+/// a finding.
+fn finding(a: f64, b: f64, na: f64, nb: f64) -> &'static str {
+    if disjoint(rate_ci(a, na as usize), rate_ci(b, nb as usize)) {
+        "intervals disjoint: a finding"
+    } else {
+        "intervals overlap: not a finding"
+    }
+}
+
+/// Refused and all rows whose `label` is `harmful`.
+pub fn harmful_refusal_counts(t: &Table) -> Result<(usize, usize), Error> {
     let (label, refused) = (t.col("label")?, t.col("refused")?);
     let (mut k, mut n) = (0usize, 0usize);
     for r in 0..t.rows.len() {
@@ -39,6 +53,12 @@ pub fn harmful_refusal(t: &Table) -> Result<f64, Error> {
             k += usize::from(t.flag(r, refused)?);
         }
     }
+    Ok((k, n))
+}
+
+/// Refusal rate over the rows whose `label` is `harmful`.
+pub fn harmful_refusal(t: &Table) -> Result<f64, Error> {
+    let (k, n) = harmful_refusal_counts(t)?;
     Ok(k as f64 / n.max(1) as f64)
 }
 
@@ -58,9 +78,26 @@ pub fn best_c1(t: &Table) -> Result<Option<(usize, f64, Option<f64>)>, Error> {
 }
 
 /// The single-component intervention that raises the `all` pass rate most over `none`,
-/// degenerate runs excluded: (spec, before, after). Generated pass rates when both runs have
-/// them, else first-token.
+/// degenerate runs excluded: (spec, before, after, n). Generated pass rates when both runs
+/// have them, else first-token.
 pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64, f64)>, Error> {
+    Ok(strongest(t)?.map(|(none, r)| {
+        let (b, a) = pass_pair(&none, &r);
+        (r.spec, b, a, r.n)
+    }))
+}
+
+/// The pass rates of `none` and a run: generated when both have them, else first-token.
+fn pass_pair(none: &SweepRow, r: &SweepRow) -> (f64, f64) {
+    match (none.generated, r.generated) {
+        (Some(b), Some(a)) => (b, a),
+        _ => (none.first_token, r.first_token),
+    }
+}
+
+/// The strongest single-component run, as [`strongest_effect`] picks it: (none's row, its
+/// row) on `all`.
+fn strongest(t: &Table) -> Result<Option<(SweepRow, SweepRow)>, Error> {
     let rows = sweep_rows(t)?;
     let Some(none) = rows
         .iter()
@@ -68,7 +105,7 @@ pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64, f64)>, Er
     else {
         return Ok(None);
     };
-    let mut best: Option<(String, f64, f64, f64)> = None;
+    let mut best: Option<SweepRow> = None;
     for r in rows
         .iter()
         .filter(|r| r.category == "all" && !is_baseline(&r.spec))
@@ -76,32 +113,85 @@ pub fn strongest_effect(t: &Table) -> Result<Option<(String, f64, f64, f64)>, Er
         if r.degenerate {
             continue;
         }
-        let (b, a) = match (none.generated, r.generated) {
-            (Some(b), Some(a)) => (b, a),
-            _ => (none.first_token, r.first_token),
-        };
-        if best.as_ref().is_none_or(|x| a - b > x.2 - x.1) {
-            best = Some((r.spec.clone(), b, a, r.n));
+        let (b, a) = pass_pair(none, r);
+        if best
+            .as_ref()
+            .is_none_or(|x: &SweepRow| a - b > pass_pair(none, x).1 - pass_pair(none, x).0)
+        {
+            best = Some(r.clone());
         }
     }
-    Ok(best)
+    Ok(best.map(|r| (none.clone(), r)))
+}
+
+/// The strongest component's line: pass rates before and after with intervals, the
+/// finding rule, and the complied share when the sweep judged outcomes.
+fn strongest_text(none: &SweepRow, r: &SweepRow) -> String {
+    let (b, a) = pass_pair(none, r);
+    let mut s = format!(
+        "{}: {} → {} (n = {}; {})",
+        r.spec,
+        pct_ci(b, none.n),
+        pct_ci(a, r.n),
+        r.n,
+        finding(b, a, none.n, r.n)
+    );
+    if let (Some((cb, _)), Some((ca, na))) = (none.outcomes, r.outcomes) {
+        s += &format!(
+            "; complied {} → {}, neither {}",
+            pct_ci(cb, none.n),
+            pct_ci(ca, r.n),
+            pct_ci(na, r.n)
+        );
+    }
+    s
 }
 
 /// Attribution vs random token-prune success on `all` (first-token), and the number of
 /// candidates.
 pub fn prune_vs_random(t: &Table) -> Result<Option<(f64, f64, f64)>, Error> {
+    Ok(prune_pair(t)?.map(|(a, r)| (a.first_token, r.first_token, a.n)))
+}
+
+fn prune_pair(t: &Table) -> Result<Option<(PruneRow, PruneRow)>, Error> {
     let rows = prune_rows(t)?;
-    let get = |m: &str| rows.iter().find(|r| r.method == m && r.category == "all");
-    Ok(get("attribution")
-        .zip(get("random"))
-        .map(|(a, r)| (a.first_token, r.first_token, a.n)))
+    let get = |m: &str| {
+        rows.iter()
+            .find(|r| r.method == m && r.category == "all")
+            .cloned()
+    };
+    Ok(get("attribution").zip(get("random")))
+}
+
+/// Attribution vs random: first-token success with intervals over their trials, the finding
+/// rule, and attribution's confirmed answers split when judged.
+fn prune_text(a: &PruneRow, r: &PruneRow) -> String {
+    let mut s = format!(
+        "{} vs {} (n = {}, random {} trials; {})",
+        pct_ci(a.first_token, a.trials),
+        pct_ci(r.first_token, r.trials),
+        a.n,
+        r.trials,
+        finding(a.first_token, r.first_token, a.trials, r.trials)
+    );
+    if let Some((c, n)) = a.outcomes {
+        s += &format!(
+            "; attribution's answers complied {}, neither {}",
+            pct_ci(c, a.trials),
+            pct_ci(n, a.trials)
+        );
+    }
+    s
 }
 
 /// Every quoted number, in README order.
 pub fn numbers(run: &Run) -> Result<Vec<Number>, Error> {
     let refusal = |input: Input| -> Result<Option<String>, Error> {
         Ok(match run.table(input)? {
-            Some(t) => Some(pct(harmful_refusal(&t)?)),
+            Some(t) => {
+                let (k, n) = harmful_refusal_counts(&t)?;
+                Some(rate_text(k, n))
+            }
             None => None,
         })
     };
@@ -110,11 +200,11 @@ pub fn numbers(run: &Run) -> Result<Vec<Number>, Error> {
         None => None,
     };
     let effect = match run.table(layout::SWEEP)? {
-        Some(t) => strongest_effect(&t)?,
+        Some(t) => strongest(&t)?,
         None => None,
     };
     let prune = match run.table(layout::PRUNE)? {
-        Some(t) => prune_vs_random(&t)?,
+        Some(t) => prune_pair(&t)?,
         None => None,
     };
     Ok(vec![
@@ -145,14 +235,14 @@ pub fn numbers(run: &Run) -> Result<Vec<Number>, Error> {
         Number {
             key: "strongest_component",
             what: "strongest single-component jailbreak (pass rate, all swept prompts)",
-            ours: effect.map(|(s, b, a, n)| format!("{s}: {} → {} (n = {n})", pct(b), pct(a))),
+            ours: effect.map(|(none, r)| strongest_text(&none, &r)),
             paper: "−L14-C6: PAIR 1.7% → 51.7%",
             source: layout::SWEEP,
         },
         Number {
             key: "prune_vs_random",
             what: "token-prune success, attribution vs random deletion",
-            ours: prune.map(|(a, r, n)| format!("{} vs {} (n = {n})", pct(a), pct(r))),
+            ours: prune.map(|(a, r)| prune_text(&a, &r)),
             paper: "n/a (LLM rewriting: 30% pass at k = 160)",
             source: layout::PRUNE,
         },

@@ -7,13 +7,17 @@
 //! Candidates are the prompts of the chosen categories that the model refuses at the first
 //! token (refusal score > 0). Each method prunes every candidate under the same budget; a
 //! pruned text that passes the first-token judge is confirmed by greedy generation and the
-//! phrase judge. Writes:
+//! answer judge (`hd_analysis::judge`: refused, complied or neither, against the original
+//! row's request). Writes:
 //! - `--out`: a prompt CSV (act-dump and generate read it as is): `id`
 //!   (`{original_id}~{method}`, `~random-{r}` for the random control), `prompt` = the pruned
 //!   text, the original columns, then [`PRUNED_COLUMNS`];
 //! - `--summary`: [`SUMMARY_HEADER`], one row per method and category, and one with category
 //!   `all`. Rates are fractions in 0..1; for the random control they are means over the
 //!   repeats, and the `_sd` columns give their standard deviation across repeats.
+//!   `complied` and `neither` split `success_generated` (it is their sum); each rate has a
+//!   95% Wilson interval (`_ci_low`, `_ci_high`) over `n_trials` = n × repeats (the random
+//!   control's repeats pooled as trials).
 
 #![deny(missing_docs)]
 
@@ -21,7 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use hd_analysis::judge::Judge;
+use hd_analysis::judge::{Judge, Outcome as Judgement};
+use hd_analysis::stats::wilson;
 use hd_analysis::prune::{
     token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings, Start,
 };
@@ -34,7 +39,7 @@ use hd_grad::diff::DiffModel;
 use hd_lm::{Model, PromptFormat};
 
 /// Columns `--out` adds to the original ones.
-pub const PRUNED_COLUMNS: [&str; 13] = [
+pub const PRUNED_COLUMNS: [&str; 14] = [
     "original_id",
     "original_prompt",
     "method",
@@ -47,12 +52,16 @@ pub const PRUNED_COLUMNS: [&str; 13] = [
     "refusal_score",
     "success_first_token",
     "success_generated",
+    "outcome",
     "answer",
 ];
 
 /// Header of `--summary`.
 pub const SUMMARY_HEADER: &str = "method,category,budget,n,success_first_token,success_generated,\
-mean_deleted,top_deleted,success_first_token_sd,success_generated_sd";
+mean_deleted,top_deleted,success_first_token_sd,success_generated_sd,n_trials,\
+success_first_token_ci_low,success_first_token_ci_high,success_generated_ci_low,\
+success_generated_ci_high,complied,complied_ci_low,complied_ci_high,neither,neither_ci_low,\
+neither_ci_high";
 
 /// Deleted tokens listed per summary row.
 const TOP_DELETED: usize = 10;
@@ -226,7 +235,9 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let answers = confirm(o, &pruner, &runs)?;
     let judge = Judge::default();
+    let requests = table.requests();
     let report = Report {
+        requests: &requests,
         o,
         table: &table,
         candidates: &candidates,
@@ -488,24 +499,37 @@ struct Report<'a> {
     runs: &'a [Run],
     answers: &'a HashMap<String, String>,
     judge: &'a Judge,
+    /// The request of every table row, what answers are judged against.
+    requests: &'a [String],
 }
 
 /// One pruned prompt's judgements.
 struct Judged {
     first: bool,
     generated: bool,
+    /// The answer's outcome (refused at the first token counts as refused); `None` without
+    /// a confirmation (`--confirm-tokens 0`).
+    outcome: Option<Judgement>,
 }
 
 impl Report<'_> {
-    fn judged(&self, x: &Outcome) -> Judged {
+    fn judged(&self, i: usize, x: &Outcome) -> Judged {
         let first = x.success();
+        let outcome = match self.answers.get(&x.text) {
+            _ if !first => Some(Judgement::Refused),
+            Some(a) => Some(self.judge.outcome(&self.requests[i], a)),
+            None => None,
+        };
         // --confirm-tokens 0 leaves the first-token judge alone.
-        let generated = first
-            && match self.answers.get(&x.text) {
-                Some(a) => !self.judge.refused(a),
-                None => self.o.confirm_tokens == 0,
-            };
-        Judged { first, generated }
+        let generated = match outcome {
+            Some(o) => o != Judgement::Refused,
+            None => first && self.o.confirm_tokens == 0,
+        };
+        Judged {
+            first,
+            generated,
+            outcome,
+        }
     }
 
     fn category(&self, i: usize) -> &str {
@@ -529,7 +553,7 @@ impl Report<'_> {
                 };
                 row[prompt_col] = x.text.clone();
                 rows.push(row);
-                let j = self.judged(x);
+                let j = self.judged(i, x);
                 extra.push(vec![
                     orig.to_string(),
                     self.table.prompt(i).to_string(),
@@ -543,6 +567,7 @@ impl Report<'_> {
                     format!("{:.4}", x.score),
                     u8::from(j.first).to_string(),
                     u8::from(j.generated).to_string(),
+                    j.outcome.map(|o| o.name()).unwrap_or_default().to_string(),
                     self.answers.get(&x.text).cloned().unwrap_or_default(),
                 ]);
             }
@@ -591,13 +616,21 @@ impl Report<'_> {
         let mut per_run = Vec::new();
         let mut deleted = 0usize;
         let mut tokens: Vec<&str> = Vec::new();
+        // Pooled over repeats: first-token and generated successes, complied, neither, and
+        // whether every trial has an outcome.
+        let (mut pooled, mut all_judged) = ([0usize; 4], true);
         for r in runs {
             let (mut f, mut g) = (0usize, 0usize);
             for &q in &keep {
                 let x = &r.outcomes[q];
-                let j = self.judged(x);
+                let j = self.judged(self.candidates[q], x);
                 f += usize::from(j.first);
                 g += usize::from(j.generated);
+                pooled[0] += usize::from(j.first);
+                pooled[1] += usize::from(j.generated);
+                pooled[2] += usize::from(j.outcome == Some(Judgement::Complied));
+                pooled[3] += usize::from(j.outcome == Some(Judgement::Neither));
+                all_judged &= j.outcome.is_some();
                 deleted += x.deleted.len();
                 tokens.extend(x.deleted.iter().map(String::as_str));
             }
@@ -623,7 +656,12 @@ impl Report<'_> {
                 String::new()
             }
         };
-        vec![
+        let trials = keep.len() * runs.len();
+        let ci = |k: usize| {
+            let (lo, hi) = wilson(k, trials);
+            [format!("{lo:.4}"), format!("{hi:.4}")]
+        };
+        let mut row = vec![
             m.name().to_string(),
             cat.unwrap_or("all").to_string(),
             format!("{}", self.o.budget),
@@ -634,7 +672,19 @@ impl Report<'_> {
             serde_json::Value::Object(obj).to_string(),
             sd(sf),
             sd(sg),
-        ]
+            trials.to_string(),
+        ];
+        row.extend(ci(pooled[0]));
+        row.extend(ci(pooled[1]));
+        for k in [pooled[2], pooled[3]] {
+            if all_judged {
+                row.push(format!("{:.4}", k as f64 / rows));
+                row.extend(ci(k));
+            } else {
+                row.extend([String::new(), String::new(), String::new()]);
+            }
+        }
+        row
     }
 }
 
