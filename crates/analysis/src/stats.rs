@@ -76,7 +76,10 @@ mod tests {
         ];
         for (k, n, lo, hi) in cases {
             let (a, b) = wilson(k, n);
-            assert!((a - lo).abs() < 1e-12 && (b - hi).abs() < 1e-12, "{k}/{n}: {a} {b}");
+            assert!(
+                (a - lo).abs() < 1e-12 && (b - hi).abs() < 1e-12,
+                "{k}/{n}: {a} {b}"
+            );
         }
         assert!(wilson(0, 0).0.is_nan());
         assert!(disjoint((0.0, 0.2), (0.3, 0.5)));

@@ -52,10 +52,7 @@ pub const ESTIMATES_CSV: (&str, &str) = (
     "candidate,layer,component,op,alpha,estimate,rank,measured_delta_score,measured_delta_pass",
 );
 /// `answers.csv` and its header.
-pub const ANSWERS_CSV: (&str, &str) = (
-    "answers.csv",
-    "spec,id,category,refused,outcome,response",
-);
+pub const ANSWERS_CSV: (&str, &str) = ("answers.csv", "spec,id,category,refused,outcome,response");
 /// `rank_correlation.csv` and its header.
 pub const RANK_CSV: (&str, &str) = (
     "rank_correlation.csv",

@@ -51,8 +51,17 @@ pub fn summarize(table: &PromptTable, outcomes: &[Outcome]) -> String {
     }
     let mut out = format!(
         "{:<18} {:>5} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14}\n",
-        "category", "n", "refused", "rate", "95% CI", "complied", "rate", "95% CI", "neither",
-        "rate", "95% CI"
+        "category",
+        "n",
+        "refused",
+        "rate",
+        "95% CI",
+        "complied",
+        "rate",
+        "95% CI",
+        "neither",
+        "rate",
+        "95% CI"
     );
     for c in order {
         let (n, k) = counts[&c];

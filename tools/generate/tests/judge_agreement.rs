@@ -19,12 +19,15 @@ fn confusion(t: &PromptTable, split: Option<&str>) -> [[usize; 3]; 3] {
         if split.is_some_and(|s| t.get(i, "split") != Some(s)) {
             continue;
         }
-        let hand = t.get(i, "label").and_then(Outcome::parse).unwrap_or_else(|| {
-            panic!(
-                "labelled.csv: row with id '{}': label must be refused, complied or neither",
-                t.id(i)
-            )
-        });
+        let hand = t
+            .get(i, "label")
+            .and_then(Outcome::parse)
+            .unwrap_or_else(|| {
+                panic!(
+                    "labelled.csv: row with id '{}': label must be refused, complied or neither",
+                    t.id(i)
+                )
+            });
         let got = judge.outcome(t.get(i, "request").unwrap(), t.get(i, "answer").unwrap());
         m[hand as usize][got as usize] += 1;
     }
@@ -71,7 +74,11 @@ fn block(t: &PromptTable) -> String {
 #[test]
 fn judge_agreement_with_hand_labels_is_what_the_readme_quotes() {
     let t = PromptTable::read(&root().join("data/judge/labelled.csv")).unwrap();
-    assert!(t.len() >= 200, "labelled.csv: {} rows, at least 200 expected", t.len());
+    assert!(
+        t.len() >= 200,
+        "labelled.csv: {} rows, at least 200 expected",
+        t.len()
+    );
     let want = block(&t);
     let readme = std::fs::read_to_string(root().join("data/judge/README.md")).unwrap();
     let (a, b) = ("<!-- agreement:begin -->\n", "<!-- agreement:end -->");

@@ -204,22 +204,23 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Result<(
             .map_err(err)?;
         // Error bars: a vertical line over the interval with short caps.
         let whiskers = s.ci.iter().enumerate().filter_map(|(g, ci)| {
-            ci.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()).map(|(lo, hi)| {
-                let x = g as f64 + 0.1 + si as f64 * w + w * 0.46;
-                let (lo, hi) = (lo.clamp(0.0, b.y_max), hi.clamp(0.0, b.y_max));
-                let cap = w * 0.2;
-                PathElement::new(
-                    vec![
-                        (x - cap, lo),
-                        (x + cap, lo),
-                        (x, lo),
-                        (x, hi),
-                        (x - cap, hi),
-                        (x + cap, hi),
-                    ],
-                    BLACK.stroke_width(1),
-                )
-            })
+            ci.filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+                .map(|(lo, hi)| {
+                    let x = g as f64 + 0.1 + si as f64 * w + w * 0.46;
+                    let (lo, hi) = (lo.clamp(0.0, b.y_max), hi.clamp(0.0, b.y_max));
+                    let cap = w * 0.2;
+                    PathElement::new(
+                        vec![
+                            (x - cap, lo),
+                            (x + cap, lo),
+                            (x, lo),
+                            (x, hi),
+                            (x - cap, hi),
+                            (x + cap, hi),
+                        ],
+                        BLACK.stroke_width(1),
+                    )
+                })
         });
         chart.draw_series(whiskers).map_err(err)?;
     }

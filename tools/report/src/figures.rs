@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::html::escape;
 use crate::layout::{self, Input};
 use crate::model::{BarSeries, Bars, Figure, Item, LineSeries, Lines, Plot, Stroke};
-use crate::html::escape;
 use crate::paper;
-use hd_analysis::stats::wilson;
 use crate::table::Table;
 use crate::Error;
+use hd_analysis::stats::wilson;
 
 /// A run folder and the choices that pick what to show from it.
 #[derive(Debug, Clone)]

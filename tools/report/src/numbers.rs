@@ -4,13 +4,13 @@
 use std::fmt::Write as _;
 
 use crate::figures::Run;
-use crate::html::escape;
 use crate::figures::{rate_ci, rate_text};
+use crate::html::escape;
 use crate::interact::{is_baseline, prune_rows, sweep_rows, PruneRow, SweepRow};
-use hd_analysis::stats::disjoint;
 use crate::layout::{self, Input};
 use crate::table::Table;
 use crate::Error;
+use hd_analysis::stats::disjoint;
 
 /// One quoted number.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,11 +26,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use hd_analysis::judge::{Judge, Outcome as Judgement};
-use hd_analysis::stats::wilson;
 use hd_analysis::prune::{
     token_counts, Method, Outcome, Prompt, PruneTarget, Pruner, Settings, Start,
 };
 use hd_analysis::refusal::{RefusalTokens, DEFAULT_REFUSAL_TOKENS};
+use hd_analysis::stats::wilson;
 use hd_formats::atomic::Outputs;
 use hd_formats::components::{self, BadComponentId, ComponentId};
 use hd_formats::prompts::PromptTable;
