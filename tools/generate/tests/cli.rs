@@ -68,11 +68,15 @@ fn answers_are_deterministic_and_sharing_changes_nothing() {
     assert_eq!(outs[0], outs[1], "two runs differ");
     assert_eq!(outs[0], outs[2], "prefix sharing changed the answers");
     let csv = &outs[0].0;
-    assert!(csv.starts_with("id,prompt,category,response,n_new_tokens,refused\n"));
+    assert!(csv.starts_with("id,prompt,category,response,n_new_tokens,refused,outcome\n"));
     let t = hd_formats::prompts::PromptTable::read(&dir.path().join("r0.csv")).unwrap();
     assert_eq!(t.len(), 5);
     for i in 0..5 {
         assert!(matches!(t.get(i, "refused"), Some("0" | "1")));
+        assert!(matches!(
+            t.get(i, "outcome"),
+            Some("refused" | "complied" | "neither")
+        ));
         let n: usize = t.get(i, "n_new_tokens").unwrap().parse().unwrap();
         assert!((1..=20).contains(&n));
     }
