@@ -129,9 +129,12 @@ pub fn rate_text(k: usize, n: usize) -> String {
     )
 }
 
+/// (category, [refused, complied, neither]) counts.
+pub type OutcomeCounts = Vec<(String, [usize; 3])>;
+
 /// Counts of refused, complied and neither per category (first-seen order, `all` last) of
 /// a generate output with an `outcome` column; None for an older file without it.
-pub fn outcomes_by_category(t: &Table) -> Result<Option<Vec<(String, [usize; 3])>>, Error> {
+pub fn outcomes_by_category(t: &Table) -> Result<Option<OutcomeCounts>, Error> {
     let Ok(o) = t.col("outcome") else {
         return Ok(None);
     };
