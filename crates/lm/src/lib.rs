@@ -42,6 +42,7 @@ pub mod generate;
 mod gguf;
 mod hf;
 pub mod kernels;
+pub mod matrix;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
@@ -52,6 +53,7 @@ pub use forward::{
     common_prefix_len, Forward, Hook, Intervention, InterventionOp, KvCache, NoHook, Output,
     Positions, Prefix, Request, RowPos, SHARED,
 };
+pub use matrix::{Compute, Matrix};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;
@@ -71,8 +73,10 @@ pub struct PromptFormat {
 pub struct Model {
     /// Hyper-parameters.
     pub config: Config,
-    /// Weights (f32).
+    /// Weights, in their stored types.
     pub weights: Weights,
+    /// How the forward pass multiplies stored weights (default `Exact`).
+    pub compute: Compute,
     /// Tokenizer.
     pub tokenizer: Tokenizer,
     /// Chat template, when the model ships one.
@@ -130,6 +134,7 @@ impl Model {
         Ok(Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: path.into(),
@@ -147,6 +152,7 @@ impl Model {
         Ok(Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: dir.into(),
@@ -164,6 +170,7 @@ impl Model {
         Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: PathBuf::new(),
@@ -176,6 +183,7 @@ impl Model {
         Forward {
             cfg: &self.config,
             w: &self.weights,
+            compute: self.compute,
         }
     }
 
