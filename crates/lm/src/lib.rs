@@ -43,6 +43,7 @@ mod gguf;
 mod hf;
 pub mod kernels;
 pub mod matrix;
+pub mod memory;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
@@ -130,6 +131,9 @@ impl Model {
             ),
             _ => None,
         };
+        // The weights stay in the mapped file; every forward reads all of them.
+        let size = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?.len();
+        memory::check_fits(path, size, "its weights (mapped from the file)")?;
         let weights = weights::load_weights(&config, &g)?;
         Ok(Model {
             config,
@@ -147,7 +151,12 @@ impl Model {
         let tokenizer = Tokenizer::from_hf_dir(dir)?;
         let template = hf_template(dir).map_err(|e| in_file(dir, "chat template", e))?;
         let src = hf::HfTensors::open(dir)?;
-        let weight_files = src.files().map(Path::to_path_buf).collect();
+        let weight_files: Vec<PathBuf> = src.files().map(Path::to_path_buf).collect();
+        let mut size = 0;
+        for f in &weight_files {
+            size += std::fs::metadata(f).map_err(|e| LmError::io(f, e))?.len();
+        }
+        memory::check_fits(dir, size, "its weights (mapped from the safetensors files)")?;
         let weights = weights::load_weights(&config, &src)?;
         Ok(Model {
             config,
