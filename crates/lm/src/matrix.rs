@@ -175,7 +175,68 @@ fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
 }
 
 fn to_float<T: GgmlType>(bytes: &[u8], out: &mut [f32]) {
-    T::to_float(blocks::<T>(bytes), out)
+    if !legacy_to_float(T::DTYPE, bytes, out) {
+        T::to_float(blocks::<T>(bytes), out)
+    }
+}
+
+/// Q4_0, Q4_1 and Q8_0 blocks to f32 with exactly ggml's (and candle's) arithmetic — the
+/// block's half-float scales converted once, `q·d` or `q·d + m` per value, no fused
+/// multiply-add — in fixed-size loops LLVM vectorises for AVX2: candle's version spent 60% of
+/// a prefill converting scales. False for other types.
+fn legacy_to_float(kind: GgmlDType, bytes: &[u8], out: &mut [f32]) -> bool {
+    match kind {
+        GgmlDType::Q4_0 => kernels::with_avx2(|| {
+            for (b, o) in bytes.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
+                let d = f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                let q: &[u8; 16] = b[2..18].try_into().expect("16 bytes");
+                let o: &mut [f32; 32] = o.try_into().expect("32 values");
+                for j in 0..16 {
+                    o[j] = (((q[j] & 0x0F) as i16 - 8) as f32) * d;
+                    o[j + 16] = (((q[j] >> 4) as i16 - 8) as f32) * d;
+                }
+            }
+        }),
+        GgmlDType::Q4_1 => kernels::with_avx2(|| {
+            for (b, o) in bytes.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
+                let d = f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                let m = f16_bits_to_f32(u16::from_le_bytes([b[2], b[3]]));
+                let q: &[u8; 16] = b[4..20].try_into().expect("16 bytes");
+                let o: &mut [f32; 32] = o.try_into().expect("32 values");
+                for j in 0..16 {
+                    o[j] = ((q[j] & 0x0F) as f32) * d + m;
+                    o[j + 16] = ((q[j] >> 4) as f32) * d + m;
+                }
+            }
+        }),
+        GgmlDType::Q8_0 => kernels::with_avx2(|| {
+            for (b, o) in bytes.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+                let d = f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                let q: &[u8; 32] = b[2..34].try_into().expect("32 bytes");
+                let o: &mut [f32; 32] = o.try_into().expect("32 values");
+                for j in 0..32 {
+                    o[j] = (q[j] as i8) as f32 * d;
+                }
+            }
+        }),
+        _ => return false,
+    }
+    true
+}
+
+/// IEEE half to single precision, exactly (every half is a single), inline: the `half` crate's
+/// call per block cost as much as the block's values.
+#[inline(always)]
+fn f16_bits_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1F) as u32;
+    let man = (h & 0x3FF) as u32;
+    match exp {
+        // zero and subnormals: man · 2⁻²⁴, exact in f32
+        0 => f32::from_bits(sign) + if sign != 0 { -1.0 } else { 1.0 } * man as f32 * 5.960_464_5e-8,
+        0x1F => f32::from_bits(sign | 0x7F80_0000 | (man << 13)),
+        _ => f32::from_bits(sign | ((exp + 112) << 23) | (man << 13)),
+    }
 }
 
 fn row_bytes(kind: GgmlDType, cols: usize) -> usize {
@@ -455,19 +516,31 @@ impl Matrix {
         if let Some(w) = self.as_f32() {
             return kernels::linear(x, t, inp, w, out, y, add);
         }
-        let mut c0 = 0;
-        for p in &self.parts {
-            match (&p.store, mode) {
-                (Store::F32(w), _) if p.perm.is_none() && self.parts.len() == 1 => {
-                    kernels::linear(x, t, inp, w, out, y, add)
+        if mode == Compute::Fast {
+            // quantised parts through the integer kernels, the rest exactly
+            let mut c0 = 0;
+            let mut rest = Vec::new();
+            for p in &self.parts {
+                match &p.store {
+                    Store::Raw { kind, bytes } if is_quantised(*kind) => {
+                        fast_part(*kind, bytes.get(), p, x, t, inp, y, out, c0, add)
+                    }
+                    _ => rest.push((p, c0)),
                 }
-                (Store::Raw { kind, bytes }, Compute::Fast) if is_quantised(*kind) => {
-                    fast_part(*kind, bytes.get(), p, x, t, inp, y, out, c0, add)
-                }
-                _ => exact_part(p, x, t, inp, y, out, c0, add),
+                c0 += p.rows;
             }
-            c0 += p.rows;
+            return exact_parts(&rest, x, t, inp, y, out, add);
         }
+        let mut c0 = 0;
+        let parts: Vec<(&Part, usize)> = self
+            .parts
+            .iter()
+            .map(|p| {
+                c0 += p.rows;
+                (p, c0 - p.rows)
+            })
+            .collect();
+        exact_parts(&parts, x, t, inp, y, out, add)
     }
 
     /// `g[m, rows] · self` into `out[m, cols]` (the input gradient of [`Matrix::linear`]),
@@ -550,24 +623,27 @@ fn panel_rows(cols: usize) -> usize {
     r / 12 * 12
 }
 
-/// One part of an exact product: its rows dequantised in panels, each multiplied like an f32
-/// matrix's rows (the decode kernel for a few rows, a single-threaded GEMM otherwise), into
-/// columns `c0..c0+p.rows` of `y`.
-#[allow(clippy::too_many_arguments)]
-fn exact_part(
-    p: &Part,
+/// An exact product of `parts` (each with the first output column it fills): their rows
+/// dequantised in panels, all panels of all parts in parallel, each multiplied like an f32
+/// matrix's rows (the decode kernel for a few rows, a single-threaded GEMM otherwise).
+fn exact_parts(
+    parts: &[(&Part, usize)],
     x: &[f32],
     t: usize,
     inp: usize,
     y: &mut [f32],
     out: usize,
-    c0: usize,
     add: bool,
 ) {
     let pr = panel_rows(inp);
-    let panels: Vec<(usize, usize)> = (0..p.rows)
-        .step_by(pr)
-        .map(|lo| (lo, pr.min(p.rows - lo)))
+    // (part, first output column of the panel, first row in the part, rows)
+    let panels: Vec<(&Part, usize, usize, usize)> = parts
+        .iter()
+        .flat_map(|&(p, c0)| {
+            (0..p.rows)
+                .step_by(pr)
+                .map(move |lo| (p, c0 + lo, lo, pr.min(p.rows - lo)))
+        })
         .collect();
     let small = t <= kernels::SMALL_M;
     // Rows along the vector lanes for the decode kernel (built once for all panels).
@@ -575,7 +651,7 @@ fn exact_part(
     let y_in: &[f32] = y;
     let outs: Vec<Vec<f32>> = panels
         .par_iter()
-        .map(|&(lo, n)| {
+        .map(|&(p, c, lo, n)| {
             let mut w = vec![0.0f32; n * inp];
             p.rows_into(lo, lo + n, inp, &mut w);
             match &xt {
@@ -587,8 +663,7 @@ fn exact_part(
                     let mut buf = vec![0.0f32; t * n];
                     if add {
                         for r in 0..t {
-                            buf[r * n..(r + 1) * n]
-                                .copy_from_slice(&y_in[r * out + c0 + lo..r * out + c0 + lo + n]);
+                            buf[r * n..(r + 1) * n].copy_from_slice(&y_in[r * out + c..r * out + c + n]);
                         }
                     }
                     faer::linalg::matmul::matmul(
@@ -604,9 +679,9 @@ fn exact_part(
             }
         })
         .collect();
-    for (&(lo, n), buf) in panels.iter().zip(outs) {
+    for (&(_, c, _, n), buf) in panels.iter().zip(outs) {
         for r in 0..t {
-            let dst = &mut y[r * out + c0 + lo..r * out + c0 + lo + n];
+            let dst = &mut y[r * out + c..r * out + c + n];
             if small {
                 let tp = buf.len() / n;
                 for (j, o) in dst.iter_mut().enumerate() {

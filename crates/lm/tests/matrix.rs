@@ -163,3 +163,24 @@ fn stored_matrices_refuse_bytes_that_do_not_fit() {
     let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(vec![0u8; 10]);
     assert!(Bytes::new(owner, 5..11).is_none());
 }
+
+#[test]
+fn every_half_float_scale_converts_exactly() {
+    // a Q8_0 block per half-float bit pattern, every value q = 1: the block dequantises to
+    // its scale, which must equal the half crate's conversion (NaNs by being NaN)
+    let mut bytes = Vec::with_capacity(65536 * 34);
+    for h in 0..=u16::MAX {
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&[1u8; 32]);
+    }
+    let m = Matrix::stored(65536, 32, GgmlDType::Q8_0, Bytes::copy_of(&bytes), None).unwrap();
+    let v = m.to_f32();
+    for h in 0..=u16::MAX {
+        let want = half::f16::from_bits(h).to_f32();
+        let got = v[h as usize * 32];
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "half {h:#06x}: {got} vs {want}"
+        );
+    }
+}
