@@ -5,7 +5,8 @@
 //! - `Exact`: tiles of the stored weight are dequantised to f32 (exactly the values a full
 //!   dequantisation gives) and multiplied in f32, with the same kernels as an f32 matrix; each
 //!   output is the same sum in the same order, so results equal the f32 path's.
-//! - `Fast`: llama.cpp's approach (through candle's port of its kernels): activations are
+//! - `Fast`: llama.cpp's approach (through candle's port of its kernels) for decode-sized
+//!   products (at most 16 rows; larger ones run `Exact`, faster here): activations are
 //!   quantised to 8-bit blocks and multiplied with the weight blocks by integer dot products.
 //!   Float matrices (f32, f16, bf16) have no integer form and always run `Exact`.
 //!
@@ -29,8 +30,9 @@ pub enum Compute {
     /// Dequantised f32 tiles: the f32 path's results.
     #[default]
     Exact,
-    /// Int8-quantised activations against the weight blocks (llama.cpp's kernels); float
-    /// weights run `Exact`.
+    /// Int8-quantised activations against the weight blocks (llama.cpp's kernels, through
+    /// candle) for decode-sized products (at most 16 rows), where they are faster; larger
+    /// products and float weights run `Exact`.
     Fast,
 }
 
@@ -516,7 +518,10 @@ impl Matrix {
         if let Some(w) = self.as_f32() {
             return kernels::linear(x, t, inp, w, out, y, add);
         }
-        if mode == Compute::Fast {
+        // Candle's int8 kernels multiply one activation row at a time against the weight
+        // blocks: 3x faster than dequantised tiles for decode-sized products here, 3x slower
+        // for prefill-sized ones, so `Fast` takes them for the former only.
+        if mode == Compute::Fast && t <= kernels::SMALL_M {
             // quantised parts through the integer kernels, the rest exactly
             let mut c0 = 0;
             let mut rest = Vec::new();

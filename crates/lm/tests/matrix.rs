@@ -116,7 +116,7 @@ fn exact_products_equal_the_f32_kernels_bit_for_bit() {
 }
 
 #[test]
-fn fast_products_stay_within_int8_rounding_of_exact() {
+fn fast_decode_products_stay_within_int8_rounding_and_prefill_ones_are_exact() {
     for (name, m, _) in cases() {
         for t in [1, 20] {
             let x = seeded(t * COLS, 5);
@@ -126,8 +126,10 @@ fn fast_products_stay_within_int8_rounding_of_exact() {
             let num: f64 = exact.iter().zip(&fast).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
             let den: f64 = exact.iter().map(|a| (*a as f64).powi(2)).sum();
             let rel = (num / den).sqrt();
-            // 8-bit activations: ~0.5% relative error; float types run exactly
-            let bound = if name.starts_with('F') || name == "BF16" { 0.0 } else { 0.02 };
+            // 8-bit activations for decode-sized products: ~0.5% relative error; float types
+            // and prefill-sized products run exactly
+            let exact = name.starts_with('F') || name == "BF16" || t > 16;
+            let bound = if exact { 0.0 } else { 0.02 };
             assert!(rel <= bound, "{name}, t = {t}: fast is {rel:.2e} off exact");
             assert!(rel > 0.0 || bound == 0.0, "{name}: fast should differ from exact");
         }

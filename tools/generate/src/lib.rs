@@ -30,6 +30,8 @@ pub struct Options {
     pub summary: Option<PathBuf>,
     /// Prefill each batch's common prefix once.
     pub share_prefix: bool,
+    /// How stored (quantised) weights are multiplied.
+    pub compute: hd_lm::Compute,
 }
 
 /// Refusal rate per value of the `category` column (or `all` without one), as an aligned
@@ -70,7 +72,8 @@ pub fn run(o: &Options) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let model = Model::load(&o.model)?;
+    let mut model = Model::load(&o.model)?;
+    model.compute = o.compute;
     let ids = encode_all(&model, &table, o)?;
     let pb = hd_cli::progress(table.len() as u64, "prompts");
     let mut extra = Vec::with_capacity(table.len());
