@@ -1117,7 +1117,10 @@ impl CustomOp1 for StoredLinear {
         let x = slice(s, l, "linear input")?;
         let (out, inp) = (self.0.rows(), self.0.cols());
         if last_dim(l.dims()) != inp {
-            bail!("linear: input has shape {:?}, weight [{out}, {inp}]", l.dims());
+            bail!(
+                "linear: input has shape {:?}, weight [{out}, {inp}]",
+                l.dims()
+            );
         }
         let m = x.len() / inp.max(1);
         let mut y = vec![0.0f32; m * out];

@@ -132,7 +132,9 @@ impl Model {
             _ => None,
         };
         // The weights stay in the mapped file; every forward reads all of them.
-        let size = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| LmError::io(path, e))?
+            .len();
         memory::check_fits(path, size, "its weights (mapped from the file)")?;
         let weights = weights::load_weights(&config, &g)?;
         Ok(Model {

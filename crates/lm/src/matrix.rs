@@ -128,7 +128,13 @@ pub struct Matrix {
 
 impl std::fmt::Debug for Matrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Matrix[{}, {}; {}]", self.rows, self.cols, self.type_name())
+        write!(
+            f,
+            "Matrix[{}, {}; {}]",
+            self.rows,
+            self.cols,
+            self.type_name()
+        )
     }
 }
 
@@ -235,7 +241,9 @@ fn f16_bits_to_f32(h: u16) -> f32 {
     let man = (h & 0x3FF) as u32;
     match exp {
         // zero and subnormals: man · 2⁻²⁴, exact in f32
-        0 => f32::from_bits(sign) + if sign != 0 { -1.0 } else { 1.0 } * man as f32 * 5.960_464_5e-8,
+        0 => {
+            f32::from_bits(sign) + if sign != 0 { -1.0 } else { 1.0 } * man as f32 * 5.960_464_5e-8
+        }
         0x1F => f32::from_bits(sign | 0x7F80_0000 | (man << 13)),
         _ => f32::from_bits(sign | ((exp + 112) << 23) | (man << 13)),
     }
@@ -288,7 +296,11 @@ impl Part {
 impl Matrix {
     /// A matrix of f32 values, row-major (`data.len() == rows·cols`).
     pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), rows * cols, "Matrix::from_f32: data does not match its shape");
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "Matrix::from_f32: data does not match its shape"
+        );
         Matrix {
             rows,
             cols,
@@ -371,7 +383,10 @@ impl Matrix {
     /// joined into one buffer (they are in memory already); stored parts stay as they are.
     pub fn stack(parts: Vec<Matrix>) -> Self {
         let cols = parts.first().map_or(0, |m| m.cols);
-        assert!(parts.iter().all(|m| m.cols == cols), "Matrix::stack: widths differ");
+        assert!(
+            parts.iter().all(|m| m.cols == cols),
+            "Matrix::stack: widths differ"
+        );
         let rows = parts.iter().map(|m| m.rows).sum();
         if parts.iter().all(|m| m.as_f32().is_some()) {
             let mut v = Vec::with_capacity(rows * cols);
@@ -511,7 +526,10 @@ impl Matrix {
     /// `y[t, rows] (+)= x[t, cols] · selfᵀ`, all row-major.
     pub fn linear(&self, x: &[f32], t: usize, y: &mut [f32], add: bool, mode: Compute) {
         let (out, inp) = (self.rows, self.cols);
-        assert!(x.len() == t * inp && y.len() == t * out, "Matrix::linear: shapes");
+        assert!(
+            x.len() == t * inp && y.len() == t * out,
+            "Matrix::linear: shapes"
+        );
         if t == 0 {
             return;
         }
@@ -552,7 +570,10 @@ impl Matrix {
     /// from dequantised tiles of whole columns, so every sum runs over all rows in order.
     pub fn matmul_n(&self, g: &[f32], m: usize, out: &mut [f32]) {
         let (rows, cols) = (self.rows, self.cols);
-        assert!(g.len() == m * rows && out.len() == m * cols, "Matrix::matmul_n: shapes");
+        assert!(
+            g.len() == m * rows && out.len() == m * cols,
+            "Matrix::matmul_n: shapes"
+        );
         if m == 0 || cols == 0 {
             return;
         }
@@ -603,7 +624,9 @@ impl Matrix {
                 let s = p.perm.as_ref().map_or(r, |q| q[r] as usize);
                 let o = &mut panel[(r0 + r) * w..(r0 + r + 1) * w];
                 match &p.store {
-                    Store::F32(v) => o.copy_from_slice(&v[s * self.cols + c..s * self.cols + c + w]),
+                    Store::F32(v) => {
+                        o.copy_from_slice(&v[s * self.cols + c..s * self.cols + c + w])
+                    }
                     Store::Raw { kind, bytes } => {
                         let (bs, ts) = (kind.block_size(), kind.type_size());
                         let rb = row_bytes(*kind, self.cols);
@@ -668,7 +691,8 @@ fn exact_parts(
                     let mut buf = vec![0.0f32; t * n];
                     if add {
                         for r in 0..t {
-                            buf[r * n..(r + 1) * n].copy_from_slice(&y_in[r * out + c..r * out + c + n]);
+                            buf[r * n..(r + 1) * n]
+                                .copy_from_slice(&y_in[r * out + c..r * out + c + n]);
                         }
                     }
                     faer::linalg::matmul::matmul(
@@ -690,7 +714,11 @@ fn exact_parts(
             if small {
                 let tp = buf.len() / n;
                 for (j, o) in dst.iter_mut().enumerate() {
-                    *o = if add { *o + buf[j * tp + r] } else { buf[j * tp + r] };
+                    *o = if add {
+                        *o + buf[j * tp + r]
+                    } else {
+                        buf[j * tp + r]
+                    };
                 }
             } else {
                 dst.copy_from_slice(&buf[r * n..(r + 1) * n]);

@@ -331,7 +331,12 @@ fn load_matrices(cfg: &Config, src: &dyn TensorSource, has_head: bool) -> Result
     for _ in 0..nl {
         let (q, k, vv, o) = (next()?, next()?, next()?, next()?);
         let (g, u, dn) = (next()?, next()?, next()?);
-        layers.push([Matrix::stack(vec![q, k, vv]), o, Matrix::stack(vec![g, u]), dn]);
+        layers.push([
+            Matrix::stack(vec![q, k, vv]),
+            o,
+            Matrix::stack(vec![g, u]),
+            dn,
+        ]);
     }
     let lm_head = if has_head { Some(next()?) } else { None };
     Ok(Matrices {

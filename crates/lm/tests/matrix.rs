@@ -8,11 +8,17 @@ use hd_lm::matrix::{Bytes, Compute, Matrix};
 use safetensors::SafeTensors;
 use std::sync::Arc;
 
+/// Held by every test that loads a model (one sets `HD_MEMORY_LIMIT`).
+static LOADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const ROWS: usize = 12;
 const COLS: usize = 512;
 
 fn fixture() -> Vec<u8> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/quant/blocks.safetensors");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/quant/blocks.safetensors"
+    );
     std::fs::read(p).expect("testdata/quant/blocks.safetensors")
 }
 
@@ -56,7 +62,9 @@ fn seeded(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -108,7 +116,9 @@ fn exact_products_equal_the_f32_kernels_bit_for_bit() {
             kernels::linear(&x, t, inp, &dense, out, &mut want, add);
             m.linear(&x, t, &mut got, add, Compute::Exact);
             assert!(
-                want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "t = {t}, add = {add}: stored product differs from the f32 kernels'"
             );
         }
@@ -123,7 +133,11 @@ fn fast_decode_products_stay_within_int8_rounding_and_prefill_ones_are_exact() {
             let (mut exact, mut fast) = (vec![0.0f32; t * ROWS], vec![0.0f32; t * ROWS]);
             m.linear(&x, t, &mut exact, false, Compute::Exact);
             m.linear(&x, t, &mut fast, false, Compute::Fast);
-            let num: f64 = exact.iter().zip(&fast).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+            let num: f64 = exact
+                .iter()
+                .zip(&fast)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum();
             let den: f64 = exact.iter().map(|a| (*a as f64).powi(2)).sum();
             let rel = (num / den).sqrt();
             // 8-bit activations for decode-sized products: ~0.5% relative error; float types
@@ -131,7 +145,10 @@ fn fast_decode_products_stay_within_int8_rounding_and_prefill_ones_are_exact() {
             let exact = name.starts_with('F') || name == "BF16" || t > 16;
             let bound = if exact { 0.0 } else { 0.02 };
             assert!(rel <= bound, "{name}, t = {t}: fast is {rel:.2e} off exact");
-            assert!(rel > 0.0 || bound == 0.0, "{name}: fast should differ from exact");
+            assert!(
+                rel > 0.0 || bound == 0.0,
+                "{name}: fast should differ from exact"
+            );
         }
     }
 }
@@ -148,7 +165,11 @@ fn input_gradient_product_matches_a_naive_sum() {
                 .map(|k| g[r * ROWS + k] as f64 * w[k * COLS + c] as f64)
                 .sum();
             let e = (got[r * COLS + c] as f64 - want).abs();
-            assert!(e <= 1e-5 * (1.0 + want.abs()), "[{r}, {c}]: {} vs {want}", got[r * COLS + c]);
+            assert!(
+                e <= 1e-5 * (1.0 + want.abs()),
+                "[{r}, {c}]: {} vs {want}",
+                got[r * COLS + c]
+            );
         }
     }
 }
@@ -185,4 +206,67 @@ fn every_half_float_scale_converts_exactly() {
             "half {h:#06x}: {got} vs {want}"
         );
     }
+}
+
+#[test]
+fn a_model_larger_than_the_memory_available_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    hd_testkit::write_tiny_model(dir.path(), hd_lm::Arch::Llama, false, 7).unwrap();
+    // Loads in this binary take the lock, so the variable reaches only this load.
+    let _g = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("HD_MEMORY_LIMIT", "1000");
+    let err = hd_lm::Model::load(dir.path()).unwrap_err().to_string();
+    std::env::remove_var("HD_MEMORY_LIMIT");
+    assert!(
+        err.contains("its weights (mapped from the safetensors files) need")
+            && err.contains("this machine has 0.0 GiB available"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(hd_lm::Model::load(dir.path()).is_ok());
+}
+
+#[test]
+fn the_default_model_loads_as_stored_and_its_exact_forward_equals_the_f32_forward() {
+    let Some(path) = hd_testkit::default_model() else {
+        return;
+    };
+    let m = {
+        let _g = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+        hd_lm::Model::load(&path).unwrap()
+    };
+    assert_eq!(m.weights.layers[0].w_gate_up.type_name(), "Q4_1");
+    assert!(
+        m.weights.layers[0].wqkv.as_f32().is_none(),
+        "kept as stored"
+    );
+    // the same weights expanded to f32, as the loader did before
+    let mut f = m.weights.clone();
+    let expand = |x: &mut Matrix| *x = Matrix::from_f32(x.rows(), x.cols(), x.to_f32());
+    expand(&mut f.embed);
+    for l in &mut f.layers {
+        for x in [&mut l.wqkv, &mut l.wo, &mut l.w_gate_up, &mut l.w_down] {
+            expand(x);
+        }
+    }
+    let ids: Vec<u32> = m
+        .encode_prompt("How do tides work?", &Default::default())
+        .unwrap();
+    let req = hd_lm::Request {
+        capture_layers: (0..=m.config.num_layers).collect(),
+        capture_positions: hd_lm::Positions::All,
+        interventions: Vec::new(),
+        logits: true,
+    };
+    let a = m.forward().run(&[&ids], &req).unwrap();
+    let b = hd_lm::Forward::new(&m.config, &f)
+        .run(&[&ids], &req)
+        .unwrap();
+    for ((l, x), (_, y)) in a.captured.iter().zip(&b.captured) {
+        assert!(
+            x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "layer {l}"
+        );
+    }
+    assert_eq!(a.logits, b.logits);
 }

@@ -212,7 +212,11 @@ pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>
         let (g, u) = w_gate_up.split_at(ff * d);
         out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d], g.to_vec()));
         out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d], u.to_vec()));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, ff], f(l.w_down)));
+        out.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![d, ff],
+            f(l.w_down),
+        ));
     }
     out.push(("model.norm.weight".to_string(), vec![d], w.final_norm));
     if let Some(h) = w.lm_head {
