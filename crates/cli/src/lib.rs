@@ -523,3 +523,36 @@ impl Default for LayerArgs {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Compute mode.
+
+/// How products with stored (quantised) weights run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeMode {
+    /// Dequantised f32 tiles: the results of the model expanded to f32.
+    #[default]
+    Exact,
+    /// Int8-quantised activations against the weight blocks, llama.cpp's kernels: faster,
+    /// results differ from exact by the activations' rounding.
+    Fast,
+}
+
+impl From<ComputeMode> for hd_lm::Compute {
+    fn from(m: ComputeMode) -> Self {
+        match m {
+            ComputeMode::Exact => hd_lm::Compute::Exact,
+            ComputeMode::Fast => hd_lm::Compute::Fast,
+        }
+    }
+}
+
+/// `--compute`.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(about = None, long_about = None)]
+pub struct ComputeArgs {
+    /// exact: quantised weights dequantised in tiles, the f32 results; fast: int8 activations
+    /// against the weight blocks (forward passes only; gradients stay exact).
+    #[arg(long, value_enum, default_value_t = ComputeMode::Exact, value_name = "MODE")]
+    pub compute: ComputeMode,
+}

@@ -31,7 +31,7 @@
 //! ```
 
 use crate::error::{GradError, Result};
-use crate::ops::{self, AttnSpec, Rules, Span};
+use crate::ops::{self, AttnSpec, Rules, Span, Weight};
 use crate::rng::SplitMix64;
 use candle_core::{DType, Device, Tensor, Var};
 use hd_lm::{Config, Weights};
@@ -87,23 +87,23 @@ pub struct Layer {
     /// Pre-attention RMSNorm gain `[d]`.
     pub attn_norm: Tensor,
     /// Fused q|k|v `[qkv_width, d]`.
-    pub wqkv: Tensor,
+    pub wqkv: Weight,
     /// Fused q|k|v bias `[qkv_width]` (Qwen2).
     pub bqkv: Option<Tensor>,
     /// `[d, nh·hd]`.
-    pub wo: Tensor,
+    pub wo: Weight,
     /// Pre-MLP RMSNorm gain `[d]`.
     pub mlp_norm: Tensor,
     /// Fused gate|up `[2·ff, d]`.
-    pub w_gate_up: Tensor,
+    pub w_gate_up: Weight,
     /// `[d, ff]`.
-    pub w_down: Tensor,
+    pub w_down: Weight,
     /// Adapters by module.
     pub adapters: Vec<(Module, Adapter)>,
 }
 
 impl Layer {
-    fn weight(&self, m: Module) -> &Tensor {
+    fn weight(&self, m: Module) -> &Weight {
         match m {
             Module::Qkv => &self.wqkv,
             Module::O => &self.wo,
@@ -112,7 +112,7 @@ impl Layer {
         }
     }
 
-    fn weight_mut(&mut self, m: Module) -> &mut Tensor {
+    fn weight_mut(&mut self, m: Module) -> &mut Weight {
         match m {
             Module::Qkv => &mut self.wqkv,
             Module::O => &mut self.wo,
@@ -123,14 +123,14 @@ impl Layer {
 
     fn proj(&self, m: Module, x: &Tensor) -> Result<Tensor> {
         Ok(match self.adapters.iter().find(|(k, _)| *k == m) {
-            Some((_, ad)) => ops::lora_linear(
+            Some((_, ad)) => ops::lora_linear_w(
                 x,
                 self.weight(m),
                 ad.a.as_tensor(),
                 ad.b.as_tensor(),
                 ad.scale,
             )?,
-            None => ops::linear(x, self.weight(m))?,
+            None => ops::linear_w(x, self.weight(m))?,
         })
     }
 }
@@ -158,9 +158,9 @@ pub struct DiffModel {
     /// Hyper-parameters.
     pub config: Config,
     /// Token embeddings `[vocab, d]`.
-    pub embed: Tensor,
+    pub embed: Weight,
     /// Untied output head `[vocab, d]`.
-    pub lm_head: Option<Tensor>,
+    pub lm_head: Option<Weight>,
     /// Final RMSNorm gain.
     pub final_norm: Tensor,
     /// Blocks.
@@ -298,6 +298,15 @@ fn t(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, shape, &cpu())?)
 }
 
+/// A weight as an hd-lm matrix (a stored one shared, a tensor copied).
+fn weight_matrix(w: &Weight) -> Result<hd_lm::Matrix> {
+    let (r, c) = w.dims2()?;
+    Ok(match w {
+        Weight::Stored(m) => m.clone(),
+        Weight::Tensor(t) => hd_lm::Matrix::from_f32(r, c, to_vec(t)?),
+    })
+}
+
 /// The f32 data of a tensor, row-major.
 pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
@@ -309,22 +318,32 @@ impl DiffModel {
         let (d, ff) = (config.hidden_size, config.intermediate_size);
         let qkv = config.qkv_width();
         let q = config.num_heads * config.head_dim;
-        let embed = t(w.embed, &[config.vocab_size, d])?;
+        let mat = |m: hd_lm::Matrix, shape: [usize; 2]| -> Result<Weight> {
+            if [m.rows(), m.cols()] != shape {
+                return Err(GradError::Input(format!(
+                    "weight has shape [{}, {}], expected {shape:?}",
+                    m.rows(),
+                    m.cols()
+                )));
+            }
+            Ok(Weight::from_matrix(m)?)
+        };
+        let embed = mat(w.embed, [config.vocab_size, d])?;
         let lm_head = w
             .lm_head
-            .map(|h| t(h, &[config.vocab_size, d]))
+            .map(|h| mat(h, [config.vocab_size, d]))
             .transpose()?;
         let final_norm = t(w.final_norm, &[d])?;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in w.layers {
             layers.push(Layer {
                 attn_norm: t(l.attn_norm, &[d])?,
-                wqkv: t(l.wqkv, &[qkv, d])?,
+                wqkv: mat(l.wqkv, [qkv, d])?,
                 bqkv: l.bqkv.map(|b| t(b, &[qkv])).transpose()?,
-                wo: t(l.wo, &[d, q])?,
+                wo: mat(l.wo, [d, q])?,
                 mlp_norm: t(l.mlp_norm, &[d])?,
-                w_gate_up: t(l.w_gate_up, &[2 * ff, d])?,
-                w_down: t(l.w_down, &[d, ff])?,
+                w_gate_up: mat(l.w_gate_up, [2 * ff, d])?,
+                w_down: mat(l.w_down, [d, ff])?,
                 adapters: Vec::new(),
             });
         }
@@ -400,7 +419,10 @@ impl DiffModel {
                     let l = &mut self.layers[li];
                     make(format!("layers.{li}.attn_norm"), &mut l.attn_norm)?;
                     for m in Module::ALL {
-                        make(format!("layers.{li}.{}", m.name()), l.weight_mut(m))?;
+                        // A stored (quantised) weight is trained as an f32 copy.
+                        let mut t = l.weight(m).to_tensor()?;
+                        make(format!("layers.{li}.{}", m.name()), &mut t)?;
+                        *l.weight_mut(m) = Weight::Tensor(t);
                     }
                     if let Some(b) = l.bqkv.as_mut() {
                         make(format!("layers.{li}.bqkv"), b)?;
@@ -419,7 +441,7 @@ impl DiffModel {
     }
 
     /// The output head (the embedding when tied).
-    pub fn head(&self) -> &Tensor {
+    pub fn head(&self) -> &Weight {
         self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
@@ -528,8 +550,20 @@ impl DiffModel {
                 "token id {bad} out of range for vocabulary of {vocab}"
             )));
         }
-        let ids = Tensor::from_vec(packed.tokens.clone(), packed.n_rows(), &cpu())?;
-        Ok(self.embed.index_select(&ids, 0)?)
+        match &self.embed {
+            Weight::Tensor(e) => {
+                let ids = Tensor::from_vec(packed.tokens.clone(), packed.n_rows(), &cpu())?;
+                Ok(e.index_select(&ids, 0)?)
+            }
+            Weight::Stored(e) => {
+                let d = e.cols();
+                let mut h = vec![0.0f32; packed.n_rows() * d];
+                for (o, &tok) in h.chunks_exact_mut(d.max(1)).zip(&packed.tokens) {
+                    e.row_into(tok as usize, o);
+                }
+                t(h, &[packed.n_rows(), d])
+            }
+        }
     }
 
     /// The final norm (captured when asked) and the logits at the requested rows.
@@ -552,7 +586,7 @@ impl DiffModel {
             &cpu(),
         )?;
         let hn = ops::rms_norm_with(&h.index_select(&idx, 0)?, &self.final_norm, eps, req.rules)?;
-        Ok(Some(ops::linear(&hn, self.head())?))
+        Ok(Some(ops::linear_w(&hn, self.head())?))
     }
 
     fn block(&self, li: usize, h: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {
@@ -576,12 +610,15 @@ impl DiffModel {
     pub fn merged_weights(&self) -> Result<Weights> {
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
-            let merged = |m: Module| -> Result<Vec<f32>> {
+            let merged = |m: Module| -> Result<hd_lm::Matrix> {
                 let w = l.weight(m);
-                let mut v = to_vec(w)?;
+                let (out, inp) = w.dims2()?;
+                if let (Weight::Stored(s), false) = (w, l.adapters.iter().any(|(k, _)| *k == m)) {
+                    return Ok(s.clone());
+                }
+                let mut v = w.to_f32()?;
                 for (k, ad) in &l.adapters {
                     if *k == m {
-                        let (out, inp) = w.dims2()?;
                         let r = ad.a.dims2()?.0;
                         let ba = ops::matmul_nn(
                             &to_vec(ad.b.as_tensor())?,
@@ -595,7 +632,7 @@ impl DiffModel {
                         }
                     }
                 }
-                Ok(v)
+                Ok(hd_lm::Matrix::from_f32(out, inp, v))
             };
             layers.push(hd_lm::weights::LayerWeights {
                 attn_norm: to_vec(&l.attn_norm)?,
@@ -608,10 +645,10 @@ impl DiffModel {
             });
         }
         Ok(Weights {
-            embed: to_vec(&self.embed)?,
+            embed: weight_matrix(&self.embed)?,
             layers,
             final_norm: to_vec(&self.final_norm)?,
-            lm_head: self.lm_head.as_ref().map(to_vec).transpose()?,
+            lm_head: self.lm_head.as_ref().map(weight_matrix).transpose()?,
         })
     }
 }

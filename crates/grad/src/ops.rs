@@ -32,7 +32,8 @@
 //! input form those are the epsilon rule (ε → 0) and the Deep-Taylor softmax rule.
 
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
+    Tensor,
 };
 use faer::{Accum, MatMut, MatRef, Par};
 use hd_lm::kernels::{fast_exp, with_avx2};
@@ -282,17 +283,30 @@ impl CustomOp2 for Linear {
 /// relevance), and the dense product would mostly multiply zeros. Zero rows give exact zeros
 /// either way (the weights are finite).
 fn input_grad(g: &[f32], m: usize, out: usize, w: &[f32], inp: usize) -> Vec<f32> {
+    live_rows(g, m, out, inp, |sub, n| matmul_nn(sub, n, out, w, inp))
+}
+
+/// `prod(g', n)` (a product of `n` rows of width `out` into rows of width `inp`) over the rows
+/// of `g` that are not all zero, scattered back into `[m, inp]` with zero rows elsewhere;
+/// over all of `g` when most rows are live.
+fn live_rows(
+    g: &[f32],
+    m: usize,
+    out: usize,
+    inp: usize,
+    prod: impl Fn(&[f32], usize) -> Vec<f32>,
+) -> Vec<f32> {
     let live: Vec<usize> = (0..m)
         .filter(|&r| g[r * out..(r + 1) * out].iter().any(|&v| v != 0.0))
         .collect();
     if live.len() * 2 > m {
-        return matmul_nn(g, m, out, w, inp);
+        return prod(g, m);
     }
     let mut sub = Vec::with_capacity(live.len() * out);
     for &r in &live {
         sub.extend_from_slice(&g[r * out..(r + 1) * out]);
     }
-    let part = matmul_nn(&sub, live.len(), out, w, inp);
+    let part = prod(&sub, live.len());
     let mut full = vec![0.0f32; m * inp];
     for (i, &r) in live.iter().enumerate() {
         full[r * inp..(r + 1) * inp].copy_from_slice(&part[i * inp..(i + 1) * inp]);
@@ -1007,13 +1021,132 @@ pub fn attention_with(qkv: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Ten
 // LoRA projection and residual add.
 
 struct LoraLinear {
-    w: Tensor,
+    w: Weight,
     scale: f32,
 }
 
 impl LoraLinear {
     fn dims(&self) -> Result<(usize, usize)> {
         self.w.dims2()
+    }
+}
+
+/// A projection's weight `[out, in]`: a candle tensor (trainable, or built from f32 values),
+/// or a frozen matrix in its stored type (quantised or bf16, multiplied from dequantised
+/// tiles; never expanded whole).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// An f32 tensor.
+    Tensor(Tensor),
+    /// A frozen stored matrix.
+    Stored(hd_lm::Matrix),
+}
+
+impl Weight {
+    /// An hd-lm matrix as a weight: f32 values become a tensor (moved when not shared),
+    /// stored types stay stored.
+    pub fn from_matrix(m: hd_lm::Matrix) -> Result<Self> {
+        if m.as_f32().is_none() {
+            return Ok(Weight::Stored(m));
+        }
+        let (r, c) = (m.rows(), m.cols());
+        let v = m.into_f32().unwrap_or_else(|m| m.to_f32());
+        Ok(Weight::Tensor(Tensor::from_vec(v, (r, c), &Device::Cpu)?))
+    }
+
+    /// `(out, in)`.
+    pub fn dims2(&self) -> Result<(usize, usize)> {
+        match self {
+            Weight::Tensor(t) => t.dims2(),
+            Weight::Stored(m) => Ok((m.rows(), m.cols())),
+        }
+    }
+
+    /// The values as f32 (a full copy of a stored matrix: for small models).
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        match self {
+            Weight::Tensor(t) => t.flatten_all()?.to_vec1::<f32>(),
+            Weight::Stored(m) => Ok(m.to_f32()),
+        }
+    }
+
+    /// As an f32 tensor (a trainable copy of a stored matrix).
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        match self {
+            Weight::Tensor(t) => Ok(t.clone()),
+            Weight::Stored(m) => Tensor::from_vec(m.to_f32(), (m.rows(), m.cols()), &Device::Cpu),
+        }
+    }
+
+    /// `x[m, in] · Wᵀ`.
+    fn nt(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let (out, inp) = self.dims2()?;
+        match self {
+            Weight::Tensor(w) => with_data(w, |w| matmul_nt(x, m, inp, w, out)),
+            Weight::Stored(w) => {
+                let mut y = vec![0.0f32; m * out];
+                w.linear(x, m, &mut y, false, hd_lm::Compute::Exact);
+                Ok(y)
+            }
+        }
+    }
+
+    /// `g[m, out] · W`.
+    fn nn(&self, g: &[f32], m: usize) -> Result<Vec<f32>> {
+        let (out, inp) = self.dims2()?;
+        match self {
+            Weight::Tensor(w) => with_data(w, |w| matmul_nn(g, m, out, w, inp)),
+            Weight::Stored(w) => {
+                let mut y = vec![0.0f32; m * inp];
+                w.matmul_n(g, m, &mut y);
+                Ok(y)
+            }
+        }
+    }
+}
+
+/// The input gradient of a frozen stored projection (see [`input_grad`]).
+struct StoredLinear(hd_lm::Matrix);
+
+impl CustomOp1 for StoredLinear {
+    fn name(&self) -> &'static str {
+        "hd-stored-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "linear input")?;
+        let (out, inp) = (self.0.rows(), self.0.cols());
+        if last_dim(l.dims()) != inp {
+            bail!(
+                "linear: input has shape {:?}, weight [{out}, {inp}]",
+                l.dims()
+            );
+        }
+        let m = x.len() / inp.max(1);
+        let mut y = vec![0.0f32; m * out];
+        self.0.linear(x, m, &mut y, false, hd_lm::Compute::Exact);
+        Ok((CpuStorage::F32(y), with_last(l.dims(), out).into()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (out, inp) = (self.0.rows(), self.0.cols());
+        let m = g.elem_count() / out.max(1);
+        let d = with_data(g, |gd| {
+            live_rows(gd, m, out, inp, |sub, n| {
+                let mut y = vec![0.0f32; n * inp];
+                self.0.matmul_n(sub, n, &mut y);
+                y
+            })
+        })?;
+        Ok(Some(tensor(d, x.dims(), x)?))
+    }
+}
+
+/// `x[.., in] · Wᵀ` for either kind of weight.
+pub fn linear_w(x: &Tensor, w: &Weight) -> Result<Tensor> {
+    match w {
+        Weight::Tensor(t) => linear(x, t),
+        Weight::Stored(m) => x.contiguous()?.apply_op1(StoredLinear(m.clone())),
     }
 }
 
@@ -1045,8 +1178,7 @@ impl CustomOp3 for LoraLinear {
             );
         }
         let m = x.len() / inp.max(1);
-        let y = with_data(&self.w, |w| {
-            let mut y = matmul_nt(x, m, inp, w, out);
+        let y = self.w.nt(x, m).map(|mut y| {
             let u = matmul_nt(x, m, inp, a, r);
             gemm_par(
                 &mut y,
@@ -1078,7 +1210,7 @@ impl CustomOp3 for LoraLinear {
             with_data(a, |ad| {
                 with_data(b, |bd| {
                     with_data(g, |gd| {
-                        with_data(&self.w, |wd| {
+                        Ok::<_, candle_core::Error>({
                             let u = matmul_nt(xd, m, inp, ad, r);
                             // gu = s·g·B, gB = s·gᵀ·u, gA = guᵀ·x, gx = g·W + gu·A
                             let mut gu = matmul_nn(gd, m, out, bd, r);
@@ -1087,7 +1219,7 @@ impl CustomOp3 for LoraLinear {
                             gb.iter_mut().for_each(|v| *v *= self.scale);
                             let ga = matmul_tn(&gu, r, m, xd, inp);
                             let gx = if want_x {
-                                let mut gx = matmul_nn(gd, m, out, wd, inp);
+                                let mut gx = self.w.nn(gd, m)?;
                                 gemm_par(
                                     &mut gx,
                                     m,
@@ -1123,11 +1255,20 @@ impl CustomOp3 for LoraLinear {
 /// `x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` with `W` `[out, in]` frozen, `A` `[r, in]`, `B` `[out, r]`
 /// trainable: a LoRA-adapted projection in one op.
 pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    lora_linear_w(x, &Weight::Tensor(w.contiguous()?), a, b, scale)
+}
+
+/// [`lora_linear`] over either kind of frozen weight.
+pub fn lora_linear_w(x: &Tensor, w: &Weight, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let w = match w {
+        Weight::Tensor(t) => Weight::Tensor(t.contiguous()?),
+        Weight::Stored(m) => Weight::Stored(m.clone()),
+    };
     x.contiguous()?.apply_op3(
         &a.contiguous()?,
         &b.contiguous()?,
         LoraLinear {
-            w: w.contiguous()?,
+            w,
             scale: scale as f32,
         },
     )

@@ -591,7 +591,7 @@ fn forward_matches_hd_lm() {
         let seqs: Vec<Vec<u32>> = vec![vec![1, 5, 9, 2, 7, 3, 30, 31, 39], vec![1, 5, 4, 8]];
         let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
         let l = cfg.num_layers;
-        let fast = hd_lm::Forward { cfg: &cfg, w: &w }
+        let fast = hd_lm::Forward::new(&cfg, &w)
             .run(
                 &refs,
                 &hd_lm::Request {

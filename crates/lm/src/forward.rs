@@ -8,8 +8,9 @@
 use crate::config::Config;
 use crate::error::{LmError, Result};
 use crate::kernels::{
-    attend, axpy, dot, linear, rms_norm, rms_norm_row, rope_row, silu_mul, ATT_KB, ATT_QB,
+    attend, axpy, dot, rms_norm, rms_norm_row, rope_row, silu_mul, ATT_KB, ATT_QB,
 };
+use crate::matrix::Compute;
 use crate::weights::Weights;
 use rayon::prelude::*;
 
@@ -362,6 +363,19 @@ pub struct Forward<'a> {
     pub cfg: &'a Config,
     /// Weights.
     pub w: &'a Weights,
+    /// How products with stored (quantised) weights are computed.
+    pub compute: Compute,
+}
+
+impl<'a> Forward<'a> {
+    /// The exact forward pass over `w`.
+    pub fn new(cfg: &'a Config, w: &'a Weights) -> Self {
+        Forward {
+            cfg,
+            w,
+            compute: Compute::Exact,
+        }
+    }
 }
 
 impl Forward<'_> {
@@ -783,14 +797,15 @@ impl Forward<'_> {
         for li in 0..n_blocks {
             let lw = &w.layers[li];
             rms_norm(&h, &lw.attn_norm, cfg.rms_norm_eps, &mut x);
-            linear(&x, t, d, &lw.wqkv, qkv_w, &mut qkv, false);
+            let mode = self.compute;
+            lw.wqkv.linear(&x, t, &mut qkv, false, mode);
             self.bias_and_rope(lw.bqkv.as_deref(), &mut qkv, &rowpos, &cos, &sin);
             self.attention_block(li, seqs, &offsets, &past, &mut past_kv, &qkv, &mut att);
-            linear(&att, t, nh * hd, &lw.wo, d, &mut h, true);
+            lw.wo.linear(&att, t, &mut h, true, mode);
             rms_norm(&h, &lw.mlp_norm, cfg.rms_norm_eps, &mut x);
-            linear(&x, t, d, &lw.w_gate_up, 2 * ff, &mut gu, false);
+            lw.w_gate_up.linear(&x, t, &mut gu, false, mode);
             silu_mul(&gu, ff, &mut act);
-            linear(&act, t, ff, &lw.w_down, d, &mut h, true);
+            lw.w_down.linear(&act, t, &mut h, true, mode);
             if li + 1 < nl {
                 hook(li + 1, &mut h, &mut captured, user);
             } else {
@@ -921,8 +936,9 @@ impl Forward<'_> {
         for (i, s) in seqs.iter().enumerate() {
             for (j, &tok) in s.iter().enumerate() {
                 let r = offsets[i] + j;
-                h[r * d..(r + 1) * d]
-                    .copy_from_slice(&self.w.embed[tok as usize * d..(tok as usize + 1) * d]);
+                self.w
+                    .embed
+                    .row_into(tok as usize, &mut h[r * d..(r + 1) * d]);
             }
         }
         h
@@ -993,14 +1009,15 @@ impl Forward<'_> {
                     .flat_map(|&r| hn[r * d..(r + 1) * d].iter().copied())
                     .collect();
                 let mut lg = vec![0.0f32; chunk.len() * v];
-                linear(&rows, chunk.len(), d, w.head(), v, &mut lg, false);
+                w.head()
+                    .linear(&rows, chunk.len(), &mut lg, false, self.compute);
                 let pos: Vec<RowPos> = chunk.iter().map(|&r| rowpos[r]).collect();
                 user.logits(&pos, &lg);
             }
             if req.logits {
                 let last = gather(&hn, d, offsets, Positions::Last);
                 let mut lg = vec![0.0f32; n * v];
-                linear(&last, n, d, w.head(), v, &mut lg, false);
+                w.head().linear(&last, n, &mut lg, false, self.compute);
                 logits = Some(lg);
             }
         }

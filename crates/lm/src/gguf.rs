@@ -1,8 +1,10 @@
-//! GGUF files (llama.cpp): config from metadata, tensors dequantized to f32 by candle, and the
-//! tokenizer and chat template from `tokenizer.*` metadata.
+//! GGUF files (llama.cpp): config from metadata, weight matrices kept in their block types in
+//! the memory-mapped file (small tensors dequantized to f32 by candle), and the tokenizer and
+//! chat template from `tokenizer.*` metadata.
 
 use crate::config::{Arch, Config, Llama3Scaling};
 use crate::error::{LmError, Result};
+use crate::matrix::{self, Bytes, Matrix};
 use crate::weights::{decode_floats, Float, TensorSource};
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::quantized::GgmlDType;
@@ -10,11 +12,12 @@ use memmap2::Mmap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub(crate) struct Gguf {
     pub path: PathBuf,
     pub content: Content,
-    map: Mmap,
+    map: Arc<Mmap>,
     arch: Arch,
     heads: (usize, usize),
 }
@@ -54,7 +57,7 @@ impl Gguf {
         Ok(Gguf {
             path: path.into(),
             content,
-            map,
+            map: Arc::new(map),
             arch,
             heads: (0, 0),
         })
@@ -214,6 +217,23 @@ impl Gguf {
     }
 }
 
+impl Gguf {
+    /// convert_hf_to_gguf.py permutes Llama q/k rows for llama.cpp's interleaved RoPE; the
+    /// heads of a tensor whose rows we read back in Hugging Face's order, so one rotate-half
+    /// RoPE serves every source.
+    fn rope_heads(&self, gname: &str) -> Option<usize> {
+        match self.arch {
+            Arch::Llama if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") => {
+                Some(self.heads.0)
+            }
+            Arch::Llama if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => {
+                Some(self.heads.1)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl TensorSource for Gguf {
     fn path(&self) -> &Path {
         &self.path
@@ -228,6 +248,40 @@ impl TensorSource for Gguf {
             .map(|(info, _)| info.shape.dims().to_vec()))
     }
 
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let gname = Self::gguf_name(name).unwrap_or_default();
+        let Some((info, bytes)) = self.raw(&gname)? else {
+            return Err(LmError::format(
+                &self.path,
+                format!("missing tensor '{gname}'"),
+            ));
+        };
+        let kind = info.ggml_dtype;
+        if !matrix::supports(kind) {
+            return Err(LmError::Unsupported {
+                path: self.path.clone(),
+                what: format!(
+                    "tensor '{gname}' of type {kind:?} (weight types we run: {})",
+                    matrix::STORED_TYPES
+                ),
+            });
+        }
+        let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = self.map.clone();
+        let bytes = Bytes::new(owner, start..start + bytes.len()).expect("range within the map");
+        let perm = self.rope_heads(&gname).map(|h| {
+            let hd = rows / h;
+            let mut p = vec![0u32; rows];
+            for r in 0..rows {
+                let (head, i, j) = (r / hd, (r % hd) / 2, r % 2);
+                p[head * hd + j * (hd / 2) + i] = r as u32;
+            }
+            p
+        });
+        Matrix::stored(rows, cols, kind, bytes, perm)
+            .map_err(|m| LmError::format(&self.path, format!("tensor '{gname}': {m}")))
+    }
+
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
         let gname = Self::gguf_name(name).unwrap_or_default();
         let Some((info, bytes)) = self.raw(&gname)? else {
@@ -237,18 +291,7 @@ impl TensorSource for Gguf {
             ));
         };
         let err = |m: String| LmError::format(&self.path, format!("tensor '{gname}': {m}"));
-        // convert_hf_to_gguf.py permutes Llama q/k rows for llama.cpp's interleaved RoPE;
-        // undo it so one rotate-half RoPE (Hugging Face's) serves every source.
-        let heads = match self.arch {
-            Arch::Llama if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") => {
-                Some(self.heads.0)
-            }
-            Arch::Llama if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => {
-                Some(self.heads.1)
-            }
-            _ => None,
-        };
-        let Some(h) = heads else {
+        let Some(h) = self.rope_heads(&gname) else {
             return dequantize(info.ggml_dtype, bytes, dst).map_err(err);
         };
         let rows = info.shape.dims()[0];

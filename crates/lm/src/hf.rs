@@ -2,6 +2,7 @@
 
 use crate::config::{Arch, Config, Llama3Scaling};
 use crate::error::{LmError, Result};
+use crate::matrix::{Bytes, Matrix};
 use crate::tokenizer::read_json_opt;
 use crate::weights::{decode_floats, Float, TensorSource};
 use memmap2::Mmap;
@@ -9,6 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub(crate) fn config(dir: &Path) -> Result<Config> {
     let path = dir.join("config.json");
@@ -94,7 +96,7 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
 /// The safetensors files of a directory, memory-mapped, with the tensor → file map.
 pub(crate) struct HfTensors {
     dir: PathBuf,
-    files: Vec<(PathBuf, Mmap)>,
+    files: Vec<(PathBuf, Arc<Mmap>)>,
     /// Each tensor's file, dtype, shape and byte range there, from the headers read at open.
     index: BTreeMap<String, Entry>,
 }
@@ -158,7 +160,7 @@ impl HfTensors {
                     },
                 );
             }
-            files.push((p, mm));
+            files.push((p, Arc::new(mm)));
         }
         Ok(HfTensors {
             dir: dir.into(),
@@ -179,6 +181,33 @@ impl TensorSource for HfTensors {
 
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
         Ok(self.index.get(name).map(|e| e.shape.clone()))
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let Some(e) = self.index.get(name) else {
+            return Err(LmError::format(
+                &self.dir,
+                format!("missing tensor '{name}'"),
+            ));
+        };
+        let (p, mm) = &self.files[e.file];
+        use candle_core::quantized::GgmlDType as G;
+        let kind = match e.dtype {
+            Dtype::F32 => G::F32,
+            Dtype::BF16 => G::BF16,
+            Dtype::F16 => G::F16,
+            other => {
+                return Err(LmError::format(
+                    p,
+                    format!("tensor '{name}' has dtype {other:?}, expected F32, BF16 or F16"),
+                ))
+            }
+        };
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = mm.clone();
+        let bytes = Bytes::new(owner, e.bytes.clone())
+            .ok_or_else(|| LmError::format(p, format!("tensor '{name}' lies past the file")))?;
+        Matrix::stored(rows, cols, kind, bytes, None)
+            .map_err(|m| LmError::format(p, format!("tensor '{name}': {m}")))
     }
 
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {

@@ -28,7 +28,7 @@ pub fn linear(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f
 /// Row counts up to which `linear` streams the weights once itself instead of calling the
 /// GEMM: at decode time (a handful of rows) faer would pack all of `w` per call, which took
 /// 43% of a generation run.
-const SMALL_M: usize = 16;
+pub(crate) const SMALL_M: usize = 16;
 
 /// Output features per rayon task of `linear_small` (a multiple of both register blocks,
 /// 6 and 12 weight rows).
@@ -37,10 +37,10 @@ const SMALL_BLOCK: usize = 96;
 /// Elements of `y` from which `linear_small` copies its results out in parallel.
 const SMALL_PAR_OUT: usize = 1 << 15;
 
-fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f32], add: bool) {
-    // x transposed to [inp, tp] (rows along the vector lanes, zero padded): every weight
-    // element is loaded once and multiplies all rows at once. Each row's sum runs over k in
-    // order in its own lane, so a row's result does not depend on the other rows.
+/// `x[t, inp]` (t ≤ 16) transposed to `[inp, tp]`, rows along the vector lanes (tp = 8 or 16,
+/// zero padded): the decode kernel's input, on which every weight element is loaded once and
+/// multiplies all rows at once.
+pub(crate) fn transpose_rows(x: &[f32], t: usize, inp: usize) -> Vec<f32> {
     let tp = if t <= 8 { 8 } else { 16 };
     let mut xt = vec![0.0f32; inp * tp];
     for r in 0..t {
@@ -48,6 +48,26 @@ fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut 
             xt[k * tp + r] = v;
         }
     }
+    xt
+}
+
+/// `res[o, :] = Σ_k w[o, k] · xt[k, :]` for the weight rows `w` (`[n, inp]`) and the
+/// transposed input of [`transpose_rows`]; results `[n, tp]`. Each row's sum runs over k in
+/// order in its own lane, whatever the other rows and the blocking.
+pub(crate) fn small_panel(xt: &[f32], inp: usize, w: &[f32]) -> Vec<f32> {
+    let tp = xt.len() / inp.max(1);
+    let mut res = vec![0.0f32; w.len() / inp.max(1) * tp];
+    if tp == 8 {
+        small_rows::<8>(xt, inp, w, &mut res);
+    } else {
+        small_rows::<16>(xt, inp, w, &mut res);
+    }
+    res
+}
+
+fn linear_small(x: &[f32], t: usize, inp: usize, w: &[f32], out: usize, y: &mut [f32], add: bool) {
+    let xt = transpose_rows(x, t, inp);
+    let tp = if t <= 8 { 8 } else { 16 };
     // results transposed, [out, tp]: each task fills its own block of output features
     let mut yt = vec![0.0f32; out * tp];
     yt.par_chunks_mut(SMALL_BLOCK * tp)

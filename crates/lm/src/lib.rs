@@ -42,6 +42,8 @@ pub mod generate;
 mod gguf;
 mod hf;
 pub mod kernels;
+pub mod matrix;
+pub mod memory;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
@@ -52,6 +54,7 @@ pub use forward::{
     common_prefix_len, Forward, Hook, Intervention, InterventionOp, KvCache, NoHook, Output,
     Positions, Prefix, Request, RowPos, SHARED,
 };
+pub use matrix::{Compute, Matrix};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;
@@ -71,8 +74,10 @@ pub struct PromptFormat {
 pub struct Model {
     /// Hyper-parameters.
     pub config: Config,
-    /// Weights (f32).
+    /// Weights, in their stored types.
     pub weights: Weights,
+    /// How the forward pass multiplies stored weights (default `Exact`).
+    pub compute: Compute,
     /// Tokenizer.
     pub tokenizer: Tokenizer,
     /// Chat template, when the model ships one.
@@ -126,10 +131,16 @@ impl Model {
             ),
             _ => None,
         };
+        // The weights stay in the mapped file; every forward reads all of them.
+        let size = std::fs::metadata(path)
+            .map_err(|e| LmError::io(path, e))?
+            .len();
+        memory::check_fits(path, size, "its weights (mapped from the file)")?;
         let weights = weights::load_weights(&config, &g)?;
         Ok(Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: path.into(),
@@ -142,11 +153,17 @@ impl Model {
         let tokenizer = Tokenizer::from_hf_dir(dir)?;
         let template = hf_template(dir).map_err(|e| in_file(dir, "chat template", e))?;
         let src = hf::HfTensors::open(dir)?;
-        let weight_files = src.files().map(Path::to_path_buf).collect();
+        let weight_files: Vec<PathBuf> = src.files().map(Path::to_path_buf).collect();
+        let mut size = 0;
+        for f in &weight_files {
+            size += std::fs::metadata(f).map_err(|e| LmError::io(f, e))?.len();
+        }
+        memory::check_fits(dir, size, "its weights (mapped from the safetensors files)")?;
         let weights = weights::load_weights(&config, &src)?;
         Ok(Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: dir.into(),
@@ -164,6 +181,7 @@ impl Model {
         Model {
             config,
             weights,
+            compute: Compute::Exact,
             tokenizer,
             template,
             path: PathBuf::new(),
@@ -176,6 +194,7 @@ impl Model {
         Forward {
             cfg: &self.config,
             w: &self.weights,
+            compute: self.compute,
         }
     }
 

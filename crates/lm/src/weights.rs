@@ -1,8 +1,10 @@
-//! Weights in the layout our forward pass wants: f32, row-major `[out, in]`, with q|k|v and
-//! gate|up fused so each block runs three large GEMMs instead of five.
+//! Weights in the layout our forward pass wants: row-major `[out, in]` matrices kept in their
+//! stored type (see [`Matrix`]), with q|k|v and gate|up fused (as stacks of their parts, never
+//! copied) so each block runs three products instead of five. Norm gains and biases are f32.
 
 use crate::config::Config;
 use crate::error::{LmError, Result};
+use crate::matrix::Matrix;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,30 +16,30 @@ pub struct LayerWeights {
     /// Pre-attention RMSNorm gain `[d]`.
     pub attn_norm: Vec<f32>,
     /// Fused q|k|v projection `[qkv_width, d]` in Hugging Face row order (rotate-half RoPE).
-    pub wqkv: Vec<f32>,
+    pub wqkv: Matrix,
     /// Fused q|k|v bias `[qkv_width]` (Qwen2).
     pub bqkv: Option<Vec<f32>>,
     /// Output projection `[d, heads*head_dim]`.
-    pub wo: Vec<f32>,
+    pub wo: Matrix,
     /// Pre-MLP RMSNorm gain `[d]`.
     pub mlp_norm: Vec<f32>,
     /// Fused gate|up projection `[2*ff, d]`: rows 0..ff are gate, ff..2ff are up.
-    pub w_gate_up: Vec<f32>,
+    pub w_gate_up: Matrix,
     /// Down projection `[d, ff]`.
-    pub w_down: Vec<f32>,
+    pub w_down: Matrix,
 }
 
 /// All weights of a decoder-only model.
 #[derive(Debug, Clone)]
 pub struct Weights {
     /// Token embeddings `[vocab, d]`.
-    pub embed: Vec<f32>,
+    pub embed: Matrix,
     /// Decoder blocks.
     pub layers: Vec<LayerWeights>,
     /// Final RMSNorm gain `[d]`.
     pub final_norm: Vec<f32>,
     /// Output head `[vocab, d]`; `None` when tied to `embed`.
-    pub lm_head: Option<Vec<f32>>,
+    pub lm_head: Option<Matrix>,
 }
 
 impl Weights {
@@ -81,8 +83,29 @@ impl Weights {
     }
 
     /// The output head (the embedding matrix when tied).
-    pub fn head(&self) -> &[f32] {
-        self.lm_head.as_deref().unwrap_or(&self.embed)
+    pub fn head(&self) -> &Matrix {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Bytes the weights take (stored types: mapped or in memory).
+    pub fn stored_bytes(&self) -> usize {
+        let f = |v: &[f32]| v.len() * 4;
+        self.embed.stored_bytes()
+            + self.lm_head.as_ref().map_or(0, Matrix::stored_bytes)
+            + f(&self.final_norm)
+            + self
+                .layers
+                .iter()
+                .map(|l| {
+                    f(&l.attn_norm)
+                        + f(&l.mlp_norm)
+                        + l.bqkv.as_deref().map_or(0, f)
+                        + [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]
+                            .iter()
+                            .map(|m| m.stored_bytes())
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 }
 
@@ -132,6 +155,13 @@ pub(crate) trait TensorSource: Sync {
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>>;
     /// Writes a tensor, whose shape was checked, as row-major f32 into `dst`.
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()>;
+    /// A weight matrix `[rows, cols]` (shape checked) in its stored type; by default decoded
+    /// to f32.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let mut v = vec![0.0f32; rows * cols];
+        self.read_into(name, &mut v)?;
+        Ok(Matrix::from_f32(rows, cols, v))
+    }
 }
 
 /// Whether `name` is present with `shape`; a shape mismatch, or absence when `required`,
@@ -202,33 +232,29 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
     let has_head =
         !cfg.tie_word_embeddings && check(src, "lm_head.weight", &[cfg.vocab_size, d], false)?;
 
+    let mats = load_matrices(cfg, src, has_head)?;
     let mut w = Weights {
-        embed: vec![0.0; cfg.vocab_size * d],
+        embed: mats.embed,
         layers: biases
             .iter()
-            .map(|b| LayerWeights {
+            .zip(mats.layers)
+            .map(|(b, [wqkv, wo, w_gate_up, w_down])| LayerWeights {
                 attn_norm: vec![0.0; d],
-                wqkv: vec![0.0; (q_out + 2 * kv_out) * d],
+                wqkv,
                 // absent parts of a partial bias stay zero
                 bqkv: b.iter().any(|&x| x).then(|| vec![0.0; q_out + 2 * kv_out]),
-                wo: vec![0.0; d * q_out],
+                wo,
                 mlp_norm: vec![0.0; d],
-                w_gate_up: vec![0.0; 2 * ff * d],
-                w_down: vec![0.0; d * ff],
+                w_gate_up,
+                w_down,
             })
             .collect(),
         final_norm: vec![0.0; d],
-        lm_head: has_head.then(|| vec![0.0; cfg.vocab_size * d]),
+        lm_head: mats.lm_head,
     };
-    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 12 + 3);
-    jobs.push(("model.embed_tokens.weight".into(), &mut w.embed));
+    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 6 + 1);
     for (i, (l, has)) in w.layers.iter_mut().zip(&biases).enumerate() {
         jobs.push((name(i, "input_layernorm.weight"), &mut l.attn_norm));
-        let (q, kv) = l.wqkv.split_at_mut(q_out * d);
-        let (k, v) = kv.split_at_mut(kv_out * d);
-        jobs.push((name(i, "self_attn.q_proj.weight"), q));
-        jobs.push((name(i, "self_attn.k_proj.weight"), k));
-        jobs.push((name(i, "self_attn.v_proj.weight"), v));
         if let Some(b) = &mut l.bqkv {
             let (q, kv) = b.split_at_mut(q_out);
             let (k, v) = kv.split_at_mut(kv_out);
@@ -242,19 +268,9 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
                 }
             }
         }
-        jobs.push((name(i, "self_attn.o_proj.weight"), &mut l.wo));
         jobs.push((name(i, "post_attention_layernorm.weight"), &mut l.mlp_norm));
-        let (gate, up) = l.w_gate_up.split_at_mut(ff * d);
-        jobs.push((name(i, "mlp.gate_proj.weight"), gate));
-        jobs.push((name(i, "mlp.up_proj.weight"), up));
-        jobs.push((name(i, "mlp.down_proj.weight"), &mut l.w_down));
     }
     jobs.push(("model.norm.weight".into(), &mut w.final_norm));
-    if let Some(h) = &mut w.lm_head {
-        jobs.push(("lm_head.weight".into(), h));
-    }
-    // Largest first, so the embedding matrix does not start last on an otherwise idle pool.
-    jobs.sort_by_key(|(_, dst)| std::cmp::Reverse(dst.len()));
     // Every job runs; the first failure in job order is reported, so the message does not
     // depend on which thread failed first.
     let done: Vec<Result<()>> = jobs
@@ -266,4 +282,92 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
         .collect();
     done.into_iter().collect::<Result<()>>()?;
     Ok(w)
+}
+
+struct Matrices {
+    embed: Matrix,
+    layers: Vec<[Matrix; 4]>,
+    lm_head: Option<Matrix>,
+}
+
+/// The weight matrices in their stored types (shapes checked by the caller), each checked to
+/// hold finite values; q|k|v and gate|up stacked.
+fn load_matrices(cfg: &Config, src: &dyn TensorSource, has_head: bool) -> Result<Matrices> {
+    let (d, ff, hd, nl, v) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.head_dim,
+        cfg.num_layers,
+        cfg.vocab_size,
+    );
+    let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let name = |i: usize, t: &str| format!("model.layers.{i}.{t}");
+    let mut specs: Vec<(String, usize, usize)> = vec![("model.embed_tokens.weight".into(), v, d)];
+    for i in 0..nl {
+        specs.push((name(i, "self_attn.q_proj.weight"), q_out, d));
+        specs.push((name(i, "self_attn.k_proj.weight"), kv_out, d));
+        specs.push((name(i, "self_attn.v_proj.weight"), kv_out, d));
+        specs.push((name(i, "self_attn.o_proj.weight"), d, q_out));
+        specs.push((name(i, "mlp.gate_proj.weight"), ff, d));
+        specs.push((name(i, "mlp.up_proj.weight"), ff, d));
+        specs.push((name(i, "mlp.down_proj.weight"), d, ff));
+    }
+    if has_head {
+        specs.push(("lm_head.weight".into(), v, d));
+    }
+    // Every matrix loads; the first failure in spec order is reported.
+    let loaded: Vec<Result<Matrix>> = specs
+        .par_iter()
+        .map(|(n, r, c)| {
+            let m = src.matrix(n, *r, *c)?;
+            check_finite_matrix(src.path(), n, &m)?;
+            Ok(m)
+        })
+        .collect();
+    let mut it = loaded.into_iter();
+    let mut next = || it.next().expect("one matrix per spec");
+    let embed = next()?;
+    let mut layers = Vec::with_capacity(nl);
+    for _ in 0..nl {
+        let (q, k, vv, o) = (next()?, next()?, next()?, next()?);
+        let (g, u, dn) = (next()?, next()?, next()?);
+        layers.push([
+            Matrix::stack(vec![q, k, vv]),
+            o,
+            Matrix::stack(vec![g, u]),
+            dn,
+        ]);
+    }
+    let lm_head = if has_head { Some(next()?) } else { None };
+    Ok(Matrices {
+        embed,
+        layers,
+        lm_head,
+    })
+}
+
+/// [`check_finite`] for a matrix, tile by tile so no f32 copy of it is ever whole.
+fn check_finite_matrix(path: &Path, name: &str, m: &Matrix) -> Result<()> {
+    if let Some(v) = m.as_f32() {
+        return check_finite(path, name, v);
+    }
+    let rows = (1usize << 16) / m.cols().max(1) + 1;
+    let mut buf = vec![0.0f32; rows * m.cols()];
+    for lo in (0..m.rows()).step_by(rows) {
+        let hi = (lo + rows).min(m.rows());
+        let tile = &mut buf[..(hi - lo) * m.cols()];
+        m.rows_into(lo, hi, tile);
+        if let Some(i) = tile.iter().position(|x| !x.is_finite()) {
+            return Err(LmError::format(
+                path,
+                format!(
+                    "tensor '{name}': value {} at index {} is not finite, expected finite \
+                     weights (corrupt file?)",
+                    tile[i],
+                    lo * m.cols() + i
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

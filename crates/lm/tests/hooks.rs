@@ -97,7 +97,7 @@ impl Hook for AllLogits {
 fn hook_logits_equal_the_last_logits_of_each_prefix() {
     let cfg = tiny();
     let w = weights(&cfg, 1);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let mut h = AllLogits::default();
     f.run_hooked(&[A, B], &req(false, vec![]), &mut h).unwrap();
     assert_eq!(h.got.len(), A.len() + B.len());
@@ -144,7 +144,7 @@ fn direction(d: usize) -> Vec<f32> {
 fn edits_match_the_requests_interventions_and_can_fail() {
     let cfg = tiny();
     let w = weights(&cfg, 2);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let v = direction(cfg.hidden_size);
     let iv = |positions| Intervention {
         layers: vec![1, 2],
@@ -188,7 +188,7 @@ fn edits_match_the_requests_interventions_and_can_fail() {
 fn no_hook_is_bit_identical_to_run() {
     let cfg = tiny();
     let w = weights(&cfg, 3);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let r = req(true, vec![]);
     let a = f.run(&[A, B], &r).unwrap();
     let b = f.run_hooked(&[A, B], &r, &mut NoHook).unwrap();
@@ -200,7 +200,7 @@ fn no_hook_is_bit_identical_to_run() {
 fn run_after_a_cached_prefill_equals_the_full_run() {
     let cfg = tiny();
     let w = weights(&cfg, 4);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let last = Request {
         capture_layers: vec![2],
         capture_positions: Positions::Last,
@@ -247,7 +247,7 @@ fn run_after_a_cached_prefill_equals_the_full_run() {
 fn a_truncated_cache_continues_another_sequence_exactly() {
     let cfg = tiny();
     let w = weights(&cfg, 6);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let req = Request {
         capture_layers: vec![2],
         capture_positions: Positions::Last,
@@ -275,7 +275,7 @@ fn a_truncated_cache_continues_another_sequence_exactly() {
 fn branches_off_one_cache_equal_their_full_runs() {
     let cfg = tiny();
     let w = weights(&cfg, 8);
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let req = Request {
         capture_layers: vec![1],
         capture_positions: Positions::Last,

@@ -257,7 +257,7 @@ fn llama_logits_match_candle() {
         let t = tensors(&cfg, seed, false);
         let want = candle_llama(&cfg, &t, SEQ);
         let w = ours(&cfg, &t);
-        let got = Forward { cfg: &cfg, w: &w }
+        let got = Forward::new(&cfg, &w)
             .run(&[SEQ], &req(vec![], Positions::Last, true))
             .unwrap();
         let err = max_rel(got.logits.as_ref().unwrap(), &want);
@@ -275,7 +275,7 @@ fn llama_final_hidden_matches_candle() {
     let t = tensors(&cfg, 4, true);
     let want = candle_llama(&cfg, &t, SEQ);
     let w = ours(&cfg, &t);
-    let got = Forward { cfg: &cfg, w: &w }
+    let got = Forward::new(&cfg, &w)
         .run(&[SEQ], &req(vec![3], Positions::Last, false))
         .unwrap();
     let err = max_rel(&got.captured[0].1, &want);
@@ -325,7 +325,7 @@ fn qwen2_hidden_and_logits_match_candle() {
             .to_vec1()
             .unwrap();
         let w = ours(&cfg, &t);
-        let got = Forward { cfg: &cfg, w: &w }
+        let got = Forward::new(&cfg, &w)
             .run(&[SEQ], &req(vec![3], Positions::All, true))
             .unwrap();
         let eh = max_rel(&got.captured[0].1, &hidden);
@@ -341,7 +341,7 @@ fn qwen2_hidden_and_logits_match_candle() {
 fn packing_invariance() {
     let cfg = tiny(Arch::Qwen2, 101, true, false);
     let w = ours(&cfg, &tensors(&cfg, 7, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let others: Vec<Vec<u32>> = (0..5)
         .map(|k| {
             (0..(3 + 4 * k))
@@ -375,7 +375,7 @@ fn packing_invariance() {
 fn kv_cache_equals_uncached_decoding() {
     let cfg = tiny(Arch::Llama, 101, true, true);
     let w = ours(&cfg, &tensors(&cfg, 8, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let r = req(vec![], Positions::Last, true);
     let argmax = |l: &[f32]| {
         l.iter()
@@ -415,7 +415,7 @@ fn kv_cache_equals_uncached_decoding() {
 fn interventions_edit_only_what_they_should() {
     let cfg = tiny(Arch::Llama, 101, true, false);
     let w = ours(&cfg, &tensors(&cfg, 9, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let d = cfg.hidden_size;
     let v: Vec<f32> = (0..d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
     let base = f
@@ -493,7 +493,7 @@ fn assert_same_output(a: &hd_lm::Output, b: &hd_lm::Output, what: &str) {
 fn shared_prefix_equals_full_run() {
     let cfg = tiny(Arch::Llama, 101, true, true);
     let w = ours(&cfg, &tensors(&cfg, 11, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let d = cfg.hidden_size;
     let l = cfg.num_layers;
     // 17 sequences: 5 tokens common to all, the first 12 of them share 4 more.
@@ -565,7 +565,7 @@ fn shared_prefix_equals_full_run() {
 fn cache_from_prefix_decodes_the_same() {
     let cfg = tiny(Arch::Qwen2, 101, true, false);
     let w = ours(&cfg, &tensors(&cfg, 12, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let r = req(vec![], Positions::Last, true);
     let seqs: [&[u32]; 2] = [&[3, 17, 42, 5, 9, 60], &[3, 17, 42, 5, 2]];
     let mut fresh = vec![KvCache::default(), KvCache::default()];
@@ -593,7 +593,7 @@ fn cache_from_prefix_decodes_the_same() {
 fn growing_caches_decode_as_full_runs() {
     let cfg = tiny(Arch::Qwen2, 101, true, false);
     let w = ours(&cfg, &tensors(&cfg, 13, false));
-    let f = Forward { cfg: &cfg, w: &w };
+    let f = Forward::new(&cfg, &w);
     let r = req(vec![2], Positions::Last, true);
     let v = cfg.vocab_size;
     let mut full: Vec<Vec<u32>> = vec![SEQ.to_vec(), vec![9, 8, 7]];

@@ -156,16 +156,19 @@ fn sync_dir(_: &Path) {}
 pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    // Exported as f32 (stored types expanded: a trained model is small).
+    let f = |m: hd_lm::Matrix| m.into_f32().unwrap_or_else(|m| m.to_f32());
     let mut out = Vec::new();
     out.push((
         "model.embed_tokens.weight".to_string(),
         vec![cfg.vocab_size, d],
-        w.embed,
+        f(w.embed),
     ));
     for (i, l) in w.layers.into_iter().enumerate() {
         let p = format!("model.layers.{i}");
         out.push((format!("{p}.input_layernorm.weight"), vec![d], l.attn_norm));
-        let (wq, rest) = l.wqkv.split_at(q * d);
+        let wqkv = f(l.wqkv);
+        let (wq, rest) = wqkv.split_at(q * d);
         let (wk, wv) = rest.split_at(kv * d);
         out.push((
             format!("{p}.self_attn.q_proj.weight"),
@@ -199,20 +202,25 @@ pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>
                 b[q + kv..].to_vec(),
             ));
         }
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q], l.wo));
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q], f(l.wo)));
         out.push((
             format!("{p}.post_attention_layernorm.weight"),
             vec![d],
             l.mlp_norm,
         ));
-        let (g, u) = l.w_gate_up.split_at(ff * d);
+        let w_gate_up = f(l.w_gate_up);
+        let (g, u) = w_gate_up.split_at(ff * d);
         out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d], g.to_vec()));
         out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d], u.to_vec()));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, ff], l.w_down));
+        out.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![d, ff],
+            f(l.w_down),
+        ));
     }
     out.push(("model.norm.weight".to_string(), vec![d], w.final_norm));
     if let Some(h) = w.lm_head {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d], h));
+        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d], f(h)));
     }
     out
 }

@@ -3,7 +3,7 @@
 
 use act_dump::{merge, parse_positions, Options, Shard, DEFAULT_REFUSAL_TOKENS};
 use clap::{Parser, Subcommand};
-use hd_cli::{ChatArgs, DeviceArgs, LayerArgs, LogArgs};
+use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LayerArgs, LogArgs};
 use hd_formats::tensors::Format;
 use hd_lm::{Positions, PromptFormat};
 use std::path::PathBuf;
@@ -54,6 +54,8 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_REFUSAL_TOKENS, value_name = "LIST")]
     refusal_tokens: String,
     #[command(flatten)]
+    compute: ComputeArgs,
+    #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
     log: LogArgs,
@@ -102,6 +104,7 @@ impl Args {
             shard: self.shard,
             refusal_tokens: self.refusal_tokens,
             share_prefix: !self.chat.no_share_prefix,
+            compute: self.compute.compute.into(),
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct Options {
     pub refusal_tokens: String,
     /// Run the prompt set's common prefix (and each batch's) once and reuse it.
     pub share_prefix: bool,
+    /// How stored (quantised) weights are multiplied.
+    pub compute: hd_lm::Compute,
 }
 
 /// Indices of the prompts a shard processes: whole batches, so that every prompt is computed
@@ -206,7 +208,8 @@ pub fn run(o: &Options) -> Result<()> {
     let mut full_hash = std::collections::BTreeMap::new();
     meta::set_prompt_hashes(&mut full_hash, &table);
     let t0 = std::time::Instant::now();
-    let model = Model::load(&o.model)?;
+    let mut model = Model::load(&o.model)?;
+    model.compute = o.compute;
     tracing::debug!(
         "loaded {} in {:.2} s",
         o.model.display(),
@@ -431,6 +434,10 @@ fn metadata(
         }
         .into(),
     );
+    if o.compute == hd_lm::Compute::Fast {
+        // recorded only when not exact, so exact dumps stay as they were
+        md.insert("compute".into(), o.compute.name().into());
+    }
     md.insert("n_prompts".into(), table.len().to_string());
     md.insert("batch_size".into(), o.batch_size.to_string());
     md.insert(
@@ -541,6 +548,7 @@ fn shards_in_order(files: &[TensorFile]) -> Result<Vec<&TensorFile>> {
         "shared_prefix_tokens",
         "refusal_tokens",
         "system",
+        "compute",
         "hidden_size",
     ];
     for f in files {

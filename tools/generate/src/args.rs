@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use generate::{Judge, Options};
-use hd_cli::{ChatArgs, DeviceArgs, LogArgs};
+use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LogArgs};
 use hd_lm::PromptFormat;
 use std::path::PathBuf;
 
@@ -41,6 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
     #[command(flatten)]
+    compute: ComputeArgs,
+    #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
     log: LogArgs,
@@ -71,6 +73,7 @@ impl Args {
             judge,
             summary: self.summary,
             share_prefix: !self.chat.no_share_prefix,
+            compute: self.compute.compute.into(),
         })
     }
 }

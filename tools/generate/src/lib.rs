@@ -31,6 +31,8 @@ pub struct Options {
     pub summary: Option<PathBuf>,
     /// Prefill each batch's common prefix once.
     pub share_prefix: bool,
+    /// How stored (quantised) weights are multiplied.
+    pub compute: hd_lm::Compute,
 }
 
 /// Outcome rates per value of the `category` column (or `all` without one), as an aligned
@@ -87,7 +89,8 @@ pub fn run(o: &Options) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let model = Model::load(&o.model)?;
+    let mut model = Model::load(&o.model)?;
+    model.compute = o.compute;
     let ids = encode_all(&model, &table, o)?;
     let requests = table.requests();
     let pb = hd_cli::progress(table.len() as u64, "prompts");

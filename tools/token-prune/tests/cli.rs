@@ -38,10 +38,11 @@ fn planted_model(dir: &Path) {
     write_tiny_model(dir, Arch::Llama, false, 7).expect("tiny model");
     let cfg = tiny_config(Arch::Llama, TINY_VOCAB, false);
     let mut w = tiny_weights(&cfg, 11);
+    let embed = w.embed.as_f32_mut().expect("f32 fixture");
     for t in 0..TINY_VOCAB {
-        w.embed[t * D] = 0.0;
+        embed[t * D] = 0.0;
     }
-    w.embed[byte_id(TRIGGER) * D] = 8.0;
+    embed[byte_id(TRIGGER) * D] = 8.0;
     let (q, kv) = (
         cfg.num_heads * cfg.head_dim,
         cfg.num_kv_heads * cfg.head_dim,
@@ -49,14 +50,13 @@ fn planted_model(dir: &Path) {
     for (l, lw) in w.layers.iter_mut().enumerate() {
         lw.attn_norm.fill(1.0);
         lw.mlp_norm.fill(1.0);
-        lw.wqkv.fill(0.0);
-        lw.wo.fill(0.0);
-        lw.w_gate_up.fill(0.0);
-        lw.w_down.fill(0.0);
+        for m in [&mut lw.wqkv, &mut lw.wo, &mut lw.w_gate_up, &mut lw.w_down] {
+            m.as_f32_mut().expect("f32 fixture").fill(0.0);
+        }
         if l == 0 {
             // v row of kv head 0, channel 0 reads dimension 0; head 0 writes it back, scaled.
-            lw.wqkv[(q + kv) * D] = 1.0;
-            lw.wo[0] = 100.0;
+            lw.wqkv.as_f32_mut().expect("f32 fixture")[(q + kv) * D] = 1.0;
+            lw.wo.as_f32_mut().expect("f32 fixture")[0] = 100.0;
         }
     }
     w.final_norm.fill(1.0);
@@ -64,7 +64,7 @@ fn planted_model(dir: &Path) {
     for c in ['I', 'S', 'A', 'U', 'N'] {
         head[byte_id(c) * D] = 3.0;
     }
-    w.lm_head = Some(head);
+    w.lm_head = Some(hd_lm::Matrix::from_f32(TINY_VOCAB, D, head));
     let tok = hd_lm::Tokenizer::from_hf_dir(dir).expect("tokenizer");
     let template = hd_lm::ChatTemplate::new(TINY_TEMPLATE.to_string()).expect("template");
     hd_train::export::write_model_files(
