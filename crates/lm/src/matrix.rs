@@ -750,19 +750,13 @@ fn fast_part(
     let n = p.rows;
     let mut buf = vec![0.0f32; t * n];
     with_block!(kind, mm, unreachable!(), ((t, inp, n), x, bytes, &mut buf));
-    // stored row s is logical row inv[s]
-    let inv: Option<Vec<usize>> = p.perm.as_ref().map(|pm| {
-        let mut v = vec![0; n];
-        for (r, &s) in pm.iter().enumerate() {
-            v[s as usize] = r;
-        }
-        v
-    });
+    // logical row j is stored row perm[j]
+    let perm = p.perm.as_deref();
     for r in 0..t {
         let src = &buf[r * n..(r + 1) * n];
         let dst = &mut y[r * out + c0..r * out + c0 + n];
-        for (s, &v) in src.iter().enumerate() {
-            let o = &mut dst[inv.as_ref().map_or(s, |iv| iv[s])];
+        for (j, o) in dst.iter_mut().enumerate() {
+            let v = src[perm.map_or(j, |pm| pm[j] as usize)];
             *o = if add { *o + v } else { v };
         }
     }

@@ -116,8 +116,8 @@ pub fn parse_comps(s: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
-/// Reads the inputs, attributes every prompt, then writes the three CSVs.
-pub fn run(o: &Options) -> Result<()> {
+/// The settings that need no input read but the model's config: usage errors (exit 2).
+fn check_settings(o: &Options) -> Result<hd_lm::Config> {
     if o.batch_size == 0 {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
@@ -136,7 +136,12 @@ pub fn run(o: &Options) -> Result<()> {
             config.num_layers
         )));
     }
-    let names = [TOKENS_CSV.0, TOP_TOKENS_CSV.0, LABELS_CSV.0];
+    Ok(config)
+}
+
+/// The outputs `names` in `--out-dir`, checked against every input (the classify folder's
+/// files included).
+fn plan_outputs(o: &Options, names: &[&str]) -> Result<Outputs> {
     let classify_files: Vec<PathBuf> = o
         .classify
         .iter()
@@ -156,9 +161,14 @@ pub fn run(o: &Options) -> Result<()> {
     for f in &classify_files {
         outs = outs.input("--classify", f);
     }
-    let mut outs = outs
-        .output_in_dir("--out-dir", &o.out_dir, &names)
-        .check()?;
+    Ok(outs.output_in_dir("--out-dir", &o.out_dir, names).check()?)
+}
+
+/// Reads the inputs, attributes every prompt, then writes the three CSVs.
+pub fn run(o: &Options) -> Result<()> {
+    let config = check_settings(o)?;
+    let names = [TOKENS_CSV.0, TOP_TOKENS_CSV.0, LABELS_CSV.0];
+    let mut outs = plan_outputs(o, &names)?;
     let dirs = read_directions(o, config.hidden_size)?;
     let table = PromptTable::read(&o.prompts)?;
     if table.is_empty() {
