@@ -494,6 +494,34 @@ pub struct ChatArgs {
     /// other prompts share the prefix.
     #[arg(long)]
     pub no_share_prefix: bool,
+    /// Qwen3's thinking switch (the template's `enable_thinking`): `off` (the default) asks
+    /// for the answer straight away, as refusal studies read it; `on` lets the model think
+    /// first; `template` leaves it to the template (Qwen3's thinks). Other templates ignore it.
+    #[arg(long, value_enum, default_value_t = Thinking::Off, conflicts_with = "no_template")]
+    pub thinking: Thinking,
+}
+
+/// `--thinking`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Thinking {
+    /// `enable_thinking = false`.
+    #[default]
+    Off,
+    /// `enable_thinking = true`.
+    On,
+    /// Undefined, as transformers' `apply_chat_template` leaves it by default.
+    Template,
+}
+
+impl Thinking {
+    /// The template variable's value (`None`: undefined).
+    pub fn enable_thinking(self) -> Option<bool> {
+        match self {
+            Thinking::Off => Some(false),
+            Thinking::On => Some(true),
+            Thinking::Template => None,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

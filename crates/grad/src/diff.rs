@@ -98,6 +98,8 @@ pub struct Layer {
     pub w_gate_up: Weight,
     /// `[d, ff]`.
     pub w_down: Weight,
+    /// Per-head q and k RMSNorm gains `[head_dim]` (Qwen3), applied before RoPE; not trained.
+    pub qk_norm: Option<(Tensor, Tensor)>,
     /// Adapters by module.
     pub adapters: Vec<(Module, Adapter)>,
 }
@@ -315,6 +317,17 @@ pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 impl DiffModel {
     /// Takes hd-lm's weights (moved, not copied).
     pub fn new(config: Config, w: Weights) -> Result<Self> {
+        let mut extra = config.features.names();
+        extra.retain(|n| *n != hd_lm::config::QK_NORMS);
+        if !extra.is_empty() {
+            // A second forward pass that skipped them would give gradients of another model.
+            return Err(GradError::Input(format!(
+                "the differentiable forward pass runs the Llama, Qwen2 and Qwen3 blocks; this {} \
+                 model uses {}, which it does not implement",
+                config.arch.name(),
+                extra.join(", ")
+            )));
+        }
         let (d, ff) = (config.hidden_size, config.intermediate_size);
         let qkv = config.qkv_width();
         let q = config.num_heads * config.head_dim;
@@ -335,7 +348,12 @@ impl DiffModel {
             .transpose()?;
         let final_norm = t(w.final_norm, &[d])?;
         let mut layers = Vec::with_capacity(w.layers.len());
+        let hd = config.head_dim;
         for l in w.layers {
+            let qk_norm = match (l.extra.q_norm, l.extra.k_norm) {
+                (Some(qn), Some(kn)) => Some((t(qn, &[hd])?, t(kn, &[hd])?)),
+                _ => None,
+            };
             layers.push(Layer {
                 attn_norm: t(l.attn_norm, &[d])?,
                 wqkv: mat(l.wqkv, [qkv, d])?,
@@ -344,6 +362,7 @@ impl DiffModel {
                 mlp_norm: t(l.mlp_norm, &[d])?,
                 w_gate_up: mat(l.w_gate_up, [2 * ff, d])?,
                 w_down: mat(l.w_down, [d, ff])?,
+                qk_norm,
                 adapters: Vec::new(),
             });
         }
@@ -597,12 +616,31 @@ impl DiffModel {
         if let Some(b) = &l.bqkv {
             qkv = qkv.broadcast_add(b)?;
         }
+        if let Some((qn, kn)) = &l.qk_norm {
+            qkv = self.qk_norm(&qkv, qn, kn, rules)?;
+        }
         let att = ops::attention_with(&qkv, spec, rules)?;
         let h = ops::add(h, &l.proj(Module::O, &att)?)?;
         let x = ops::rms_norm_with(&h, &l.mlp_norm, cfg.rms_norm_eps, rules)?;
         let gu = l.proj(Module::GateUp, &x)?;
         let act = ops::silu_mul_with(&gu, cfg.intermediate_size, rules)?;
         Ok(ops::add(&h, &l.proj(Module::Down, &act)?)?)
+    }
+
+    /// RMSNorm of every q and k head of `qkv` `[n, qkv_width]` (before the attention op's
+    /// RoPE, as transformers' Qwen3), through the same differentiable norm as the residual's.
+    fn qk_norm(&self, qkv: &Tensor, qn: &Tensor, kn: &Tensor, rules: Rules) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (n, hd, eps) = (qkv.dims2()?.0, cfg.head_dim, cfg.rms_norm_eps);
+        let (nq, nk) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let heads = |x: Tensor, g: &Tensor, w: usize| -> Result<Tensor> {
+            let x = x.contiguous()?.reshape((n * w / hd, hd))?;
+            Ok(ops::rms_norm_with(&x, g, eps, rules)?.reshape((n, w))?)
+        };
+        let q = heads(qkv.narrow(1, 0, nq)?, qn, nq)?;
+        let k = heads(qkv.narrow(1, nq, nk)?, kn, nk)?;
+        let v = qkv.narrow(1, nq + nk, nk)?;
+        Ok(Tensor::cat(&[&q, &k, &v], 1)?)
     }
 
     /// hd-lm weights with every adapter merged in (`W + scale·B·A`) and trained weights
@@ -642,6 +680,11 @@ impl DiffModel {
                 mlp_norm: to_vec(&l.mlp_norm)?,
                 w_gate_up: merged(Module::GateUp)?,
                 w_down: merged(Module::Down)?,
+                extra: hd_lm::weights::LayerNorms {
+                    q_norm: l.qk_norm.as_ref().map(|(q, _)| to_vec(q)).transpose()?,
+                    k_norm: l.qk_norm.as_ref().map(|(_, k)| to_vec(k)).transpose()?,
+                    ..Default::default()
+                },
             });
         }
         Ok(Weights {

@@ -641,3 +641,91 @@ fn forward_matches_hd_lm() {
         close(&format!("{arch:?} merged adapters"), &a, &b, 1e-5);
     }
 }
+
+/// A model whose block has more than the Llama/Qwen2 ops (a sliding window, q/k norms, ...)
+/// is refused, naming what is missing, rather than differentiated as another model.
+#[test]
+fn a_family_feature_it_does_not_implement_is_refused() {
+    let mut cfg = tiny_config(hd_lm::Arch::Llama, 40, true);
+    let w = tiny_weights(&cfg, 3);
+    cfg.arch = hd_lm::Arch::Mistral;
+    cfg.features.sliding_window = Some(4);
+    let e = DiffModel::new(cfg, w).unwrap_err().to_string();
+    assert!(e.contains("mistral") && e.contains("sliding_window"), "{e}");
+}
+
+/// Qwen3's per-head q/k norms: the differentiable forward gives hd-lm's states, and its
+/// gradients match finite differences.
+#[test]
+fn qk_norm_states_match_hd_lm_and_gradients_match_finite_differences() {
+    let mut cfg = tiny_config(hd_lm::Arch::Qwen3, 40, true);
+    cfg.features.qk_norm = true;
+    let w = tiny_weights(&cfg, 61);
+    assert!(w.layers[0].extra.q_norm.is_some());
+    let ids = [1u32, 6, 3, 9, 2, 7];
+    let ours = hd_lm::Forward::new(&cfg, &w)
+        .run(
+            &[&ids],
+            &hd_lm::Request {
+                capture_layers: vec![3],
+                capture_positions: hd_lm::Positions::All,
+                interventions: vec![],
+                logits: false,
+            },
+        )
+        .unwrap();
+    let m = DiffModel::new(cfg.clone(), w).unwrap();
+    let packed = Packed::new(&[&ids]);
+    let req = |start: Option<(usize, Tensor)>| DiffRequest {
+        capture: vec![3],
+        start,
+        ..Default::default()
+    };
+    let got = to_vec(&m.forward(&packed, &req(None)).unwrap().hidden[0].1).unwrap();
+    let want = &ours.captured[0].1;
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err < 1e-4, "q/k-normed states differ from hd-lm's by {err}");
+    let h1 = m
+        .forward(
+            &packed,
+            &DiffRequest {
+                capture: vec![1],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .hidden[0]
+        .1
+        .clone();
+    let hv = Var::from_tensor(&h1).unwrap();
+    let c = Tensor::from_vec(
+        rand_vec(cfg.hidden_size, 62, 1.0),
+        (cfg.hidden_size, 1),
+        &dev(),
+    )
+    .unwrap();
+    let seed = |hv: &Var| {
+        let out = m
+            .forward(&packed, &req(Some((1, hv.as_tensor().clone()))))
+            .unwrap();
+        out.hidden[0]
+            .1
+            .narrow(0, ids.len() - 1, 1)
+            .unwrap()
+            .matmul(&c)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let g = seed(&hv).backward().unwrap();
+    let gh = g.get(hv.as_tensor()).unwrap();
+    let f = || seed(&hv).to_scalar::<f32>().unwrap() as f64;
+    fd_check("d seed / d h_1 through q/k norms", &hv, gh, 12, 1e-2, &f);
+    // merged weights keep the norms, so hd-lm runs the same model again
+    let back = m.merged_weights().unwrap();
+    assert!(back.layers[2].extra.k_norm.is_some());
+}

@@ -2,24 +2,155 @@
 
 use serde::Serialize;
 
-/// Decoder families we run. Both are pre-norm RMSNorm / RoPE / SwiGLU decoders; Qwen2 adds
-/// biases on the q, k and v projections.
+/// Decoder families we run. All are pre-norm RMSNorm / RoPE / gated-MLP decoders; what sets
+/// one apart from the Llama block is spelled out in its [`Features`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
-    /// Llama 2/3, SmolLM, Mistral-style GQA.
+    /// Llama 2/3, SmolLM.
     Llama,
-    /// Qwen2 / Qwen2.5.
+    /// Qwen2 / Qwen2.5: biases on the q, k and v projections.
     Qwen2,
+    /// Qwen3: per-head RMSNorm of q and k, no biases.
+    Qwen3,
+    /// Mistral: the Llama block, with a sliding attention window where the config sets one.
+    Mistral,
+    /// Gemma 2: scaled embeddings, (1 + w) norms, sandwich norms, GeGLU, soft-capping,
+    /// alternating sliding and global layers.
+    Gemma2,
+    /// Gemma 3 (text): Gemma 2 without soft-capping, with q/k norms and local/global RoPE bases.
+    Gemma3,
+    /// Phi-3 / 3.5: fused q|k|v and gate|up in the checkpoint.
+    Phi3,
 }
 
+/// Every family, in the order error messages list them.
+pub const ARCHS: [Arch; 7] = [
+    Arch::Llama,
+    Arch::Mistral,
+    Arch::Qwen2,
+    Arch::Qwen3,
+    Arch::Gemma2,
+    Arch::Gemma3,
+    Arch::Phi3,
+];
+
 impl Arch {
-    /// Name as used by GGUF `general.architecture` and HF `model_type`.
+    /// Name as used by GGUF `general.architecture` and HF `model_type` (Gemma 3's text model
+    /// is `gemma3_text` in transformers).
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Mistral => "mistral",
+            Arch::Gemma2 => "gemma2",
+            Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
         }
+    }
+
+    /// The supported names, for "supported: ..." in error messages.
+    pub fn supported() -> String {
+        ARCHS.map(Arch::name).join(", ")
+    }
+}
+
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Act {
+    /// SiLU (SwiGLU): Llama, Qwen, Mistral, Phi-3.
+    #[default]
+    Silu,
+    /// GELU with the tanh approximation (GeGLU): Gemma.
+    GeluTanh,
+}
+
+/// What a family adds to the Llama block. `Features::default()` is the Llama block itself;
+/// every field that is not at its default changes the computation, and hd-grad refuses the
+/// ones it does not implement.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Features {
+    /// Sliding attention window (keys at distance `< window` from the query are seen), for
+    /// the layers `sliding_layers` marks.
+    pub sliding_window: Option<usize>,
+    /// Per layer, whether it uses the sliding window (empty: every layer does when
+    /// `sliding_window` is set).
+    pub sliding_layers: Vec<bool>,
+    /// RMSNorm of each q and k head (gains `q_norm`, `k_norm` of `[head_dim]`) before RoPE.
+    pub qk_norm: bool,
+    /// Norms after attention and after the MLP as well as before them (Gemma's sandwich).
+    pub sandwich_norms: bool,
+    /// Gate activation.
+    pub act: Act,
+    /// Factor on the token embeddings (Gemma: √d, rounded to f32).
+    pub embed_scale: Option<f32>,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` instead of `head_dim^-0.5`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// `cap·tanh(s/cap)` on the scaled attention scores.
+    pub attn_softcap: Option<f32>,
+    /// `cap·tanh(z/cap)` on the logits.
+    pub final_softcap: Option<f32>,
+    /// RoPE base of the sliding layers (Gemma 3's local base), when it differs.
+    pub rope_local_theta: Option<f64>,
+    /// Linear RoPE scaling of the global layers (positions divided by the factor).
+    pub rope_linear_factor: Option<f64>,
+    /// Phi-3's longrope (`su`) scaling with its short factors (sequences up to the original
+    /// context; longer ones are refused).
+    pub longrope: Option<LongRope>,
+}
+
+/// Phi-3 longrope scaling, short factors only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LongRope {
+    /// One factor per rotated pair (length head_dim/2): frequencies are divided by them.
+    pub short_factor: Vec<f64>,
+    /// Factor on cos and sin.
+    pub attention_factor: f64,
+    /// Context length the short factors serve; longer sequences are refused.
+    pub original_max_position_embeddings: usize,
+}
+
+/// [`Features::names`]' name of the q/k norms.
+pub const QK_NORMS: &str = "q/k norms";
+
+impl Features {
+    /// Whether layer `li` attends through the sliding window.
+    pub fn is_sliding(&self, li: usize) -> bool {
+        self.sliding_window.is_some() && self.sliding_layers.get(li).copied().unwrap_or(true)
+    }
+
+    /// The window of layer `li`, when it has one.
+    pub fn window(&self, li: usize) -> Option<usize> {
+        self.sliding_window.filter(|_| self.is_sliding(li))
+    }
+
+    /// Names of the fields that differ from the Llama block (what a second implementation of
+    /// the forward pass must support or refuse).
+    pub fn names(&self) -> Vec<&'static str> {
+        let d = Features::default();
+        let mut v = Vec::new();
+        let mut add = |on: bool, n: &'static str| {
+            if on {
+                v.push(n)
+            }
+        };
+        add(self.sliding_window.is_some(), "sliding_window");
+        add(self.qk_norm, QK_NORMS);
+        add(self.sandwich_norms, "sandwich norms");
+        add(self.act != d.act, "gelu_pytorch_tanh activation");
+        add(self.embed_scale.is_some(), "embedding scale");
+        add(
+            self.query_pre_attn_scalar.is_some(),
+            "query_pre_attn_scalar",
+        );
+        add(self.attn_softcap.is_some(), "attn_logit_softcapping");
+        add(self.final_softcap.is_some(), "final_logit_softcapping");
+        add(self.rope_local_theta.is_some(), "rope_local_base_freq");
+        add(self.rope_linear_factor.is_some(), "linear rope_scaling");
+        add(self.longrope.is_some(), "longrope rope_scaling");
+        v
     }
 }
 
@@ -65,6 +196,8 @@ pub struct Config {
     pub max_position_embeddings: usize,
     /// Whether the output head reuses the embedding matrix.
     pub tie_word_embeddings: bool,
+    /// What the family adds to the Llama block.
+    pub features: Features,
 }
 
 impl Config {
@@ -75,10 +208,46 @@ impl Config {
 
     /// Inverse frequencies of RoPE (length head_dim/2), with Llama 3 scaling applied.
     pub fn inv_freq(&self) -> Vec<f64> {
+        self.inv_freq_of(false)
+    }
+
+    /// Attention scale on q·k: `head_dim^-0.5`, or `query_pre_attn_scalar^-0.5` (Gemma).
+    pub fn attn_scale(&self) -> f32 {
+        match self.features.query_pre_attn_scalar {
+            Some(s) => s.powf(-0.5) as f32,
+            None => 1.0 / (self.head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Whether RoPE differs between sliding and global layers (Gemma 3).
+    pub fn local_rope(&self) -> bool {
+        self.features.rope_local_theta.is_some()
+    }
+
+    /// Inverse frequencies of RoPE for a sliding (`local`) or global layer.
+    pub fn inv_freq_of(&self, local: bool) -> Vec<f64> {
         let hd = self.head_dim;
+        let theta = match self.features.rope_local_theta {
+            Some(t) if local => t,
+            _ => self.rope_theta,
+        };
         let base: Vec<f64> = (0..hd / 2)
-            .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / hd as f64))
+            .map(|i| 1.0 / theta.powf((2 * i) as f64 / hd as f64))
             .collect();
+        if local && self.features.rope_local_theta.is_some() {
+            // Gemma 3's local RoPE is unscaled.
+            return base;
+        }
+        if let Some(f) = self.features.rope_linear_factor {
+            return base.into_iter().map(|x| x / f).collect();
+        }
+        if let Some(lr) = &self.features.longrope {
+            return base
+                .into_iter()
+                .zip(&lr.short_factor)
+                .map(|(x, s)| x / s)
+                .collect();
+        }
         let Some(s) = self.rope_scaling else {
             return base;
         };
@@ -100,6 +269,43 @@ impl Config {
                 }
             })
             .collect()
+    }
+
+    fn validate_features(&self) -> Result<(), String> {
+        let f = &self.features;
+        if f.sliding_window == Some(0) {
+            return Err("sliding_window is 0, expected a positive window".into());
+        }
+        if !f.sliding_layers.is_empty() && f.sliding_layers.len() != self.num_layers {
+            return Err(format!(
+                "{} layer types for {} layers",
+                f.sliding_layers.len(),
+                self.num_layers
+            ));
+        }
+        let pos = |x: Option<f64>| x.is_none_or(|x| x.is_finite() && x > 0.0);
+        for (k, v) in [
+            ("query_pre_attn_scalar", f.query_pre_attn_scalar),
+            ("attn_logit_softcapping", f.attn_softcap.map(f64::from)),
+            ("final_logit_softcapping", f.final_softcap.map(f64::from)),
+            ("rope_local_base_freq", f.rope_local_theta),
+            ("rope_scaling.factor", f.rope_linear_factor),
+        ] {
+            if !pos(v) {
+                return Err(format!("{k} is {v:?}, expected a positive number"));
+            }
+        }
+        if let Some(lr) = &f.longrope {
+            if lr.short_factor.len() != self.head_dim / 2
+                || !lr.short_factor.iter().all(|&x| x.is_finite() && x > 0.0)
+            {
+                return Err(format!(
+                    "rope_scaling short factors: expected {} positive numbers",
+                    self.head_dim / 2
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn qkv_width_checked(&self) -> Option<usize> {
@@ -162,6 +368,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_features()?;
         if self.max_position_embeddings == 0 {
             return Err("max_position_embeddings (context_length) is 0, expected positive".into());
         }

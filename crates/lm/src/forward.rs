@@ -5,10 +5,12 @@
 //! do not depend on what else is in the batch beyond floating-point summation order. Positions
 //! restart at 0 for each sequence (or continue from its KV cache).
 
+use crate::config::Act;
 use crate::config::Config;
 use crate::error::{LmError, Result};
 use crate::kernels::{
-    attend, axpy, dot, rms_norm, rms_norm_row, rope_row, silu_mul, ATT_KB, ATT_QB,
+    attend, axpy, dot, gelu_tanh_mul, rms_norm, rms_norm_row, rope_row, silu_mul, Scores, ATT_KB,
+    ATT_QB,
 };
 use crate::matrix::Compute;
 use crate::weights::Weights;
@@ -391,6 +393,16 @@ impl Forward<'_> {
                     cfg.vocab_size
                 )));
             }
+            if let Some(lr) = &cfg.features.longrope {
+                if s.len() + past > lr.original_max_position_embeddings {
+                    return Err(LmError::Input(format!(
+                        "sequence {i} has {} tokens, beyond the {} that longrope's short factors \
+                         serve (its long factors are not implemented)",
+                        s.len() + past,
+                        lr.original_max_position_embeddings
+                    )));
+                }
+            }
             if s.len() + past > cfg.max_position_embeddings.max(1) * 4 {
                 return Err(LmError::Input(format!(
                     "sequence {i} has {} tokens, far beyond the model's context of {}",
@@ -759,7 +771,8 @@ impl Forward<'_> {
 
         // RoPE tables for every position used.
         let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
-        let (cos, sin) = rope_tables(cfg, max_pos);
+        let rope_global = rope_tables(cfg, max_pos, false);
+        let rope_local = cfg.local_rope().then(|| rope_tables(cfg, max_pos, true));
 
         let mut h = self.embed_rows(seqs, &offsets);
         let mut captured: Vec<(usize, Vec<f32>)> = req
@@ -794,18 +807,46 @@ impl Forward<'_> {
         let mut att = vec![0.0f32; t * nh * hd];
         let mut gu = vec![0.0f32; t * 2 * ff];
         let mut act = vec![0.0f32; t * ff];
+        // Gemma's post-norms: the branch output is normalised here before its residual add
+        let mut normed = if cfg.features.sandwich_norms {
+            vec![0.0f32; t * d]
+        } else {
+            Vec::new()
+        };
+        let eps = cfg.rms_norm_eps;
         for li in 0..n_blocks {
             let lw = &w.layers[li];
-            rms_norm(&h, &lw.attn_norm, cfg.rms_norm_eps, &mut x);
+            rms_norm(&h, &lw.attn_norm, eps, &mut x);
             let mode = self.compute;
             lw.wqkv.linear(&x, t, &mut qkv, false, mode);
-            self.bias_and_rope(lw.bqkv.as_deref(), &mut qkv, &rowpos, &cos, &sin);
+            let (cos, sin) = match &rope_local {
+                Some(l) if cfg.features.is_sliding(li) => (&l.0, &l.1),
+                _ => (&rope_global.0, &rope_global.1),
+            };
+            self.norm_bias_rope(lw, &mut qkv, &rowpos, cos, sin);
             self.attention_block(li, seqs, &offsets, &past, &mut past_kv, &qkv, &mut att);
-            lw.wo.linear(&att, t, &mut h, true, mode);
-            rms_norm(&h, &lw.mlp_norm, cfg.rms_norm_eps, &mut x);
+            match &lw.extra.post_attn_norm {
+                None => lw.wo.linear(&att, t, &mut h, true, mode),
+                Some(g) => {
+                    lw.wo.linear(&att, t, &mut x, false, mode);
+                    rms_norm(&x, g, eps, &mut normed);
+                    axpy(1.0, &normed, &mut h);
+                }
+            }
+            rms_norm(&h, &lw.mlp_norm, eps, &mut x);
             lw.w_gate_up.linear(&x, t, &mut gu, false, mode);
-            silu_mul(&gu, ff, &mut act);
-            lw.w_down.linear(&act, t, &mut h, true, mode);
+            match cfg.features.act {
+                Act::Silu => silu_mul(&gu, ff, &mut act),
+                Act::GeluTanh => gelu_tanh_mul(&gu, ff, &mut act),
+            }
+            match &lw.extra.post_mlp_norm {
+                None => lw.w_down.linear(&act, t, &mut h, true, mode),
+                Some(g) => {
+                    lw.w_down.linear(&act, t, &mut x, false, mode);
+                    rms_norm(&x, g, eps, &mut normed);
+                    axpy(1.0, &normed, &mut h);
+                }
+            }
             if li + 1 < nl {
                 hook(li + 1, &mut h, &mut captured, user);
             } else {
@@ -832,10 +873,11 @@ impl Forward<'_> {
         Ok(Output { captured, logits })
     }
 
-    /// Adds the qkv bias (Qwen2) and rotates each row's q and k heads to its position.
-    fn bias_and_rope(
+    /// Adds the qkv bias (Qwen2), normalises each q and k head (Qwen3, Gemma 3) and rotates
+    /// them to the row's position.
+    fn norm_bias_rope(
         &self,
-        bias: Option<&[f32]>,
+        lw: &crate::weights::LayerWeights,
         qkv: &mut [f32],
         rowpos: &[RowPos],
         cos: &[f32],
@@ -844,12 +886,22 @@ impl Forward<'_> {
         let cfg = self.cfg;
         let (hd, heads) = (cfg.head_dim, cfg.num_heads + cfg.num_kv_heads);
         let half = hd / 2;
+        let bias = lw.bqkv.as_deref();
+        let qk_norm = lw.extra.q_norm.as_deref().zip(lw.extra.k_norm.as_deref());
+        let eps = cfg.rms_norm_eps;
         qkv.par_chunks_mut(cfg.qkv_width())
             .zip(rowpos)
             .for_each(|(row, rp)| {
                 if let Some(b) = bias {
                     for (o, &bb) in row.iter_mut().zip(b) {
                         *o += bb;
+                    }
+                }
+                if let Some((qn, kn)) = qk_norm {
+                    let mut head = vec![0.0f32; hd];
+                    for (i, x) in row[..heads * hd].chunks_mut(hd).enumerate() {
+                        head.copy_from_slice(x);
+                        rms_norm_row(&head, if i < cfg.num_heads { qn } else { kn }, eps, x);
                     }
                 }
                 let p = rp.pos;
@@ -888,7 +940,7 @@ impl Forward<'_> {
                 .for_each(|((i, out), cache)| {
                     let (rows, len, np) = (rows_of(i), seqs[i].len(), past[i]);
                     cache.append(li, &rows[koff..], &rows[voff..], qkv_w, np, len, nkv, hd);
-                    let mut q = QueryBlock::new(self.cfg, len, np);
+                    let mut q = QueryBlock::new(self.cfg, li, len, np);
                     for g in 0..nkv {
                         let (kt, vb, cap) = cache.head(li, g, kv_w, hd);
                         q.attend(rows, g, kt, cap, vb, out);
@@ -907,7 +959,7 @@ impl Forward<'_> {
             let nkp = nk.div_ceil(ATT_KB) * ATT_KB;
             let mut kt = vec![0.0f32; hd * nkp];
             let mut vb = vec![0.0f32; nk * hd];
-            let mut q = QueryBlock::new(self.cfg, len, np);
+            let mut q = QueryBlock::new(self.cfg, li, len, np);
             for g in 0..nkv {
                 if let Some(c) = src {
                     let (ckt, cv, cap) = c.head(li, g, kv_w, hd);
@@ -940,6 +992,9 @@ impl Forward<'_> {
                     .embed
                     .row_into(tok as usize, &mut h[r * d..(r + 1) * d]);
             }
+        }
+        if let Some(scale) = self.cfg.features.embed_scale {
+            h.iter_mut().for_each(|x| *x *= scale);
         }
         h
     }
@@ -1011,6 +1066,7 @@ impl Forward<'_> {
                 let mut lg = vec![0.0f32; chunk.len() * v];
                 w.head()
                     .linear(&rows, chunk.len(), &mut lg, false, self.compute);
+                self.softcap_logits(&mut lg);
                 let pos: Vec<RowPos> = chunk.iter().map(|&r| rowpos[r]).collect();
                 user.logits(&pos, &lg);
             }
@@ -1018,10 +1074,18 @@ impl Forward<'_> {
                 let last = gather(&hn, d, offsets, Positions::Last);
                 let mut lg = vec![0.0f32; n * v];
                 w.head().linear(&last, n, &mut lg, false, self.compute);
+                self.softcap_logits(&mut lg);
                 logits = Some(lg);
             }
         }
         Ok(logits)
+    }
+
+    /// Gemma 2's final soft-capping, `cap·tanh(z/cap)`.
+    fn softcap_logits(&self, lg: &mut [f32]) {
+        if let Some(cap) = self.cfg.features.final_softcap {
+            lg.iter_mut().for_each(|z| *z = cap * (*z / cap).tanh());
+        }
     }
 
     fn intervene(&self, layer: usize, h: &mut [f32], offsets: &[usize], ivs: &[Intervention]) {
@@ -1059,11 +1123,11 @@ struct QueryBlock {
     hd: usize,
     nh: usize,
     qkv_w: usize,
-    scale: f32,
+    scores: Scores,
 }
 
 impl QueryBlock {
-    fn new(cfg: &Config, len: usize, np: usize) -> Self {
+    fn new(cfg: &Config, li: usize, len: usize, np: usize) -> Self {
         let (hd, nh) = (cfg.head_dim, cfg.num_heads);
         let gs = nh / cfg.num_kv_heads;
         let nq = len * gs;
@@ -1076,7 +1140,11 @@ impl QueryBlock {
             hd,
             nh,
             qkv_w: cfg.qkv_width(),
-            scale: 1.0 / (hd as f32).sqrt(),
+            scores: Scores {
+                scale: cfg.attn_scale(),
+                window: cfg.features.window(li),
+                softcap: cfg.features.attn_softcap,
+            },
         }
     }
 
@@ -1103,7 +1171,7 @@ impl QueryBlock {
             kt,
             nkp,
             vb,
-            self.scale,
+            self.scores,
             &mut self.ob,
         );
         for j in 0..self.len {
@@ -1123,10 +1191,14 @@ fn gather(h: &[f32], d: usize, offsets: &[usize], pos: Positions) -> Vec<f32> {
     }
 }
 
-/// `cos` and `sin` of every position below `max_pos` for the model's RoPE frequencies,
-/// `[max_pos, head_dim/2]` each.
-fn rope_tables(cfg: &Config, max_pos: usize) -> (Vec<f32>, Vec<f32>) {
-    let inv_freq: Vec<f32> = cfg.inv_freq().into_iter().map(|f| f as f32).collect();
+/// `cos` and `sin` of every position below `max_pos` for the model's RoPE frequencies (of its
+/// sliding layers when `local`), `[max_pos, head_dim/2]` each.
+fn rope_tables(cfg: &Config, max_pos: usize, local: bool) -> (Vec<f32>, Vec<f32>) {
+    let inv_freq: Vec<f32> = cfg
+        .inv_freq_of(local)
+        .into_iter()
+        .map(|f| f as f32)
+        .collect();
     let half = cfg.head_dim / 2;
     let mut cos = vec![0.0f32; max_pos * half];
     let mut sin = vec![0.0f32; max_pos * half];
@@ -1136,6 +1208,11 @@ fn rope_tables(cfg: &Config, max_pos: usize) -> (Vec<f32>, Vec<f32>) {
             cos[p * half + i] = a.cos() as f32;
             sin[p * half + i] = a.sin() as f32;
         }
+    }
+    if let Some(lr) = &cfg.features.longrope {
+        // transformers scales cos and sin by longrope's attention factor
+        let f = lr.attention_factor as f32;
+        cos.iter_mut().chain(sin.iter_mut()).for_each(|x| *x *= f);
     }
     (cos, sin)
 }

@@ -2,7 +2,7 @@
 //! the memory-mapped file (small tensors dequantized to f32 by candle), and the tokenizer and
 //! chat template from `tokenizer.*` metadata.
 
-use crate::config::{Arch, Config, Llama3Scaling};
+use crate::config::{Act, Arch, Config, Features, Llama3Scaling};
 use crate::error::{LmError, Result};
 use crate::matrix::{self, Bytes, Matrix};
 use crate::weights::{decode_floats, Float, TensorSource};
@@ -44,12 +44,20 @@ impl Gguf {
         })?;
         let arch_name = get_str(&content, path, "general.architecture")?;
         let arch = match arch_name.as_str() {
+            // llama.cpp writes Mistral 7B as "llama" (without its sliding window)
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            "gemma2" => Arch::Gemma2,
+            "gemma3" => Arch::Gemma3,
+            "phi3" => Arch::Phi3,
             other => {
                 return Err(LmError::Unsupported {
                     path: path.into(),
-                    what: format!("architecture '{other}' (supported: llama, qwen2)"),
+                    what: format!(
+                        "architecture '{other}' (supported: llama (Llama, Mistral), qwen2, \
+                         qwen3, gemma2, gemma3, phi3)"
+                    ),
                 })
             }
         };
@@ -124,11 +132,13 @@ impl Gguf {
             None
         };
         let tie_word_embeddings = !self.content.tensor_infos.contains_key("output.weight");
+        let num_layers = u("block_count")?;
+        let features = self.features(num_layers, num_heads, hidden_size, head_dim)?;
         let cfg = Config {
             arch: self.arch,
             hidden_size,
             intermediate_size: u("feed_forward_length")?,
-            num_layers: u("block_count")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -138,26 +148,175 @@ impl Gguf {
             rope_scaling,
             max_position_embeddings,
             tie_word_embeddings,
+            features,
         };
         cfg.validate().map_err(|m| LmError::format(p, m))?;
         self.heads = (num_heads, num_kv_heads);
         Ok(cfg)
     }
 
-    fn gguf_name(hf: &str) -> Option<String> {
+    fn meta_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.content.metadata.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .to_f64()
+                .or_else(|_| v.to_f32().map(f64::from))
+                .map(Some)
+                .map_err(|e| {
+                    LmError::format(
+                        &self.path,
+                        format!("metadata '{key}': {}", crate::error::candle_msg(&e)),
+                    )
+                }),
+        }
+    }
+
+    /// What the family adds to the Llama block, from metadata and llama.cpp's fixed choices
+    /// per architecture (Gemma's window patterns and local RoPE base, its attention scale).
+    fn features(&self, nl: usize, heads: usize, d: usize, hd: usize) -> Result<Features> {
+        let a = self.arch.name();
+        let p = &self.path;
+        let mut f = Features::default();
+        let window = match self
+            .content
+            .metadata
+            .get(&format!("{a}.attention.sliding_window"))
+        {
+            Some(_) => Some(get_usize(
+                &self.content,
+                p,
+                &format!("{a}.attention.sliding_window"),
+            )?),
+            None => None,
+        };
+        let has = |t: &str| self.content.tensor_infos.contains_key(t);
+        match self.arch {
+            Arch::Llama | Arch::Qwen2 => {
+                if window.is_some() {
+                    return Err(LmError::Unsupported {
+                        path: p.clone(),
+                        what: format!("metadata '{a}.attention.sliding_window' for {a}"),
+                    });
+                }
+            }
+            Arch::Qwen3 => {
+                f.qk_norm = true;
+                if window.is_some() {
+                    return Err(LmError::Unsupported {
+                        path: p.clone(),
+                        what: format!("metadata '{a}.attention.sliding_window' for {a}"),
+                    });
+                }
+            }
+            Arch::Phi3 => {
+                f.sliding_window = window;
+                if has("rope_factors_short.weight") || has("rope_factors_long.weight") {
+                    return Err(LmError::Unsupported {
+                        path: p.clone(),
+                        what: "Phi-3 longrope factors in a GGUF file (the Hugging Face \
+                               directory of a longrope model runs)"
+                            .into(),
+                    });
+                }
+            }
+            Arch::Gemma2 | Arch::Gemma3 => {
+                let gemma3 = self.arch == Arch::Gemma3;
+                // llama.cpp's defaults: Gemma 2 slides over 4096 keys on every other layer;
+                // Gemma 3 slides only when the file gives a window, on 5 layers of 6.
+                f.sliding_window = if gemma3 {
+                    window.filter(|&w| w > 0)
+                } else {
+                    Some(window.unwrap_or(4096))
+                };
+                if f.sliding_window.is_some() {
+                    f.sliding_layers = self.swa_pattern(nl, if gemma3 { 6 } else { 2 })?;
+                }
+                f.sandwich_norms = true;
+                f.act = Act::GeluTanh;
+                f.embed_scale = Some((d as f64).sqrt() as f32);
+                // llama.cpp: the 27B models scale queries by (d / heads)^-0.5, the others by
+                // head_dim^-0.5 (query_pre_attn_scalar is not in the file).
+                let big = nl == if gemma3 { 62 } else { 46 };
+                f.query_pre_attn_scalar = Some(if big { (d / heads) as f64 } else { hd as f64 });
+                let local = self.meta_f64(&format!("{a}.rope.freq_base_swa"))?;
+                if gemma3 {
+                    f.qk_norm = true;
+                    f.rope_local_theta = Some(local.unwrap_or(10_000.0));
+                    match self.content.metadata.get(&format!("{a}.rope.scaling.type")) {
+                        None => {}
+                        Some(Value::String(t)) if t == "none" => {}
+                        Some(Value::String(t)) if t == "linear" => {
+                            f.rope_linear_factor =
+                                self.meta_f64(&format!("{a}.rope.scaling.factor"))?;
+                        }
+                        Some(v) => {
+                            return Err(LmError::Unsupported {
+                                path: p.clone(),
+                                what: format!("{a}.rope.scaling.type {v:?} (supported: linear)"),
+                            })
+                        }
+                    }
+                } else {
+                    f.rope_local_theta = local;
+                    f.attn_softcap = self
+                        .meta_f64(&format!("{a}.attn_logit_softcapping"))?
+                        .map(|x| x as f32);
+                    f.final_softcap = self
+                        .meta_f64(&format!("{a}.final_logit_softcapping"))?
+                        .map(|x| x as f32);
+                }
+            }
+            Arch::Mistral => unreachable!("GGUF files name Mistral 'llama'"),
+        }
+        Ok(f)
+    }
+
+    /// Which layers slide: `attention.sliding_window_pattern` as a period or per-layer flags,
+    /// else the family's period (the last layer of each period is global).
+    fn swa_pattern(&self, nl: usize, period: usize) -> Result<Vec<bool>> {
+        let key = format!("{}.attention.sliding_window_pattern", self.arch.name());
+        let period = match self.content.metadata.get(&key) {
+            None => period,
+            Some(Value::Array(a)) if a.len() == nl => {
+                return a
+                    .iter()
+                    .map(|v| match v {
+                        Value::Bool(b) => Ok(*b),
+                        _ => Err(LmError::format(
+                            &self.path,
+                            format!("metadata '{key}' holds a non-boolean"),
+                        )),
+                    })
+                    .collect()
+            }
+            Some(_) => get_usize(&self.content, &self.path, &key)?.max(1),
+        };
+        Ok((0..nl).map(|i| (i + 1) % period != 0).collect())
+    }
+
+    fn gguf_name(&self, hf: &str) -> Option<String> {
+        let gemma = matches!(self.arch, Arch::Gemma2 | Arch::Gemma3);
         let map = |s: &str| -> Option<&'static str> {
             Some(match s {
                 "input_layernorm.weight" => "attn_norm.weight",
                 "self_attn.q_proj.weight" => "attn_q.weight",
                 "self_attn.k_proj.weight" => "attn_k.weight",
                 "self_attn.v_proj.weight" => "attn_v.weight",
+                "self_attn.qkv_proj.weight" => "attn_qkv.weight",
                 "self_attn.q_proj.bias" => "attn_q.bias",
                 "self_attn.k_proj.bias" => "attn_k.bias",
                 "self_attn.v_proj.bias" => "attn_v.bias",
+                "self_attn.q_norm.weight" => "attn_q_norm.weight",
+                "self_attn.k_norm.weight" => "attn_k_norm.weight",
                 "self_attn.o_proj.weight" => "attn_output.weight",
+                "post_attention_layernorm.weight" if gemma => "post_attention_norm.weight",
                 "post_attention_layernorm.weight" => "ffn_norm.weight",
+                "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+                "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
                 "mlp.gate_proj.weight" => "ffn_gate.weight",
                 "mlp.up_proj.weight" => "ffn_up.weight",
+                // Phi-3: gate|up fused in one tensor llama.cpp calls ffn_up
+                "mlp.gate_up_proj.weight" => "ffn_up.weight",
                 "mlp.down_proj.weight" => "ffn_down.weight",
                 _ => return None,
             })
@@ -239,8 +398,24 @@ impl TensorSource for Gguf {
         &self.path
     }
 
+    fn gemma_norms_plus_one(&self) -> bool {
+        true
+    }
+
+    fn unused(&self, used: &std::collections::BTreeSet<String>) -> Option<String> {
+        let used: std::collections::BTreeSet<String> =
+            used.iter().filter_map(|n| self.gguf_name(n)).collect();
+        let mut names: Vec<&String> = self.content.tensor_infos.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            // Llama 3's frequencies: read through rope.scaling metadata (see config)
+            .find(|n| !used.contains(*n) && n.as_str() != "rope_freqs.weight")
+            .cloned()
+    }
+
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {
-        let Some(gname) = Self::gguf_name(name) else {
+        let Some(gname) = self.gguf_name(name) else {
             return Ok(None);
         };
         Ok(self
@@ -249,7 +424,7 @@ impl TensorSource for Gguf {
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let gname = Self::gguf_name(name).unwrap_or_default();
+        let gname = self.gguf_name(name).unwrap_or_default();
         let Some((info, bytes)) = self.raw(&gname)? else {
             return Err(LmError::format(
                 &self.path,
@@ -283,7 +458,7 @@ impl TensorSource for Gguf {
     }
 
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()> {
-        let gname = Self::gguf_name(name).unwrap_or_default();
+        let gname = self.gguf_name(name).unwrap_or_default();
         let Some((info, bytes)) = self.raw(&gname)? else {
             return Err(LmError::format(
                 &self.path,

@@ -1,6 +1,6 @@
 //! Hugging Face model directories: `config.json`, `model.safetensors` or a sharded index.
 
-use crate::config::{Arch, Config, Llama3Scaling};
+use crate::config::{Act, Arch, Config, Features, Llama3Scaling, LongRope};
 use crate::error::{LmError, Result};
 use crate::matrix::{Bytes, Matrix};
 use crate::tokenizer::read_json_opt;
@@ -16,81 +16,297 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
     let path = dir.join("config.json");
     let j = read_json_opt(&path)?
         .ok_or_else(|| LmError::format(dir, "no config.json in the model directory"))?;
-    let s = |k: &str| j.get(k).and_then(J::as_str);
-    let u = |k: &str| -> Result<usize> {
-        j.get(k)
-            .and_then(J::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| LmError::format(&path, format!("missing or non-integer '{k}'")))
-    };
-    let f = |k: &str, def: f64| j.get(k).and_then(J::as_f64).unwrap_or(def);
-    let model_type = s("model_type").unwrap_or("");
+    let model_type = j.get("model_type").and_then(J::as_str).unwrap_or("");
     let arch = match model_type {
-        "llama" | "mistral" => Arch::Llama,
+        "llama" => Arch::Llama,
+        "mistral" => Arch::Mistral,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
+        "gemma2" => Arch::Gemma2,
+        "gemma3_text" => Arch::Gemma3,
+        "phi3" => Arch::Phi3,
         other => {
             let archs = j
                 .get("architectures")
-                .map(|a| a.to_string())
+                .map(|a| format!(" {a}"))
                 .unwrap_or_default();
+            let hint = if other == "gemma3" {
+                " (a multimodal Gemma 3 checkpoint; its text model, model_type gemma3_text, runs)"
+            } else {
+                ""
+            };
             return Err(LmError::Unsupported {
                 path,
-                what: format!("model_type '{other}' {archs} (supported: llama, mistral, qwen2)"),
+                what: format!(
+                    "model_type '{other}'{archs}{hint} (supported: {}, gemma3_text)",
+                    Arch::supported()
+                ),
             });
         }
     };
-    let hidden_size = u("hidden_size")?;
-    let num_heads = u("num_attention_heads")?;
-    let num_kv_heads = u("num_key_value_heads").unwrap_or(num_heads);
-    let head_dim = match j.get("head_dim").and_then(J::as_u64) {
-        Some(h) => h as usize,
-        // 0 heads is reported by validate(), not a division by zero here.
-        None => hidden_size.checked_div(num_heads).unwrap_or(0),
-    };
-    let rope_scaling = match j.get("rope_scaling") {
-        None | Some(J::Null) => None,
-        Some(rs) => {
-            let ty = rs
-                .get("rope_type")
-                .or_else(|| rs.get("type"))
-                .and_then(J::as_str)
-                .unwrap_or("");
-            if ty != "llama3" {
-                return Err(LmError::Unsupported {
-                    path,
-                    what: format!("rope_scaling type '{ty}' (supported: llama3)"),
-                });
-            }
-            let g = |k: &str| rs.get(k).and_then(J::as_f64);
-            Some(Llama3Scaling {
-                factor: g("factor").unwrap_or(8.0),
-                low_freq_factor: g("low_freq_factor").unwrap_or(1.0),
-                high_freq_factor: g("high_freq_factor").unwrap_or(4.0),
-                original_max_position_embeddings: g("original_max_position_embeddings")
-                    .unwrap_or(8192.0) as usize,
-            })
-        }
-    };
-    let cfg = Config {
-        arch,
-        hidden_size,
-        intermediate_size: u("intermediate_size")?,
-        num_layers: u("num_hidden_layers")?,
-        num_heads,
-        num_kv_heads,
-        head_dim,
-        vocab_size: u("vocab_size")?,
-        rms_norm_eps: f("rms_norm_eps", 1e-6),
-        rope_theta: f("rope_theta", 10_000.0),
-        rope_scaling,
-        max_position_embeddings: u("max_position_embeddings").unwrap_or(4096),
-        tie_word_embeddings: j
-            .get("tie_word_embeddings")
-            .and_then(J::as_bool)
-            .unwrap_or(false),
-    };
+    let cfg = HfConfig { j: &j, path: &path }.parse(arch)?;
     cfg.validate().map_err(|m| LmError::format(&path, m))?;
     Ok(cfg)
+}
+
+/// A `config.json` being read: every key that changes the computation is either implemented
+/// or refused with its name.
+struct HfConfig<'a> {
+    j: &'a J,
+    path: &'a Path,
+}
+
+impl HfConfig<'_> {
+    fn get(&self, k: &str) -> Option<&J> {
+        self.j.get(k).filter(|v| !v.is_null())
+    }
+    fn u(&self, k: &str) -> Result<usize> {
+        self.get(k)
+            .and_then(J::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| LmError::format(self.path, format!("missing or non-integer '{k}'")))
+    }
+    fn f(&self, k: &str, def: f64) -> f64 {
+        self.get(k).and_then(J::as_f64).unwrap_or(def)
+    }
+    fn opt_f(&self, k: &str) -> Result<Option<f64>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                LmError::format(
+                    self.path,
+                    format!("'{k}' is {v}, expected a number or null"),
+                )
+            }),
+        }
+    }
+    fn flag(&self, k: &str) -> bool {
+        self.get(k).and_then(J::as_bool).unwrap_or(false)
+    }
+    fn refuse(&self, what: String) -> LmError {
+        LmError::Unsupported {
+            path: self.path.into(),
+            what,
+        }
+    }
+
+    fn parse(&self, arch: Arch) -> Result<Config> {
+        let gemma = matches!(arch, Arch::Gemma2 | Arch::Gemma3);
+        let hidden_size = self.u("hidden_size")?;
+        let num_heads = self.u("num_attention_heads")?;
+        let num_kv_heads = self.u("num_key_value_heads").unwrap_or(num_heads);
+        let head_dim = match self.get("head_dim").and_then(J::as_u64) {
+            Some(h) => h as usize,
+            // 0 heads is reported by validate(), not a division by zero here.
+            None => hidden_size.checked_div(num_heads).unwrap_or(0),
+        };
+        let num_layers = self.u("num_hidden_layers")?;
+        self.check_act(gemma)?;
+        if let Some(p) = self.opt_f("partial_rotary_factor")? {
+            if p != 1.0 {
+                return Err(self.refuse(format!(
+                    "partial_rotary_factor {p} (only full rotary embeddings run)"
+                )));
+            }
+        }
+        if self.flag("use_bidirectional_attention") {
+            return Err(self.refuse("use_bidirectional_attention true (causal models only)".into()));
+        }
+        let (rope_scaling, mut features) = self.rope(arch, head_dim)?;
+        features.sliding_window = self.window(arch)?;
+        features.sliding_layers = self.layer_types(arch, num_layers, &features)?;
+        features.qk_norm = matches!(arch, Arch::Qwen3 | Arch::Gemma3);
+        if gemma {
+            features.sandwich_norms = true;
+            features.act = Act::GeluTanh;
+            features.embed_scale = Some((hidden_size as f64).sqrt() as f32);
+            features.query_pre_attn_scalar = Some(self.f("query_pre_attn_scalar", 256.0));
+            features.attn_softcap = self.opt_f("attn_logit_softcapping")?.map(|x| x as f32);
+            features.final_softcap = self.opt_f("final_logit_softcapping")?.map(|x| x as f32);
+        } else {
+            for k in [
+                "attn_logit_softcapping",
+                "final_logit_softcapping",
+                "query_pre_attn_scalar",
+            ] {
+                if self.get(k).is_some() {
+                    return Err(self.refuse(format!("'{k}' in a {} config", arch.name())));
+                }
+            }
+        }
+        if arch == Arch::Gemma3 {
+            features.rope_local_theta = Some(self.f("rope_local_base_freq", 10_000.0));
+        }
+        let tie_default = gemma;
+        Ok(Config {
+            arch,
+            hidden_size,
+            intermediate_size: self.u("intermediate_size")?,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            vocab_size: self.u("vocab_size")?,
+            rms_norm_eps: self.f("rms_norm_eps", 1e-6),
+            rope_theta: self.f("rope_theta", 10_000.0),
+            rope_scaling,
+            max_position_embeddings: self.u("max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: self
+                .get("tie_word_embeddings")
+                .and_then(J::as_bool)
+                .unwrap_or(tie_default),
+            features,
+        })
+    }
+
+    /// The MLP activation must be the family's.
+    fn check_act(&self, gemma: bool) -> Result<()> {
+        let want = if gemma { "gelu_pytorch_tanh" } else { "silu" };
+        // transformers' Gemma 2/3 read `hidden_activation` (and ignore `hidden_act`); the
+        // others `hidden_act`. Absent, each family's default is the one above.
+        let key = if gemma {
+            "hidden_activation"
+        } else {
+            "hidden_act"
+        };
+        match self.get(key) {
+            None => Ok(()),
+            Some(J::String(a)) if a == want => Ok(()),
+            Some(other) => Err(self.refuse(format!("{key} {other} (this family runs {want})"))),
+        }
+    }
+
+    /// The sliding window, for the families whose transformers code applies one.
+    fn window(&self, arch: Arch) -> Result<Option<usize>> {
+        let w = match self.get("sliding_window") {
+            None => return Ok(None),
+            Some(v) => v.as_u64().ok_or_else(|| {
+                LmError::format(
+                    self.path,
+                    format!("'sliding_window' is {v}, expected an integer"),
+                )
+            })? as usize,
+        };
+        Ok(match arch {
+            // transformers' Llama ignores the key.
+            Arch::Llama => None,
+            Arch::Qwen2 | Arch::Qwen3 => self.flag("use_sliding_window").then_some(w),
+            _ => Some(w),
+        })
+    }
+
+    /// Which layers slide: `layer_types` when given, else each family's default.
+    fn layer_types(&self, arch: Arch, nl: usize, f: &Features) -> Result<Vec<bool>> {
+        if f.sliding_window.is_none() {
+            return Ok(Vec::new());
+        }
+        if let Some(lt) = self.get("layer_types") {
+            let a = lt.as_array().filter(|a| a.len() == nl).ok_or_else(|| {
+                LmError::format(
+                    self.path,
+                    format!("'layer_types' is not a list of {nl} layer types"),
+                )
+            })?;
+            return a
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sliding_attention") => Ok(true),
+                    Some("full_attention") => Ok(false),
+                    _ => Err(self.refuse(format!(
+                        "layer type {t} (supported: sliding_attention, full_attention)"
+                    ))),
+                })
+                .collect();
+        }
+        Ok(match arch {
+            Arch::Gemma2 => (0..nl).map(|i| (i + 1) % 2 != 0).collect(),
+            Arch::Gemma3 => {
+                let p = self.u("sliding_window_pattern").unwrap_or(6).max(1);
+                (0..nl).map(|i| (i + 1) % p != 0).collect()
+            }
+            Arch::Qwen2 | Arch::Qwen3 => {
+                let m = self.u("max_window_layers").unwrap_or(0);
+                (0..nl).map(|i| i >= m).collect()
+            }
+            _ => vec![true; nl],
+        })
+    }
+
+    /// `rope_scaling`: Llama 3, linear (Gemma 3) and longrope / su (Phi-3); anything else is
+    /// refused by name.
+    fn rope(&self, arch: Arch, head_dim: usize) -> Result<(Option<Llama3Scaling>, Features)> {
+        let mut f = Features::default();
+        let Some(rs) = self.get("rope_scaling") else {
+            return Ok((None, f));
+        };
+        let ty = rs
+            .get("rope_type")
+            .or_else(|| rs.get("type"))
+            .and_then(J::as_str)
+            .unwrap_or("");
+        let g = |k: &str| rs.get(k).and_then(J::as_f64);
+        match ty {
+            "default" => Ok((None, f)),
+            "llama3" => Ok((
+                Some(Llama3Scaling {
+                    factor: g("factor").unwrap_or(8.0),
+                    low_freq_factor: g("low_freq_factor").unwrap_or(1.0),
+                    high_freq_factor: g("high_freq_factor").unwrap_or(4.0),
+                    original_max_position_embeddings: g("original_max_position_embeddings")
+                        .unwrap_or(8192.0)
+                        as usize,
+                }),
+                f,
+            )),
+            "linear" => {
+                f.rope_linear_factor = Some(g("factor").unwrap_or(1.0));
+                Ok((None, f))
+            }
+            "longrope" | "su" if arch == Arch::Phi3 => {
+                let short: Vec<f64> = rs
+                    .get("short_factor")
+                    .and_then(J::as_array)
+                    .map(|a| a.iter().filter_map(J::as_f64).collect())
+                    .unwrap_or_default();
+                if short.len() != head_dim / 2 {
+                    return Err(LmError::format(
+                        self.path,
+                        format!(
+                            "rope_scaling.short_factor has {} numbers, expected head_dim/2 = {}",
+                            short.len(),
+                            head_dim / 2
+                        ),
+                    ));
+                }
+                let max = self.u("max_position_embeddings")?;
+                // transformers: sqrt(1 + ln(factor) / ln(original)), factor = max / original
+                let (orig, factor) = match self.u("original_max_position_embeddings") {
+                    Ok(o) => (o, max as f64 / o.max(1) as f64),
+                    Err(_) => (max, g("factor").unwrap_or(1.0)),
+                };
+                let attention_factor = g("attention_factor").unwrap_or(if factor <= 1.0 {
+                    1.0
+                } else {
+                    (1.0 + factor.ln() / (orig as f64).ln()).sqrt()
+                });
+                f.longrope = Some(LongRope {
+                    short_factor: short,
+                    attention_factor,
+                    original_max_position_embeddings: orig,
+                });
+                Ok((None, f))
+            }
+            other => Err(self.refuse(format!(
+                "rope_scaling type '{other}' for {} (supported: llama3, linear{})",
+                arch.name(),
+                if arch == Arch::Phi3 {
+                    ", longrope, su"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
 }
 
 /// The safetensors files of a directory, memory-mapped, with the tensor → file map.
@@ -177,6 +393,14 @@ impl HfTensors {
 impl TensorSource for HfTensors {
     fn path(&self) -> &Path {
         &self.dir
+    }
+
+    fn unused(&self, used: &std::collections::BTreeSet<String>) -> Option<String> {
+        self.index
+            .keys()
+            // old checkpoints carry RoPE's frequencies as a buffer; we compute them
+            .find(|n| !used.contains(*n) && !n.ends_with("rotary_emb.inv_freq"))
+            .cloned()
     }
 
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>> {

@@ -209,6 +209,27 @@ fn silu_mul_row(gate: &[f32], up: &[f32], o: &mut [f32]) {
     }
 }
 
+/// `out[t, ff] = gelu_tanh(gu[t, :ff]) * gu[t, ff:]` (GeGLU with transformers'
+/// `gelu_pytorch_tanh`).
+pub fn gelu_tanh_mul(gu: &[f32], ff: usize, out: &mut [f32]) {
+    out.par_chunks_mut(ff * ROW_CHUNK)
+        .zip(gu.par_chunks(2 * ff * ROW_CHUNK))
+        .for_each(|(oc, gc)| {
+            for (o, g) in oc.chunks_mut(ff).zip(gc.chunks(2 * ff)) {
+                let (gate, up) = g.split_at(ff);
+                for ((o, &a), &b) in o.iter_mut().zip(gate).zip(up) {
+                    *o = gelu_tanh(a) * b;
+                }
+            }
+        });
+}
+
+/// GELU with the tanh approximation, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+}
+
 /// Runs `f` compiled for AVX2 when the CPU has it. The body must be `#[inline(always)]` code
 /// so it is re-vectorised inside the AVX2 frame (the default x86-64 target assumes SSE2 only).
 #[inline(always)]
@@ -307,6 +328,30 @@ pub const ATT_KB: usize = 16;
 /// serves all of them, and tasks spread one long prompt over every core.
 const ATT_QS: usize = 32;
 
+/// How attention scores are formed before the softmax: `s = scale·q·k`, then
+/// `cap·tanh(s/cap)` when soft-capped (Gemma 2); with a window, query `r` sees only the last
+/// `window` of its `limits[r]` keys (keys at distance `< window`, as transformers' sliding mask).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// Factor on q·k.
+    pub scale: f32,
+    /// Sliding window, in keys.
+    pub window: Option<usize>,
+    /// Soft-capping constant.
+    pub softcap: Option<f32>,
+}
+
+impl Scores {
+    /// Plain causal scores scaled by `scale`.
+    pub fn scaled(scale: f32) -> Self {
+        Scores {
+            scale,
+            window: None,
+            softcap: None,
+        }
+    }
+}
+
 /// Causal softmax attention for one key/value head of one sequence.
 ///
 /// `q`: `[nq rounded up to ATT_QB, hd]` query vectors; `limits[r]`: how many leading keys query
@@ -322,7 +367,7 @@ pub fn attend(
     kt: &[f32],
     nkp: usize,
     v: &[f32],
-    scale: f32,
+    scores: Scores,
     o: &mut [f32],
 ) {
     let nq = limits.len();
@@ -339,10 +384,10 @@ pub fn attend(
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                return unsafe { attend_avx2(hd, q, part, kt, nkp, v, scale, &mut s, oc) };
+                return unsafe { attend_avx2(hd, q, part, kt, nkp, v, scores, &mut s, oc) };
             }
         }
-        attend_block(hd, q, part, kt, nkp, v, scale, &mut s, oc)
+        attend_block(hd, q, part, kt, nkp, v, scores, &mut s, oc)
     };
     let chunks = o[..nq * hd].par_chunks_mut(ATT_QS * hd).enumerate();
     if nq > ATT_QS {
@@ -366,11 +411,11 @@ unsafe fn attend_avx2(
     kt: &[f32],
     nkp: usize,
     v: &[f32],
-    scale: f32,
+    scores: Scores,
     s: &mut [f32],
     o: &mut [f32],
 ) {
-    attend_block(hd, q, part, kt, nkp, v, scale, s, o)
+    attend_block(hd, q, part, kt, nkp, v, scores, s, o)
 }
 
 /// One task of `attend`: queries `q0..q0 + limits.len()` (at most `ATT_QS`); `s` is the
@@ -384,10 +429,11 @@ fn attend_block(
     kt: &[f32],
     nkp: usize,
     v: &[f32],
-    scale: f32,
+    scores: Scores,
     s: &mut [f32],
     o: &mut [f32],
 ) {
+    let scale = scores.scale;
     let n = limits.len();
     let tiles = n.div_ceil(ATT_QB);
     let lim = limits[n - 1];
@@ -419,8 +465,13 @@ fn attend_block(
         let tile_lim = limits[((r / ATT_QB + 1) * ATT_QB).min(n) - 1];
         let row = &mut s[r * nkp..r * nkp + tile_lim];
         let (seen, unseen) = row.split_at_mut(nr);
+        let (outside, seen) = seen.split_at_mut(scores.window.map_or(0, |w| nr.saturating_sub(w)));
+        outside.fill(0.0);
         // separate passes with lane-wise reductions, so each one vectorises
         seen.iter_mut().for_each(|x| *x *= scale);
+        if let Some(cap) = scores.softcap {
+            seen.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
+        }
         let m = lanes_fold(seen, f32::NEG_INFINITY, f32::max);
         seen.iter_mut().for_each(|x| *x = fast_exp(*x - m));
         let inv = 1.0 / lanes_fold(seen, 0.0, |a, b| a + b);
@@ -543,7 +594,7 @@ mod tests {
             let limits: Vec<usize> = (0..nq).map(|r| nk - nq.div_ceil(2) + r / 2 + 1).collect();
             let scale = 0.35;
             let mut o = vec![0.0f32; nq * hd];
-            attend(hd, &q, &limits, &kt, nkp, &v, scale, &mut o);
+            attend(hd, &q, &limits, &kt, nkp, &v, Scores::scaled(scale), &mut o);
             for r in 0..nq {
                 let sc: Vec<f64> = (0..limits[r])
                     .map(|kk| {

@@ -1,5 +1,6 @@
-//! The model runtime of hidden-dims: Llama / Qwen2 decoders from a GGUF file or a Hugging Face
-//! directory, their tokenizer and chat template, and a fast packed forward pass with hooks.
+//! The model runtime of hidden-dims: Llama, Mistral, Qwen2/3, Gemma 2/3 and Phi-3 decoders from
+//! a GGUF file or a Hugging Face directory, their tokenizer and chat template, and a fast packed
+//! forward pass with hooks.
 //!
 //! # Layers
 //! Hidden-state indices follow transformers' `output_hidden_states`: 0 is the embedding output,
@@ -12,7 +13,7 @@
 //!
 //! # From another crate
 //! What it offers an outside user: [`Model::load`] (a `.gguf` file or a Hugging Face
-//! directory of a Llama/Qwen2 model), [`Model::encode_prompt`] (the chat template applied as
+//! directory of a model of one of those families), [`Model::encode_prompt`] (the chat template applied as
 //! transformers applies it), [`Forward`] (hidden states at any layers, next-token logits,
 //! residual-stream edits, a [`Hook`] for anything else) and [`generate`] (greedy batched
 //! decoding with a KV cache). The residual stream of layer 10 at a prompt's last token
@@ -68,6 +69,9 @@ pub struct PromptFormat {
     pub system: Option<String>,
     /// Skip the chat template: encode the raw text (with BOS when the tokenizer adds one).
     pub no_template: bool,
+    /// The template's `enable_thinking` (Qwen3): `None` leaves it undefined, as transformers'
+    /// `apply_chat_template` does by default (Qwen3 then thinks first).
+    pub enable_thinking: Option<bool>,
 }
 
 /// A loaded model: config, weights, tokenizer and chat template.
@@ -220,11 +224,12 @@ impl Model {
             role: "user".into(),
             content: prompt.into(),
         });
-        tmpl.render(
+        tmpl.render_with(
             &msgs,
             true,
             self.tokenizer.bos_token.as_deref(),
             self.tokenizer.eos_token.as_deref(),
+            fmt.enable_thinking,
         )
         .map_err(|e| in_file(&self.path, "chat template", e))
     }

@@ -63,6 +63,19 @@ impl ChatTemplate {
         bos_token: Option<&str>,
         eos_token: Option<&str>,
     ) -> Result<String> {
+        self.render_with(messages, add_generation_prompt, bos_token, eos_token, None)
+    }
+
+    /// [`ChatTemplate::render`] with `enable_thinking` set (Qwen3's switch; templates that do
+    /// not read it ignore it), or left undefined (`None`) as transformers leaves it by default.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+        enable_thinking: Option<bool>,
+    ) -> Result<String> {
         let env = self.env()?;
         let tmpl = env
             .get_template("chat")
@@ -72,6 +85,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token.unwrap_or(""),
             eos_token => eos_token.unwrap_or(""),
+            enable_thinking => enable_thinking.map_or(Value::UNDEFINED, Value::from),
         })
         .map_err(|e| LmError::Template(format!("{e:#}")))
     }

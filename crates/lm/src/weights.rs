@@ -2,7 +2,7 @@
 //! stored type (see [`Matrix`]), with q|k|v and gate|up fused (as stacks of their parts, never
 //! copied) so each block runs three products instead of five. Norm gains and biases are f32.
 
-use crate::config::Config;
+use crate::config::{Arch, Config};
 use crate::error::{LmError, Result};
 use crate::matrix::Matrix;
 use rayon::prelude::*;
@@ -27,6 +27,21 @@ pub struct LayerWeights {
     pub w_gate_up: Matrix,
     /// Down projection `[d, ff]`.
     pub w_down: Matrix,
+    /// The norms some families add (all `None` for Llama and Qwen2).
+    pub extra: LayerNorms,
+}
+
+/// Norm gains beyond the Llama block's two, as multipliers (Gemma's `1 + w` already added).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerNorms {
+    /// Per-head q RMSNorm gain `[head_dim]` (Qwen3, Gemma 3).
+    pub q_norm: Option<Vec<f32>>,
+    /// Per-head k RMSNorm gain `[head_dim]` (Qwen3, Gemma 3).
+    pub k_norm: Option<Vec<f32>>,
+    /// RMSNorm of the attention output before the residual add `[d]` (Gemma).
+    pub post_attn_norm: Option<Vec<f32>>,
+    /// RMSNorm of the MLP output before the residual add `[d]` (Gemma).
+    pub post_mlp_norm: Option<Vec<f32>>,
 }
 
 /// All weights of a decoder-only model.
@@ -99,6 +114,15 @@ impl Weights {
                 .map(|l| {
                     f(&l.attn_norm)
                         + f(&l.mlp_norm)
+                        + [
+                            &l.extra.q_norm,
+                            &l.extra.k_norm,
+                            &l.extra.post_attn_norm,
+                            &l.extra.post_mlp_norm,
+                        ]
+                        .iter()
+                        .map(|n| n.as_deref().map_or(0, f))
+                        .sum::<usize>()
                         + l.bqkv.as_deref().map_or(0, f)
                         + [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]
                             .iter()
@@ -155,6 +179,18 @@ pub(crate) trait TensorSource: Sync {
     fn shape(&self, name: &str) -> Result<Option<Vec<usize>>>;
     /// Writes a tensor, whose shape was checked, as row-major f32 into `dst`.
     fn read_into(&self, name: &str, dst: &mut [f32]) -> Result<()>;
+    /// Whether Gemma norm gains are stored as `1 + w` (llama.cpp's converter adds the one;
+    /// Hugging Face checkpoints hold `w`).
+    fn gemma_norms_plus_one(&self) -> bool {
+        false
+    }
+    /// The first tensor of the file that is not among `used` (Hugging Face names) and that
+    /// the forward pass would therefore ignore; `None` when every one is used (or the source
+    /// cannot list its tensors).
+    fn unused(&self, used: &std::collections::BTreeSet<String>) -> Option<String> {
+        let _ = used;
+        None
+    }
     /// A weight matrix `[rows, cols]` (shape checked) in its stored type; by default decoded
     /// to f32.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
@@ -200,6 +236,42 @@ fn check_finite(path: &Path, name: &str, v: &[f32]) -> Result<()> {
     }
 }
 
+/// Which norm gain of a block a vector tensor is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Attn,
+    Mlp,
+    Q,
+    K,
+    PostAttn,
+    PostMlp,
+}
+
+/// The vector tensors of block `i`: Hugging Face name, length and slot.
+fn layer_vectors(cfg: &Config, i: usize) -> Vec<(String, usize, Slot)> {
+    let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+    let name = |t: &str| format!("model.layers.{i}.{t}");
+    let f = &cfg.features;
+    let mut v = vec![(name("input_layernorm.weight"), d, Slot::Attn)];
+    if f.sandwich_norms {
+        v.push((name("post_attention_layernorm.weight"), d, Slot::PostAttn));
+        v.push((name("pre_feedforward_layernorm.weight"), d, Slot::Mlp));
+        v.push((name("post_feedforward_layernorm.weight"), d, Slot::PostMlp));
+    } else {
+        v.push((name("post_attention_layernorm.weight"), d, Slot::Mlp));
+    }
+    if f.qk_norm {
+        v.push((name("self_attn.q_norm.weight"), hd, Slot::Q));
+        v.push((name("self_attn.k_norm.weight"), hd, Slot::K));
+    }
+    v
+}
+
+/// Whether the checkpoint holds q|k|v and gate|up fused (Phi-3).
+fn fused(cfg: &Config) -> bool {
+    cfg.arch == crate::config::Arch::Phi3
+}
+
 pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weights> {
     let (d, ff, hd, nl) = (
         cfg.hidden_size,
@@ -209,28 +281,73 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
     );
     let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     let name = |i: usize, t: &str| format!("model.layers.{i}.{t}");
-    check(src, "model.embed_tokens.weight", &[cfg.vocab_size, d], true)?;
+    let mut used = std::collections::BTreeSet::new();
+    let mut check = |name: &str, shape: &[usize], required: bool| -> Result<bool> {
+        let found = check(src, name, shape, required)?;
+        if found {
+            used.insert(name.to_string());
+        }
+        Ok(found)
+    };
+    check("model.embed_tokens.weight", &[cfg.vocab_size, d], true)?;
     let mut biases = Vec::with_capacity(nl);
+    // The order of these checks is the order `Weights::from_fn` draws seeded tensors in:
+    // the Llama block's stays as it always was, each family's extras come after it.
+    let post_attn = |v: &&(String, usize, Slot)| v.0.ends_with("post_attention_layernorm.weight");
     for i in 0..nl {
-        check(src, &name(i, "input_layernorm.weight"), &[d], true)?;
-        check(src, &name(i, "self_attn.q_proj.weight"), &[q_out, d], true)?;
-        check(src, &name(i, "self_attn.k_proj.weight"), &[kv_out, d], true)?;
-        check(src, &name(i, "self_attn.v_proj.weight"), &[kv_out, d], true)?;
+        let vectors = layer_vectors(cfg, i);
+        check(&vectors[0].0, &[d], true)?;
+        if fused(cfg) {
+            check(
+                &name(i, "self_attn.qkv_proj.weight"),
+                &[q_out + 2 * kv_out, d],
+                true,
+            )?;
+        } else {
+            check(&name(i, "self_attn.q_proj.weight"), &[q_out, d], true)?;
+            check(&name(i, "self_attn.k_proj.weight"), &[kv_out, d], true)?;
+            check(&name(i, "self_attn.v_proj.weight"), &[kv_out, d], true)?;
+        }
         biases.push([
-            check(src, &name(i, "self_attn.q_proj.bias"), &[q_out], false)?,
-            check(src, &name(i, "self_attn.k_proj.bias"), &[kv_out], false)?,
-            check(src, &name(i, "self_attn.v_proj.bias"), &[kv_out], false)?,
+            check(&name(i, "self_attn.q_proj.bias"), &[q_out], false)?,
+            check(&name(i, "self_attn.k_proj.bias"), &[kv_out], false)?,
+            check(&name(i, "self_attn.v_proj.bias"), &[kv_out], false)?,
         ]);
-        check(src, &name(i, "self_attn.o_proj.weight"), &[d, q_out], true)?;
-        check(src, &name(i, "post_attention_layernorm.weight"), &[d], true)?;
-        check(src, &name(i, "mlp.gate_proj.weight"), &[ff, d], true)?;
-        check(src, &name(i, "mlp.up_proj.weight"), &[ff, d], true)?;
-        check(src, &name(i, "mlp.down_proj.weight"), &[d, ff], true)?;
+        check(&name(i, "self_attn.o_proj.weight"), &[d, q_out], true)?;
+        for (n, len, _) in vectors[1..].iter().filter(post_attn) {
+            check(n, &[*len], true)?;
+        }
+        if fused(cfg) {
+            check(&name(i, "mlp.gate_up_proj.weight"), &[2 * ff, d], true)?;
+        } else {
+            check(&name(i, "mlp.gate_proj.weight"), &[ff, d], true)?;
+            check(&name(i, "mlp.up_proj.weight"), &[ff, d], true)?;
+        }
+        check(&name(i, "mlp.down_proj.weight"), &[d, ff], true)?;
+        for (n, len, _) in vectors[1..].iter().filter(|v| !post_attn(v)) {
+            check(n, &[*len], true)?;
+        }
     }
-    check(src, "model.norm.weight", &[d], true)?;
+    check("model.norm.weight", &[d], true)?;
     // Some checkpoints say untied but ship no head; transformers then ties them.
     let has_head =
-        !cfg.tie_word_embeddings && check(src, "lm_head.weight", &[cfg.vocab_size, d], false)?;
+        !cfg.tie_word_embeddings && check("lm_head.weight", &[cfg.vocab_size, d], false)?;
+    if cfg.tie_word_embeddings {
+        // a head stored beside tied embeddings is replaced by them, as transformers does
+        used.insert("lm_head.weight".to_string());
+    }
+    if let Some(n) = src.unused(&used) {
+        // A tensor we would skip (an o_proj or MLP bias, a norm of another family) means
+        // the model computes something we do not.
+        return Err(LmError::Unsupported {
+            path: src.path().into(),
+            what: format!(
+                "tensor '{n}', which the {} forward pass does not use (the checkpoint is not \
+                 the family its config names, or has options we do not run)",
+                cfg.arch.name()
+            ),
+        });
+    }
 
     let mats = load_matrices(cfg, src, has_head)?;
     let mut w = Weights {
@@ -238,24 +355,69 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
         layers: biases
             .iter()
             .zip(mats.layers)
-            .map(|(b, [wqkv, wo, w_gate_up, w_down])| LayerWeights {
-                attn_norm: vec![0.0; d],
-                wqkv,
-                // absent parts of a partial bias stay zero
-                bqkv: b.iter().any(|&x| x).then(|| vec![0.0; q_out + 2 * kv_out]),
-                wo,
-                mlp_norm: vec![0.0; d],
-                w_gate_up,
-                w_down,
+            .enumerate()
+            .map(|(i, (b, [wqkv, wo, w_gate_up, w_down]))| {
+                let vecs = layer_vectors(cfg, i);
+                let has = |slot: Slot| vecs.iter().find(|v| v.2 == slot).map(|v| vec![0.0; v.1]);
+                LayerWeights {
+                    attn_norm: vec![0.0; d],
+                    wqkv,
+                    // absent parts of a partial bias stay zero
+                    bqkv: b.iter().any(|&x| x).then(|| vec![0.0; q_out + 2 * kv_out]),
+                    wo,
+                    mlp_norm: vec![0.0; d],
+                    w_gate_up,
+                    w_down,
+                    extra: LayerNorms {
+                        q_norm: has(Slot::Q),
+                        k_norm: has(Slot::K),
+                        post_attn_norm: has(Slot::PostAttn),
+                        post_mlp_norm: has(Slot::PostMlp),
+                    },
+                }
             })
             .collect(),
         final_norm: vec![0.0; d],
         lm_head: mats.lm_head,
     };
-    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 6 + 1);
+    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 8 + 1);
     for (i, (l, has)) in w.layers.iter_mut().zip(&biases).enumerate() {
-        jobs.push((name(i, "input_layernorm.weight"), &mut l.attn_norm));
-        if let Some(b) = &mut l.bqkv {
+        let vecs = layer_vectors(cfg, i);
+        let LayerWeights {
+            attn_norm,
+            mlp_norm,
+            extra,
+            bqkv,
+            ..
+        } = l;
+        let LayerNorms {
+            q_norm,
+            k_norm,
+            post_attn_norm,
+            post_mlp_norm,
+        } = extra;
+        let mut slots: Vec<(Slot, &mut [f32])> = vec![
+            (Slot::Attn, attn_norm.as_mut_slice()),
+            (Slot::Mlp, mlp_norm.as_mut_slice()),
+        ];
+        for (slot, v) in [
+            (Slot::Q, q_norm),
+            (Slot::K, k_norm),
+            (Slot::PostAttn, post_attn_norm),
+            (Slot::PostMlp, post_mlp_norm),
+        ] {
+            if let Some(v) = v {
+                slots.push((slot, v.as_mut_slice()));
+            }
+        }
+        for (n, _, slot) in vecs {
+            let at = slots
+                .iter()
+                .position(|s| s.0 == slot)
+                .expect("slot made above");
+            jobs.push((n, slots.swap_remove(at).1));
+        }
+        if let Some(b) = bqkv {
             let (q, kv) = b.split_at_mut(q_out);
             let (k, v) = kv.split_at_mut(kv_out);
             for ((part, dst), &present) in ["q_proj", "k_proj", "v_proj"]
@@ -268,16 +430,21 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
                 }
             }
         }
-        jobs.push((name(i, "post_attention_layernorm.weight"), &mut l.mlp_norm));
     }
     jobs.push(("model.norm.weight".into(), &mut w.final_norm));
+    let plus_one = matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3) && !src.gemma_norms_plus_one();
     // Every job runs; the first failure in job order is reported, so the message does not
     // depend on which thread failed first.
     let done: Vec<Result<()>> = jobs
         .into_par_iter()
         .map(|(n, dst)| {
             src.read_into(&n, dst)?;
-            check_finite(src.path(), &n, dst)
+            check_finite(src.path(), &n, dst)?;
+            if plus_one && n.ends_with("norm.weight") {
+                // transformers' Gemma RMSNorm multiplies by (1 + w), computed in f32.
+                dst.iter_mut().for_each(|x| *x += 1.0);
+            }
+            Ok(())
         })
         .collect();
     done.into_iter().collect::<Result<()>>()?;
@@ -291,7 +458,7 @@ struct Matrices {
 }
 
 /// The weight matrices in their stored types (shapes checked by the caller), each checked to
-/// hold finite values; q|k|v and gate|up stacked.
+/// hold finite values; q|k|v and gate|up stacked (or taken fused from the checkpoint).
 fn load_matrices(cfg: &Config, src: &dyn TensorSource, has_head: bool) -> Result<Matrices> {
     let (d, ff, hd, nl, v) = (
         cfg.hidden_size,
@@ -303,13 +470,22 @@ fn load_matrices(cfg: &Config, src: &dyn TensorSource, has_head: bool) -> Result
     let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     let name = |i: usize, t: &str| format!("model.layers.{i}.{t}");
     let mut specs: Vec<(String, usize, usize)> = vec![("model.embed_tokens.weight".into(), v, d)];
+    let fused = fused(cfg);
     for i in 0..nl {
-        specs.push((name(i, "self_attn.q_proj.weight"), q_out, d));
-        specs.push((name(i, "self_attn.k_proj.weight"), kv_out, d));
-        specs.push((name(i, "self_attn.v_proj.weight"), kv_out, d));
+        if fused {
+            specs.push((name(i, "self_attn.qkv_proj.weight"), q_out + 2 * kv_out, d));
+        } else {
+            specs.push((name(i, "self_attn.q_proj.weight"), q_out, d));
+            specs.push((name(i, "self_attn.k_proj.weight"), kv_out, d));
+            specs.push((name(i, "self_attn.v_proj.weight"), kv_out, d));
+        }
         specs.push((name(i, "self_attn.o_proj.weight"), d, q_out));
-        specs.push((name(i, "mlp.gate_proj.weight"), ff, d));
-        specs.push((name(i, "mlp.up_proj.weight"), ff, d));
+        if fused {
+            specs.push((name(i, "mlp.gate_up_proj.weight"), 2 * ff, d));
+        } else {
+            specs.push((name(i, "mlp.gate_proj.weight"), ff, d));
+            specs.push((name(i, "mlp.up_proj.weight"), ff, d));
+        }
         specs.push((name(i, "mlp.down_proj.weight"), d, ff));
     }
     if has_head {
@@ -329,14 +505,21 @@ fn load_matrices(cfg: &Config, src: &dyn TensorSource, has_head: bool) -> Result
     let embed = next()?;
     let mut layers = Vec::with_capacity(nl);
     for _ in 0..nl {
-        let (q, k, vv, o) = (next()?, next()?, next()?, next()?);
-        let (g, u, dn) = (next()?, next()?, next()?);
-        layers.push([
-            Matrix::stack(vec![q, k, vv]),
-            o,
-            Matrix::stack(vec![g, u]),
-            dn,
-        ]);
+        let qkv = if fused {
+            next()?
+        } else {
+            let (q, k, vv) = (next()?, next()?, next()?);
+            Matrix::stack(vec![q, k, vv])
+        };
+        let o = next()?;
+        let gu = if fused {
+            next()?
+        } else {
+            let (g, u) = (next()?, next()?);
+            Matrix::stack(vec![g, u])
+        };
+        let dn = next()?;
+        layers.push([qkv, o, gu, dn]);
     }
     let lm_head = if has_head { Some(next()?) } else { None };
     Ok(Matrices {

@@ -24,6 +24,7 @@ fn tiny() -> Config {
         rope_scaling: None,
         max_position_embeddings: 256,
         tie_word_embeddings: true,
+        features: Default::default(),
     }
 }
 

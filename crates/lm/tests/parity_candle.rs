@@ -31,6 +31,7 @@ fn tiny(arch: Arch, vocab: usize, tie: bool, scaling: bool) -> Config {
         }),
         max_position_embeddings: 256,
         tie_word_embeddings: tie,
+        features: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ pub fn tiny_config(arch: Arch, vocab: usize, tie: bool) -> Config {
         rope_scaling: None,
         max_position_embeddings: 256,
         tie_word_embeddings: tie,
+        features: Default::default(),
     }
 }
 
@@ -46,6 +47,8 @@ pub fn tiny_weights(cfg: &Config, seed: u64) -> Weights {
             "lm_head" if !cfg.tie_word_embeddings => (vec![cfg.vocab_size, d], 0.3, 0.0),
             "lm_head" => return None,
             "input_layernorm" | "post_attention_layernorm" | "norm" => (vec![d], 0.2, 1.0),
+            // Qwen3's per-head norms, when the config has them
+            "q_norm" | "k_norm" => (vec![hd], 0.2, 1.0),
             "q_proj" if is_bias => (vec![q], 0.3, 0.0),
             "k_proj" | "v_proj" if is_bias && cfg.arch == Arch::Qwen2 => (vec![kv], 0.3, 0.0),
             "k_proj" | "v_proj" if is_bias => return None,

@@ -234,8 +234,9 @@ fn token_id(tok: &Tokenizer, t: &Option<String>) -> Value {
 /// `config.json` for transformers (`LlamaForCausalLM` or `Qwen2ForCausalLM`, f32).
 pub fn config_json(cfg: &Config, tok: &Tokenizer) -> Value {
     let (arch, class) = match cfg.arch {
-        Arch::Llama => ("llama", "LlamaForCausalLM"),
         Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        // checked by the caller (export_supported): only these two export
+        _ => ("llama", "LlamaForCausalLM"),
     };
     let mut j = Map::new();
     j.insert("architectures".into(), json!([class]));
@@ -367,10 +368,26 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Exports are Llama or Qwen2 checkpoints; a model with more in its block (Qwen3's q/k norms,
+/// a sliding window) would be written as another model, so it is refused (before training,
+/// by the tools that train).
+pub fn check_exportable(cfg: &Config) -> Result<()> {
+    let extra = cfg.features.names();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    Err(crate::TrainError::Input(format!(
+        "cannot export a {} model as a Hugging Face checkpoint: its {} would not be written",
+        cfg.arch.name(),
+        extra.join(", ")
+    )))
+}
+
 /// Writes the model files into `dir` (normally [`Staging::path`]).
 pub fn write_model_files(dir: &Path, parts: &ExportParts<'_>, weights: Weights) -> Result<()> {
     let cfg = parts.config;
     let tok = parts.tokenizer;
+    check_exportable(cfg)?;
     write_json(&dir.join("config.json"), &config_json(cfg, tok))?;
     let source_tc = match parts.source_dir {
         Some(d) => {

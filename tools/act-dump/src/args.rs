@@ -100,6 +100,7 @@ impl Args {
             format: PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
             shard: self.shard,
             refusal_tokens: self.refusal_tokens,

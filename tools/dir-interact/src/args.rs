@@ -132,6 +132,7 @@ impl RelevanceArgs {
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
         })
     }
@@ -315,6 +316,7 @@ impl SweepArgs {
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
             share_prefix: !self.chat.no_share_prefix,
         })

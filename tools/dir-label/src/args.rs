@@ -111,6 +111,7 @@ impl TokensArgs {
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
         })
     }

@@ -69,6 +69,7 @@ impl Args {
             format: PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
             judge,
             summary: self.summary,

@@ -222,6 +222,8 @@ impl Args {
             prompt_format: hd_lm::PromptFormat {
                 system: self.system,
                 no_template: false,
+                // the study reads answers, not thoughts (Qwen3; other templates ignore it)
+                enable_thinking: Some(false),
             },
             checkpoint_dir: self.checkpoint_dir,
             save_every: self.save_every,

@@ -119,6 +119,7 @@ impl Args {
             format: hd_lm::PromptFormat {
                 system: self.chat.system,
                 no_template: self.chat.no_template,
+                enable_thinking: self.chat.thinking.enable_thinking(),
             },
             share_prefix: !self.chat.no_share_prefix,
         })

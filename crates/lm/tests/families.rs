@@ -1,0 +1,354 @@
+//! Every family against transformers, from the committed fixtures of
+//! `testdata/families/make_fixtures.sh` (small random models of each family's shape, saved as
+//! a Hugging Face directory and converted to GGUF by llama.cpp's converter): the chat
+//! template's text, the token ids, the hidden states of every layer at every position, and 20
+//! greedy tokens (KV-cached decoding past the sliding window), from both file kinds.
+
+use hd_lm::{Model, Positions, PromptFormat, Request};
+use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
+
+fn dir(family: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/families")
+        .join(family)
+}
+
+/// What transformers gave for one family.
+struct Reference {
+    texts: Vec<String>,
+    prompts: Vec<String>,
+    ids: Vec<Vec<u32>>,
+    /// `[L+1, n, d]` per prompt.
+    hidden: Vec<(Vec<usize>, Vec<f32>)>,
+    generated: Vec<Vec<u32>>,
+    json: serde_json::Value,
+}
+
+fn reference(family: &str) -> Reference {
+    let d = dir(family);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ref.json")).unwrap()).unwrap();
+    let strings = |k: &str| -> Vec<String> {
+        json[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let bytes = std::fs::read(d.join("ref.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ints = |k: &str| -> Vec<u32> {
+        st.tensor(k)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect()
+    };
+    let prompts = strings("prompts");
+    let n = prompts.len();
+    Reference {
+        texts: strings("texts"),
+        ids: (0..n).map(|i| ints(&format!("ids.{i}"))).collect(),
+        generated: (0..n).map(|i| ints(&format!("gen.{i}"))).collect(),
+        hidden: (0..n)
+            .map(|i| {
+                let t = st.tensor(&format!("hidden.{i}")).unwrap();
+                let v = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                (t.shape().to_vec(), v)
+            })
+            .collect(),
+        prompts,
+        json,
+    }
+}
+
+/// The study's prompt format: Qwen3 without thinking (the fixtures' texts were made so).
+fn format() -> PromptFormat {
+    PromptFormat {
+        enable_thinking: Some(false),
+        ..Default::default()
+    }
+}
+
+/// Largest `|ours − ref| / |ref|` over the rows (positions) of every layer; rows from
+/// `skip_after` on are left out (see the Mistral GGUF).
+fn worst_relative(
+    model: &Model,
+    ids: &[u32],
+    (shape, want): &(Vec<usize>, Vec<f32>),
+    upto: usize,
+) -> f64 {
+    let (nl, n, d) = (shape[0], shape[1], shape[2]);
+    assert_eq!(nl, model.config.num_layers + 1);
+    assert_eq!(n, ids.len());
+    let req = Request {
+        capture_layers: (0..nl).collect(),
+        capture_positions: Positions::All,
+        interventions: vec![],
+        logits: false,
+    };
+    let out = model.forward().run(&[ids], &req).unwrap();
+    let mut worst = 0.0f64;
+    for (l, got) in &out.captured {
+        for p in 0..upto.min(n) {
+            let a = &got[p * d..(p + 1) * d];
+            let b = &want[(l * n + p) * d..(l * n + p + 1) * d];
+            let diff: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| ((x - y) as f64).powi(2))
+                .sum();
+            let norm: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
+            worst = worst.max((diff / norm.max(1e-30)).sqrt());
+        }
+    }
+    worst
+}
+
+fn check(family: &str) {
+    let r = reference(family);
+    for (kind, path) in [
+        ("hf", dir(family).join("hf")),
+        ("gguf", dir(family).join("model.gguf")),
+    ] {
+        let model = Model::load(&path).unwrap_or_else(|e| panic!("{family} {kind}: {e}"));
+        // llama.cpp's converter writes Mistral as "llama" without its sliding window (8 in the
+        // fixture), so its GGUF matches transformers only where the window has not cut in.
+        let upto = match (family, kind) {
+            ("mistral", "gguf") => 8,
+            _ => usize::MAX,
+        };
+        let mut worst = 0.0f64;
+        for (i, p) in r.prompts.iter().enumerate() {
+            let what = format!("{family} {kind} prompt {i}");
+            assert_eq!(
+                model.render(p, &format()).unwrap(),
+                r.texts[i],
+                "{what}: template"
+            );
+            let ids = model.encode_prompt(p, &format()).unwrap();
+            assert_eq!(ids, r.ids[i], "{what}: token ids");
+            worst = worst.max(worst_relative(&model, &ids, &r.hidden[i], upto));
+            if upto == usize::MAX {
+                let g = model.generate(&[ids], 20, &[]).unwrap().remove(0);
+                // transformers stops at its EOS; we stop at any end-of-turn token as well
+                let stop = &model.tokenizer.stop_ids;
+                let want: Vec<u32> = r.generated[i]
+                    .iter()
+                    .copied()
+                    .take_while(|t| !stop.contains(t))
+                    .collect();
+                assert_eq!(g.tokens, want, "{what}: greedy tokens");
+            }
+        }
+        eprintln!("{family} {kind}: worst relative error of a hidden state {worst:.2e}");
+        assert!(
+            worst < 1e-5,
+            "{family} {kind}: hidden states {worst:.2e} off transformers"
+        );
+    }
+}
+
+#[test]
+fn mistral_with_sliding_window_matches_transformers() {
+    check("mistral");
+}
+
+#[test]
+fn qwen3_matches_transformers() {
+    check("qwen3");
+}
+
+#[test]
+fn gemma2_matches_transformers() {
+    check("gemma2");
+}
+
+#[test]
+fn gemma3_matches_transformers() {
+    check("gemma3");
+}
+
+#[test]
+fn phi3_matches_transformers() {
+    check("phi3");
+}
+
+/// Mistral's GGUF, which has no window, does differ past it: the window is what the HF
+/// directory's states depend on (a Llama block that ignored it would fail the test above).
+#[test]
+fn mistral_window_changes_states_past_it() {
+    let r = reference("mistral");
+    let model = Model::load(&dir("mistral").join("model.gguf")).unwrap();
+    let i = 1; // the longest prompt
+    let err = worst_relative(&model, &r.ids[i], &r.hidden[i], usize::MAX);
+    assert!(
+        err > 1e-3,
+        "no window, yet {err:.2e} from the windowed states"
+    );
+}
+
+/// Gemma's templates have no system role: a system prompt is an error naming the template's
+/// reason, as in transformers.
+#[test]
+fn gemma_templates_refuse_a_system_turn() {
+    for family in ["gemma2", "gemma3"] {
+        let r = reference(family);
+        let model = Model::load(&dir(family).join("hf")).unwrap();
+        let fmt = PromptFormat {
+            system: Some("Be brief.".into()),
+            ..format()
+        };
+        let got = model.render("Hi", &fmt);
+        let hf = r.json["system"].as_str().unwrap();
+        match family {
+            "gemma2" => {
+                let e = got.unwrap_err().to_string();
+                assert!(hf.starts_with("refused"), "{hf}");
+                assert!(e.contains("System role not supported"), "{e}");
+            }
+            // Gemma 3 folds the system text into the first user turn
+            _ => assert_eq!(hf, "accepted"),
+        }
+    }
+}
+
+/// Qwen3's thinking switch: left undefined, the template lets the model think (no empty
+/// think block), as transformers' default; `Some(false)` is what the fixtures' texts used.
+#[test]
+fn qwen3_thinking_switch_follows_the_template() {
+    let r = reference("qwen3");
+    let model = Model::load(&dir("qwen3").join("hf")).unwrap();
+    let fmt = PromptFormat::default();
+    let text = model.render(&r.prompts[0], &fmt).unwrap();
+    assert_eq!(text, r.json["thinking_default_text"].as_str().unwrap());
+    assert!(!text.contains("<think>"));
+    assert!(r.texts[0].ends_with("<think>\n\n</think>\n\n"));
+}
+
+/// A copy of a fixture's Hugging Face directory with `config.json` edited.
+fn edited_hf(family: &str, tmp: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let src = dir(family).join("hf");
+    let dst = tmp.join(family);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let mut j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst.join("config.json")).unwrap()).unwrap();
+    edit(&mut j);
+    std::fs::write(dst.join("config.json"), j.to_string()).unwrap();
+    dst
+}
+
+fn load_err(path: &Path) -> String {
+    // the config alone is enough to refuse: nothing of the weights is read
+    let a = Model::read_config(path).unwrap_err().to_string();
+    let b = Model::load(path).unwrap_err().to_string();
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 1, "{a}");
+    a
+}
+
+const SUPPORTED: &str = "supported: llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3";
+
+#[test]
+fn an_unknown_architecture_is_named_with_the_supported_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = edited_hf("qwen3", tmp.path(), |j| j["model_type"] = "falcon".into());
+    let e = load_err(&hf);
+    assert!(
+        e.contains("model_type 'falcon'") && e.contains(SUPPORTED),
+        "{e}"
+    );
+    // GGUF: general.architecture "qwen3" patched to "qwen9" (same length)
+    let mut b = std::fs::read(dir("qwen3").join("model.gguf")).unwrap();
+    let key = b"general.architecture";
+    let at = b.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let v = at + 4 + 8; // value type (u32), string length (u64)
+    assert_eq!(&b[v..v + 5], b"qwen3");
+    b[v + 4] = b'9';
+    let g = tmp.path().join("qwen9.gguf");
+    std::fs::write(&g, b).unwrap();
+    let e = load_err(&g);
+    assert!(
+        e.contains("architecture 'qwen9'") && e.contains("gemma3, phi3"),
+        "{e}"
+    );
+}
+
+/// Config fields that change the computation and that we do not run are refused by name.
+#[test]
+fn config_fields_we_do_not_run_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "mistral",
+            Box::new(|j| {
+                j["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})
+            }),
+            "rope_scaling type 'yarn'",
+        ),
+        (
+            "qwen3",
+            Box::new(|j| j["hidden_act"] = "gelu".into()),
+            "hidden_act \"gelu\"",
+        ),
+        (
+            "phi3",
+            Box::new(|j| j["partial_rotary_factor"] = 0.5.into()),
+            "partial_rotary_factor 0.5",
+        ),
+        (
+            "gemma3",
+            Box::new(|j| j["use_bidirectional_attention"] = true.into()),
+            "use_bidirectional_attention",
+        ),
+        (
+            "qwen3",
+            Box::new(|j| j["attn_logit_softcapping"] = 30.0.into()),
+            "'attn_logit_softcapping' in a qwen3 config",
+        ),
+        (
+            "gemma2",
+            Box::new(|j| j["layer_types"] = serde_json::json!(vec!["chunked_attention"; 4])),
+            "layer type \"chunked_attention\"",
+        ),
+    ];
+    for (i, (family, edit, want)) in cases.into_iter().enumerate() {
+        let d = edited_hf(family, &tmp.path().join(i.to_string()), edit);
+        let e = load_err(&d);
+        assert!(e.contains(want), "{family}: {e}");
+    }
+}
+
+/// A tensor the forward pass would skip (here an o_proj bias) is refused, naming it.
+#[test]
+fn a_tensor_we_would_ignore_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = edited_hf("qwen3", tmp.path(), |_| {});
+    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let bias = vec![0u8; 64 * 4];
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+    views.push((
+        "model.layers.1.self_attn.o_proj.bias".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64], &bias).unwrap(),
+    ));
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(d.join("model.safetensors"), out).unwrap();
+    let e = Model::load(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("tensor 'model.layers.1.self_attn.o_proj.bias'"),
+        "{e}"
+    );
+}
