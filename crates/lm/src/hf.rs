@@ -44,9 +44,40 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
             });
         }
     };
+    let j = with_defaults(j, arch);
     let cfg = HfConfig { j: &j, path: &path }.parse(arch)?;
     cfg.validate().map_err(|m| LmError::format(&path, m))?;
     Ok(cfg)
+}
+
+/// `j` with transformers' defaults (4.57's config classes) for the keys it leaves out that
+/// change the computation: a config saved as a diff from the defaults, or written by hand,
+/// means those values (Gemma 2's soft-capping, Mistral's window of 4096, ...). A key that is
+/// present, even as null, is kept.
+fn with_defaults(mut j: J, arch: Arch) -> J {
+    let d = match arch {
+        Arch::Llama => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 10000.0}),
+        Arch::Mistral => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "sliding_window": 4096}),
+        Arch::Qwen2 => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "use_sliding_window": false, "max_window_layers": 28}),
+        Arch::Qwen3 => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "head_dim": 128, "use_sliding_window": false, "max_window_layers": 28}),
+        Arch::Gemma2 => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+            "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+            "tie_word_embeddings": true}),
+        Arch::Gemma3 => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+            "rope_local_base_freq": 10000.0, "tie_word_embeddings": true}),
+        Arch::Phi3 => serde_json::json!({"rms_norm_eps": 1e-5, "rope_theta": 10000.0}),
+    };
+    if let (Some(obj), J::Object(d)) = (j.as_object_mut(), d) {
+        for (k, v) in d {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    j
 }
 
 /// A `config.json` being read: every key that changes the computation is either implemented

@@ -352,3 +352,50 @@ fn a_tensor_we_would_ignore_is_refused() {
         "{e}"
     );
 }
+
+/// A key a config leaves out means transformers' default for the family (a config saved as a
+/// diff from the defaults); one that is there, even as null, means what it says.
+#[test]
+fn absent_keys_take_the_family_defaults_of_transformers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strip = |j: &mut serde_json::Value| {
+        let o = j.as_object_mut().unwrap();
+        for k in [
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "sliding_window",
+            "layer_types",
+            "query_pre_attn_scalar",
+        ] {
+            o.remove(k);
+        }
+    };
+    let d = edited_hf("gemma2", &tmp.path().join("a"), strip);
+    let f = Model::read_config(&d).unwrap().features;
+    assert_eq!(f.attn_softcap, Some(50.0));
+    assert_eq!(f.final_softcap, Some(30.0));
+    assert_eq!(f.sliding_window, Some(4096));
+    assert_eq!(f.query_pre_attn_scalar, Some(256.0));
+    assert_eq!(f.sliding_layers, vec![true, false, true, false]);
+    let d = edited_hf("gemma2", &tmp.path().join("b"), |j| {
+        j["attn_logit_softcapping"] = serde_json::Value::Null;
+        j["final_logit_softcapping"] = serde_json::Value::Null;
+    });
+    let f = Model::read_config(&d).unwrap().features;
+    assert_eq!((f.attn_softcap, f.final_softcap), (None, None));
+    // Mistral: the window is 4096 unless the config says null (v0.3)
+    let d = edited_hf("mistral", &tmp.path().join("c"), |j| {
+        j.as_object_mut().unwrap().remove("sliding_window");
+    });
+    assert_eq!(
+        Model::read_config(&d).unwrap().features.sliding_window,
+        Some(4096)
+    );
+    let d = edited_hf("mistral", &tmp.path().join("d"), |j| {
+        j["sliding_window"] = serde_json::Value::Null;
+    });
+    assert_eq!(
+        Model::read_config(&d).unwrap().features.sliding_window,
+        None
+    );
+}

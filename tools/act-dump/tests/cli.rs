@@ -1030,3 +1030,59 @@ fn merge_checks_the_rows_it_reads() {
     );
     assert!(!err.contains("m2.safetensors"), "{err}");
 }
+
+/// Every family's fixture (testdata/families), from its Hugging Face directory and its GGUF
+/// file: act-dump's last-position states of every layer match transformers' (the fixture's
+/// reference) within 1e-5 relative.
+#[test]
+fn every_family_dumps_transformers_states() {
+    let dir = tempfile::tempdir().unwrap();
+    for family in ["mistral", "qwen3", "gemma2", "gemma3", "phi3"] {
+        let fam = root().join("testdata/families").join(family);
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fam.join("ref.json")).unwrap()).unwrap();
+        let prompts: Vec<&str> = j["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        let mut csv = String::from("id,prompt\n");
+        for (i, p) in prompts.iter().enumerate() {
+            csv.push_str(&format!("p{i},\"{}\"\n", p.replace('"', "\"\"")));
+        }
+        let csv_path = dir.path().join(format!("{family}.csv"));
+        std::fs::write(&csv_path, csv).unwrap();
+        let hf = TensorFile::read(&fam.join("ref.safetensors")).unwrap();
+        for src in [fam.join("hf"), fam.join("model.gguf")] {
+            // llama.cpp's Mistral GGUF has no window (see crates/lm/tests/families.rs)
+            let exact = !(family == "mistral" && src.extension().is_some());
+            let out = dir.path().join(format!("{family}.safetensors"));
+            let _ = std::fs::remove_file(&out);
+            ok(&[
+                "--model",
+                s(&src),
+                "--prompts",
+                s(&csv_path),
+                "--out",
+                s(&out),
+                "--layers",
+                "all",
+            ]);
+            let ours = TensorFile::read(&out).unwrap();
+            for (i, _) in prompts.iter().enumerate() {
+                let want = hf.get(&format!("hidden.{i}")).unwrap();
+                let (nl, n, d) = (want.shape[0], want.shape[1], want.shape[2]);
+                for l in 0..nl {
+                    let (_, dd, a) = ours.get_2d_f32(&format!("resid.{l}")).unwrap();
+                    assert_eq!(dd, d);
+                    let b = &want.as_f32().unwrap()[(l * n + n - 1) * d..(l * n + n) * d];
+                    let e = rel_err(&a[i * d..(i + 1) * d], b);
+                    if exact {
+                        assert!(e < 1e-5, "{family} {src:?} prompt {i} layer {l}: {e:.2e}");
+                    }
+                }
+            }
+        }
+    }
+}
