@@ -16,8 +16,28 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
     let path = dir.join("config.json");
     let j = read_json_opt(&path)?
         .ok_or_else(|| LmError::format(dir, "no config.json in the model directory"))?;
-    let model_type = j.get("model_type").and_then(J::as_str).unwrap_or("");
-    let arch = match model_type {
+    let mut model_type = j
+        .get("model_type")
+        .and_then(J::as_str)
+        .unwrap_or("")
+        .to_string();
+    // A multimodal Gemma 3 (4B and up): its text model, from `text_config`.
+    let j = if model_type == "gemma3" {
+        let text = j
+            .get("text_config")
+            .filter(|t| t.is_object())
+            .ok_or_else(|| LmError::format(&path, "model_type gemma3 without a 'text_config'"))?
+            .clone();
+        model_type = text
+            .get("model_type")
+            .and_then(J::as_str)
+            .unwrap_or("gemma3_text")
+            .to_string();
+        text
+    } else {
+        j
+    };
+    let arch = match model_type.as_str() {
         "llama" => Arch::Llama,
         "mistral" => Arch::Mistral,
         "qwen2" => Arch::Qwen2,
@@ -30,15 +50,10 @@ pub(crate) fn config(dir: &Path) -> Result<Config> {
                 .get("architectures")
                 .map(|a| format!(" {a}"))
                 .unwrap_or_default();
-            let hint = if other == "gemma3" {
-                " (a multimodal Gemma 3 checkpoint; its text model, model_type gemma3_text, runs)"
-            } else {
-                ""
-            };
             return Err(LmError::Unsupported {
                 path,
                 what: format!(
-                    "model_type '{other}'{archs}{hint} (supported: {}, gemma3_text)",
+                    "model_type '{other}'{archs} (supported: {}, gemma3_text)",
                     Arch::supported()
                 ),
             });
@@ -67,9 +82,13 @@ fn with_defaults(mut j: J, arch: Arch) -> J {
             "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
             "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
             "tie_word_embeddings": true}),
+        // a multimodal checkpoint's text_config is saved as a diff from these, sizes included
         Arch::Gemma3 => serde_json::json!({"rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
             "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
-            "rope_local_base_freq": 10000.0, "tie_word_embeddings": true}),
+            "rope_local_base_freq": 10000.0, "tie_word_embeddings": true,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 262208,
+            "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+            "max_position_embeddings": 131072}),
         Arch::Phi3 => serde_json::json!({"rms_norm_eps": 1e-5, "rope_theta": 10000.0}),
     };
     if let (Some(obj), J::Object(d)) = (j.as_object_mut(), d) {
@@ -340,6 +359,39 @@ impl HfConfig<'_> {
     }
 }
 
+/// A multimodal checkpoint's text model under the names of a text-only one: Gemma 3's
+/// `language_model.model.*` (as published) or `model.language_model.*` (as transformers 4.57
+/// saves it) become `model.*`, its head `lm_head.weight`; the vision tower and projector, which
+/// a text prompt never reaches, are left out. Other checkpoints are returned as they are.
+fn text_model_names(index: BTreeMap<String, Entry>) -> BTreeMap<String, Entry> {
+    const PREFIXES: [(&str, &str); 3] = [
+        ("language_model.model.", "model."),
+        ("model.language_model.", "model."),
+        ("language_model.lm_head.", "lm_head."),
+    ];
+    let multimodal = index
+        .keys()
+        .any(|n| PREFIXES.iter().any(|(p, _)| n.starts_with(p)));
+    if !multimodal {
+        return index;
+    }
+    index
+        .into_iter()
+        .filter_map(|(n, e)| {
+            if let Some((p, to)) = PREFIXES.iter().find(|(p, _)| n.starts_with(p)) {
+                return Some((format!("{to}{}", &n[p.len()..]), e));
+            }
+            let vision = [
+                "vision_tower.",
+                "multi_modal_projector.",
+                "model.vision_tower.",
+                "model.multi_modal_projector.",
+            ];
+            (!vision.iter().any(|v| n.starts_with(v))).then_some((n, e))
+        })
+        .collect()
+}
+
 /// The safetensors files of a directory, memory-mapped, with the tensor → file map.
 pub(crate) struct HfTensors {
     dir: PathBuf,
@@ -412,7 +464,7 @@ impl HfTensors {
         Ok(HfTensors {
             dir: dir.into(),
             files,
-            index,
+            index: text_model_names(index),
         })
     }
 

@@ -272,5 +272,12 @@ fn hf_template(dir: &Path) -> Result<Option<ChatTemplate>> {
             _ => {}
         }
     }
+    // a multimodal model's processor may keep its template only in chat_template.json
+    let processor = dir.join("chat_template.json");
+    if let Some(j) = tokenizer::read_json_opt(&processor)? {
+        if let Some(s) = j.get("chat_template").and_then(|s| s.as_str()) {
+            return ChatTemplate::new(s.to_string()).map(Some);
+        }
+    }
     Ok(None)
 }

@@ -399,3 +399,55 @@ fn absent_keys_take_the_family_defaults_of_transformers() {
         None
     );
 }
+
+/// A multimodal Gemma 3 directory (4B and up: `model_type gemma3`, the text model's config
+/// in `text_config` saved as a diff from the defaults, its tensors under
+/// `language_model.model.`, a vision tower beside them) runs its text model: the fixture's
+/// text model wrapped so gives transformers' states (transformers' multimodal class gives the
+/// text model's states bit for bit on a text prompt; checked when the wrapping was written).
+#[test]
+fn a_multimodal_gemma3_directory_runs_its_text_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = edited_hf("gemma3", tmp.path(), |j| {
+        let mut text = j.clone();
+        let o = text.as_object_mut().unwrap();
+        // left out as transformers leaves out defaults
+        for k in [
+            "rms_norm_eps",
+            "rope_theta",
+            "rope_local_base_freq",
+            "tie_word_embeddings",
+        ] {
+            o.remove(k);
+        }
+        *j = serde_json::json!({
+            "model_type": "gemma3",
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "text_config": text,
+            "vision_config": {"model_type": "siglip_vision_model"},
+        });
+    });
+    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let probe = vec![0u8; 16 * 4];
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (format!("language_model.{n}"), v))
+        .collect();
+    views.push((
+        "vision_tower.vision_model.post_layernorm.weight".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![16], &probe).unwrap(),
+    ));
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(d.join("model.safetensors"), out).unwrap();
+    let model = Model::load(&d).unwrap();
+    assert_eq!(model.config.arch, hd_lm::Arch::Gemma3);
+    let r = reference("gemma3");
+    for (i, p) in r.prompts.iter().enumerate() {
+        let ids = model.encode_prompt(p, &format()).unwrap();
+        assert_eq!(ids, r.ids[i]);
+        let e = worst_relative(&model, &ids, &r.hidden[i], usize::MAX);
+        assert!(e < 1e-5, "prompt {i}: {e:.2e}");
+    }
+}
