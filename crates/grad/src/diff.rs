@@ -318,12 +318,12 @@ impl DiffModel {
     /// Takes hd-lm's weights (moved, not copied).
     pub fn new(config: Config, w: Weights) -> Result<Self> {
         let mut extra = config.features.names();
-        extra.retain(|n| *n != hd_lm::config::QK_NORMS);
+        extra.retain(|n| ![hd_lm::config::QK_NORMS, hd_lm::config::SLIDING_WINDOW].contains(n));
         if !extra.is_empty() {
             // A second forward pass that skipped them would give gradients of another model.
             return Err(GradError::Input(format!(
-                "the differentiable forward pass runs the Llama, Qwen2 and Qwen3 blocks; this {} \
-                 model uses {}, which it does not implement",
+                "the differentiable forward pass runs the Llama, Qwen2/3, Mistral and Phi-3 blocks; \
+                 this {} model uses {}, which it does not implement",
                 config.arch.name(),
                 extra.join(", ")
             )));
@@ -497,8 +497,14 @@ impl DiffModel {
             }
         };
         keep(start, &h);
+        let sliding = spec.with_window(self.config.features.sliding_window);
         for li in start..end {
-            h = self.block(li, &h, &spec, req.rules)?;
+            let spec = if self.config.features.is_sliding(li) {
+                &sliding
+            } else {
+                &spec
+            };
+            h = self.block(li, &h, spec, req.rules)?;
             keep(li + 1, &h);
         }
         let logits = if wants_final {

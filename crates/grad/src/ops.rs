@@ -510,6 +510,9 @@ pub struct AttnSpec {
     row_pos: Arc<Vec<usize>>,
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
+    /// Sliding window: a query sees the keys at distance `< window` (as hd-lm and
+    /// transformers); `None`, every earlier key.
+    window: Option<usize>,
 }
 
 impl AttnSpec {
@@ -593,7 +596,17 @@ impl AttnSpec {
             row_pos: Arc::new(row_pos),
             cos: Arc::new(cos),
             sin: Arc::new(sin),
+            window: None,
         })
+    }
+
+    /// The same spans and RoPE with a sliding window (Mistral, Phi-3): the probabilities of
+    /// keys outside it are zero, so are their gradients.
+    pub fn with_window(&self, window: Option<usize>) -> Self {
+        AttnSpec {
+            window,
+            ..self.clone()
+        }
     }
 
     fn qkv_width(&self) -> usize {
@@ -753,6 +766,10 @@ impl Attention {
                 let j = row % t.len;
                 let valid = t.n_ctx + j + 1;
                 let (live, masked) = pr.split_at_mut(valid);
+                // keys before the window (key i sits at position i: a context starts at 0)
+                let (outside, live) =
+                    live.split_at_mut(self.0.window.map_or(0, |w| valid.saturating_sub(w)));
+                outside.fill(0.0);
                 let m = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut z = 0.0f32;
                 for x in live.iter_mut() {

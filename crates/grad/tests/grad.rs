@@ -648,10 +648,13 @@ fn forward_matches_hd_lm() {
 fn a_family_feature_it_does_not_implement_is_refused() {
     let mut cfg = tiny_config(hd_lm::Arch::Llama, 40, true);
     let w = tiny_weights(&cfg, 3);
-    cfg.arch = hd_lm::Arch::Mistral;
-    cfg.features.sliding_window = Some(4);
+    cfg.arch = hd_lm::Arch::Gemma2;
+    cfg.features.attn_softcap = Some(50.0);
     let e = DiffModel::new(cfg, w).unwrap_err().to_string();
-    assert!(e.contains("mistral") && e.contains("sliding_window"), "{e}");
+    assert!(
+        e.contains("gemma2") && e.contains("attn_logit_softcapping"),
+        "{e}"
+    );
 }
 
 /// Qwen3's per-head q/k norms: the differentiable forward gives hd-lm's states, and its
@@ -662,7 +665,23 @@ fn qk_norm_states_match_hd_lm_and_gradients_match_finite_differences() {
     cfg.features.qk_norm = true;
     let w = tiny_weights(&cfg, 61);
     assert!(w.layers[0].extra.q_norm.is_some());
-    let ids = [1u32, 6, 3, 9, 2, 7];
+    family_states_and_gradients(cfg, w);
+}
+
+/// Mistral's sliding window (3 keys over 7 tokens, on the first and last block): hd-lm's
+/// states, gradients matching finite differences.
+#[test]
+fn sliding_window_states_match_hd_lm_and_gradients_match_finite_differences() {
+    let mut cfg = tiny_config(hd_lm::Arch::Llama, 40, true);
+    let w = tiny_weights(&cfg, 62);
+    cfg.arch = hd_lm::Arch::Mistral;
+    cfg.features.sliding_window = Some(3);
+    cfg.features.sliding_layers = vec![true, false, true];
+    family_states_and_gradients(cfg, w);
+}
+
+fn family_states_and_gradients(cfg: hd_lm::Config, w: hd_lm::Weights) {
+    let ids = [1u32, 6, 3, 9, 2, 7, 5];
     let ours = hd_lm::Forward::new(&cfg, &w)
         .run(
             &[&ids],
@@ -727,5 +746,5 @@ fn qk_norm_states_match_hd_lm_and_gradients_match_finite_differences() {
     fd_check("d seed / d h_1 through q/k norms", &hv, gh, 12, 1e-2, &f);
     // merged weights keep the norms, so hd-lm runs the same model again
     let back = m.merged_weights().unwrap();
-    assert!(back.layers[2].extra.k_norm.is_some());
+    assert_eq!(back.layers[2].extra.k_norm.is_some(), cfg.features.qk_norm);
 }

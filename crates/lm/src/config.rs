@@ -114,6 +114,8 @@ pub struct LongRope {
 
 /// [`Features::names`]' name of the q/k norms.
 pub const QK_NORMS: &str = "q/k norms";
+/// [`Features::names`]' name of the sliding window.
+pub const SLIDING_WINDOW: &str = "sliding_window";
 
 impl Features {
     /// Whether layer `li` attends through the sliding window.
@@ -136,7 +138,7 @@ impl Features {
                 v.push(n)
             }
         };
-        add(self.sliding_window.is_some(), "sliding_window");
+        add(self.sliding_window.is_some(), SLIDING_WINDOW);
         add(self.qk_norm, QK_NORMS);
         add(self.sandwich_norms, "sandwich norms");
         add(self.act != d.act, "gelu_pytorch_tanh activation");
