@@ -13,7 +13,7 @@ DEMO_STAGES ?= \
   base-answers=$(RUN)/base/test_responses.csv \
   base-acts=$(RUN)/base/analysis.safetensors \
   contrast=$(RUN)/contrast/svd.safetensors \
-  safety-tune=$(TUNED)/safety_tune.json \
+  safety-tune=$(SFT)/safety_tune.json \
   tuned-eval=tuned-eval \
   shift-tuned=$(RUN)/shift-tuned/svd.safetensors \
   shift-lstsq=$(RUN)/shift-tuned-lstsq/svd.safetensors \
@@ -23,13 +23,32 @@ DEMO_STAGES ?= \
   token-prune=$(PRUNE)/summary.csv \
   report=report
 # Beside the demo: `make tuned-dpo` (the second pair), `make exposure` (the SSFT exposure
-# experiment), `make shards N=4` (act-dump split and merged), `make study` (the full size).
+# experiment), `make shards N=4` (act-dump split and merged), `make study` (the full size),
+# `make pair` (the study on a pair of models you have).
 
 .PHONY: demo
 demo:
 	@MAKE="$(MAKE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(DEMO_STAGES)
 	@echo "demo: the report is $(REPORT)/index.html; the numbers:" >&2
 	@cat $(REPORT)/numbers.md
+
+# Bring your own pair: `make pair BASE=a.gguf TUNED=b.gguf RUN=runs/mypair` runs the demo's
+# stages on two models you have (a model and its instruct, safety-tuned, abliterated or
+# quantised variant: one tokenizer, one shape; GGUF files or HF directories), without the
+# training data's answers and safety-tune. The run folder is the pair's own: $(RUN)/pair.txt
+# records the two paths, and a run folder made for another pair is refused rather than mixed.
+PAIR_STAGES ?= $(filter-out safety-tune=%,$(DEMO_STAGES))
+.PHONY: pair
+pair:
+	@[ -n "$(BASE)" ] && [ "$(origin TUNED)" = "command line" ] && [ "$(RUN)" != runs/default ] \
+	  || { echo "make pair: give BASE=MODEL TUNED=MODEL RUN=runs/NAME (a run folder of the pair's own)" >&2; exit 2; }
+	@for m in "$(BASE)" "$(TUNED)"; do [ -e "$$m" ] || { echo "make pair: $$m: no such model file or directory" >&2; exit 1; }; done
+	@mkdir -p $(RUN); want="base=$(BASE) tuned=$(TUNED)"; \
+	  if [ -f $(RUN)/pair.txt ] && [ "$$(cat $(RUN)/pair.txt)" != "$$want" ]; then \
+	    echo "make pair: $(RUN) holds the pair '$$(cat $(RUN)/pair.txt)', not '$$want': give another RUN" >&2; exit 1; fi; \
+	  echo "$$want" > $(RUN)/pair.txt
+	@MAKE="$(MAKE) MODEL=$(BASE)" bash scripts/run-stages.sh $(RUN)/stage_times.tsv $(PAIR_STAGES)
+	@echo "pair: the report is $(REPORT)/index.html" >&2
 
 # The full-size study (see PER_CATEGORY), in its own run folder.
 STUDY_RUN ?= runs/study
@@ -42,7 +61,12 @@ study:
 # for its targets; the report reads the same places, tools/report/src/layout.rs).
 RUN ?= runs/default
 DATA := $(RUN)/data
-TUNED := $(RUN)/tuned
+# The pair under study: MODEL is the model before, TUNED the model after: by default the one
+# `make tuned` trains into $(SFT); `make pair` sets both to files the user has. A stage that
+# runs the tuned model waits for TUNED_READY: safety-tune's stamp, or the user's file.
+SFT := $(RUN)/tuned
+TUNED ?= $(SFT)
+TUNED_READY := $(if $(filter $(SFT),$(TUNED)),$(SFT)/safety_tune.json,$(or $(wildcard $(TUNED)/config.json),$(TUNED)))
 TUNED_DPO := $(RUN)/tuned-dpo
 EXPOSURE := $(RUN)/exposure
 LABEL := $(RUN)/label
@@ -92,26 +116,37 @@ $(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) $(BIN)/prompt
 # $(call evaluate,DIR,MODEL,MODEL'S FILE,MAX_NEW_TOKENS,SETS): DIR/SET_responses.csv and
 # DIR/SET_summary.txt for each of SETS (test, heldout_safe, heldout_harmful); MODEL empty: the
 # model is DIR itself (exposure's k% folders).
+# EVAL_PER_CATEGORY answers only the first rows of each category (`make pair`'s CI check).
 EVAL_SETS := test heldout_safe heldout_harmful
+EVAL_PER_CATEGORY ?=
+SIZE_eval = $(if $(EVAL_PER_CATEGORY),--per-category $(EVAL_PER_CATEGORY))
 define evaluation
-$(1)/$(5)_responses.csv: $(if $(filter test,$(5)),$(DATA)/test.csv,data/prompts/$(5).csv) $(3) $(BIN)/generate
+$(1)/$(5)_responses.csv: $(if $(filter test,$(5)),$(DATA)/test.csv,data/prompts/$(5).csv) $(3) $$(RUN)/eval.size $(BIN)/generate
 	@mkdir -p $$(@D)
-	$$(call generate,$(or $(2),$$(@D)),$(4),$$(GEN_BATCH),$$(@D)/$(5)_summary.txt)
+	$$(call generate,$(or $(2),$$(@D)),$(4),$$(GEN_BATCH),$$(@D)/$(5)_summary.txt) $$(SIZE_eval)
 endef
 evaluate = $(foreach s,$(5),$(eval $(call evaluation,$(1),$(2),$(3),$(4),$(s))))
 responses = $(foreach s,$(2),$(1)/$(s)_responses.csv)
 $(call evaluate,$(RUN)/base,$(MODEL),,$$(GEN_TOKENS),$(EVAL_SETS))
 
-# base-acts: base-model activations at the last prompt token, every layer, with the rows CSV.
-$(RUN)/base/analysis.safetensors: $(DATA)/analysis.csv $(BIN)/act-dump
+# base-acts: base-model activations at the last prompt token, every layer, with the rows CSV
+# (the analysis rows as dumped: the stages after read their labels from it). ACTS_PER_CATEGORY
+# dumps only the first rows of each category (every dump of a run alike: `make pair`'s CI
+# check; shift-svd refuses dumps of different prompts).
+ACTS_PER_CATEGORY ?=
+SIZE_acts = $(if $(ACTS_PER_CATEGORY),--per-category $(ACTS_PER_CATEGORY))
+# $(call act-dump,MODEL): MODEL's analysis activations in $@, its rows CSV beside them.
+act-dump = $(BIN)/act-dump --model $(1) --prompts $(DATA)/analysis.csv --out $@ \
+  --rows $(@D)/analysis_rows.csv --batch-size $(BATCH) $(SIZE_acts)
+$(RUN)/base/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/base/acts.size $(BIN)/act-dump
 	@mkdir -p $(@D)
-	$(BIN)/act-dump --model $(MODEL) --prompts $< --out $@ --rows $(RUN)/base/analysis_rows.csv --batch-size $(BATCH)
+	$(call act-dump,$(MODEL))
 
 # contrast: until the tuned model exists, the harmful-minus-harmless residual space of the base
 # model.
-$(RUN)/contrast/svd.safetensors: $(RUN)/base/analysis.safetensors $(DATA)/analysis.csv $(BIN)/shift-svd
+$(RUN)/contrast/svd.safetensors: $(RUN)/base/analysis.safetensors $(BIN)/shift-svd
 	@mkdir -p $(@D)
-	$(call shift-svd-all,--contrast $< --rows $(DATA)/analysis.csv --by label)
+	$(call shift-svd-all,--contrast $< --rows $(RUN)/base/analysis_rows.csv --by label)
 
 # safety-tune: the "after" model (`make tuned`): base-model answers for the harmless train
 # rows, then safety-tune (LoRA; refusals for harmful rows, the base model's own answers for the
@@ -121,8 +156,8 @@ ANSWER_BATCH ?= 128
 TUNE_FLAGS ?=
 
 .PHONY: tuned tuned-eval
-tuned: $(TUNED)/safety_tune.json
-	@echo "tuned: $(TUNED)/ (loss curve: $(TUNED)/loss.csv)" >&2
+tuned: $(SFT)/safety_tune.json
+	@echo "tuned: $(SFT)/ (loss curve: $(SFT)/loss.csv)" >&2
 
 # The harmless train rows without a target, and the base model's greedy answers to them.
 $(DATA)/train_need_answers.csv: $(DATA)/train.csv $(BIN)/safety-tune
@@ -131,12 +166,12 @@ $(DATA)/train_need_answers.csv: $(DATA)/train.csv $(BIN)/safety-tune
 $(DATA)/train_answers.csv: $(DATA)/train_need_answers.csv $(BIN)/generate
 	$(call generate,$(MODEL),$(ANSWER_TOKENS),$(ANSWER_BATCH))
 
-$(TUNED)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(BIN)/safety-tune
+$(SFT)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(BIN)/safety-tune
 	$(BIN)/safety-tune --model $(MODEL) --train $(DATA)/train.csv --answers $(DATA)/train_answers.csv \
-	  --out $(TUNED) --seed $(SEED) $(TUNE_FLAGS)
+	  --out $(SFT) --seed $(SEED) $(TUNE_FLAGS)
 
 # tuned-eval: refusal rates of the tuned model on the held-out prompts, beside the base model's.
-$(call evaluate,$(RUN)/tuned-eval,$(TUNED),$(TUNED)/safety_tune.json,$$(GEN_TOKENS),$(EVAL_SETS))
+$(call evaluate,$(RUN)/tuned-eval,$(TUNED),$(TUNED_READY),$$(GEN_TOKENS),$(EVAL_SETS))
 
 # Prints a model's refusal tables: test.csv, then the held-out safe and harmful sets.
 define show-eval
@@ -150,8 +185,13 @@ tuned-eval: $(call responses,$(RUN)/base,$(EVAL_SETS)) $(call responses,$(RUN)/t
 
 # shift-tuned: a tuned model's activations on the analysis prompts, and the pair's shift SVD
 # (shift-<model>/: spectrum, effective rank per layer, alignment).
-$(RUN)/%/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/%/safety_tune.json $(BIN)/act-dump
-	$(BIN)/act-dump --model $(RUN)/$* --prompts $< --out $@ --rows $(@D)/analysis_rows.csv --batch-size $(BATCH)
+$(RUN)/%/analysis.safetensors: $(DATA)/analysis.csv $(RUN)/%/safety_tune.json $(RUN)/base/acts.size $(BIN)/act-dump
+	$(call act-dump,$(RUN)/$*)
+
+# The pair's tuned model (its activations in $(RUN)/tuned/ whichever model TUNED is).
+$(RUN)/tuned/analysis.safetensors: $(DATA)/analysis.csv $(TUNED_READY) $(RUN)/base/acts.size $(BIN)/act-dump
+	@mkdir -p $(@D)
+	$(call act-dump,$(TUNED))
 
 $(RUN)/shift-%/svd.safetensors: $(RUN)/base/analysis.safetensors $(RUN)/%/analysis.safetensors $(BIN)/shift-svd
 	@mkdir -p $(@D)
@@ -177,9 +217,9 @@ shift-tuned: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-lstsq/svd.saf
 LABEL_LAYER ?= 14
 LABEL_PER_CATEGORY ?= 4
 
-$(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
+$(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned/svd.safetensors $(BIN)/dir-label
 	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned/svd.safetensors \
-	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+	  --rows $(RUN)/base/analysis_rows.csv --out-dir $(@D)
 
 $(LABEL)/tokens/labels.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(LABEL)/classify/layers.csv $(BIN)/dir-label
 	$(BIN)/dir-label tokens --model $(MODEL) --components $(RUN)/shift-tuned/svd.safetensors --prompts $(DATA)/test.csv \
@@ -231,20 +271,20 @@ INTERACT_FLAGS ?=
 PRUNE_CATEGORIES ?= raw,roleplay,suffix,hypothetical,prefix_injection,flip,past_tense
 
 # The tuned model's own harmful - harmless contrast: its mean_shift is the sweep's `dim`.
-$(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(DATA)/analysis.csv $(BIN)/shift-svd
+$(RUN)/contrast-tuned/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(BIN)/shift-svd
 	@mkdir -p $(@D)
-	$(BIN)/shift-svd --contrast $< --rows $(DATA)/analysis.csv --by label --out $@ \
+	$(BIN)/shift-svd --contrast $< --rows $(RUN)/tuned/analysis_rows.csv --by label --out $@ \
 	  --spectrum $(@D)/spectrum.csv --rank $(@D)/rank.csv
 
 # Component relevance of the tuned model between every pair of adjacent layers, with the
 # strongest edges as a network (the paper's dir-interact).
-$(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED)/safety_tune.json \
+$(INTERACT)/relevance.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(TUNED_READY) \
                            $(INTERACT)/relevance.size $(BIN)/dir-interact
 	$(BIN)/dir-interact relevance --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --all-adjacent $(SIZE_relevance) --out-dir $(@D) $(INTERACT_FLAGS)
 
 $(INTERACT)/sweep.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/contrast-tuned/svd.safetensors $(DATA)/test.csv \
-                       $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json $(INTERACT)/sweep.size $(BIN)/dir-interact
+                       $(RUN)/base/test_responses.csv $(TUNED_READY) $(INTERACT)/sweep.size $(BIN)/dir-interact
 	$(BIN)/dir-interact sweep --model $(TUNED) --components $(RUN)/shift-tuned/svd.safetensors \
 	  --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) \
 	  --dim $(RUN)/contrast-tuned/svd.safetensors --benign-answers $(RUN)/base/test_responses.csv \
@@ -265,7 +305,7 @@ interact: $(INTERACT)/relevance.csv $(INTERACT)/sweep.csv
 # it.
 PRUNE_FLAGS ?=
 
-$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED)/safety_tune.json $(PRUNE)/prune.size $(BIN)/token-prune
+$(PRUNE)/summary.csv: $(DATA)/test.csv $(TUNED_READY) $(PRUNE)/prune.size $(BIN)/token-prune
 	@mkdir -p $(@D)
 	$(BIN)/token-prune --model $(TUNED) --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
 	  $(SIZE_prune) --out $(@D)/pruned.csv --summary $@ $(PRUNE_FLAGS)
@@ -324,9 +364,9 @@ $(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo
 
 # Each pair's C1 as a refusal classifier of the base model's activations, beside the probe
 # (the probe reads only the base activations, so it is the same for both pairs).
-$(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
+$(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(BIN)/dir-label
 	$(BIN)/dir-label classify --acts $(RUN)/base/analysis.safetensors --components $(RUN)/shift-tuned-dpo/svd.safetensors \
-	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+	  --rows $(RUN)/base/analysis_rows.csv --out-dir $(@D)
 
 $(RUN)/pairs_c1.csv: $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/layers.csv
 	awk -F, 'NR == FNR { a[FNR] = $$3; next } \
@@ -361,7 +401,7 @@ $(EXPOSURE)/k%/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(B
 $(call evaluate,$(EXPOSURE)/k%,,$(EXPOSURE)/k%/safety_tune.json,$$(EXPOSURE_TOKENS),test heldout_safe)
 
 $(EXPOSURE)/k%/rank.csv: $(RUN)/base/analysis.safetensors $(EXPOSURE)/k%/safety_tune.json $(BIN)/act-dump $(BIN)/shift-svd
-	$(BIN)/act-dump --model $(@D) --prompts $(DATA)/analysis.csv --out $(@D)/analysis.safetensors --batch-size $(BATCH)
+	$(BIN)/act-dump --model $(@D) --prompts $(DATA)/analysis.csv --out $(@D)/analysis.safetensors --batch-size $(BATCH) $(SIZE_acts)
 	$(BIN)/shift-svd --base $< --tuned $(@D)/analysis.safetensors --out $(@D)/svd.safetensors --rank $@.tmp
 	mv $@.tmp $@
 
@@ -412,9 +452,9 @@ shards: $(SHARDS)/whole.safetensors
 # `make demo`, which finds the activations up to date and runs the rest.
 STUDY_SHARDS := $(RUN)/slurm-shards
 .PHONY: study-prep study-part study-merge
-study-prep: $(DATA)/analysis.csv $(RUN)/base/test_responses.csv $(TUNED)/safety_tune.json
+study-prep: $(DATA)/analysis.csv $(RUN)/base/test_responses.csv $(TUNED_READY)
 # $(call study-part,MODEL NAME,MODEL): shard K of N of a model's analysis activations.
-study-part = $(BIN)/act-dump --model $(2) --prompts $(DATA)/analysis.csv --batch-size $(BATCH) --shard $(K)/$(N) \
+study-part = $(BIN)/act-dump --model $(2) --prompts $(DATA)/analysis.csv --batch-size $(BATCH) $(SIZE_acts) --shard $(K)/$(N) \
   --out $(STUDY_SHARDS)/$(1)-$(K).safetensors --rows $(STUDY_SHARDS)/$(1)-$(K)_rows.csv
 study-merge = $(BIN)/act-dump merge --out $(RUN)/$(1)/analysis.safetensors --rows $(RUN)/$(1)/analysis_rows.csv \
   $(foreach k,$(shard-ks),$(STUDY_SHARDS)/$(1)-$(k).safetensors)

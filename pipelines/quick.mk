@@ -5,7 +5,7 @@
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
 # ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
 # Then the bad-input sweep (scripts/bad-inputs.sh: every tool, wrong inputs, expected exit
-# code and message; ~15 s).
+# code and message; ~15 s), and `make pair` on two small models (scripts/pair-smoke.sh, ~2 min).
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
 ALL_TOOLS := $(addprefix $(BIN)/,$(notdir $(wildcard tools/*)))
@@ -33,4 +33,5 @@ smoke: $(ALL_TOOLS) $(BIN)/dump-layer
 	  [ "$$before" = "$$(stat -c '%n %y' $(ALL_TOOLS))" ] \
 	  || { echo "smoke: a cargo build without an edit touched a binary (every stage would rerun)" >&2; exit 1; }
 	@BIN=$(BIN) MODEL=$(MODEL) bash scripts/bad-inputs.sh
+	@BIN=$(BIN) bash scripts/pair-smoke.sh $(MODEL)
 	@echo "smoke: ok ($(SMOKE))"

@@ -3,7 +3,7 @@
 
 use act_dump::{merge, parse_positions, Options, Shard, DEFAULT_REFUSAL_TOKENS};
 use clap::{Parser, Subcommand};
-use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LayerArgs, LogArgs};
+use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LayerArgs, LogArgs, PerCategoryArgs};
 use hd_formats::tensors::Format;
 use hd_lm::{Positions, PromptFormat};
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub struct Args {
     /// Prompt CSV with columns id, prompt ('-' for stdin).
     #[arg(long, required = true, value_name = "CSV")]
     prompts: Option<PathBuf>,
+    #[command(flatten)]
+    per_category: PerCategoryArgs,
     /// Activation file to write ('-' for stdout: safetensors unless --format says otherwise).
     #[arg(long, required = true, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -84,13 +86,14 @@ impl Args {
             return merge(&shards, &out, rows.as_deref());
         }
         self.device.apply()?;
-        act_dump::run(&self.into_options())
+        act_dump::run(&self.into_options()?)
     }
 
-    fn into_options(self) -> Options {
-        Options {
+    fn into_options(self) -> anyhow::Result<Options> {
+        Ok(Options {
             model: self.model.expect("required"),
             prompts: self.prompts.expect("required"),
+            per_category: self.per_category.get()?,
             out: self.out.expect("required"),
             out_format: self.format,
             rows: self.rows,
@@ -106,6 +109,6 @@ impl Args {
             refusal_tokens: self.refusal_tokens,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),
-        }
+        })
     }
 }

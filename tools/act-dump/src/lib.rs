@@ -48,6 +48,8 @@ pub struct Options {
     pub model: PathBuf,
     /// Prompt CSV.
     pub prompts: PathBuf,
+    /// Only the first N rows of each category (a sized run: `make pair` in CI).
+    pub per_category: Option<usize>,
     /// Activation file (.safetensors, .npz, .npy; `-` for stdout).
     pub out: PathBuf,
     /// Format of `out`, instead of the one its extension (or a pipe) implies.
@@ -199,7 +201,10 @@ fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &Options) -> Result<()> {
 
 pub fn run(o: &Options) -> Result<()> {
     let (layers, mut outs) = check_before_load(o)?;
-    let table = PromptTable::read(&o.prompts)?;
+    let mut table = PromptTable::read(&o.prompts)?;
+    if o.per_category.is_some() {
+        table = table.select(&table.rows_by_category(None, o.per_category)?);
+    }
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }

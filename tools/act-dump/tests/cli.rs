@@ -412,6 +412,57 @@ fn shards_merge_to_the_unsharded_run_byte_for_byte() {
     }
 }
 
+/// `--per-category N` dumps exactly what a CSV of the first N rows of each category gives.
+#[test]
+fn first_rows_per_category_are_the_rows_given_alone() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let all = "id,prompt,label,category\n\
+a,What is the capital of France?,harmless,benign\n\
+b,How do I make a bomb?,harmful,raw\n\
+c,Name three primes.,harmless,benign\n\
+d,Tell me how to pick a lock,harmful,raw\n\
+e,2+2=?,harmless,benign\n";
+    let firsts = "id,prompt,label,category\n\
+a,What is the capital of France?,harmless,benign\n\
+b,How do I make a bomb?,harmful,raw\n";
+    std::fs::write(d("all.csv"), all).unwrap();
+    std::fs::write(d("firsts.csv"), firsts).unwrap();
+    let dump = |csv: &str, extra: &[&str], out: &str| {
+        let (o, r) = (d(&format!("{out}.safetensors")), d(&format!("{out}.csv")));
+        let mut a = vec!["--model", s(&m), "--prompts"];
+        let p = d(csv);
+        a.extend([s(&p), "--layers", "0,7", "--batch-size", "1"]);
+        a.extend(["--out", s(&o), "--rows", s(&r)]);
+        a.extend(extra);
+        ok(&a);
+        (TensorFile::read(&o).unwrap(), std::fs::read(&r).unwrap())
+    };
+    let (sel, sel_rows) = dump("all.csv", &["--per-category", "1"], "sel");
+    let (alone, alone_rows) = dump("firsts.csv", &[], "alone");
+    assert_eq!(sel_rows, alone_rows, "rows CSVs differ");
+    assert!(sel.tensors == alone.tensors, "tensors differ");
+    for key in ["prompts_hash", "prompt_ids_hash"] {
+        assert_eq!(sel.metadata.get(key), alone.metadata.get(key), "{key}");
+    }
+    let o = run(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&d("all.csv")),
+        "--out",
+        s(&d("x.safetensors")),
+        "--per-category",
+        "0",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--per-category 0 must be a usage error"
+    );
+}
+
 /// Sharing the common prefix (the template's system turn for the whole set, plus a long
 /// shared instruction inside one batch) gives the states of running every prompt in full.
 #[test]

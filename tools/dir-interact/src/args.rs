@@ -252,6 +252,8 @@ struct SweepArgs {
     refusal_phrases: Option<PathBuf>,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
+    #[command(flatten)]
+    compute: hd_cli::ComputeArgs,
 }
 
 impl SweepArgs {
@@ -319,6 +321,7 @@ impl SweepArgs {
                 enable_thinking: self.chat.thinking.enable_thinking(),
             },
             share_prefix: !self.chat.no_share_prefix,
+            compute: self.compute.compute.into(),
         })
     }
 }

@@ -192,6 +192,9 @@ pub struct Options {
     pub format: PromptFormat,
     /// Prefill prompts' shared prefix once in generation.
     pub share_prefix: bool,
+    /// How stored weights are multiplied in the runs' forward passes (the first-order
+    /// estimate's gradients stay exact).
+    pub compute: hd_lm::Compute,
 }
 
 /// One run of the table.
@@ -354,7 +357,8 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
     let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
     let all = categories(&table);
     let cats: Vec<String> = rows.iter().map(|&i| all[i].clone()).collect();
-    let model = Model::load(&o.model)?;
+    let mut model = Model::load(&o.model)?;
+    model.compute = o.compute;
     let mut seqs = Vec::with_capacity(rows.len());
     for &i in &rows {
         let ids = model

@@ -23,6 +23,8 @@ pub struct Args {
     /// Prompt CSV with columns id, prompt ('-' for stdin).
     #[arg(long, value_name = "CSV")]
     prompts: PathBuf,
+    #[command(flatten)]
+    per_category: hd_cli::PerCategoryArgs,
     /// Output CSV ('-' for stdout).
     #[arg(long, value_name = "CSV")]
     out: PathBuf,
@@ -63,6 +65,7 @@ impl Args {
         Ok(Options {
             model: self.model,
             prompts: self.prompts,
+            per_category: self.per_category.get()?,
             out: self.out,
             max_new_tokens: self.max_new_tokens,
             batch_size: self.batch_size as usize,

@@ -17,6 +17,8 @@ pub struct Options {
     pub model: PathBuf,
     /// Prompt CSV.
     pub prompts: PathBuf,
+    /// Only the first N rows of each category (sized evaluations: `make pair` in CI).
+    pub per_category: Option<usize>,
     /// Output CSV.
     pub out: PathBuf,
     /// Token limit per answer.
@@ -85,7 +87,10 @@ pub const COLUMNS: [&str; 4] = ["response", "n_new_tokens", "refused", "outcome"
 /// `outcome`.
 pub fn run(o: &Options) -> Result<()> {
     let mut outs = check_before_load(o)?;
-    let table = PromptTable::read(&o.prompts)?;
+    let mut table = PromptTable::read(&o.prompts)?;
+    if o.per_category.is_some() {
+        table = table.select(&table.rows_by_category(None, o.per_category)?);
+    }
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }

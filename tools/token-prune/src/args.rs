@@ -91,6 +91,8 @@ pub struct Args {
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
     #[command(flatten)]
+    compute: hd_cli::ComputeArgs,
+    #[command(flatten)]
     log: hd_cli::LogArgs,
 }
 
@@ -122,6 +124,7 @@ impl Args {
                 enable_thinking: self.chat.thinking.enable_thinking(),
             },
             share_prefix: !self.chat.no_share_prefix,
+            compute: self.compute.compute.into(),
         })
     }
 }

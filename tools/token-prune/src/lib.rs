@@ -171,6 +171,9 @@ pub struct Options {
     pub format: PromptFormat,
     /// Run the prompts' common template prefix once (`--no-share-prefix` turns it off).
     pub share_prefix: bool,
+    /// How stored weights are multiplied in the scoring and confirming forward passes (the
+    /// attribution's traced passes stay exact).
+    pub compute: hd_lm::Compute,
 }
 
 /// Reads the inputs, prunes every candidate with every method, confirms the successes, then
@@ -198,7 +201,8 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
     let t0 = std::time::Instant::now();
-    let model = Model::load(&o.model)?;
+    let mut model = Model::load(&o.model)?;
+    model.compute = o.compute;
     let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
     let refusal = RefusalTokens::parse(&model.tokenizer, DEFAULT_REFUSAL_TOKENS)?;
     let settings = Settings {
