@@ -25,6 +25,7 @@
 pub mod attrib;
 pub mod diff;
 mod error;
+pub mod memory;
 pub mod ops;
 /// The seeded generator, now in its own crate; re-exported for the decoder's callers.
 pub use hd_rng as rng;

@@ -82,9 +82,10 @@ struct RelevanceArgs {
     /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
     #[arg(long, value_enum, default_value = "attnlrp")]
     rules: RulesArg,
-    /// Prompts per traced forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
+    /// Prompts per traced forward pass [default: 16, fewer when the memory available would
+    /// not hold them].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Edges in edges.csv: the N strongest by |relevance| of category all.
     #[arg(long, default_value_t = 60, conflicts_with = "edge_threshold")]
     edges: usize,
@@ -241,9 +242,10 @@ struct SweepArgs {
     /// Seed of the random direction.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Prompts per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Prompts per forward pass [default: 32; the estimate's traced passes: at most 16, fewer
+    /// when the memory available would not hold them].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// First tokens of a refusal, comma-separated (the first-token judge).
     #[arg(long, default_value = hd_analysis::refusal::DEFAULT_REFUSAL_TOKENS)]
     refusal_tokens: String,

@@ -84,7 +84,7 @@ pub struct Options {
     /// AttnLRP (the reference) or the exact gradient.
     pub rules: Rules,
     /// Prompts per traced forward.
-    pub batch_size: usize,
+    pub batch_size: Option<usize>,
     /// Edges written.
     pub edges: EdgeCut,
     /// Chat formatting.
@@ -102,7 +102,7 @@ struct Inputs {
 }
 
 fn check_args(o: &Options) -> Result<()> {
-    if o.batch_size == 0 {
+    if o.batch_size == Some(0) {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
     if o.k_source == 0 || o.k_target == 0 {
@@ -193,6 +193,16 @@ pub fn run(o: &Options) -> Result<()> {
             })?;
         seqs.push(e.ids);
     }
+    let deepest = inp
+        .pairs
+        .iter()
+        .map(|p| p.1)
+        .max()
+        .unwrap_or(model.config.num_layers);
+    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, deepest, 16);
+    if let Some(note) = tb.note(16) {
+        tracing::info!("{note}");
+    }
     let Model {
         config, weights, ..
     } = model;
@@ -208,7 +218,7 @@ pub fn run(o: &Options) -> Result<()> {
             target_dirs: tgt,
         })
         .collect();
-    let rels = pairs_relevance(&diff, &seqs, &pairs, o.rules, o.batch_size, |n| {
+    let rels = pairs_relevance(&diff, &seqs, &pairs, o.rules, tb.batch, |n| {
         pb.set_position(n as u64)
     })?;
     let results: Vec<(usize, usize, PairRelevance)> = inp

@@ -183,7 +183,7 @@ pub struct Options {
     /// Seed of the random direction.
     pub seed: u64,
     /// Prompts per forward pass.
-    pub batch_size: usize,
+    pub batch_size: Option<usize>,
     /// Refusal-token list.
     pub refusal_tokens: String,
     /// Answer judge.
@@ -195,6 +195,13 @@ pub struct Options {
     /// How stored weights are multiplied in the runs' forward passes (the first-order
     /// estimate's gradients stay exact).
     pub compute: hd_lm::Compute,
+}
+
+impl Options {
+    /// Prompts per plain (untraced) forward pass: `--batch-size`, default 32.
+    fn forward_batch(&self) -> usize {
+        self.batch_size.unwrap_or(32)
+    }
 }
 
 /// One run of the table.
@@ -250,7 +257,7 @@ struct Study {
 }
 
 fn check_args(o: &Options) -> Result<()> {
-    if o.batch_size == 0 {
+    if o.batch_size == Some(0) {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
     if o.spec.is_empty() && o.rank.is_none() {
@@ -650,11 +657,22 @@ fn rank_candidates(
 }
 
 fn all_grads(o: &Options, study: &Study) -> Result<Vec<LastTokenGrads>> {
-    let m = Model::load(&o.model)?;
-    let diff = DiffModel::new(m.config, m.weights)?;
+    // The study's model: its weights are shared (mapped or reference-counted), not loaded again.
+    let m = &study.model;
+    let diff = DiffModel::new(m.config.clone(), m.weights.clone())?;
     let pb = hd_cli::progress(study.seqs.len() as u64, "prompts (estimate)");
     let mut out = Vec::with_capacity(study.seqs.len());
-    for chunk in study.seqs.chunks(o.batch_size.min(16)) {
+    let tb = hd_grad::memory::choose(
+        o.batch_size.map(|b| b.min(16)),
+        m,
+        &study.seqs,
+        m.config.num_layers,
+        16,
+    );
+    if let Some(note) = tb.note(16) {
+        tracing::info!("{note}");
+    }
+    for chunk in study.seqs.chunks(tb.batch) {
         out.extend(last_token_grads(&diff, chunk, &study.refusal.ids)?);
         pb.inc(chunk.len() as u64);
     }
@@ -735,7 +753,7 @@ fn first_tokens(
         "prompt-runs (first token)",
     );
     let ro = (study.readout.0, study.readout.1.as_slice());
-    for chunk in study.seqs.chunks(o.batch_size) {
+    for chunk in study.seqs.chunks(o.forward_batch()) {
         let prefill = Prefill::new(&study.model, chunk)?;
         for &i in &todo {
             let edits = &runs[i].edits;
@@ -791,7 +809,7 @@ fn answers(
     );
     let ro = (study.readout.0, study.readout.1.as_slice());
     let (model, ids, n) = (&study.model, &study.refusal.ids, o.max_new_tokens);
-    for chunk in study.seqs.chunks(o.batch_size) {
+    for chunk in study.seqs.chunks(o.forward_batch()) {
         let prefill = shared_prefill(study, chunk, runs)?;
         for (edits, (got, ft)) in runs.iter().zip(out.iter_mut()) {
             let pre = prefill.as_ref().filter(|_| from_last(edits));
@@ -825,8 +843,8 @@ fn perplexity(
 ) -> Result<Vec<f64>> {
     let mut acc = vec![(0.0f64, 0usize); runs.len()];
     for (p, a) in prompts
-        .chunks(o.batch_size)
-        .zip(answers.chunks(o.batch_size))
+        .chunks(o.forward_batch())
+        .zip(answers.chunks(o.forward_batch()))
     {
         let prefill = shared_prefill(study, p, runs)?;
         for (edits, (nll, n)) in runs.iter().zip(acc.iter_mut()) {

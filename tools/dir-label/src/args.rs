@@ -59,9 +59,10 @@ struct TokensArgs {
     /// Reported positions: the user text or every token of the templated prompt.
     #[arg(long, value_enum, default_value = "user")]
     positions: PositionsArg,
-    /// Prompts per traced forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
+    /// Prompts per traced forward pass [default: 16, fewer when the memory available would
+    /// not hold them].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Share of the positive relevance mass the top tokens cover (the reference's 0.4).
     #[arg(long, default_value_t = 0.4)]
     tau: f64,

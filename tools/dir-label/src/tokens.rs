@@ -84,8 +84,8 @@ pub struct Options {
     pub rules: Rules,
     /// Reported positions.
     pub positions: Positions,
-    /// Prompts per traced forward.
-    pub batch_size: usize,
+    /// Prompts per traced forward (`None`: 16, or fewer when memory would not hold them).
+    pub batch_size: Option<usize>,
     /// Greedy cut of the top tokens.
     pub tau: f64,
     /// A `dir-label classify` folder of the same components, for labels.csv.
@@ -118,7 +118,7 @@ pub fn parse_comps(s: &str) -> Result<Vec<usize>, String> {
 
 /// The settings that need no input read but the model's config: usage errors (exit 2).
 fn check_settings(o: &Options) -> Result<hd_lm::Config> {
-    if o.batch_size == 0 {
+    if o.batch_size == Some(0) {
         return Err(hd_cli::usage("--batch-size must be at least 1"));
     }
     if !(o.tau > 0.0 && o.tau <= 1.0) {
@@ -183,6 +183,12 @@ pub fn run(o: &Options) -> Result<()> {
         &o.format,
         &o.prompts.display().to_string(),
     )?;
+    let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, o.layer, 16);
+    if let Some(note) = tb.note(16) {
+        tracing::info!("{note}");
+    }
+    let batch = tb.batch;
     let Model {
         config: cfg,
         weights,
@@ -190,7 +196,6 @@ pub fn run(o: &Options) -> Result<()> {
         ..
     } = model;
     let diff = DiffModel::new(cfg, weights)?;
-    let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
     let pb = hd_cli::progress(seqs.len() as u64, "prompts");
     let t0 = std::time::Instant::now();
     // Below the reported positions nothing is needed per prompt: the template prefix there
@@ -203,7 +208,7 @@ pub fn run(o: &Options) -> Result<()> {
         o.layer,
         &dirs,
         o.rules,
-        o.batch_size,
+        batch,
         |n| pb.set_position(n as u64),
     )?;
     pb.finish_and_clear();

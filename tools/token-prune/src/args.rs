@@ -84,10 +84,11 @@ pub struct Args {
     /// 0 skips the confirmation.
     #[arg(long, default_value_t = 48)]
     confirm_tokens: usize,
-    /// Prompts per traced (attribution, gradnorm) forward pass (32: about 10% faster than 16
-    /// on 2 cores, ~3 GB peak; the deletions do not depend on it).
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Prompts per traced (attribution, gradnorm) forward pass [default: 32, fewer when the
+    /// memory available would not hold them] (32: about 10% faster than 16 on 2 cores, ~3 GB
+    /// peak on the default model; the deletions do not depend on it).
+    #[arg(long)]
+    batch_size: Option<usize>,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
     #[command(flatten)]

@@ -166,7 +166,7 @@ pub struct Options {
     /// New tokens generated to confirm a first-token success.
     pub confirm_tokens: usize,
     /// Prompts per traced forward pass.
-    pub batch_size: usize,
+    pub batch_size: Option<usize>,
     /// Chat formatting.
     pub format: PromptFormat,
     /// Run the prompts' common template prefix once (`--no-share-prefix` turns it off).
@@ -204,6 +204,14 @@ pub fn run(o: &Options) -> Result<()> {
     let mut model = Model::load(&o.model)?;
     model.compute = o.compute;
     let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
+    let seqs: Vec<Vec<u32>> = rows
+        .iter()
+        .filter_map(|&i| model.encode_prompt(table.prompt(i), &o.format).ok())
+        .collect();
+    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, model.config.num_layers, 32);
+    if let Some(note) = tb.note(32) {
+        tracing::info!("{note}");
+    }
     let refusal = RefusalTokens::parse(&model.tokenizer, DEFAULT_REFUSAL_TOKENS)?;
     let settings = Settings {
         budget: o.budget,
@@ -211,7 +219,7 @@ pub fn run(o: &Options) -> Result<()> {
         step: o.step,
         seed: o.seed,
         format: o.format.clone(),
-        batch: o.batch_size,
+        batch: tb.batch,
         share_prefix: o.share_prefix,
     };
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
@@ -385,7 +393,7 @@ fn check_options(o: &Options) -> Result<()> {
         ("--max-tokens", o.max_tokens),
         ("--step", o.step),
         ("--repeats", o.repeats),
-        ("--batch-size", o.batch_size),
+        ("--batch-size", o.batch_size.unwrap_or(1)),
     ] {
         if v == 0 {
             return Err(hd_cli::usage(format!("{flag} must be at least 1")));

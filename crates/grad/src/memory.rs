@@ -1,0 +1,172 @@
+//! How many prompts one traced (attribution) pass may hold: the tape of a traced forward grows
+//! with every token and block it covers, so on a large model a prompt count that suits the
+//! default one would not fit beside the weights.
+
+use hd_lm::Config;
+
+/// Bytes the traced forward keeps per token and per block: an upper bound, in f32s, of
+/// 4·d + the q|k|v width + 2·the MLP width + 2·heads·context (attention scores and weights).
+/// Calibrated on the default model (dir-label tokens through 29 blocks, 460 → 920 tokens per
+/// pass: 21 KB per token and block measured, 30 KB by this bound).
+pub fn traced_bytes_per_token(cfg: &Config, context: usize) -> u64 {
+    let floats = 4 * cfg.hidden_size
+        + cfg.qkv_width()
+        + 2 * cfg.intermediate_size
+        + 2 * cfg.num_heads * context;
+    4 * floats as u64
+}
+
+/// What a tool does when `--batch-size` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracedBatch {
+    /// Prompts per traced pass.
+    pub batch: usize,
+    /// Whether fewer than the tool's default were chosen because of memory.
+    pub reduced: bool,
+}
+
+impl TracedBatch {
+    /// The line a tool logs when memory made it choose fewer prompts than its default.
+    pub fn note(&self, default: usize) -> Option<String> {
+        self.reduced.then(|| {
+            format!(
+                "{} prompts per traced pass (not {default}): more would not fit in the memory \
+                 available (--batch-size to choose)",
+                self.batch
+            )
+        })
+    }
+}
+
+/// The batch a tool runs: `given` (`--batch-size`) as it is, else [`traced_batch_for`].
+pub fn choose(
+    given: Option<usize>,
+    model: &hd_lm::Model,
+    seqs: &[Vec<u32>],
+    blocks: usize,
+    default: usize,
+) -> TracedBatch {
+    match given {
+        Some(batch) => TracedBatch {
+            batch,
+            reduced: false,
+        },
+        None => traced_batch_for(model, seqs, blocks, default),
+    }
+}
+
+/// [`traced_batch`] for `model` on `seqs` through `blocks` blocks, with the memory this
+/// process has ([`hd_lm::memory::available`]).
+pub fn traced_batch_for(
+    model: &hd_lm::Model,
+    seqs: &[Vec<u32>],
+    blocks: usize,
+    default: usize,
+) -> TracedBatch {
+    let max_tokens = seqs.iter().map(Vec::len).max().unwrap_or(1);
+    traced_batch(
+        &model.config,
+        model.weights.stored_bytes() as u64,
+        blocks,
+        max_tokens,
+        default,
+        hd_lm::memory::available(),
+    )
+}
+
+/// Prompts per traced pass: `default`, or fewer (never below 1) when that many prompts of
+/// `max_tokens` tokens through `blocks` blocks would not fit in `available` bytes beside
+/// `weight_bytes` of weights, keeping a 1 GiB margin. `available` unknown: `default`.
+pub fn traced_batch(
+    cfg: &Config,
+    weight_bytes: u64,
+    blocks: usize,
+    max_tokens: usize,
+    default: usize,
+    available: Option<u64>,
+) -> TracedBatch {
+    let Some(have) = available else {
+        return TracedBatch {
+            batch: default,
+            reduced: false,
+        };
+    };
+    let per_prompt = traced_bytes_per_token(cfg, max_tokens)
+        .saturating_mul((max_tokens.max(1) * blocks.max(1)) as u64);
+    let budget = have.saturating_sub(weight_bytes).saturating_sub(1 << 30);
+    let fits = (budget / per_prompt.max(1)) as usize;
+    let batch = fits.clamp(1, default.max(1));
+    TracedBatch {
+        batch,
+        reduced: batch < default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama_8b() -> Config {
+        let mut c = small_config();
+        c.hidden_size = 4096;
+        c.intermediate_size = 14336;
+        c.num_layers = 32;
+        c.num_heads = 32;
+        c.num_kv_heads = 8;
+        c.head_dim = 128;
+        c
+    }
+
+    fn small_config() -> Config {
+        Config {
+            arch: hd_lm::Arch::Llama,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_layers: 30,
+            num_heads: 9,
+            num_kv_heads: 3,
+            head_dim: 64,
+            vocab_size: 49152,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e5,
+            rope_scaling: None,
+            max_position_embeddings: 8192,
+            tie_word_embeddings: true,
+        }
+    }
+
+    #[test]
+    fn default_model_keeps_its_default_batch_on_a_small_machine() {
+        let c = small_config();
+        let b = traced_batch(&c, 100 << 20, 30, 110, 32, Some(4 << 30));
+        assert_eq!(
+            b,
+            TracedBatch {
+                batch: 32,
+                reduced: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_8b_model_gets_fewer_prompts_per_pass_within_16_gb() {
+        let c = llama_8b();
+        let weights = 4_660_000_000u64;
+        let b = traced_batch(&c, weights, 32, 110, 32, Some(16 << 30));
+        assert!(b.reduced && b.batch >= 1 && b.batch < 32, "{b:?}");
+        // The chosen batch's tape fits the budget; one more prompt would not.
+        let per = traced_bytes_per_token(&c, 110) * 110 * 32;
+        let budget = (16u64 << 30) - weights - (1 << 30);
+        assert!(per * b.batch as u64 <= budget && per * (b.batch as u64 + 1) > budget);
+    }
+
+    #[test]
+    fn no_room_at_all_still_runs_one_prompt_and_unknown_memory_keeps_the_default() {
+        let c = llama_8b();
+        assert_eq!(
+            traced_batch(&c, 5 << 30, 32, 110, 16, Some(1 << 30)).batch,
+            1
+        );
+        assert_eq!(traced_batch(&c, 5 << 30, 32, 110, 16, None).batch, 16);
+    }
+}
