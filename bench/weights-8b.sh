@@ -37,8 +37,8 @@ for i in $(seq "$RUNS"); do
   "$py" bench/llama_cpp_run.py prefill "$MODEL" "$tmp/ids.json" > "$tmp/lc-prefill.$i"
   for b in 1 "$N"; do
     /usr/bin/time -f "%e %M" -o "$tmp/gen-$b.$i" target/release/generate --model "$MODEL" \
-      --prompts "$tmp/p.csv" --out "$tmp/g.csv" --max-new-tokens 16 --min-new-tokens 16 \
-      --batch-size "$b" --compute fast -q 2>/dev/null || true
+      --prompts "$tmp/p.csv" --out "$tmp/g.csv" --max-new-tokens 16 \
+      --batch-size "$b" --compute fast -q
   done
   "$py" bench/llama_cpp_run.py decode "$MODEL" "$tmp/ids.json" 16 > "$tmp/lc-decode.$i"
 done
