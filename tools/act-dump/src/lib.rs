@@ -200,14 +200,8 @@ fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &Options) -> Result<()> {
 }
 
 pub fn run(o: &Options) -> Result<()> {
-    let (layers, mut outs) = check_before_load(o)?;
-    let mut table = PromptTable::read(&o.prompts)?;
-    if o.per_category.is_some() {
-        table = table.select(&table.rows_by_category(None, o.per_category)?);
-    }
-    if table.is_empty() {
-        bail!("{}: no prompt rows", o.prompts.display());
-    }
+    let (layers, outs) = check_before_load(o)?;
+    let table = read_prompts(o)?;
     // The whole prompt set's hashes: a shard records them, so that merge can check its
     // shards were cut from one set.
     let mut full_hash = std::collections::BTreeMap::new();
@@ -221,22 +215,7 @@ pub fn run(o: &Options) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
-    // Every prompt is encoded, also in a shard: the shared prefix comes from the whole set, so
-    // that shards compute exactly what an unsharded run computes.
-    let mut all_seqs = encode_all(&model, &table, o)?;
-    let shared = if o.share_prefix {
-        let refs: Vec<&[u32]> = all_seqs.iter().map(Vec::as_slice).collect();
-        hd_lm::forward::shared_prefix(&refs).to_vec()
-    } else {
-        vec![]
-    };
-    let idx = shard_indices(table.len(), o.batch_size, o.shard);
-    let table = table.select(&idx);
-    let seqs: Vec<Vec<u32>> = idx
-        .iter()
-        .map(|&i| std::mem::take(&mut all_seqs[i]))
-        .collect();
-    drop(all_seqs);
+    let (table, seqs, shared) = encode_shard(&model, table, o)?;
     let (per_layer, row_extra) = forward_all(&model, o, &layers, &table, &seqs, &shared, &refusal)?;
     let t0 = std::time::Instant::now();
     let md = metadata(
@@ -248,11 +227,65 @@ pub fn run(o: &Options) -> Result<()> {
         &refusal,
         full_hash,
     )?;
-    let d = model.config.hidden_size;
+    let file = tensor_file(md, o, &layers, per_layer, &seqs, model.config.hidden_size)?;
+    write_outputs(file, outs, o, &table, &row_extra)?;
+    tracing::debug!(
+        "hashed the model and wrote {} in {:.2} s",
+        o.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The prompt rows of the run: the CSV, or the first `--per-category` rows of each category.
+fn read_prompts(o: &Options) -> Result<PromptTable> {
+    let mut table = PromptTable::read(&o.prompts)?;
+    if o.per_category.is_some() {
+        table = table.select(&table.rows_by_category(None, o.per_category)?);
+    }
+    if table.is_empty() {
+        bail!("{}: no prompt rows", o.prompts.display());
+    }
+    Ok(table)
+}
+
+/// This shard's rows and token ids, and the prefix shared by the whole set. Every prompt is
+/// encoded, also in a shard: the shared prefix comes from the whole set, so that shards
+/// compute exactly what an unsharded run computes.
+fn encode_shard(
+    model: &Model,
+    table: PromptTable,
+    o: &Options,
+) -> Result<(PromptTable, Vec<Vec<u32>>, Vec<u32>)> {
+    let mut all_seqs = encode_all(model, &table, o)?;
+    let shared = if o.share_prefix {
+        let refs: Vec<&[u32]> = all_seqs.iter().map(Vec::as_slice).collect();
+        hd_lm::forward::shared_prefix(&refs).to_vec()
+    } else {
+        vec![]
+    };
+    let idx = shard_indices(table.len(), o.batch_size, o.shard);
+    let seqs = idx
+        .iter()
+        .map(|&i| std::mem::take(&mut all_seqs[i]))
+        .collect();
+    Ok((table.select(&idx), seqs, shared))
+}
+
+/// The activation file: one `resid.L` tensor per layer, plus offsets and token ids when every
+/// position is kept.
+fn tensor_file(
+    md: std::collections::BTreeMap<String, String>,
+    o: &Options,
+    layers: &[usize],
+    per_layer: Vec<Vec<f32>>,
+    seqs: &[Vec<u32>],
+    d: usize,
+) -> Result<TensorFile> {
     let total_tokens: usize = seqs.iter().map(Vec::len).sum();
     let mut file = TensorFile::new(md);
     let n_rows = match o.positions {
-        Positions::Last => table.len(),
+        Positions::Last => seqs.len(),
         Positions::All => total_tokens,
     };
     for (&l, buf) in layers.iter().zip(per_layer) {
@@ -260,17 +293,27 @@ pub fn run(o: &Options) -> Result<()> {
     }
     if o.positions == Positions::All {
         let mut off = vec![0i64];
-        for s in &seqs {
+        for s in seqs {
             off.push(off.last().unwrap() + s.len() as i64);
         }
         file.insert("offsets", Tensor::i64(vec![seqs.len() + 1], off)?);
         let toks: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
         file.insert("token_ids", Tensor::i64(vec![total_tokens], toks)?);
     }
-    // Both outputs or neither: make must not see a half-finished stage as done. A shard
-    // records its rows CSV's hash, so a merge can tell when another run replaced it.
+    Ok(file)
+}
+
+/// Both outputs or neither: make must not see a half-finished stage as done. A shard records
+/// its rows CSV's hash, so a merge can tell when another run replaced it.
+fn write_outputs(
+    mut file: TensorFile,
+    mut outs: Outputs,
+    o: &Options,
+    table: &PromptTable,
+    row_extra: &[Vec<String>],
+) -> Result<()> {
     if let Some(r) = &o.rows {
-        let bytes = table.to_csv_with(&r.display().to_string(), &ROW_COLUMNS, &row_extra)?;
+        let bytes = table.to_csv_with(&r.display().to_string(), &ROW_COLUMNS, row_extra)?;
         if o.shard.is_some() {
             file.metadata
                 .insert(ROWS_SHA256.into(), meta::sha256_bytes(&bytes));
@@ -288,11 +331,6 @@ pub fn run(o: &Options) -> Result<()> {
         stage_out(&file, &mut outs, o)?;
     }
     outs.commit()?;
-    tracing::debug!(
-        "hashed the model and wrote {} in {:.2} s",
-        o.out.display(),
-        t0.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

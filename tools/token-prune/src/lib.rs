@@ -204,24 +204,8 @@ pub fn run(o: &Options) -> Result<()> {
     let mut model = Model::load(&o.model)?;
     model.compute = o.compute;
     let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
-    let seqs: Vec<Vec<u32>> = rows
-        .iter()
-        .filter_map(|&i| model.encode_prompt(table.prompt(i), &o.format).ok())
-        .collect();
-    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, model.config.num_layers, 32);
-    if let Some(note) = tb.note(32) {
-        tracing::info!("{note}");
-    }
     let refusal = RefusalTokens::parse(&model.tokenizer, DEFAULT_REFUSAL_TOKENS)?;
-    let settings = Settings {
-        budget: o.budget,
-        max_tokens: o.max_tokens,
-        step: o.step,
-        seed: o.seed,
-        format: o.format.clone(),
-        batch: tb.batch,
-        share_prefix: o.share_prefix,
-    };
+    let settings = settings(o, &model, &table, &rows);
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
     tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
     let (candidates, starts) = refused_rows(o, &table, &rows, &pruner)?;
@@ -257,14 +241,45 @@ pub fn run(o: &Options) -> Result<()> {
         answers: &answers,
         judge: &judge,
     };
+    write_outputs(o, outs, &report, scores.as_deref())
+}
+
+/// The pruner's settings; without `--batch-size`, as many prompts per traced pass as the
+/// memory available holds (at most 32).
+fn settings(o: &Options, model: &Model, table: &PromptTable, rows: &[usize]) -> Settings {
+    let seqs: Vec<Vec<u32>> = rows
+        .iter()
+        .filter_map(|&i| model.encode_prompt(table.prompt(i), &o.format).ok())
+        .collect();
+    let tb = hd_grad::memory::choose(o.batch_size, model, &seqs, model.config.num_layers, 32);
+    if let Some(note) = tb.note(32) {
+        tracing::info!("{note}");
+    }
+    Settings {
+        budget: o.budget,
+        max_tokens: o.max_tokens,
+        step: o.step,
+        seed: o.seed,
+        format: o.format.clone(),
+        batch: tb.batch,
+        share_prefix: o.share_prefix,
+    }
+}
+
+/// pruned.csv, summary.csv and the optional scores, together or not at all.
+fn write_outputs(
+    o: &Options,
+    mut outs: Outputs,
+    report: &Report,
+    scores: Option<&[u8]>,
+) -> Result<()> {
     let pruned = report.pruned_table()?;
     let summary = report.summary()?;
-    let mut outs = outs;
     pruned
         .0
         .stage_with(&mut outs, &o.out, &PRUNED_COLUMNS, &pruned.1)?;
     outs.stage(&o.summary, |w| w.write_all(&summary))?;
-    if let (Some(path), Some(bytes)) = (&o.scores, &scores) {
+    if let (Some(path), Some(bytes)) = (&o.scores, scores) {
         outs.stage(path, |w| w.write_all(bytes))?;
     }
     outs.commit()?;
