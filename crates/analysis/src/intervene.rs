@@ -273,13 +273,8 @@ pub(crate) fn project(h: &[f32], c: &[f32]) -> f64 {
     h.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum()
 }
 
-/// Log-probabilities of a logit row (the normaliser in f64).
-pub(crate) fn log_softmax(row: &[f32]) -> Vec<f32> {
-    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let s: f64 = row.iter().map(|&x| ((x - m) as f64).exp()).sum();
-    let lse = m as f64 + s.ln();
-    row.iter().map(|&x| (x as f64 - lse) as f32).collect()
-}
+/// Log-probabilities of a logit row: the runtime's (one home; the normaliser in f64).
+pub(crate) use hd_lm::kernels::log_softmax;
 
 /// Greedy answers (new token ids) of one batch under `edits`. With a `prefill` of the same
 /// prompts (edits must start at the last prompt token), only the last prompt token and the

@@ -6,7 +6,6 @@ use crate::error::{AnalysisError, Result};
 use hd_grad::attrib::{Target, Traced};
 use hd_grad::diff::DiffModel;
 use hd_grad::Rules;
-use hd_lm::forward::common_prefix_len;
 use hd_lm::{Model, PromptFormat};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -20,26 +19,38 @@ pub struct Encoded {
     pub user: Range<usize>,
 }
 
-/// Encodes a prompt and finds its user-text positions: the template rendered around an empty
-/// message gives the template's own tokens, and what the full encoding shares with it at
-/// both ends is template. A token that merges template text with the user's first or last
-/// character counts as user text.
+/// Encodes a prompt and finds its user-text positions. The template's own tokens at each end
+/// are what two probe messages ("alpha", "omega") share there: comparing with an empty
+/// message instead counts as template a prompt's first or last tokens that happen to equal
+/// the template's beside the empty slot (a prompt beginning with `<|im_end|>`). A token that merges template
+/// text with the user's first or last character counts as user text.
 pub fn encode_with_user_span(model: &Model, prompt: &str, fmt: &PromptFormat) -> Result<Encoded> {
     let ids = model.encode_prompt(prompt, fmt)?;
-    let empty = model.encode_prompt("", fmt)?;
-    let pre = common_prefix_len(&[&ids, &empty]);
-    let max_suf = ids.len().min(empty.len()) - pre;
-    let suf = ids
-        .iter()
-        .rev()
-        .zip(empty.iter().rev())
-        .take(max_suf)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let a = model.encode_prompt("alpha", fmt)?;
+    let b = model.encode_prompt("omega", fmt)?;
+    let (pre, suf) = (lcp(&a, &b), lcs(&a, &b));
+    // Where the prompt's tokens differ from the probe's inside the template's ends (a merge
+    // with the user's text), the span starts (ends) earlier (later).
+    let pre = pre.min(lcp(&ids, &a));
+    let suf = suf.min(lcs(&ids, &a)).min(ids.len() - pre);
     Ok(Encoded {
         user: pre..ids.len() - suf,
         ids,
     })
+}
+
+/// Length of the common prefix of two sequences.
+fn lcp(x: &[u32], y: &[u32]) -> usize {
+    x.iter().zip(y).take_while(|(a, b)| a == b).count()
+}
+
+/// Length of the common suffix of two sequences.
+fn lcs(x: &[u32], y: &[u32]) -> usize {
+    x.iter()
+        .rev()
+        .zip(y.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count()
 }
 
 /// Every row (`(id, text)`) encoded with its user span; a row that does not encode, or whose

@@ -136,9 +136,9 @@ mod tests {
     }
 
     #[test]
-    fn default_model_keeps_its_default_batch_on_a_small_machine() {
+    fn default_model_keeps_its_default_batch_in_8_gb() {
         let c = small_config();
-        let b = traced_batch(&c, 100 << 20, 30, 110, 32, Some(4 << 30));
+        let b = traced_batch(&c, 100 << 20, 30, 110, 32, Some(8 << 30));
         assert_eq!(
             b,
             TracedBatch {

@@ -36,7 +36,7 @@ use candle_core::{
     Tensor,
 };
 use faer::{Accum, MatMut, MatRef, Par};
-use hd_lm::kernels::{fast_exp, with_avx2};
+use hd_lm::kernels::{axpy, fast_exp, with_avx2};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -209,13 +209,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += a[i] * b[i];
     }
     s
-}
-
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o += a * v;
-    }
 }
 
 // ---------------------------------------------------------------------------------------
