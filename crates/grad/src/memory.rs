@@ -117,22 +117,16 @@ mod tests {
         c
     }
 
+    /// The default model's shape (SmolLM2-135M).
     fn small_config() -> Config {
-        Config {
-            arch: hd_lm::Arch::Llama,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_layers: 30,
-            num_heads: 9,
-            num_kv_heads: 3,
-            head_dim: 64,
-            vocab_size: 49152,
-            rms_norm_eps: 1e-5,
-            rope_theta: 1e5,
-            rope_scaling: None,
-            max_position_embeddings: 8192,
-            tie_word_embeddings: true,
-        }
+        let mut c = hd_testkit::tiny_config(hd_lm::Arch::Llama, 49152, true);
+        c.hidden_size = 576;
+        c.intermediate_size = 1536;
+        c.num_layers = 30;
+        c.num_heads = 9;
+        c.num_kv_heads = 3;
+        c.head_dim = 64;
+        c
     }
 
     #[test]
