@@ -100,6 +100,8 @@ pub struct Layer {
     pub w_down: Weight,
     /// Per-head q and k RMSNorm gains `[head_dim]` (Qwen3), applied before RoPE; not trained.
     pub qk_norm: Option<(Tensor, Tensor)>,
+    /// Gemma's norms of the attention and MLP outputs `[d]` (as multipliers); not trained.
+    pub post_norms: Option<(Tensor, Tensor)>,
     /// Adapters by module.
     pub adapters: Vec<(Module, Adapter)>,
 }
@@ -318,12 +320,23 @@ impl DiffModel {
     /// Takes hd-lm's weights (moved, not copied).
     pub fn new(config: Config, w: Weights) -> Result<Self> {
         let mut extra = config.features.names();
-        extra.retain(|n| ![hd_lm::config::QK_NORMS, hd_lm::config::SLIDING_WINDOW].contains(n));
+        // implemented here; the rest (soft-capping, longrope) is refused
+        let done = [
+            hd_lm::config::QK_NORMS,
+            hd_lm::config::SLIDING_WINDOW,
+            hd_lm::config::SANDWICH_NORMS,
+            hd_lm::config::GELU_TANH,
+            hd_lm::config::EMBED_SCALE,
+            hd_lm::config::QUERY_SCALAR,
+            hd_lm::config::ROPE_LOCAL,
+            hd_lm::config::ROPE_LINEAR,
+        ];
+        extra.retain(|n| !done.contains(n));
         if !extra.is_empty() {
             // A second forward pass that skipped them would give gradients of another model.
             return Err(GradError::Input(format!(
-                "the differentiable forward pass runs the Llama, Qwen2/3, Mistral and Phi-3 blocks; \
-                 this {} model uses {}, which it does not implement",
+                "the differentiable forward pass runs the Llama, Qwen2/3, Mistral, Phi-3 and \
+                 Gemma 3 blocks; this {} model uses {}, which it does not implement",
                 config.arch.name(),
                 extra.join(", ")
             )));
@@ -354,6 +367,10 @@ impl DiffModel {
                 (Some(qn), Some(kn)) => Some((t(qn, &[hd])?, t(kn, &[hd])?)),
                 _ => None,
             };
+            let post_norms = match (l.extra.post_attn_norm, l.extra.post_mlp_norm) {
+                (Some(a), Some(m)) => Some((t(a, &[d])?, t(m, &[d])?)),
+                _ => None,
+            };
             layers.push(Layer {
                 attn_norm: t(l.attn_norm, &[d])?,
                 wqkv: mat(l.wqkv, [qkv, d])?,
@@ -363,6 +380,7 @@ impl DiffModel {
                 w_gate_up: mat(l.w_gate_up, [2 * ff, d])?,
                 w_down: mat(l.w_down, [d, ff])?,
                 qk_norm,
+                post_norms,
                 adapters: Vec::new(),
             });
         }
@@ -489,7 +507,8 @@ impl DiffModel {
             self.config.num_kv_heads,
             self.config.head_dim,
             &self.config.inv_freq(),
-        )?;
+        )?
+        .with_scale(self.config.attn_scale());
         let mut hidden: Vec<(usize, Tensor)> = Vec::new();
         let mut keep = |i: usize, h: &Tensor| {
             if req.capture.contains(&i) && i < nl {
@@ -497,7 +516,21 @@ impl DiffModel {
             }
         };
         keep(start, &h);
-        let sliding = spec.with_window(self.config.features.sliding_window);
+        let f = &self.config.features;
+        let sliding = if self.config.local_rope() {
+            // Gemma 3's sliding layers rotate with their own base
+            AttnSpec::new(
+                packed.spans.clone(),
+                self.config.num_heads,
+                self.config.num_kv_heads,
+                self.config.head_dim,
+                &self.config.inv_freq_of(true),
+            )?
+            .with_scale(self.config.attn_scale())
+            .with_window(f.sliding_window)
+        } else {
+            spec.with_window(f.sliding_window)
+        };
         for li in start..end {
             let spec = if self.config.features.is_sliding(li) {
                 &sliding
@@ -569,6 +602,15 @@ impl DiffModel {
     /// The token embeddings of the packed rows `[n_rows, d]`, token ids checked against the
     /// vocabulary.
     pub fn embed_tokens(&self, packed: &Packed) -> Result<Tensor> {
+        let h = self.embed_rows(packed)?;
+        Ok(match self.config.features.embed_scale {
+            // Gemma: hd-lm's (and transformers') state 0 is the scaled embedding
+            Some(s) => h.affine(s as f64, 0.0)?,
+            None => h,
+        })
+    }
+
+    fn embed_rows(&self, packed: &Packed) -> Result<Tensor> {
         let vocab = self.config.vocab_size;
         if let Some(&bad) = packed.tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(GradError::Input(format!(
@@ -626,11 +668,37 @@ impl DiffModel {
             qkv = self.qk_norm(&qkv, qn, kn, rules)?;
         }
         let att = ops::attention_with(&qkv, spec, rules)?;
-        let h = ops::add(h, &l.proj(Module::O, &att)?)?;
-        let x = ops::rms_norm_with(&h, &l.mlp_norm, cfg.rms_norm_eps, rules)?;
+        let eps = cfg.rms_norm_eps;
+        let post = |x: Tensor, g: Option<&Tensor>| -> Result<Tensor> {
+            Ok(match g {
+                Some(g) => ops::rms_norm_with(&x, g, eps, rules)?,
+                None => x,
+            })
+        };
+        let pn = l.post_norms.as_ref();
+        let h = ops::add(h, &post(l.proj(Module::O, &att)?, pn.map(|p| &p.0))?)?;
+        let x = ops::rms_norm_with(&h, &l.mlp_norm, eps, rules)?;
         let gu = l.proj(Module::GateUp, &x)?;
-        let act = ops::silu_mul_with(&gu, cfg.intermediate_size, rules)?;
-        Ok(ops::add(&h, &l.proj(Module::Down, &act)?)?)
+        let ff = cfg.intermediate_size;
+        let act = match cfg.features.act {
+            hd_lm::config::Act::Silu => ops::silu_mul_with(&gu, ff, rules)?,
+            hd_lm::config::Act::GeluTanh => {
+                if rules != Rules::Exact {
+                    // the rule of a GeGLU gate is not written here; a plain gradient would
+                    // be passed off as relevance
+                    return Err(GradError::Input(
+                        "AttnLRP rules for GeGLU (Gemma) are not implemented".into(),
+                    ));
+                }
+                // candle's gelu is the tanh approximation, with its gradient
+                let gate = gu.narrow(1, 0, ff)?.contiguous()?.gelu()?;
+                gate.mul(&gu.narrow(1, ff, ff)?.contiguous()?)?
+            }
+        };
+        Ok(ops::add(
+            &h,
+            &post(l.proj(Module::Down, &act)?, pn.map(|p| &p.1))?,
+        )?)
     }
 
     /// RMSNorm of every q and k head of `qkv` `[n, qkv_width]` (before the attention op's
@@ -689,7 +757,8 @@ impl DiffModel {
                 extra: hd_lm::weights::LayerNorms {
                     q_norm: l.qk_norm.as_ref().map(|(q, _)| to_vec(q)).transpose()?,
                     k_norm: l.qk_norm.as_ref().map(|(_, k)| to_vec(k)).transpose()?,
-                    ..Default::default()
+                    post_attn_norm: l.post_norms.as_ref().map(|(a, _)| to_vec(a)).transpose()?,
+                    post_mlp_norm: l.post_norms.as_ref().map(|(_, m)| to_vec(m)).transpose()?,
                 },
             });
         }

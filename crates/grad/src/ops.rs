@@ -506,6 +506,8 @@ pub struct AttnSpec {
     /// Sliding window: a query sees the keys at distance `< window` (as hd-lm and
     /// transformers); `None`, every earlier key.
     window: Option<usize>,
+    /// Factor on q·k (`head_dim^-0.5` unless Gemma's `query_pre_attn_scalar` sets it).
+    scale: f32,
 }
 
 impl AttnSpec {
@@ -590,7 +592,16 @@ impl AttnSpec {
             cos: Arc::new(cos),
             sin: Arc::new(sin),
             window: None,
+            scale: 1.0 / (head_dim as f32).sqrt(),
         })
+    }
+
+    /// The same spans and RoPE with another factor on q·k.
+    pub fn with_scale(&self, scale: f32) -> Self {
+        AttnSpec {
+            scale,
+            ..self.clone()
+        }
     }
 
     /// The same spans and RoPE with a sliding window (Mistral, Phi-3): the probabilities of
@@ -751,7 +762,7 @@ impl Attention {
             t.tk,
             MatRef::from_row_major_slice(&t.q, rows, hd),
             MatRef::from_row_major_slice(&t.k, t.tk, hd).transpose(),
-            1.0 / (hd as f32).sqrt(),
+            self.0.scale,
             false,
         );
         with_avx2(|| {
@@ -899,7 +910,7 @@ impl Attention {
         let sp = &self.0;
         let hd = sp.head_dim;
         let group = sp.n_heads / sp.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = sp.scale;
         let t = self.gather(s, kh, qkv, q, k);
         let p = self.probs(&t);
         let rows = group * t.len;

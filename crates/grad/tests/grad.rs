@@ -680,6 +680,40 @@ fn sliding_window_states_match_hd_lm_and_gradients_match_finite_differences() {
     family_states_and_gradients(cfg, w);
 }
 
+/// Gemma 3's block: scaled embeddings, q/k norms, sandwich norms, GeGLU, scaled queries,
+/// sliding layers with their own RoPE base beside a global one.
+#[test]
+fn gemma3_block_states_match_hd_lm_and_gradients_match_finite_differences() {
+    let mut cfg = tiny_config(hd_lm::Arch::Gemma3, 40, true);
+    let f = &mut cfg.features;
+    f.qk_norm = true;
+    f.sandwich_norms = true;
+    f.act = hd_lm::config::Act::GeluTanh;
+    f.embed_scale = Some((32f64).sqrt() as f32);
+    f.query_pre_attn_scalar = Some(16.0);
+    f.sliding_window = Some(3);
+    f.sliding_layers = vec![true, true, false];
+    f.rope_local_theta = Some(10_000.0);
+    cfg.rope_theta = 1_000_000.0;
+    let w = tiny_weights(&cfg, 63);
+    assert!(w.layers[0].extra.post_mlp_norm.is_some());
+    family_states_and_gradients(cfg.clone(), w.clone());
+    // relevance rules for the GeGLU gate are not written: refused, not approximated
+    let m = DiffModel::new(cfg, w).unwrap();
+    let e = m
+        .forward(
+            &Packed::new(&[&[1u32, 2, 3]]),
+            &DiffRequest {
+                capture: vec![2],
+                rules: hd_grad::Rules::AttnLrp,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("GeGLU"), "{e}");
+}
+
 fn family_states_and_gradients(cfg: hd_lm::Config, w: hd_lm::Weights) {
     let ids = [1u32, 6, 3, 9, 2, 7, 5];
     let ours = hd_lm::Forward::new(&cfg, &w)
@@ -747,4 +781,8 @@ fn family_states_and_gradients(cfg: hd_lm::Config, w: hd_lm::Weights) {
     // merged weights keep the norms, so hd-lm runs the same model again
     let back = m.merged_weights().unwrap();
     assert_eq!(back.layers[2].extra.k_norm.is_some(), cfg.features.qk_norm);
+    assert_eq!(
+        back.layers[1].extra.post_attn_norm.is_some(),
+        cfg.features.sandwich_norms
+    );
 }

@@ -116,6 +116,18 @@ pub struct LongRope {
 pub const QK_NORMS: &str = "q/k norms";
 /// [`Features::names`]' name of the sliding window.
 pub const SLIDING_WINDOW: &str = "sliding_window";
+/// [`Features::names`]' name of Gemma's post-norms.
+pub const SANDWICH_NORMS: &str = "sandwich norms";
+/// [`Features::names`]' name of the GeGLU gate.
+pub const GELU_TANH: &str = "gelu_pytorch_tanh activation";
+/// [`Features::names`]' name of the embedding scale.
+pub const EMBED_SCALE: &str = "embedding scale";
+/// [`Features::names`]' name of Gemma's query scaling.
+pub const QUERY_SCALAR: &str = "query_pre_attn_scalar";
+/// [`Features::names`]' name of Gemma 3's local RoPE base.
+pub const ROPE_LOCAL: &str = "rope_local_base_freq";
+/// [`Features::names`]' name of linear RoPE scaling.
+pub const ROPE_LINEAR: &str = "linear rope_scaling";
 
 impl Features {
     /// Whether layer `li` attends through the sliding window.
@@ -140,17 +152,14 @@ impl Features {
         };
         add(self.sliding_window.is_some(), SLIDING_WINDOW);
         add(self.qk_norm, QK_NORMS);
-        add(self.sandwich_norms, "sandwich norms");
-        add(self.act != d.act, "gelu_pytorch_tanh activation");
-        add(self.embed_scale.is_some(), "embedding scale");
-        add(
-            self.query_pre_attn_scalar.is_some(),
-            "query_pre_attn_scalar",
-        );
+        add(self.sandwich_norms, SANDWICH_NORMS);
+        add(self.act != d.act, GELU_TANH);
+        add(self.embed_scale.is_some(), EMBED_SCALE);
+        add(self.query_pre_attn_scalar.is_some(), QUERY_SCALAR);
         add(self.attn_softcap.is_some(), "attn_logit_softcapping");
         add(self.final_softcap.is_some(), "final_logit_softcapping");
-        add(self.rope_local_theta.is_some(), "rope_local_base_freq");
-        add(self.rope_linear_factor.is_some(), "linear rope_scaling");
+        add(self.rope_local_theta.is_some(), ROPE_LOCAL);
+        add(self.rope_linear_factor.is_some(), ROPE_LINEAR);
         add(self.longrope.is_some(), "longrope rope_scaling");
         v
     }

@@ -49,6 +49,8 @@ pub fn tiny_weights(cfg: &Config, seed: u64) -> Weights {
             "input_layernorm" | "post_attention_layernorm" | "norm" => (vec![d], 0.2, 1.0),
             // Qwen3's per-head norms, when the config has them
             "q_norm" | "k_norm" => (vec![hd], 0.2, 1.0),
+            // Gemma's sandwich norms (stored as w of 1 + w), when the config has them
+            "pre_feedforward_layernorm" | "post_feedforward_layernorm" => (vec![d], 0.2, 0.0),
             "q_proj" if is_bias => (vec![q], 0.3, 0.0),
             "k_proj" | "v_proj" if is_bias && cfg.arch == Arch::Qwen2 => (vec![kv], 0.3, 0.0),
             "k_proj" | "v_proj" if is_bias => return None,
