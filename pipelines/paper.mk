@@ -465,3 +465,101 @@ study-part: $(DATA)/analysis.csv $(BIN)/act-dump
 study-merge: $(BIN)/act-dump
 	$(call study-merge,base)
 	$(call study-merge,tuned)
+
+# ---------------------------------------------------------------------------------------
+# The paper's own SSFT (`make tuned-guard`): a guard-style classification fine-tune. Every
+# prompt is written into the guard template (`--template guard`: our moderation prompt with
+# the unsafe-content categories S1..S6, hd_lm::guard), the target is `safe` or
+# `unsafe\nS{code}` then end-of-turn, loss on the completion only; full weights, one epoch,
+# batch 12, cosine decay after a 10% warm-up (the paper's schedule; its lr 2e-6 is for 8B
+# weights, ours is GUARD_FLAGS'). GUARD_K limits each jailbreak category to its first K train
+# rows (the paper's exposure k); empty = all of them (40 each here, the paper's
+# 160-equivalent). Then, all with the guard template:
+# - detection on test.csv and the held-out sets (`generate --judge guard`: the first word of
+#   the answer; pass = `safe` for a harmful prompt, over-flagging = `unsafe` for a safe one),
+#   base beside tuned;
+# - both models' activations on the analysis prompts at the template's last token, the
+#   pair's shift-svd (tuned − base), and dir-label classify with both labellings: ground
+#   truth (label-guard/) and the base model's own first-token verdict (label-guard-base/, as
+#   the paper labels: refusal_score > 0 in base-guard/analysis_rows.csv, i.e. the base prefers
+#   `unsafe`'s first token to `safe`). The paper's base is itself a guard; ours is a chat model
+#   that may never prefer `unsafe`: then that labelling is undefined, guard_base_verdicts.txt
+#   says so and its columns stay empty;
+# - the same with the shift centred before the SVD (shift-guard-centered/, label-guard-centered/:
+#   C1 is then the dominant prompt-dependent direction, not the common shift);
+# - guard_c1.csv: C1 accuracy per layer under each labelling beside the probe.
+TUNED_GUARD := $(RUN)/tuned-guard
+GUARD_FLAGS ?= --method full --lr 2e-5 --epochs 1 --batch-size 12
+GUARD_K ?=
+GUARD_TOKENS ?= 4
+GUARD_SETS := test heldout_safe heldout_harmful
+
+$(TUNED_GUARD)/safety_tune.json: $(DATA)/train.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune --objective guard --model $(MODEL) --train $< --out $(TUNED_GUARD) --seed $(SEED) \
+	  $(if $(GUARD_K),--exposure $(GUARD_K)) --save-every 0 $(GUARD_FLAGS)
+
+# $(call guard-evaluation,DIR,MODEL,MODEL'S FILE,SET): DIR/SET_verdicts.csv and its summary.
+define guard-evaluation
+$(1)/$(4)_verdicts.csv: $(if $(filter test,$(4)),$(DATA)/test.csv,data/prompts/$(4).csv) $(3) $(BIN)/generate
+	@mkdir -p $$(@D)
+	$$(BIN)/generate --model $(2) --prompts $$< --out $$@ --template guard --judge guard \
+	  --max-new-tokens $$(GUARD_TOKENS) --batch-size $$(GEN_BATCH) --summary $$(@D)/$(4)_verdicts.txt
+endef
+$(foreach s,$(GUARD_SETS),$(eval $(call guard-evaluation,$(RUN)/base-guard,$(MODEL),,$(s))))
+$(foreach s,$(GUARD_SETS),$(eval $(call guard-evaluation,$(RUN)/tuned-guard-eval,$(TUNED_GUARD),$(TUNED_GUARD)/safety_tune.json,$(s))))
+
+# $(call guard-acts,MODEL): act-dump of the analysis prompts in the guard template, with
+# refusal_score = log p(`unsafe`'s first token) − log p(`safe`'s): > 0 when the model's next
+# token prefers flagging to passing (top1_token is its plain argmax).
+guard-acts = $(BIN)/act-dump --model $(1) --prompts $(DATA)/analysis.csv --template guard \
+  --refusal-tokens unsafe --versus-tokens safe \
+  --out $@ --rows $(@D)/analysis_rows.csv --batch-size $(BATCH)
+$(RUN)/base-guard/analysis.safetensors: $(DATA)/analysis.csv $(BIN)/act-dump
+	@mkdir -p $(@D)
+	$(call guard-acts,$(MODEL))
+$(TUNED_GUARD)/analysis.safetensors: $(DATA)/analysis.csv $(TUNED_GUARD)/safety_tune.json $(BIN)/act-dump
+	$(call guard-acts,$(TUNED_GUARD))
+
+$(RUN)/shift-guard/svd.safetensors: $(RUN)/base-guard/analysis.safetensors $(TUNED_GUARD)/analysis.safetensors $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(call shift-svd-all,--base $< --tuned $(TUNED_GUARD)/analysis.safetensors)
+
+$(RUN)/label-guard/classify/layers.csv: $(RUN)/base-guard/analysis.safetensors $(RUN)/shift-guard/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
+	$(BIN)/dir-label classify --acts $< --components $(RUN)/shift-guard/svd.safetensors \
+	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+$(RUN)/guard_base_verdicts.txt: $(RUN)/base-guard/analysis.safetensors scripts/verdict-classes.py
+	python3 scripts/verdict-classes.py $(RUN)/base-guard/analysis_rows.csv > $@.tmp || true
+	mv $@.tmp $@
+
+# With one class only the labelling is undefined: an empty table (header only) says so.
+$(RUN)/label-guard-base/classify/layers.csv: $(RUN)/base-guard/analysis.safetensors $(RUN)/shift-guard/svd.safetensors \
+                                            $(DATA)/analysis.csv scripts/verdict-classes.py $(BIN)/dir-label
+	@mkdir -p $(@D)
+	if python3 scripts/verdict-classes.py $(RUN)/base-guard/analysis_rows.csv; then \
+	  $(BIN)/dir-label classify --acts $< --components $(RUN)/shift-guard/svd.safetensors \
+	    --rows $(DATA)/analysis.csv --by refused --rows-from $(RUN)/base-guard/analysis_rows.csv --out-dir $(@D); \
+	else head -1 $(RUN)/label-guard/classify/layers.csv > $@; fi
+$(RUN)/label-guard-base/classify/layers.csv: $(RUN)/label-guard/classify/layers.csv
+
+$(RUN)/shift-guard-centered/svd.safetensors: $(RUN)/base-guard/analysis.safetensors $(TUNED_GUARD)/analysis.safetensors $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(call shift-svd-all,--base $< --tuned $(TUNED_GUARD)/analysis.safetensors --center)
+$(RUN)/label-guard-centered/classify/layers.csv: $(RUN)/base-guard/analysis.safetensors $(RUN)/shift-guard-centered/svd.safetensors $(DATA)/analysis.csv $(BIN)/dir-label
+	$(BIN)/dir-label classify --acts $< --components $(RUN)/shift-guard-centered/svd.safetensors \
+	  --rows $(DATA)/analysis.csv --out-dir $(@D)
+
+GUARD_LAYERS := $(foreach d,label-guard label-guard-base label-guard-centered,$(RUN)/$(d)/classify/layers.csv)
+$(RUN)/guard_c1.csv: $(GUARD_LAYERS)
+	awk -F, 'FNR == 1 { f++; next } { l[FNR] = $$1; c[f, FNR] = $$3; p[f, FNR] = $$7 } \
+	  END { print "layer,c1_acc_truth,probe_acc_truth,c1_acc_base_verdicts,probe_acc_base_verdicts,centered_c1_acc_truth"; \
+	        for (r = 2; r in l; r++) print l[r] "," c[1, r] "," p[1, r] "," c[2, r] "," p[2, r] "," c[3, r] }' \
+	  $(GUARD_LAYERS) > $@.tmp && mv $@.tmp $@
+
+.PHONY: tuned-guard
+tuned-guard: $(foreach d,base-guard tuned-guard-eval,$(foreach s,$(GUARD_SETS),$(RUN)/$(d)/$(s)_verdicts.csv)) \
+             $(RUN)/guard_c1.csv $(RUN)/guard_base_verdicts.txt
+	@cat $(RUN)/guard_base_verdicts.txt
+	@for s in $(GUARD_SETS); do echo "== guard verdicts: $$s (base | tuned-guard)"; \
+	  paste -d'|' $(RUN)/base-guard/$${s}_verdicts.txt $(RUN)/tuned-guard-eval/$${s}_verdicts.txt; done
+	@echo "effective rank per layer: $(RUN)/shift-guard/rank.csv" >&2
+	@echo "C1 accuracy per layer, both labellings, beside the probe: $(RUN)/guard_c1.csv" >&2

@@ -1,5 +1,6 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
 # through act-dump, generate, shift-svd and dir-interact relevance on the default model, the
+# guard pair in miniature (smoke-guard), the
 # example crate (examples/dump-layer) against act-dump's row, and
 # the report over that run (so the report reads what the tools really write); then when
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
@@ -17,6 +18,7 @@ smoke: $(ALL_TOOLS) $(BIN)/dump-layer
 	  --rows $(SMOKE)/rows.csv --batch-size 4
 	$(BIN)/generate --model $(MODEL) --prompts $(SMOKE_PROMPTS) --out $(SMOKE)/responses.csv \
 	  --max-new-tokens 32 --batch-size 6
+	$(MAKE) --no-print-directory smoke-guard
 	$(BIN)/shift-svd --contrast $(SMOKE)/acts.safetensors --rows $(SMOKE_PROMPTS) --by label \
 	  --out $(SMOKE)/svd.safetensors --spectrum $(SMOKE)/spectrum.csv --rank $(SMOKE)/rank.csv --k 3
 	$(BIN)/dir-interact relevance --model $(MODEL) --components $(SMOKE)/svd.safetensors \
@@ -35,3 +37,25 @@ smoke: $(ALL_TOOLS) $(BIN)/dump-layer
 	@BIN=$(BIN) MODEL=$(MODEL) bash scripts/bad-inputs.sh
 	@BIN=$(BIN) bash scripts/pair-smoke.sh $(MODEL)
 	@echo "smoke: ok ($(SMOKE))"
+
+# The guard pair in miniature (`make tuned-guard` at smoke size: 2 steps of LoRA on the last
+# two blocks): safety-tune --objective guard, both models' states in the guard template and
+# their shift, the tuned model's verdicts, and the check that a guard dump never pairs with
+# the chat dump of the same prompts.
+.PHONY: smoke-guard
+smoke-guard: $(BIN)/safety-tune $(BIN)/act-dump $(BIN)/shift-svd $(BIN)/generate
+	@mkdir -p $(SMOKE)
+	$(BIN)/safety-tune --objective guard --model $(MODEL) --train $(SMOKE_PROMPTS) --out $(SMOKE)/guard \
+	  --method lora --rank 2 --first-layer 28 --epochs 1 --batch-size 3 --save-every 0 -q
+	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --template guard --layers 10,29 \
+	  --out $(SMOKE)/guard-base.safetensors --batch-size 6
+	$(BIN)/act-dump --model $(SMOKE)/guard --prompts $(SMOKE_PROMPTS) --template guard --layers 10,29 \
+	  --out $(SMOKE)/guard-tuned.safetensors --batch-size 6
+	$(BIN)/shift-svd --base $(SMOKE)/guard-base.safetensors --tuned $(SMOKE)/guard-tuned.safetensors \
+	  --out $(SMOKE)/guard-svd.safetensors --k 3
+	$(BIN)/generate --model $(SMOKE)/guard --prompts $(SMOKE_PROMPTS) --template guard --judge guard \
+	  --max-new-tokens 3 --out $(SMOKE)/guard-verdicts.csv
+	@if $(BIN)/shift-svd --base $(SMOKE)/acts.safetensors --tuned $(SMOKE)/guard-tuned.safetensors \
+	    --layers 10 --out $(SMOKE)/mixed.safetensors 2> $(SMOKE)/mixed.err \
+	  || ! grep -q prompt_format $(SMOKE)/mixed.err; then \
+	  echo "smoke: a guard-template dump was paired with a chat dump" >&2; exit 1; fi

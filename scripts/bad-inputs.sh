@@ -35,6 +35,8 @@ cp testdata/smoke/prompts.csv "$S/a.csv"
 sed 's/capital of France/capital of Peru/' testdata/smoke/prompts.csv >"$S/b.csv"
 fixture $B/act-dump --model "$M" --prompts "$S/a.csv" --out "$S/a.st"
 fixture $B/act-dump --model "$M" --prompts "$S/b.csv" --out "$S/b.st"
+fixture $B/act-dump --model "$M" --prompts "$S/a.csv" --out "$S/g.st" --template guard
+echo 'Is this safe?' >"$S/noprompt.jinja"
 for k in 0 1; do
   fixture $B/act-dump --model "$M" --prompts "$S/a.csv" --out "$S/sh$k.st" --shard $k/2 --batch-size 2
 done
@@ -105,6 +107,12 @@ C="--model $M"
 IX="$B/dir-interact"
 
 # pairing: same ids, different prompt text (or other components), in every tool reading two.
+check pairing 1 "prompt_format 'the model's chat template' vs 'template guard sha256:" \
+  "$B/shift-svd --base $S/a.st --tuned $S/g.st --out $S/outs/x.st"
+check contract 1 "$S/missing.jinja" \
+  "$B/act-dump $C --prompts $S/a.csv --out $S/outs/t.st --template $S/missing.jinja" "absent $S/outs/t.st"
+check contract 1 "expected {{ prompt }}" \
+  "$B/generate $C --prompts $S/a.csv --out $S/outs/t.csv --template $S/noprompt.jinja" "absent $S/outs/t.csv"
 check pairing 1 "were made from different prompts: prompt row 1 differs" \
   "$B/shift-svd --base $S/a.st --tuned $S/b.st --out $S/outs/x.st"
 check pairing 1 "prompt row 1 (id 's1' in $S/b.csv) differs" \

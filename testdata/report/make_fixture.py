@@ -181,6 +181,18 @@ def dpo_layers():
            "probe_auc", "pooled_probe_acc", "dim_acc", "cos_probe_c1"], rows)
 
 
+def guard_layers(rel, slope):
+    rows = []
+    for l in LAYERS:
+        c1 = 0.5 + slope * l / 8
+        rows.append([l, f6(1 - c1), f6(c1), f6(c1 + 0.02), 2, f6(c1 + 0.05),
+                     f6(min(0.99, 0.85 + 0.02 * l)), f6(0.96), f6(0.9), f6(0.85),
+                     "" if l == 0 else f6(0.03 * l)])
+    write(rel,
+          ["layer", "c1_acc_paper", "c1_acc", "c1_auc", "best_k", "best_acc", "probe_acc",
+           "probe_auc", "pooled_probe_acc", "dim_acc", "cos_probe_c1"], rows)
+
+
 def exposure():
     rows = []
     for k in [0, 10, 20, 40]:
@@ -213,6 +225,9 @@ def main():
     rank("shift-tuned-dpo/rank.csv", 35)
     dpo_layers()
     exposure()
+    rank("shift-guard/rank.csv", 2)
+    guard_layers("label-guard/classify/layers.csv", 0.1)
+    guard_layers("label-guard-base/classify/layers.csv", 0.2)
 
 
 if __name__ == "__main__":

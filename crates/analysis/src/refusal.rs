@@ -43,6 +43,18 @@ impl RefusalTokens {
     pub fn score(&self, logprobs: &[f32]) -> f64 {
         score_from_logprobs(logprobs, &self.ids)
     }
+
+    /// `log p(these tokens) − log p(other's)`: which of two answers the model prefers (a
+    /// guard's `unsafe` against `safe`), > 0 when these. Clamped like [`score_from_logprobs`].
+    pub fn score_versus(&self, other: &RefusalTokens, logprobs: &[f32]) -> f64 {
+        let p = |ids: &[u32]| -> f64 {
+            ids.iter()
+                .map(|&t| (logprobs[t as usize] as f64).exp())
+                .sum::<f64>()
+                .max(1e-30)
+        };
+        p(&self.ids).ln() - p(&other.ids).ln()
+    }
 }
 
 /// `log p − log(1 − p)`, `p = Σ_{t ∈ ids} exp(logprobs[t])`, clamped to
@@ -68,5 +80,20 @@ mod tests {
         let lp = [0.9f32.ln(), 0.1f32.ln()];
         assert!((score_from_logprobs(&lp, &[0]) - 9f64.ln()).abs() < 1e-5);
         assert!(score_from_logprobs(&lp, &[1]) < 0.0);
+    }
+
+    #[test]
+    fn versus_is_the_log_ratio_of_the_two_sets() {
+        let lp = [0.2f32.ln(), 0.05f32.ln(), 0.75f32.ln()];
+        let a = RefusalTokens {
+            ids: vec![0],
+            names: vec![],
+        };
+        let b = RefusalTokens {
+            ids: vec![1],
+            names: vec![],
+        };
+        assert!((a.score_versus(&b, &lp) - 4f64.ln()).abs() < 1e-5);
+        assert!(b.score_versus(&a, &lp) < 0.0);
     }
 }

@@ -488,6 +488,11 @@ pub struct ChatArgs {
     /// Encode the raw prompt text, without the chat template.
     #[arg(long, conflicts_with = "system")]
     pub no_template: bool,
+    /// Write each prompt into a template first, whose output becomes the user turn: `guard`
+    /// (the built-in moderation prompt: the unsafe-content categories, the conversation,
+    /// "provide your safety assessment") or a Jinja file placing {{ prompt }}.
+    #[arg(long, value_name = "guard|FILE")]
+    pub template: Option<String>,
     /// Compute every token of every prompt instead of running the prompts' common prefix
     /// (the template's system turn) once and reusing its keys and values. Sharing is exact up
     /// to floating-point summation order; turn it off for numerics that do not depend on which
@@ -521,6 +526,23 @@ impl Thinking {
             Thinking::On => Some(true),
             Thinking::Template => None,
         }
+    }
+}
+
+impl ChatArgs {
+    /// The prompt format these flags describe; an unreadable or invalid `--template` file is
+    /// an error naming it.
+    pub fn format(&self) -> anyhow::Result<hd_lm::PromptFormat> {
+        let user_template = match &self.template {
+            Some(spec) => Some(hd_lm::UserTemplate::from_spec(spec)?),
+            None => None,
+        };
+        Ok(hd_lm::PromptFormat {
+            system: self.system.clone(),
+            no_template: self.no_template,
+            enable_thinking: self.thinking.enable_thinking(),
+            user_template,
+        })
     }
 }
 

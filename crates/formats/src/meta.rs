@@ -24,8 +24,12 @@ pub const PROMPTS_HASH: &str = "prompts_hash";
 /// differs between two files).
 pub const PROMPT_ROW_HASHES: &str = "prompt_row_hashes";
 /// Metadata key: how prompts became tokens where that is not the default chat template
-/// alone (`no template`, or the system prompt's hash); absent = the model's template.
+/// alone (`no template`, the system prompt's hash, a user template's name and hash: see
+/// `hd_lm::PromptFormat::describe`); absent = the model's template.
 pub const PROMPT_FORMAT: &str = "prompt_format";
+/// What the pairing check calls the format of a file that records its prompts but no
+/// [`PROMPT_FORMAT`]: the model's own chat template.
+pub const DEFAULT_PROMPT_FORMAT: &str = "the model's chat template";
 /// The keys that say which prompts a file was made from: carried from a tool's input to
 /// its output ([`copy_prompt_keys`]) and compared between files.
 pub const PROMPT_KEYS: [&str; 4] = [
@@ -110,12 +114,16 @@ struct Side<'a> {
 impl<'a> Side<'a> {
     fn file(f: &'a TensorFile) -> Self {
         let get = |k: &str| f.metadata.get(k).map(String::as_str);
+        // A file that records its prompts but no format was made with the model's own chat
+        // template: that is a format too, and a guard-template dump must not pair with it.
+        // A file recording nothing (a plain export) says nothing about its format either.
+        let format = get(PROMPT_FORMAT).or(get(PROMPTS_HASH).map(|_| DEFAULT_PROMPT_FORMAT));
         Side {
             label: &f.path,
             ids: get(PROMPT_IDS_HASH),
             content: get(PROMPTS_HASH),
             rows: get(PROMPT_ROW_HASHES).map(|r| r.split(',').collect()),
-            format: get(PROMPT_FORMAT),
+            format,
             table: None,
         }
     }

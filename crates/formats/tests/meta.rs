@@ -104,9 +104,23 @@ fn another_prompt_format_is_refused() {
     b.path = "b.st".into();
     b.metadata
         .insert(meta::PROMPT_FORMAT.into(), "no template".into());
-    // Only one side records a format: the default template vs another is not comparable
-    // from one side alone, so the pair passes on the text.
-    assert_eq!(check_same_prompts(&a, &b).unwrap(), None);
+    // A file that records its prompts but no format was made with the model's chat
+    // template: against a guard-template or raw-text dump of the same prompts it must fail.
+    let e = check_same_prompts(&a, &b).unwrap_err().to_string();
+    assert!(
+        e.contains("prompt_format 'the model's chat template' vs 'no template'"),
+        "{e}"
+    );
+    let mut g = a.clone();
+    g.metadata.insert(
+        meta::PROMPT_FORMAT.into(),
+        "template guard sha256:11".into(),
+    );
+    assert!(check_same_prompts(&g, &a).is_err());
+    assert_eq!(check_same_prompts(&g, &g.clone()).unwrap(), None);
+    // A plain export records nothing, format included: still only a warning.
+    let npy = file("c.npy", None);
+    assert!(check_same_prompts(&g, &npy).unwrap().is_some());
     let mut c = a.clone();
     c.metadata
         .insert(meta::PROMPT_FORMAT.into(), "system prompt sha256:00".into());

@@ -41,6 +41,7 @@ mod error;
 pub mod forward;
 pub mod generate;
 mod gguf;
+pub mod guard;
 mod hf;
 pub mod kernels;
 pub mod matrix;
@@ -55,6 +56,7 @@ pub use forward::{
     common_prefix_len, Forward, Hook, Intervention, InterventionOp, KvCache, NoHook, Output,
     Positions, Prefix, Request, RowPos, SHARED,
 };
+pub use guard::UserTemplate;
 pub use matrix::{Compute, Matrix};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;
@@ -72,6 +74,33 @@ pub struct PromptFormat {
     /// The template's `enable_thinking` (Qwen3): `None` leaves it undefined, as transformers'
     /// `apply_chat_template` does by default (Qwen3 then thinks first).
     pub enable_thinking: Option<bool>,
+    /// A template the prompt is written into first (the guard's moderation prompt); its
+    /// output is the user turn.
+    pub user_template: Option<UserTemplate>,
+}
+
+impl PromptFormat {
+    /// How prompts become text where that is not the model's chat template alone (`no
+    /// template`, the system prompt's hash, the user template's name and hash, joined by
+    /// `; `); `None` for the default. Files that record different descriptions hold states
+    /// of different texts and must not be paired.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.no_template {
+            parts.push("no template".to_string());
+        }
+        if let Some(s) = &self.system {
+            let hex: String = <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            parts.push(format!("system prompt sha256:{hex}"));
+        }
+        if let Some(t) = &self.user_template {
+            parts.push(t.describe());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// A loaded model: config, weights, tokenizer and chat template.
@@ -202,8 +231,13 @@ impl Model {
         }
     }
 
-    /// The text the model sees for a user prompt (chat-templated unless `no_template`).
+    /// The text the model sees for a user prompt (written into the user template when there
+    /// is one, then chat-templated unless `no_template`).
     pub fn render(&self, prompt: &str, fmt: &PromptFormat) -> Result<String> {
+        let prompt = match &fmt.user_template {
+            Some(t) => &t.render(prompt)?,
+            None => prompt,
+        };
         if fmt.no_template {
             return Ok(prompt.to_string());
         }

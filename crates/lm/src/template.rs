@@ -33,23 +33,7 @@ impl ChatTemplate {
     }
 
     fn env(&self) -> Result<Environment<'static>> {
-        let mut env = Environment::new();
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .build()
-                .map_err(|e| LmError::Template(e.to_string()))?,
-        );
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<Value, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        // No `strftime_now`: Llama 3.1 templates then fall back to their fixed default date
-        // ("26 Jul 2024", the paper's prompt), which keeps dumps reproducible.
+        let mut env = environment()?;
         env.add_template_owned("chat", self.source.clone())
             .map_err(|e| LmError::Template(format!("{e:#}")))?;
         Ok(env)
@@ -89,4 +73,27 @@ impl ChatTemplate {
         })
         .map_err(|e| LmError::Template(format!("{e:#}")))
     }
+}
+
+/// A Jinja environment configured like transformers' (shared by chat templates and
+/// [`crate::guard::UserTemplate`]s).
+pub(crate) fn environment() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| LmError::Template(e.to_string()))?,
+    );
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        },
+    );
+    // No `strftime_now`: Llama 3.1 templates then fall back to their fixed default date
+    // ("26 Jul 2024", the paper's prompt), which keeps dumps reproducible.
+    Ok(env)
 }

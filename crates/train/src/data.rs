@@ -5,8 +5,9 @@
 //!   picked per row from the seed and the row id; a `harmless` row's target is its `target`
 //!   cell — the base model's own greedy answer, made beforehand by `generate`, so tuning
 //!   changes what the model refuses, not how it helps.
-//! - [`TargetFormat::Guard`]: the paper's SSFT format, a classifier answer: `unsafe` for
-//!   harmful rows, `safe` for harmless ones.
+//! - [`TargetFormat::Guard`]: the paper's SSFT format, a classifier answer: `unsafe` and the
+//!   row's category code on a second line for harmful rows (`unsafe\nS6`; the code from its
+//!   `source` cell, [`hd_lm::guard::guard_code`]), `safe` for harmless ones.
 //!
 //! # Tokens
 //! The prompt is rendered exactly as `act-dump` and `generate` render it
@@ -69,7 +70,7 @@ pub const LABEL: &str = "label";
 pub enum TargetFormat {
     /// Refusals for harmful rows, the `target` column for harmless rows.
     Refusal,
-    /// `unsafe` / `safe`.
+    /// `unsafe\nS{code}` / `safe`.
     Guard,
 }
 
@@ -441,8 +442,9 @@ pub fn build_examples(model: &Model, table: &PromptTable, o: &DataOptions) -> Re
     for i in 0..table.len() {
         let harmful = label_of(table, i)?;
         let target: String = match (o.format, harmful) {
-            (TargetFormat::Guard, true) => "unsafe".into(),
-            (TargetFormat::Guard, false) => "safe".into(),
+            (TargetFormat::Guard, h) => {
+                hd_lm::guard::guard_target(h, table.get(i, "source").unwrap_or(""))
+            }
             (TargetFormat::Refusal, true) => refusal_for(o.seed, table.id(i)).into(),
             (TargetFormat::Refusal, false) => enc.base_answer(i, "is harmless")?.to_string(),
         };

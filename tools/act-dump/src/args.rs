@@ -5,7 +5,7 @@ use act_dump::{merge, parse_positions, Options, Shard, DEFAULT_REFUSAL_TOKENS};
 use clap::{Parser, Subcommand};
 use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LayerArgs, LogArgs, PerCategoryArgs};
 use hd_formats::tensors::Format;
-use hd_lm::{Positions, PromptFormat};
+use hd_lm::Positions;
 use std::path::PathBuf;
 
 /// Dump residual-stream activations of a chat model for every prompt of a CSV.
@@ -55,6 +55,11 @@ pub struct Args {
     /// Refusal-token set for refusal_score: comma-separated strings, each giving its first token.
     #[arg(long, default_value = DEFAULT_REFUSAL_TOKENS, value_name = "LIST")]
     refusal_tokens: String,
+    /// Score the refusal tokens against these instead (comma-separated, first tokens):
+    /// refusal_score = log p(refusal tokens) − log p(these), > 0 when the model prefers the
+    /// first (a guard: --refusal-tokens unsafe --versus-tokens safe).
+    #[arg(long, value_name = "LIST")]
+    versus_tokens: Option<String>,
     #[command(flatten)]
     compute: ComputeArgs,
     #[command(flatten)]
@@ -100,13 +105,10 @@ impl Args {
             layers: self.layers.layers,
             positions: self.positions,
             batch_size: self.batch_size as usize,
-            format: PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
             shard: self.shard,
             refusal_tokens: self.refusal_tokens,
+            versus_tokens: self.versus_tokens,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),
         })

@@ -68,6 +68,9 @@ pub struct Options {
     pub shard: Option<Shard>,
     /// Comma-separated refusal-token strings.
     pub refusal_tokens: String,
+    /// Comma-separated strings whose first tokens the refusal tokens are scored against:
+    /// refusal_score = log p(refusal tokens) − log p(these) instead of the log-odds.
+    pub versus_tokens: Option<String>,
     /// Run the prompt set's common prefix (and each batch's) once and reuse it.
     pub share_prefix: bool,
     /// How stored (quantised) weights are multiplied.
@@ -214,7 +217,13 @@ pub fn run(o: &Options) -> Result<()> {
         o.model.display(),
         t0.elapsed().as_secs_f64()
     );
-    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
+    let refusal = Scoring {
+        tokens: RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?,
+        versus: match &o.versus_tokens {
+            Some(v) => Some(RefusalTokens::parse(&model.tokenizer, v)?),
+            None => None,
+        },
+    };
     let (table, seqs, shared) = encode_shard(&model, table, o)?;
     let (per_layer, row_extra) = forward_all(&model, o, &layers, &table, &seqs, &shared, &refusal)?;
     let t0 = std::time::Instant::now();
@@ -348,7 +357,7 @@ fn forward_all(
     table: &PromptTable,
     seqs: &[Vec<u32>],
     shared: &[u32],
-    refusal: &RefusalTokens,
+    refusal: &Scoring,
 ) -> Result<Captured> {
     let cfg = &model.config;
     let (d, v) = (cfg.hidden_size, cfg.vocab_size);
@@ -435,13 +444,15 @@ fn metadata(
     table: &PromptTable,
     layers: &[usize],
     shared_len: usize,
-    refusal: &RefusalTokens,
+    refusal: &Scoring,
     full_hash: std::collections::BTreeMap<String, String>,
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let cfg = &model.config;
     let mut md = meta::base_metadata("act-dump", env!("CARGO_PKG_VERSION"));
     meta::set_prompt_hashes(&mut md, table);
-    if let Some(f) = prompt_format(&o.format) {
+    // Files dumped with another system prompt, user template or none hold other states of
+    // the same prompts, and must not be paired.
+    if let Some(f) = o.format.describe() {
         md.insert(meta::PROMPT_FORMAT.into(), f);
     }
     md.insert("model".into(), o.model.display().to_string());
@@ -468,6 +479,9 @@ fn metadata(
     if let Some(s) = &o.format.system {
         md.insert("system".into(), s.clone());
     }
+    if let Some(t) = &o.format.user_template {
+        md.insert("user_template".into(), t.source().to_string());
+    }
     md.insert("layers".into(), serde_json::to_string(layers)?);
     md.insert(
         "positions".into(),
@@ -490,8 +504,11 @@ fn metadata(
     md.insert("shared_prefix_tokens".into(), shared_len.to_string());
     md.insert(
         "refusal_tokens".into(),
-        serde_json::to_string(&refusal.names)?,
+        serde_json::to_string(&refusal.tokens.names)?,
     );
+    if let Some(v) = &refusal.versus {
+        md.insert("versus_tokens".into(), serde_json::to_string(&v.names)?);
+    }
     if let Some(s) = o.shard {
         md.insert("shard".into(), format!("{}/{}", s.k, s.n));
         for (k, v) in full_hash {
@@ -501,16 +518,20 @@ fn metadata(
     Ok(md)
 }
 
-/// How prompts became tokens, where that is not the model's own chat template alone: files
-/// dumped with another system prompt or without a template hold other states of the same
-/// prompts, and must not be paired.
-fn prompt_format(f: &PromptFormat) -> Option<String> {
-    if f.no_template {
-        return Some("no template".into());
+/// How refusal_score is computed: the refusal tokens' log-odds, or their log-ratio against
+/// a second set.
+struct Scoring {
+    tokens: RefusalTokens,
+    versus: Option<RefusalTokens>,
+}
+
+impl Scoring {
+    fn score(&self, logprobs: &[f32]) -> f64 {
+        match &self.versus {
+            Some(v) => self.tokens.score_versus(v, logprobs),
+            None => self.tokens.score(logprobs),
+        }
     }
-    f.system
-        .as_ref()
-        .map(|s| format!("system prompt {}", meta::sha256_bytes(s.as_bytes())))
 }
 
 /// Rows CSV columns added by act-dump.
@@ -590,7 +611,9 @@ fn shards_in_order(files: &[TensorFile]) -> Result<Vec<&TensorFile>> {
         "share_prefix",
         "shared_prefix_tokens",
         "refusal_tokens",
+        "versus_tokens",
         "system",
+        "user_template",
         "compute",
         "hidden_size",
     ];

@@ -1137,3 +1137,107 @@ fn every_family_dumps_transformers_states() {
         }
     }
 }
+
+/// The guard template: the prompt is written into the moderation prompt, the analysed token
+/// is still the end of the assistant header, the format is recorded, and a guard dump never
+/// pairs with a chat dump of the same prompts.
+#[test]
+fn guard_template_dump_is_its_own_format() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = prompts(dir.path());
+    let (chat, guard) = (
+        dir.path().join("chat.safetensors"),
+        dir.path().join("guard.safetensors"),
+    );
+    let rows = dir.path().join("guard.csv");
+    let (ms, ps, cs, gs, rs) = (s(&m), s(&p), s(&chat), s(&guard), s(&rows));
+    let common = [
+        "--model",
+        ms,
+        "--prompts",
+        ps,
+        "--layers",
+        "3",
+        "--positions",
+        "all",
+    ];
+    ok(&[&common[..], &["--out", cs]].concat());
+    let guard_args = [
+        "--out",
+        gs,
+        "--template",
+        "guard",
+        "--rows",
+        rs,
+        "--refusal-tokens",
+        "unsafe",
+        "--versus-tokens",
+        "safe",
+    ];
+    ok(&[&common[..], &guard_args].concat());
+    let (c, g) = (
+        TensorFile::read(&chat).unwrap(),
+        TensorFile::read(&guard).unwrap(),
+    );
+    let tokens = |f: &TensorFile| {
+        let ids = f.get("token_ids").unwrap().as_i64().unwrap().to_vec();
+        let off = f.get("offsets").unwrap().as_i64().unwrap().to_vec();
+        (ids, off)
+    };
+    let ((ci, co), (gi, go)) = (tokens(&c), tokens(&g));
+    // Every guard prompt is longer by the moderation text and ends like the chat prompt.
+    for r in 0..7 {
+        let (cl, gl) = (co[r + 1] - co[r], go[r + 1] - go[r]);
+        assert!(gl > cl + 100, "row {r}: {gl} guard tokens vs {cl}");
+        let tail = |ids: &[i64], end: i64| ids[end as usize - 3..end as usize].to_vec();
+        assert_eq!(tail(&ci, co[r + 1]), tail(&gi, go[r + 1]), "row {r}");
+    }
+    let f = &g.metadata["prompt_format"];
+    assert!(f.starts_with("template guard sha256:"), "{f}");
+    assert!(g.metadata["user_template"].contains("safety assessment"));
+    assert_eq!(g.metadata["versus_tokens"], "[\"safe\"]");
+    assert!(!c.metadata.contains_key("prompt_format"));
+    let e = hd_formats::meta::check_same_prompts(&c, &g)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("prompt_format"), "{e}");
+    let table = std::fs::read_to_string(&rows).unwrap();
+    assert_eq!(table.lines().count(), 8);
+}
+
+#[test]
+fn a_bad_template_file_is_named() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = prompts(dir.path());
+    let out = dir.path().join("o.safetensors");
+    let missing = dir.path().join("missing.jinja");
+    let args = |t: &Path| {
+        run(&[
+            "--model",
+            s(&m),
+            "--prompts",
+            s(&p),
+            "--out",
+            s(&out),
+            "--template",
+            s(t),
+        ])
+    };
+    let o = args(&missing);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing.jinja"), "{err}");
+    let noprompt = dir.path().join("noprompt.jinja");
+    std::fs::write(&noprompt, "Is this safe?").unwrap();
+    let o = args(&noprompt);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("noprompt.jinja") && err.contains("{{ prompt }}"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}

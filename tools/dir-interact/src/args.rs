@@ -130,11 +130,7 @@ impl RelevanceArgs {
                 Some(t) => relevance::EdgeCut::Threshold(t),
                 None => relevance::EdgeCut::Top(self.edges),
             },
-            format: hd_lm::PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
         })
     }
 }
@@ -317,11 +313,7 @@ impl SweepArgs {
             batch_size: self.batch_size,
             refusal_tokens: self.refusal_tokens,
             judge,
-            format: hd_lm::PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),
         })

@@ -109,11 +109,7 @@ impl TokensArgs {
             tau: self.tau,
             classify: self.classify,
             per_category: self.per_category.get()?,
-            format: hd_lm::PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
         })
     }
 }

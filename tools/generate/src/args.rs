@@ -4,7 +4,6 @@
 use clap::Parser;
 use generate::{Judge, Options};
 use hd_cli::{ChatArgs, ComputeArgs, DeviceArgs, LogArgs};
-use hd_lm::PromptFormat;
 use std::path::PathBuf;
 
 /// Greedy, batched, KV-cached answers of a chat model to every prompt of a CSV.
@@ -39,6 +38,15 @@ pub struct Args {
     /// Replace the refusal phrases with those in FILE (one per line, case-insensitive).
     #[arg(long, value_name = "FILE")]
     refusal_phrases: Option<PathBuf>,
+    /// answers: refused / complied / neither (the phrase judge); guard: a guard model's
+    /// verdict, the first word of its answer: unsafe (written as refused = 1), safe or other.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "answers",
+        conflicts_with = "refusal_phrases"
+    )]
+    judge: JudgeArg,
     /// Also write refusal rates per category (the `category` column) to this text file.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
@@ -48,6 +56,12 @@ pub struct Args {
     device: DeviceArgs,
     #[command(flatten)]
     log: LogArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum JudgeArg {
+    Answers,
+    Guard,
 }
 
 impl Args {
@@ -69,12 +83,9 @@ impl Args {
             out: self.out,
             max_new_tokens: self.max_new_tokens,
             batch_size: self.batch_size as usize,
-            format: PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
             judge,
+            guard: self.judge == JudgeArg::Guard,
             summary: self.summary,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),

@@ -1,6 +1,7 @@
 //! generate: greedy answers of a chat model to a prompt CSV, judged by the judge of
 //! `hd_analysis::judge`: refused (its phrase list; `--refusal-phrases FILE` replaces it),
-//! complied or neither.
+//! complied or neither; or, for a guard model (`--judge guard`), by the verdict its answer
+//! starts with: unsafe (flagged; the `refused` column), safe (passed) or other.
 
 use anyhow::{bail, Context, Result};
 use hd_formats::atomic::Outputs;
@@ -8,7 +9,7 @@ use hd_formats::prompts::PromptTable;
 use hd_lm::{Model, PromptFormat};
 use std::path::PathBuf;
 
-pub use hd_analysis::judge::{Judge, Outcome, DEFAULT_REFUSAL_PHRASES, JUDGE_WINDOW};
+pub use hd_analysis::judge::{Judge, Outcome, Verdict, DEFAULT_REFUSAL_PHRASES, JUDGE_WINDOW};
 
 /// Everything a generation run needs.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Options {
     pub format: PromptFormat,
     /// Refusal judge.
     pub judge: Judge,
+    /// Judge the answers as a guard's verdicts instead ([`Verdict`]).
+    pub guard: bool,
     /// Where to write refusal rates per `category` (also logged).
     pub summary: Option<PathBuf>,
     /// Prefill each batch's common prefix once.
@@ -42,28 +45,42 @@ pub struct Options {
 /// count, the rate and its 95% Wilson interval. The first four columns (category, n, refused,
 /// rate) keep their places for scripts.
 pub fn summarize(table: &PromptTable, outcomes: &[Outcome]) -> String {
+    let names = Outcome::ALL.map(Outcome::name);
+    let idx: Vec<usize> = outcomes.iter().map(|&o| o as usize).collect();
+    summarize_as(table, names, &idx)
+}
+
+/// [`summarize`] for a guard's verdicts: unsafe, safe and other in the places of refused,
+/// complied and neither.
+pub fn summarize_verdicts(table: &PromptTable, verdicts: &[Verdict]) -> String {
+    let names = Verdict::ALL.map(Verdict::name);
+    let idx: Vec<usize> = verdicts.iter().map(|&v| v as usize).collect();
+    summarize_as(table, names, &idx)
+}
+
+fn summarize_as(table: &PromptTable, names: [&str; 3], classes: &[usize]) -> String {
     let mut order: Vec<String> = Vec::new();
     let mut counts: std::collections::HashMap<String, (usize, [usize; 3])> = Default::default();
-    for (i, &o) in outcomes.iter().enumerate() {
+    for (i, &o) in classes.iter().enumerate() {
         let c = table.get(i, "category").unwrap_or("all").to_string();
         let e = counts.entry(c.clone()).or_insert_with(|| {
             order.push(c);
             (0, [0; 3])
         });
         e.0 += 1;
-        e.1[o as usize] += 1;
+        e.1[o] += 1;
     }
     let mut out = format!(
         "{:<18} {:>5} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14} {:>8} {:>7} {:>14}\n",
         "category",
         "n",
-        "refused",
+        names[0],
         "rate",
         "95% CI",
-        "complied",
+        names[1],
         "rate",
         "95% CI",
-        "neither",
+        names[2],
         "rate",
         "95% CI"
     );
@@ -119,22 +136,33 @@ pub fn run(o: &Options) -> Result<()> {
         n_new += gens.iter().map(|g| g.tokens.len()).sum::<usize>();
         for (j, g) in gens.into_iter().enumerate() {
             let text = model.tokenizer.decode(&g.tokens, true)?;
-            let outcome = o.judge.outcome(&requests[c * o.batch_size + j], &text);
+            let (flagged, name) = if o.guard {
+                let v = Verdict::of(&text);
+                (v == Verdict::Unsafe, v.name())
+            } else {
+                let outcome = o.judge.outcome(&requests[c * o.batch_size + j], &text);
+                (outcome == Outcome::Refused, outcome.name())
+            };
             extra.push(vec![
                 g.tokens.len().to_string(),
-                u8::from(outcome == Outcome::Refused).to_string(),
-                outcome.name().to_string(),
+                u8::from(flagged).to_string(),
+                name.to_string(),
             ]);
             extra.last_mut().expect("pushed").insert(0, text);
         }
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    let outcomes: Vec<Outcome> = extra
-        .iter()
-        .map(|e| Outcome::parse(&e[3]).expect("written above"))
-        .collect();
-    let summary = summarize(&table, &outcomes);
+    let summary = if o.guard {
+        let verdicts: Vec<Verdict> = extra.iter().map(|e| Verdict::of(&e[0])).collect();
+        summarize_verdicts(&table, &verdicts)
+    } else {
+        let outcomes: Vec<Outcome> = extra
+            .iter()
+            .map(|e| Outcome::parse(&e[3]).expect("written above"))
+            .collect();
+        summarize(&table, &outcomes)
+    };
     // Both outputs or neither.
     table.stage_with(&mut outs, &o.out, &COLUMNS, &extra)?;
     if let Some(p) = &o.summary {

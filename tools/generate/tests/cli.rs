@@ -84,6 +84,67 @@ fn answers_are_deterministic_and_sharing_changes_nothing() {
     assert!(outs[0].1.contains("benign"), "{}", outs[0].1);
 }
 
+/// `--template guard --judge guard`: the outcome is the guard verdict the answer starts
+/// with, `refused` marks the flagged rows, the summary counts unsafe / safe / other. The base
+/// model is no guard: under the guard prompt it answers neither word first.
+#[test]
+fn guard_judge_reads_the_verdict() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    std::fs::write(&p, PROMPTS).unwrap();
+    let (out, sum) = (dir.path().join("r.csv"), dir.path().join("s.txt"));
+    let o = run(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&out),
+        "--template",
+        "guard",
+        "--judge",
+        "guard",
+        "--max-new-tokens",
+        "3",
+        "--summary",
+        s(&sum),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = hd_formats::prompts::PromptTable::read(&out).unwrap();
+    for i in 0..t.len() {
+        let v = generate::Verdict::of(t.get(i, "response").unwrap());
+        assert_eq!(t.get(i, "outcome"), Some(v.name()));
+        assert_eq!(
+            t.get(i, "refused") == Some("1"),
+            v == generate::Verdict::Unsafe
+        );
+        assert_eq!(v, generate::Verdict::Other, "row {i}");
+    }
+    let summary = std::fs::read_to_string(&sum).unwrap();
+    let head: Vec<&str> = summary.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(head[2..4], ["unsafe", "rate"], "{summary}");
+    assert!(
+        head.contains(&"safe") && head.contains(&"other"),
+        "{summary}"
+    );
+    let phrases = dir.path().join("ph.txt");
+    std::fs::write(&phrases, "no\n").unwrap();
+    let o = run(&[
+        "--model",
+        s(&m),
+        "--prompts",
+        s(&p),
+        "--out",
+        s(&dir.path().join("x.csv")),
+        "--judge",
+        "guard",
+        "--refusal-phrases",
+        s(&phrases),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
 #[test]
 fn bad_input_is_one_line_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();

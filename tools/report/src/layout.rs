@@ -85,3 +85,14 @@ input!(
     "make tuned-dpo"
 );
 input!(EXPOSURE, "exposure.csv", "make exposure");
+input!(GUARD_RANK, "shift-guard/rank.csv", "make tuned-guard");
+input!(
+    GUARD_LAYERS,
+    "label-guard/classify/layers.csv",
+    "make tuned-guard"
+);
+input!(
+    GUARD_BASE_LAYERS,
+    "label-guard-base/classify/layers.csv",
+    "make tuned-guard"
+);

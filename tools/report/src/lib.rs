@@ -129,7 +129,7 @@ pub fn sections(run: &Run) -> Result<Vec<Section>, Error> {
         ),
         s(
             "pairs",
-            "Two fine-tuning methods, and exposure",
+            "Fine-tuning methods, exposure and the guard objective",
             pairs::pairs_section(run)?,
         ),
         s(

@@ -1,6 +1,7 @@
-//! The study's second pair and its exposure sweep in the report: the SFT and DPO pairs' rank
-//! profiles and C1 accuracies side by side, and pass rate and over-refusal as the number of
-//! jailbreak rows in training grows (`make tuned-dpo`, `make exposure`).
+//! The study's other pairs and its exposure sweep in the report: the SFT and DPO pairs' rank
+//! profiles and C1 accuracies side by side, pass rate and over-refusal as the number of
+//! jailbreak rows in training grows (`make tuned-dpo`, `make exposure`), and the guard pair
+//! (the paper's own SSFT objective, `make tuned-guard`) beside the paper's SSFT.
 
 use crate::figures::{figure, layer_column, rank_series, rows, Points, Run};
 use crate::layout;
@@ -135,7 +136,99 @@ fn exposure_figure(t: &Table) -> Result<Item, Error> {
     ))
 }
 
-/// Both pairs side by side and the exposure sweep.
+/// The guard pair's rank profile beside the paper's SSFT series (and the chat SFT pair's,
+/// when it exists).
+fn rank_guard(guard: &Table, sft: Option<&Table>) -> Result<Item, Error> {
+    let g = rank_at(guard, PAIR_TAU)?;
+    let last = g.iter().map(|p| p.0 as usize).max().unwrap_or(0);
+    let mut series = vec![line("guard SSFT", g, Stroke::Solid)];
+    if let Some(s) = sft {
+        series.push(line("chat SFT", rank_at(s, PAIR_TAU)?, Stroke::Solid));
+    }
+    series.push(line(
+        "paper SSFT",
+        paper::rescaled_profile(&paper::RANK_SSFT_90, last),
+        Stroke::Dashed,
+    ));
+    Ok(figure(
+        "rank-guard",
+        "Effective rank of the guard pair's shift (τ = 0.9)",
+        "The paper's own fine-tuning: a guard-style classifier (make tuned-guard), its shift \
+         taken at the guard template's last token, beside the chat SFT pair and the paper's \
+         SSFT series (dashed, rescaled to our depth).",
+        rows(&[("SSFT τ = 0.9 peak", "72 at L20 of 32")]),
+        Plot::Lines(Lines {
+            x_label: "layer (hidden-state index)".into(),
+            y_label: "effective rank".into(),
+            log_y: false,
+            series,
+        }),
+    ))
+}
+
+/// The guard pair's C1 under both labellings beside the probe (and the chat SFT pair's C1).
+fn c1_guard(truth: &Table, base: Option<&Table>, sft: Option<&Table>) -> Result<Item, Error> {
+    let mut series = vec![line(
+        "C1, guard pair (ground truth)",
+        layer_column(truth, "c1_acc")?,
+        Stroke::Solid,
+    )];
+    // Empty when the base model never prefers one verdict (the labelling is undefined).
+    if let Some(b) = base.map(|b| layer_column(b, "c1_acc")).transpose()? {
+        if !b.is_empty() {
+            series.push(line(
+                "C1, guard pair (base model's verdicts)",
+                b,
+                Stroke::Solid,
+            ));
+        }
+    }
+    if let Some(s) = sft {
+        series.push(line(
+            "C1, chat SFT pair",
+            layer_column(s, "c1_acc")?,
+            Stroke::Solid,
+        ));
+    }
+    series.push(line(
+        "probe (guard template, ground truth)",
+        layer_column(truth, "probe_acc")?,
+        Stroke::Dashed,
+    ));
+    Ok(figure(
+        "c1-guard",
+        "C1 as a classifier, guard pair",
+        "Accuracy of the guard pair's dominant direction on the base model's activations in \
+         the guard template: against the prompts' labels, and against the base model's own \
+         next-token preference of unsafe over safe (the paper labels by its base guard's \
+         verdicts). The probe is trained on the same activations.",
+        rows(&[("C1 at L14 / L20 (SSFT)", "0.946 / 0.989")]),
+        Plot::Lines(Lines {
+            x_label: "layer (hidden-state index)".into(),
+            y_label: "accuracy".into(),
+            log_y: false,
+            series,
+        }),
+    ))
+}
+
+fn guard_items(run: &Run, items: &mut Vec<Item>) -> Result<(), Error> {
+    match run.table(layout::GUARD_RANK)? {
+        Some(g) => items.push(rank_guard(&g, run.table(layout::SHIFT_RANK)?.as_ref())?),
+        None => items.push(run.missing("the guard pair's rank profile", layout::GUARD_RANK)),
+    }
+    match run.table(layout::GUARD_LAYERS)? {
+        Some(t) => items.push(c1_guard(
+            &t,
+            run.table(layout::GUARD_BASE_LAYERS)?.as_ref(),
+            run.table(layout::LAYERS)?.as_ref(),
+        )?),
+        None => items.push(run.missing("C1 accuracy of the guard pair", layout::GUARD_LAYERS)),
+    }
+    Ok(())
+}
+
+/// Both pairs side by side, the exposure sweep and the guard pair.
 pub fn pairs_section(run: &Run) -> Result<Vec<Item>, Error> {
     let mut items = Vec::new();
     match (run.table(layout::SHIFT_RANK)?, run.table(layout::DPO_RANK)?) {
@@ -150,6 +243,7 @@ pub fn pairs_section(run: &Run) -> Result<Vec<Item>, Error> {
         Some(t) => items.push(exposure_figure(&t)?),
         None => items.push(run.missing("the exposure sweep", layout::EXPOSURE)),
     }
+    guard_items(run, &mut items)?;
     Ok(items)
 }
 

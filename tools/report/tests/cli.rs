@@ -25,7 +25,7 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> Output {
         .expect("runs")
 }
 
-const FIGURES: [&str; 16] = [
+const FIGURES: [&str; 18] = [
     "refusal",
     "heldout-safe",
     "heldout-harmful",
@@ -37,6 +37,8 @@ const FIGURES: [&str; 16] = [
     "rank-pairs",
     "c1-pairs",
     "exposure",
+    "rank-guard",
+    "c1-guard",
     "relevance",
     "relevance-late",
     "network",

@@ -73,13 +73,17 @@ pub struct Args {
     /// Clip the global gradient norm to this (0 = off).
     #[arg(long, default_value_t = 1.0, value_parser = non_negative, allow_hyphen_values = true)]
     clip: f64,
-    /// refusal: refusals / the target column; guard: "unsafe" / "safe".
-    #[arg(long, value_enum, default_value = "refusal")]
-    format: FormatArg,
+    /// refusal: refusals / the target column; guard: "unsafe\nS{code}" / "safe" (the codes:
+    /// hd_lm::guard). Default: guard with --objective guard, else refusal.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
     /// Target tokens kept; longer targets are cut and get no end-of-turn token.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     max_target_tokens: u64,
-    /// sft: targets (refusals / base answers); dpo: preference pairs against the base model.
+    /// sft: targets (refusals / base answers); dpo: preference pairs against the base model;
+    /// guard: the paper's SSFT, a classifier fine-tune: every prompt in the guard template
+    /// (--template guard unless given), target "safe" or "unsafe\nS{code}" then end-of-turn,
+    /// loss on the completion only.
     #[arg(long, value_enum, default_value = "sft")]
     objective: ObjectiveArg,
     /// DPO's beta (inverse temperature of the implicit reward; TRL's default).
@@ -94,6 +98,10 @@ pub struct Args {
     /// System message for the chat template (as given to act-dump and generate).
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
+    /// Write each prompt into a template first (as given to act-dump and generate): `guard`
+    /// or a Jinja file placing {{ prompt }}. Default with --objective guard: guard.
+    #[arg(long, value_name = "guard|FILE")]
+    template: Option<String>,
     /// Checkpoint folder (default: <out>.ckpt).
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
@@ -132,6 +140,7 @@ pub enum Cmd {
 pub enum ObjectiveArg {
     Sft,
     Dpo,
+    Guard,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -140,7 +149,7 @@ enum MethodArg {
     Full,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum FormatArg {
     Refusal,
     Guard,
@@ -189,8 +198,24 @@ fn fraction(s: &str) -> Result<f64, String> {
 }
 
 impl Args {
-    /// The library options these flags describe (for a tuning run, not `select`).
-    pub fn options(self) -> TuneOptions {
+    /// The library options these flags describe (for a tuning run, not `select`); a
+    /// `--template` file that cannot be read is an error naming it.
+    pub fn options(self) -> anyhow::Result<TuneOptions> {
+        let guard = self.objective == ObjectiveArg::Guard;
+        let format = match (self.format, guard) {
+            (Some(FormatArg::Refusal), true) => {
+                return Err(hd_cli::usage(
+                    "--objective guard trains guard answers; --format refusal contradicts it",
+                ))
+            }
+            (Some(FormatArg::Guard), _) | (None, true) => TargetFormat::Guard,
+            (Some(FormatArg::Refusal), false) | (None, false) => TargetFormat::Refusal,
+        };
+        let template = match (&self.template, guard) {
+            (Some(spec), _) => Some(hd_lm::UserTemplate::from_spec(spec)?),
+            (None, true) => Some(hd_lm::UserTemplate::guard()),
+            (None, false) => None,
+        };
         let method = match self.method {
             MethodArg::Lora => Method::Lora {
                 rank: self.rank as usize,
@@ -199,7 +224,7 @@ impl Args {
             },
             MethodArg::Full => Method::Full,
         };
-        TuneOptions {
+        Ok(TuneOptions {
             model: self.model.expect("required by clap"),
             train: self.train.expect("required by clap"),
             answers: self.answers,
@@ -214,26 +239,24 @@ impl Args {
             weight_decay: self.weight_decay,
             clip: self.clip,
             seed: self.seed,
-            format: match self.format {
-                FormatArg::Refusal => TargetFormat::Refusal,
-                FormatArg::Guard => TargetFormat::Guard,
-            },
+            format,
             max_target_tokens: self.max_target_tokens as usize,
             prompt_format: hd_lm::PromptFormat {
                 system: self.system,
                 no_template: false,
                 // the study reads answers, not thoughts (Qwen3; other templates ignore it)
                 enable_thinking: Some(false),
+                user_template: template,
             },
             checkpoint_dir: self.checkpoint_dir,
             save_every: self.save_every,
             keep_checkpoints: self.keep_checkpoints,
             resume: self.resume,
             objective: match self.objective {
-                ObjectiveArg::Sft => hd_train::train::Objective::Sft,
+                ObjectiveArg::Sft | ObjectiveArg::Guard => hd_train::train::Objective::Sft,
                 ObjectiveArg::Dpo => hd_train::train::Objective::Dpo { beta: self.beta },
             },
             exposure: self.exposure,
-        }
+        })
     }
 }

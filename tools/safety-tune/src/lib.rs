@@ -2,8 +2,10 @@
 //!
 //! Harmful rows of the train CSV are trained towards a refusal, harmless rows towards the base
 //! model's own answer (the `target` column, or `--answers`: a `generate` output), with the loss
-//! on target tokens only; `--format guard` trains `safe` / `unsafe` instead (the paper's
-//! SSFT). LoRA adapters (default) or the full weights; AdamW with warm-up and cosine decay,
+//! on target tokens only. `--objective guard` is the paper's SSFT instead, a classifier
+//! fine-tune: each prompt written into the guard template (`hd_lm::guard`), target `safe` or
+//! `unsafe` and the category code on a second line, then end-of-turn (`--format guard` alone
+//! trains those targets on the chat template). LoRA adapters (default) or the full weights; AdamW with warm-up and cosine decay,
 //! gradient clipping, seeded. The result is merged and written as a Hugging Face directory
 //! (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`,
 //! `generation_config.json`) plus `loss.csv` (one row per step) and `safety_tune.json` (what
@@ -370,6 +372,7 @@ fn summary_json(o: &TuneOptions, f: &RunFacts) -> serde_json::Value {
         "train_ids_hash": f.train_ids_hash,
         "answers": o.answers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "format": o.format.name(),
+        "prompt_format": o.prompt_format.describe(),
         "objective": o.objective.describe(),
         "exposure": o.exposure,
         "exposure_rows": f.exposure_kept.iter().map(|(c, n)| (c.clone(), *n)).collect::<BTreeMap<_, _>>(),

@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
                 out,
                 harmful,
             }) => safety_tune::select(&train, &out, TargetFormat::Refusal, harmful),
-            None => safety_tune::tune(&a.options()),
+            None => safety_tune::tune(&a.options()?),
         }
     })
 }

@@ -119,11 +119,7 @@ impl Args {
             per_category: self.per_category.get()?,
             confirm_tokens: self.confirm_tokens,
             batch_size: self.batch_size,
-            format: hd_lm::PromptFormat {
-                system: self.chat.system,
-                no_template: self.chat.no_template,
-                enable_thinking: self.chat.thinking.enable_thinking(),
-            },
+            format: self.chat.format()?,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),
         })
