@@ -22,9 +22,10 @@ DEMO_STAGES ?= \
   sweep=$(INTERACT)/sweep.csv \
   token-prune=$(PRUNE)/summary.csv \
   report=report
-# Beside the demo: `make tuned-dpo` (the second pair), `make exposure` (the SSFT exposure
-# experiment), `make shards N=4` (act-dump split and merged), `make study` (the full size),
-# `make pair` (the study on a pair of models you have).
+# Beside the demo: `make tuned-dpo` (the second pair), `make tuned-guard` (the paper's own SSFT
+# objective, a guard classifier), `make exposure` (the SSFT exposure experiment), `make shards
+# N=4` (act-dump split and merged), `make study` (the full size), `make pair` (the study on a
+# pair of models you have).
 
 .PHONY: demo
 demo:

@@ -47,15 +47,15 @@ smoke-guard: $(BIN)/safety-tune $(BIN)/act-dump $(BIN)/shift-svd $(BIN)/generate
 	@mkdir -p $(SMOKE)
 	$(BIN)/safety-tune --objective guard --model $(MODEL) --train $(SMOKE_PROMPTS) --out $(SMOKE)/guard \
 	  --method lora --rank 2 --first-layer 28 --epochs 1 --batch-size 3 --save-every 0 -q
-	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --template guard --layers 10,29 \
+	$(BIN)/act-dump --model $(MODEL) --prompts $(SMOKE_PROMPTS) --template guard --layers 29,30 \
 	  --out $(SMOKE)/guard-base.safetensors --batch-size 6
-	$(BIN)/act-dump --model $(SMOKE)/guard --prompts $(SMOKE_PROMPTS) --template guard --layers 10,29 \
+	$(BIN)/act-dump --model $(SMOKE)/guard --prompts $(SMOKE_PROMPTS) --template guard --layers 29,30 \
 	  --out $(SMOKE)/guard-tuned.safetensors --batch-size 6
 	$(BIN)/shift-svd --base $(SMOKE)/guard-base.safetensors --tuned $(SMOKE)/guard-tuned.safetensors \
 	  --out $(SMOKE)/guard-svd.safetensors --k 3
 	$(BIN)/generate --model $(SMOKE)/guard --prompts $(SMOKE_PROMPTS) --template guard --judge guard \
 	  --max-new-tokens 3 --out $(SMOKE)/guard-verdicts.csv
 	@if $(BIN)/shift-svd --base $(SMOKE)/acts.safetensors --tuned $(SMOKE)/guard-tuned.safetensors \
-	    --layers 10 --out $(SMOKE)/mixed.safetensors 2> $(SMOKE)/mixed.err \
+	    --layers 29 --out $(SMOKE)/mixed.safetensors 2> $(SMOKE)/mixed.err \
 	  || ! grep -q prompt_format $(SMOKE)/mixed.err; then \
 	  echo "smoke: a guard-template dump was paired with a chat dump" >&2; exit 1; fi

@@ -228,6 +228,7 @@ def main():
     rank("shift-guard/rank.csv", 2)
     guard_layers("label-guard/classify/layers.csv", 0.1)
     guard_layers("label-guard-base/classify/layers.csv", 0.2)
+    guard_layers("label-guard-centered/classify/layers.csv", 0.3)
 
 
 if __name__ == "__main__":

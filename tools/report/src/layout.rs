@@ -96,3 +96,8 @@ input!(
     "label-guard-base/classify/layers.csv",
     "make tuned-guard"
 );
+input!(
+    GUARD_CENTERED_LAYERS,
+    "label-guard-centered/classify/layers.csv",
+    "make tuned-guard"
+);

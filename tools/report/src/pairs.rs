@@ -167,12 +167,20 @@ fn rank_guard(guard: &Table, sft: Option<&Table>) -> Result<Item, Error> {
 }
 
 /// The guard pair's C1 under both labellings beside the probe (and the chat SFT pair's C1).
-fn c1_guard(truth: &Table, base: Option<&Table>, sft: Option<&Table>) -> Result<Item, Error> {
+fn c1_guard(truth: &Table, other: [Option<&Table>; 3]) -> Result<Item, Error> {
+    let [base, centered, sft] = other;
     let mut series = vec![line(
         "C1, guard pair (ground truth)",
         layer_column(truth, "c1_acc")?,
         Stroke::Solid,
     )];
+    if let Some(c) = centered {
+        series.push(line(
+            "C1, guard pair, shift centred (ground truth)",
+            layer_column(c, "c1_acc")?,
+            Stroke::Solid,
+        ));
+    }
     // Empty when the base model never prefers one verdict (the labelling is undefined).
     if let Some(b) = base.map(|b| layer_column(b, "c1_acc")).transpose()? {
         if !b.is_empty() {
@@ -220,8 +228,11 @@ fn guard_items(run: &Run, items: &mut Vec<Item>) -> Result<(), Error> {
     match run.table(layout::GUARD_LAYERS)? {
         Some(t) => items.push(c1_guard(
             &t,
-            run.table(layout::GUARD_BASE_LAYERS)?.as_ref(),
-            run.table(layout::LAYERS)?.as_ref(),
+            [
+                run.table(layout::GUARD_BASE_LAYERS)?.as_ref(),
+                run.table(layout::GUARD_CENTERED_LAYERS)?.as_ref(),
+                run.table(layout::LAYERS)?.as_ref(),
+            ],
         )?),
         None => items.push(run.missing("C1 accuracy of the guard pair", layout::GUARD_LAYERS)),
     }
