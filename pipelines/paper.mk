@@ -564,3 +564,27 @@ tuned-guard: $(foreach d,base-guard tuned-guard-eval,$(foreach s,$(GUARD_SETS),$
 	  paste -d'|' $(RUN)/base-guard/$${s}_verdicts.txt $(RUN)/tuned-guard-eval/$${s}_verdicts.txt; done
 	@echo "effective rank per layer: $(RUN)/shift-guard/rank.csv" >&2
 	@echo "C1 accuracy per layer, both labellings, beside the probe: $(RUN)/guard_c1.csv" >&2
+
+# The intervention sweep on the guard pair (`make interact-guard`, beside tuned-guard): the
+# first-order estimate ranks C1..C$(SWEEP_K) of every layer of the guard shift, the best
+# SWEEP_TOP are run on the tuned guard (guard template) over the first PER_CATEGORY jailbreak
+# and raw test prompts, beside none, random and the tuned guard's difference in means. Pass =
+# the first token is not `unsafe`'s (--refusal-tokens unsafe): it counts `safe` and broken
+# answers alike; the verdicts of the generating runs are in answers.csv (the phrase judge's
+# pass_generated does not apply to a guard's answers).
+$(RUN)/contrast-tuned-guard/svd.safetensors: $(TUNED_GUARD)/analysis.safetensors $(DATA)/analysis.csv $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(BIN)/shift-svd --contrast $< --rows $(DATA)/analysis.csv --by label --out $@ --rank $(@D)/rank.csv
+
+$(RUN)/interact-guard/sweep.csv: $(RUN)/shift-guard/svd.safetensors $(RUN)/contrast-tuned-guard/svd.safetensors \
+                                 $(RUN)/tuned-guard-eval/test_verdicts.csv $(INTERACT)/sweep.size $(BIN)/dir-interact
+	$(BIN)/dir-interact sweep --model $(TUNED_GUARD) --template guard --refusal-tokens unsafe \
+	  --components $(RUN)/shift-guard/svd.safetensors --prompts $(DATA)/test.csv --categories $(PRUNE_CATEGORIES) \
+	  --rank-top $(SWEEP_TOP) --rank-k $(SWEEP_K) --generate-top $(SWEEP_GENERATE) --max-new-tokens $(GUARD_TOKENS) \
+	  --dim $(RUN)/contrast-tuned-guard/svd.safetensors --dim-layers $(SWEEP_DIM_LAYERS) \
+	  --benign-answers $(RUN)/tuned-guard-eval/test_verdicts.csv $(per-category) \
+	  $(if $(BENIGN_LIMIT),--benign-limit $(BENIGN_LIMIT)) --out-dir $(@D)
+
+.PHONY: interact-guard
+interact-guard: $(RUN)/interact-guard/sweep.csv
+	@grep ',all,' $< | cut -d, -f1-12 | sort -t, -k8 -gr | column -s, -t
