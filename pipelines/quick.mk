@@ -1,8 +1,7 @@
 # make smoke: a small real-model pipeline (CI runs it after the tests): a handful of prompts
 # through act-dump, generate, shift-svd and dir-interact relevance on the default model, the
-# guard pair in miniature (smoke-guard), the
-# example crate (examples/dump-layer) against act-dump's row, and
-# the report over that run (so the report reads what the tools really write); then when
+# guard pair in miniature (smoke-guard, ~25 s), the example crate (examples/dump-layer)
+# against act-dump's row, and the report over that run (so the report reads what the tools really write); then when
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
 # ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
 # Then the bad-input sweep (scripts/bad-inputs.sh: every tool, wrong inputs, expected exit
