@@ -131,6 +131,28 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
+    /// [`PromptFormat::describe`] plus the thinking switch where this model's template reads
+    /// it: two files of a Qwen3 model dumped with thinking on and off hold states of different
+    /// texts. For other templates the switch changes nothing and is not recorded.
+    pub fn describe_format(&self, fmt: &PromptFormat) -> Option<String> {
+        let reads_it = !fmt.no_template
+            && self
+                .template
+                .as_ref()
+                .is_some_and(ChatTemplate::uses_thinking);
+        let thinking = reads_it.then_some(match fmt.enable_thinking {
+            Some(true) => "thinking on",
+            Some(false) => "thinking off",
+            None => "thinking as the template's default",
+        });
+        let parts: Vec<String> = fmt
+            .describe()
+            .into_iter()
+            .chain(thinking.map(String::from))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// Loads a `.gguf` file or a Hugging Face directory.
     pub fn load(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?;

@@ -20,6 +20,12 @@ pub struct Message {
 }
 
 impl ChatTemplate {
+    /// Whether the template reads `enable_thinking` (Qwen3's switch), so that the setting
+    /// changes the rendered text.
+    pub fn uses_thinking(&self) -> bool {
+        self.source.contains("enable_thinking")
+    }
+
     /// Wraps a template source; it is compiled (and checked) here.
     pub fn new(source: String) -> Result<Self> {
         let t = ChatTemplate { source };

@@ -233,6 +233,24 @@ fn qwen3_thinking_switch_follows_the_template() {
     assert!(r.texts[0].ends_with("<think>\n\n</think>\n\n"));
 }
 
+/// The thinking switch is part of a Qwen3 file's prompt format (dumps made with it on and off
+/// must not pair); for a template without the switch nothing is recorded.
+#[test]
+fn thinking_is_recorded_only_where_the_template_reads_it() {
+    let qwen = Model::load(&dir("qwen3").join("hf")).unwrap();
+    let fmt = |t| PromptFormat {
+        enable_thinking: t,
+        ..PromptFormat::default()
+    };
+    let on = qwen.describe_format(&fmt(Some(true)));
+    let off = qwen.describe_format(&fmt(Some(false)));
+    assert_eq!(off.as_deref(), Some("thinking off"));
+    assert_ne!(on, off);
+    assert_ne!(qwen.describe_format(&fmt(None)), off);
+    let mistral = Model::load(&dir("mistral").join("hf")).unwrap();
+    assert_eq!(mistral.describe_format(&fmt(Some(true))), None);
+}
+
 /// A copy of a fixture's Hugging Face directory with `config.json` edited.
 fn edited_hf(family: &str, tmp: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let src = dir(family).join("hf");

@@ -452,7 +452,7 @@ fn metadata(
     meta::set_prompt_hashes(&mut md, table);
     // Files dumped with another system prompt, user template or none hold other states of
     // the same prompts, and must not be paired.
-    if let Some(f) = o.format.describe() {
+    if let Some(f) = model.describe_format(&o.format) {
         md.insert(meta::PROMPT_FORMAT.into(), f);
     }
     md.insert("model".into(), o.model.display().to_string());
