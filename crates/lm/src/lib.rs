@@ -46,6 +46,7 @@ mod hf;
 pub mod kernels;
 pub mod matrix;
 pub mod memory;
+mod qdot;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;

@@ -5,15 +5,18 @@
 //! - `Exact`: tiles of the stored weight are dequantised to f32 (exactly the values a full
 //!   dequantisation gives) and multiplied in f32, with the same kernels as an f32 matrix; each
 //!   output is the same sum in the same order, so results equal the f32 path's.
-//! - `Fast`: llama.cpp's approach (through candle's port of its kernels) for decode-sized
-//!   products (at most 16 rows; larger ones run `Exact`, faster here): activations are
-//!   quantised to 8-bit blocks and multiplied with the weight blocks by integer dot products.
+//! - `Fast`: llama.cpp's approach: activations are quantised to 8-bit blocks and multiplied
+//!   with the weight blocks by integer dot products — our own kernels for Q4_0, Q4_1 and Q8_0
+//!   (`qdot`: AVX-512 VNNI, AVX2 or portable, chosen at run time), candle's port of
+//!   llama.cpp's for the other quantised types. Where a product is faster dequantised (see
+//!   [`runs_int8`]: prefill-sized products without VNNI, or of K-quants) it runs `Exact`.
 //!   Float matrices (f32, f16, bf16) have no integer form and always run `Exact`.
 //!
 //! A matrix is a stack of row parts (fused q|k|v, gate|up): each part runs its own product into
 //! its columns of the output, so fusing never copies a stored weight.
 
 use crate::kernels;
+use crate::qdot;
 use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
     BlockQ8_0, GgmlType,
@@ -30,9 +33,8 @@ pub enum Compute {
     /// Dequantised f32 tiles: the f32 path's results.
     #[default]
     Exact,
-    /// Int8-quantised activations against the weight blocks (llama.cpp's kernels, through
-    /// candle) for decode-sized products (at most 16 rows), where they are faster; larger
-    /// products and float weights run `Exact`.
+    /// Int8-quantised activations against the weight blocks (llama.cpp's approach) where
+    /// that is faster ([`runs_int8`]); the other products, and float weights, run `Exact`.
     Fast,
 }
 
@@ -536,16 +538,27 @@ impl Matrix {
         if let Some(w) = self.as_f32() {
             return kernels::linear(x, t, inp, w, out, y, add);
         }
-        // Candle's int8 kernels multiply one activation row at a time against the weight
-        // blocks: 3x faster than dequantised tiles for decode-sized products here, 3x slower
-        // for prefill-sized ones, so `Fast` takes them for the former only.
-        if mode == Compute::Fast && t <= kernels::SMALL_M {
-            // quantised parts through the integer kernels, the rest exactly
+        // Row-at-a-time int8 kernels (candle's, our AVX2 one) beat dequantised tiles for
+        // decode-sized products and lose for prefill-sized ones; the VNNI tile kernel wins
+        // at every size (see `runs_int8`).
+        if mode == Compute::Fast {
+            // quantised parts through the integer kernels where they are faster, the rest
+            // exactly
             let mut c0 = 0;
             let mut rest = Vec::new();
+            let mut q8 = None;
             for p in &self.parts {
                 match &p.store {
-                    Store::Raw { kind, bytes } if is_quantised(*kind) => {
+                    Store::Raw { kind, bytes }
+                        if qdot_kind(*kind).is_some() && runs_int8(*kind, t) =>
+                    {
+                        let q = q8.get_or_insert_with(|| qdot::quantize_rows(x, t, inp));
+                        let k = qdot_kind(*kind).expect("matched");
+                        let mut buf = vec![0.0f32; t * p.rows];
+                        qdot::matmul(k, bytes.get(), p.rows, q, &mut buf);
+                        scatter(&buf, p, t, y, out, c0, add);
+                    }
+                    Store::Raw { kind, bytes } if runs_int8(*kind, t) => {
                         fast_part(*kind, bytes.get(), p, x, t, inp, y, out, c0, add)
                     }
                     _ => rest.push((p, c0)),
@@ -747,10 +760,38 @@ fn fast_part(
         candle_core::quantized::k_quants::matmul::<T>(dims, x, blocks::<T>(bytes), dst)
             .expect("quantised matmul: shapes checked by the caller")
     }
+    let mut buf = vec![0.0f32; t * p.rows];
+    with_block!(
+        kind,
+        mm,
+        unreachable!(),
+        ((t, inp, p.rows), x, bytes, &mut buf)
+    );
+    scatter(&buf, p, t, y, out, c0, add);
+}
+
+/// Whether `Compute::Fast` multiplies `t` activation rows with `kind` weights by integer
+/// kernels on this machine (otherwise it runs them `Exact`): Q4_0, Q4_1 and Q8_0 at any size
+/// where AVX-512 VNNI is present, every quantised type for decode-sized products (at most 16
+/// rows), where candle's or our row kernels beat dequantised tiles; never float types.
+pub fn runs_int8(kind: GgmlDType, t: usize) -> bool {
+    is_quantised(kind) && (t <= kernels::SMALL_M || (qdot_kind(kind).is_some() && qdot::has_gemm()))
+}
+
+/// The layouts [`qdot`] multiplies itself; the other quantised types go through candle.
+fn qdot_kind(kind: GgmlDType) -> Option<qdot::Kind> {
+    match kind {
+        GgmlDType::Q4_0 => Some(qdot::Kind::Q4_0),
+        GgmlDType::Q4_1 => Some(qdot::Kind::Q4_1),
+        GgmlDType::Q8_0 => Some(qdot::Kind::Q8_0),
+        _ => None,
+    }
+}
+
+/// `buf[t, p.rows]` (stored row order) into columns `c0..c0+p.rows` of `y`: logical row `j`
+/// is stored row `perm[j]`.
+fn scatter(buf: &[f32], p: &Part, t: usize, y: &mut [f32], out: usize, c0: usize, add: bool) {
     let n = p.rows;
-    let mut buf = vec![0.0f32; t * n];
-    with_block!(kind, mm, unreachable!(), ((t, inp, n), x, bytes, &mut buf));
-    // logical row j is stored row perm[j]
     let perm = p.perm.as_deref();
     for r in 0..t {
         let src = &buf[r * n..(r + 1) * n];

@@ -141,108 +141,155 @@ impl Tokenizer {
         Ok(Self::finish(inner, bos_token, eos_token, stop))
     }
 
-    /// Rebuilds the tokenizer of a GGUF file from its metadata.
+    /// Rebuilds the tokenizer of a GGUF file from its metadata: byte-level BPE (`gpt2`, with
+    /// the pre-tokenizer llama.cpp picks from `tokenizer.ggml.pre`) or SentencePiece (`llama`:
+    /// Llama 2, Mistral, Gemma, Phi-3).
     pub fn from_gguf(content: &Content, path: &Path) -> Result<Self> {
-        let md = &content.metadata;
-        let model = match md.get("tokenizer.ggml.model") {
-            Some(Value::String(s)) => s.as_str(),
-            _ => {
-                return Err(LmError::format(
-                    path,
-                    "missing metadata 'tokenizer.ggml.model'",
-                ))
+        let v = GgufVocab::read(&content.metadata, path)?;
+        let (model, normalizer, pre_tokenizer, decoder) = match v.model.as_str() {
+            "gpt2" => {
+                let (pre, ignore_merges) = byte_level_pre(&v.pre, path)?;
+                let merges = v.merges.clone().ok_or_else(|| {
+                    LmError::format(path, "missing metadata 'tokenizer.ggml.merges'")
+                })?;
+                (
+                    bpe_model(&v, J::from(merges), ignore_merges, false),
+                    J::Null,
+                    pre,
+                    json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+                )
             }
-        };
-        if model != "gpt2" {
-            return Err(LmError::Unsupported {
-                path: path.into(),
-                what: format!(
-                    "tokenizer.ggml.model '{model}' (supported: gpt2 byte-level BPE; for \
-                     SentencePiece models use the Hugging Face directory with tokenizer.json)"
-                ),
-            });
-        }
-        let pre = match md.get("tokenizer.ggml.pre") {
-            Some(Value::String(s)) => s.clone(),
-            _ => "default".to_string(),
-        };
-        let strings = |key: &str| -> Result<Vec<String>> {
-            match md.get(key) {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s.clone()),
-                        _ => Err(LmError::format(
-                            path,
-                            format!("metadata '{key}' holds a non-string"),
-                        )),
-                    })
-                    .collect(),
-                _ => Err(LmError::format(path, format!("missing metadata '{key}'"))),
-            }
-        };
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
-        let types: Vec<i64> = match md.get("tokenizer.ggml.token_type") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.to_i32().map(i64::from).unwrap_or(1))
-                .collect(),
-            _ => vec![1; tokens.len()],
-        };
-        let id_of = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
-        let bos_id = id_of("tokenizer.ggml.bos_token_id");
-        let eos_id = id_of("tokenizer.ggml.eos_token_id");
-        let add_bos = matches!(
-            md.get("tokenizer.ggml.add_bos_token"),
-            Some(Value::Bool(true))
-        );
-
-        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-        let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
-        let (pre_tokenizer, ignore_merges) = match pre.as_str() {
-            "smollm" => (
-                json!({"type": "Sequence", "pretokenizers": [
-                    {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-                false,
-            ),
-            "qwen2" => (
-                json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
-                false,
-            ),
-            "llama-bpe" | "llama3" => (
-                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
-                true,
-            ),
-            "gpt-2" | "gpt2" | "default" => (byte_level(true), false),
+            "llama" => spm_parts(&v, path)?,
             other => {
                 return Err(LmError::Unsupported {
                     path: path.into(),
                     what: format!(
-                        "tokenizer.ggml.pre '{other}' (supported: smollm, qwen2, llama-bpe, gpt-2)"
+                        "tokenizer.ggml.model '{other}' (supported: gpt2 byte-level BPE, \
+                         llama SentencePiece)"
                     ),
                 })
             }
         };
-        let mut vocab = Map::new();
-        for (i, t) in tokens.iter().enumerate() {
-            vocab.insert(t.clone(), J::from(i as u64));
-        }
-        // Control (3) and user-defined (4) tokens are matched verbatim in text, before BPE,
-        // as both llama.cpp and transformers do.
-        let added: Vec<J> = tokens
+        let spec = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": v.added_tokens(), "normalizer": normalizer,
+            "pre_tokenizer": pre_tokenizer, "post_processor": v.bos_post_processor(),
+            "decoder": decoder, "model": model
+        });
+        let inner: tokenizers::Tokenizer = serde_json::from_value(spec).map_err(|e| {
+            LmError::format(path, format!("cannot build tokenizer from metadata: {e}"))
+        })?;
+        let name = |id: Option<u32>| id.and_then(|i| v.tokens.get(i as usize).cloned());
+        Ok(Self::finish(
+            inner,
+            name(v.bos_id),
+            name(v.eos_id),
+            v.eos_id.into_iter().collect(),
+        ))
+    }
+}
+
+/// The `tokenizer.ggml.*` metadata of a GGUF file.
+struct GgufVocab {
+    model: String,
+    pre: String,
+    tokens: Vec<String>,
+    /// llama.cpp's token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused,
+    /// 6 byte.
+    types: Vec<i64>,
+    scores: Vec<f32>,
+    merges: Option<Vec<String>>,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    unk_id: Option<u32>,
+    add_bos: bool,
+    /// SentencePiece's dummy prefix: a space before every run of text (llama.cpp's default
+    /// for SentencePiece vocabularies; Gemma's files turn it off).
+    add_space_prefix: bool,
+}
+
+impl GgufVocab {
+    fn read(md: &std::collections::HashMap<String, Value>, path: &Path) -> Result<Self> {
+        let string = |key: &str| match md.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let model = string("tokenizer.ggml.model")
+            .ok_or_else(|| LmError::format(path, "missing metadata 'tokenizer.ggml.model'"))?;
+        let array = |key: &str| match md.get(key) {
+            Some(Value::Array(a)) => Some(a),
+            _ => None,
+        };
+        let strings = |key: &str| -> Result<Option<Vec<String>>> {
+            array(key)
+                .map(|a| {
+                    a.iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s.clone()),
+                            _ => Err(LmError::format(
+                                path,
+                                format!("metadata '{key}' holds a non-string"),
+                            )),
+                        })
+                        .collect()
+                })
+                .transpose()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?
+            .ok_or_else(|| LmError::format(path, "missing metadata 'tokenizer.ggml.tokens'"))?;
+        let types: Vec<i64> = array("tokenizer.ggml.token_type").map_or_else(
+            || vec![1; tokens.len()],
+            |a| {
+                a.iter()
+                    .map(|v| v.to_i32().map(i64::from).unwrap_or(1))
+                    .collect()
+            },
+        );
+        let scores: Vec<f32> = array("tokenizer.ggml.scores").map_or_else(Vec::new, |a| {
+            a.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect()
+        });
+        let id_of = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
+        let flag = |key: &str, default: bool| match md.get(key) {
+            Some(Value::Bool(b)) => *b,
+            _ => default,
+        };
+        let spm = model == "llama";
+        Ok(GgufVocab {
+            pre: string("tokenizer.ggml.pre").unwrap_or_else(|| "default".to_string()),
+            merges: strings("tokenizer.ggml.merges")?,
+            bos_id: id_of("tokenizer.ggml.bos_token_id"),
+            eos_id: id_of("tokenizer.ggml.eos_token_id"),
+            unk_id: id_of("tokenizer.ggml.unknown_token_id"),
+            // llama.cpp's defaults when a key is absent
+            add_bos: flag("tokenizer.ggml.add_bos_token", spm),
+            add_space_prefix: flag("tokenizer.ggml.add_space_prefix", spm),
+            model,
+            tokens,
+            types,
+            scores,
+        })
+    }
+
+    /// Control (3) and user-defined (4) tokens are matched verbatim in text, before the
+    /// model (and before SentencePiece's normalizer), as both llama.cpp and transformers do.
+    fn added_tokens(&self) -> Vec<J> {
+        self.tokens
             .iter()
-            .zip(&types)
+            .zip(&self.types)
             .enumerate()
             .filter(|(_, (_, &ty))| ty == 3 || ty == 4)
             .map(|(i, (t, &ty))| {
                 json!({"id": i, "content": t, "single_word": false, "lstrip": false,
                        "rstrip": false, "normalized": false, "special": ty == 3})
             })
-            .collect();
-        let post = match (add_bos, bos_id) {
+            .collect()
+    }
+
+    /// BOS before the text when the file says to add it (`tokenizer(text)` in transformers).
+    fn bos_post_processor(&self) -> J {
+        match (self.add_bos, self.bos_id) {
             (true, Some(b)) => {
-                let bt = tokens.get(b as usize).cloned().unwrap_or_default();
+                let bt = self.tokens.get(b as usize).cloned().unwrap_or_default();
                 json!({"type": "TemplateProcessing",
                        "single": [{"SpecialToken": {"id": bt, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
                        "pair": [{"SpecialToken": {"id": bt, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
@@ -250,28 +297,121 @@ impl Tokenizer {
                        "special_tokens": {bt.clone(): {"id": bt, "ids": [b], "tokens": [bt]}}})
             }
             _ => J::Null,
-        };
-        let spec = json!({
-            "version": "1.0", "truncation": null, "padding": null,
-            "added_tokens": added, "normalizer": null,
-            "pre_tokenizer": pre_tokenizer, "post_processor": post,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null,
-                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
-                      "vocab": vocab, "merges": merges}
-        });
-        let inner: tokenizers::Tokenizer = serde_json::from_value(spec).map_err(|e| {
-            LmError::format(path, format!("cannot build tokenizer from metadata: {e}"))
-        })?;
-        let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize).cloned());
-        Ok(Self::finish(
-            inner,
-            name(bos_id),
-            name(eos_id),
-            eos_id.into_iter().collect(),
-        ))
+        }
     }
+}
+
+/// The pre-tokenizer llama.cpp runs for `tokenizer.ggml.pre`, and whether BPE skips merging
+/// words that are whole tokens (Llama 3).
+fn byte_level_pre(pre: &str, path: &Path) -> Result<(J, bool)> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+    Ok(match pre {
+        "smollm" => (
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            false,
+        ),
+        "qwen2" => (
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+            false,
+        ),
+        "llama-bpe" | "llama3" => (
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
+            true,
+        ),
+        "gpt-2" | "gpt2" | "default" => (byte_level(true), false),
+        other => {
+            return Err(LmError::Unsupported {
+                path: path.into(),
+                what: format!(
+                    "tokenizer.ggml.pre '{other}' (supported: smollm, qwen2, llama-bpe, gpt-2)"
+                ),
+            })
+        }
+    })
+}
+
+fn bpe_model(v: &GgufVocab, merges: J, ignore_merges: bool, spm: bool) -> J {
+    let mut vocab = Map::new();
+    for (i, t) in v.tokens.iter().enumerate() {
+        vocab.insert(t.clone(), J::from(i as u64));
+    }
+    let unk = spm
+        .then(|| v.unk_id.and_then(|u| v.tokens.get(u as usize).cloned()))
+        .flatten();
+    json!({"type": "BPE", "dropout": null, "unk_token": unk,
+           "continuing_subword_prefix": null, "end_of_word_suffix": null,
+           "fuse_unk": spm, "byte_fallback": spm, "ignore_merges": ignore_merges,
+           "vocab": vocab, "merges": merges})
+}
+
+/// A SentencePiece vocabulary as transformers' converter writes it for a slow Llama or Gemma
+/// tokenizer, which is what llama.cpp computes: spaces as `▁` (with a `▁` before every run of
+/// text between special tokens when the file asks for the dummy prefix), pieces merged
+/// best-score first, characters outside the vocabulary as byte tokens.
+fn spm_parts(v: &GgufVocab, path: &Path) -> Result<(J, J, J, J)> {
+    if v.scores.len() != v.tokens.len() {
+        return Err(LmError::format(
+            path,
+            format!(
+                "metadata 'tokenizer.ggml.scores' holds {} scores for {} tokens",
+                v.scores.len(),
+                v.tokens.len()
+            ),
+        ));
+    }
+    let mut normalizers = Vec::new();
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if v.add_space_prefix {
+        normalizers.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}));
+    Ok((
+        bpe_model(v, J::from(spm_merges(v)), false, true),
+        json!({"type": "Sequence", "normalizers": normalizers}),
+        J::Null,
+        json!({"type": "Sequence", "decoders": decoders}),
+    ))
+}
+
+/// BPE merges equivalent to SentencePiece's (and llama.cpp's) scoring: every split of a
+/// normal token into two tokens, ranked by the merged token's score, best first. llama.cpp
+/// merges the best-scoring adjacent pair whose join is a token; a BPE over these merges does
+/// the same (differing only where one token has two splits at once in one word, which then
+/// resolve by rank rather than position).
+fn spm_merges(v: &GgufVocab) -> Vec<J> {
+    let id: std::collections::HashMap<&str, usize> = v
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    // (score of the merged token, its id, the split's byte offset)
+    let mut found: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, t) in v.tokens.iter().enumerate() {
+        if v.types.get(i).copied().unwrap_or(1) != 1 {
+            continue;
+        }
+        for (k, _) in t.char_indices().skip(1) {
+            if id.contains_key(&t[..k]) && id.contains_key(&t[k..]) {
+                found.push((v.scores[i], i, k));
+            }
+        }
+    }
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    found
+        .into_iter()
+        .map(|(_, i, k)| {
+            let t = &v.tokens[i];
+            json!([&t[..k], &t[k..]])
+        })
+        .collect()
 }
 
 pub(crate) fn read_json_opt(path: &Path) -> Result<Option<J>> {

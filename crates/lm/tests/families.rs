@@ -22,6 +22,8 @@ struct Reference {
     /// `[L+1, n, d]` per prompt.
     hidden: Vec<(Vec<usize>, Vec<f32>)>,
     generated: Vec<Vec<u32>>,
+    /// llama.cpp's own token ids of each text (SentencePiece fixtures only).
+    llama_cpp_ids: Option<Vec<Vec<u32>>>,
     json: serde_json::Value,
 }
 
@@ -53,6 +55,11 @@ fn reference(family: &str) -> Reference {
         texts: strings("texts"),
         ids: (0..n).map(|i| ints(&format!("ids.{i}"))).collect(),
         generated: (0..n).map(|i| ints(&format!("gen.{i}"))).collect(),
+        llama_cpp_ids: st
+            .names()
+            .iter()
+            .any(|k| k.starts_with("lcpp_ids."))
+            .then(|| (0..n).map(|i| ints(&format!("lcpp_ids.{i}"))).collect()),
         hidden: (0..n)
             .map(|i| {
                 let t = st.tensor(&format!("hidden.{i}")).unwrap();
@@ -135,6 +142,9 @@ fn check(family: &str) {
             );
             let ids = model.encode_prompt(p, &format()).unwrap();
             assert_eq!(ids, r.ids[i], "{what}: token ids");
+            if let (Some(lc), "gguf") = (&r.llama_cpp_ids, kind) {
+                assert_eq!(ids, lc[i], "{what}: token ids of llama.cpp");
+            }
             worst = worst.max(worst_relative(&model, &ids, &r.hidden[i], upto));
             if upto == usize::MAX {
                 let g = model.generate(&[ids], 20, &[]).unwrap().remove(0);
@@ -179,6 +189,19 @@ fn gemma3_matches_transformers() {
 #[test]
 fn phi3_matches_transformers() {
     check("phi3");
+}
+
+/// SentencePiece vocabularies (GGUF `tokenizer.ggml.model = llama`), as real Mistral files
+/// carry: a space before every run of text, pieces merged by score, bytes for the rest.
+#[test]
+fn mistral_with_a_sentencepiece_vocabulary_matches_transformers_and_llama_cpp() {
+    check("mistral-spm");
+}
+
+/// Gemma's SentencePiece files turn the space prefix off.
+#[test]
+fn gemma2_with_a_sentencepiece_vocabulary_matches_transformers_and_llama_cpp() {
+    check("gemma2-spm");
 }
 
 /// Mistral's GGUF, which has no window, does differ past it: the window is what the HF
