@@ -16,6 +16,12 @@ families' real tokenizers are megabytes) and the family's real chat template, an
                         [L+1, n, d], output_hidden_states numbering), 20 greedy tokens (gen.P)
   <family>/ref.json     the prompts and apply_chat_template's text of each
 
+Two more fixtures carry a SentencePiece tokenizer (sentencepiece's BPE trainer, byte
+fallback), as real Mistral and Gemma files do: mistral-spm (Llama-style, a space prefixed to
+every text run) and gemma2-spm (no prefix). Their GGUF vocabulary goes through the converter's
+own SentencePiece step (tokenizer.ggml.model "llama"), and ref.safetensors also holds llama.cpp's
+own token ids of each templated prompt (lcpp_ids.P, llama-cpp-python with its vocabulary only).
+
 Usage: python make_fixtures.py OUT_DIR LLAMA_CPP_DIR
 """
 import json, os, subprocess, sys
@@ -51,6 +57,16 @@ PROMPTS = [
 ]
 
 
+# Text outside the prompts' vocabulary for the SentencePiece fixtures: byte fallback (accents,
+# emoji, CJK), runs of spaces, newlines, a special token inside text.
+EXTRA = [
+    "Grüße aus Köln — naïve café 😀 你好",
+    "  two  leading spaces,\ttabs\tand\nnew lines\n\n",
+    "Sure</s>and then<unk> more [INST] text",
+    "I'm sorry, but I can't assist with that.",
+]
+
+
 def train_tokenizer(specials):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -63,6 +79,31 @@ def train_tokenizer(specials):
                                   show_progress=False)
     tok.train_from_iterator([CORPUS] * 4, trainer)
     return tok
+
+
+def train_spm(name, fam, d):
+    """A SentencePiece BPE model with byte fallback (Mistral: <unk> <s> </s> at 0-2; Gemma:
+    its control tokens), read back by transformers' slow-to-fast converter."""
+    import sentencepiece as spm
+    d.mkdir(parents=True, exist_ok=True)
+    corpus = d / "corpus.txt"
+    corpus.write_text(CORPUS * 4)
+    specials = fam["specials"]
+    kw = dict(input=str(corpus), model_prefix=str(d / "tokenizer"), model_type="bpe",
+              vocab_size=fam.get("vocab", 512), byte_fallback=True, character_coverage=1.0,
+              split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
+              normalization_rule_name="identity", add_dummy_prefix=fam["prefix"],
+              minloglevel=2)
+    if name.startswith("gemma"):
+        kw.update(pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+                  bos_piece="<bos>", unk_piece="<unk>",
+                  user_defined_symbols=["<start_of_turn>", "<end_of_turn>"])
+    else:
+        kw.update(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    spm.SentencePieceTrainer.train(**kw)
+    corpus.unlink()
+    (d / "tokenizer.vocab").unlink()
+    return d / "tokenizer.model"
 
 
 def base(**kw):
@@ -109,6 +150,20 @@ FAMILIES = {
         specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
         bos="<bos>", eos="<eos>", pad="<pad>", template="gemma3.jinja"),
     # Phi-3.5-mini shape: fused qkv and gate_up, its sliding window.
+    # Mistral-7B-Instruct-v0.3 shape (no window) with a Llama-style SentencePiece tokenizer.
+    "mistral-spm": dict(
+        config=dict(model_type="mistral", architectures=["MistralForCausalLM"],
+                    **base(sliding_window=None, rope_theta=1000000.0)),
+        specials=["<unk>", "<s>", "</s>"], bos="<s>", eos="</s>", spm=True, prefix=True,
+        template="mistral-7b-instruct-v0.2.jinja"),
+    # gemma-2-2b-it shape with Gemma's SentencePiece conventions (no space prefix).
+    "gemma2-spm": dict(
+        config=dict(model_type="gemma2", architectures=["Gemma2ForCausalLM"],
+                    **base(num_hidden_layers=2, sliding_window=8, query_pre_attn_scalar=16,
+                           attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                           hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True)),
+        specials=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
+        bos="<bos>", eos="<eos>", pad="<pad>", spm=True, prefix=False, template="gemma2.jinja"),
     "phi3": dict(
         config=dict(model_type="phi3", architectures=["Phi3ForCausalLM"],
                     **base(num_key_value_heads=4, sliding_window=8, rope_theta=10000.0,
@@ -121,7 +176,16 @@ FAMILIES = {
 
 def make_hf(name, fam, d):
     d.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(fam["specials"])
+    if fam.get("spm"):
+        from transformers import GemmaTokenizerFast, LlamaTokenizerFast
+        model_file = train_spm(name, fam, d)
+        cls = GemmaTokenizerFast if name.startswith("gemma") else LlamaTokenizerFast
+        extra = {} if name.startswith("gemma") else {"legacy": True, "add_prefix_space": True}
+        fast = cls(vocab_file=str(model_file), bos_token=fam["bos"], eos_token=fam["eos"],
+                   pad_token=fam.get("pad"), unk_token="<unk>", add_bos_token=False, **extra)
+        tok = fast.backend_tokenizer
+    else:
+        tok = train_tokenizer(fam["specials"])
     vocab = tok.get_vocab_size()
     cfg = dict(fam["config"])
     cfg["vocab_size"] = vocab
@@ -149,8 +213,10 @@ def make_hf(name, fam, d):
     j["torch_dtype"] = "bfloat16"
     (d / "config.json").write_text(json.dumps(j, indent=2) + "\n")
     save_file(sd, d / "model.safetensors", metadata={"format": "pt"})
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=fam["bos"], eos_token=fam["eos"],
-                                   pad_token=fam.get("pad"), unk_token=None)
+    if not fam.get("spm"):
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=fam["bos"],
+                                       eos_token=fam["eos"], pad_token=fam.get("pad"),
+                                       unk_token=None)
     fast.chat_template = read(fam["template"])
     fast.save_pretrained(d)
     # transformers 4.57 saves the template as chat_template.jinja; keep it in the config too
@@ -166,22 +232,32 @@ def make_hf(name, fam, d):
         (d / "tokenizer_config.json").write_text(json.dumps(tc, indent=2) + "\n")
 
 
-def make_gguf(name, d, out):
-    # The converter, with its vocabulary step pointed at our byte-level BPE ("qwen2" split).
+def make_gguf(name, fam, d, out):
+    # The converter, with its vocabulary step pointed at our byte-level BPE ("qwen2" split);
+    # SentencePiece fixtures keep the converter's own vocabulary step.
+    patch = "" if fam.get("spm") else """
+b.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+b.TextModel._set_vocab_sentencepiece = b.TextModel._set_vocab_gpt2"""
     code = f"""
 import sys
 sys.argv = ["convert_hf_to_gguf.py", "{d}", "--outfile", "{out}", "--outtype", "bf16"]
 sys.path.insert(0, "{LCPP}")
-import runpy, conversion.base as b
-b.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
-b.TextModel._set_vocab_sentencepiece = b.TextModel._set_vocab_gpt2
+import runpy, conversion.base as b{patch}
 runpy.run_path("{LCPP}/convert_hf_to_gguf.py", run_name="__main__")
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=LCPP,
                    stdout=subprocess.DEVNULL)
 
 
-def make_ref(name, d, out):
+def lcpp_ids(gguf, texts):
+    """llama.cpp's own tokenization of each text (special tokens parsed, no BOS added)."""
+    from llama_cpp import Llama
+    llm = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    return [torch.tensor(llm.tokenize(t.encode(), add_bos=False, special=True), dtype=torch.int64)
+            for t in texts]
+
+
+def make_ref(name, fam, d, out):
     tok = AutoTokenizer.from_pretrained(d)
     # eager attention: SDPA cannot soft-cap (Gemma 2), and eager is the reference semantics
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
@@ -201,6 +277,17 @@ def make_ref(name, d, out):
         ref[f"ids.{i}"] = ids[0].to(torch.int64)
         ref[f"hidden.{i}"] = torch.stack([h[0] for h in o.hidden_states]).contiguous()
         ref[f"gen.{i}"] = g[0, ids.shape[1]:].to(torch.int64).contiguous()
+    extra = {}
+    if fam.get("spm"):
+        for i, ids in enumerate(lcpp_ids(out / "model.gguf", texts)):
+            ref[f"lcpp_ids.{i}"] = ids
+        for i, ids in enumerate(lcpp_ids(out / "model.gguf", EXTRA)):
+            ref[f"lcpp_extra.{i}"] = ids
+        hf = [tok(t, add_special_tokens=False)["input_ids"] for t in EXTRA]
+        for i, ids in enumerate(hf):
+            ref[f"hf_extra.{i}"] = torch.tensor(ids, dtype=torch.int64)
+        extra = {"extra_texts": EXTRA,
+                 "extra_decoded": [tok.decode(ids, skip_special_tokens=True) for ids in hf]}
     save_file(ref, out / "ref.safetensors")
     system = None
     try:
@@ -216,7 +303,7 @@ def make_ref(name, d, out):
                                            tokenize=False, add_generation_prompt=True)
     (out / "ref.json").write_text(json.dumps({
         "prompts": PROMPTS, "texts": texts, "system": system, "thinking_default_text": thinking,
-        "transformers": transformers.__version__, "torch": torch.__version__,
+        "transformers": transformers.__version__, "torch": torch.__version__, **extra,
     }, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -225,6 +312,6 @@ for name, fam in FAMILIES.items():
         continue
     out = OUT / name
     make_hf(name, fam, out / "hf")
-    make_gguf(name, out / "hf", out / "model.gguf")
-    make_ref(name, out / "hf", out)
+    make_gguf(name, fam, out / "hf", out / "model.gguf")
+    make_ref(name, fam, out / "hf", out)
     print(name, "done", file=sys.stderr)

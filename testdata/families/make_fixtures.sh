@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the per-family parity fixtures (see make_fixtures.py): needs the oracle
-# environment (bench/setup-oracle.sh) and llama.cpp's converter, which the llama-cpp-python
+# environment (bench/setup-oracle.sh) plus `pip install sentencepiece protobuf` (the
+# SentencePiece fixtures), and llama.cpp's converter, which the llama-cpp-python
 # 0.3.36 source package vendors:
 #   pip download llama-cpp-python==0.3.36 --no-deps --no-binary :all:   (then untar)
 #   LLAMA_CPP_DIR=.../llama_cpp_python-0.3.36/vendor/llama.cpp testdata/families/make_fixtures.sh [family...]

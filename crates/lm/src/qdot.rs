@@ -8,6 +8,7 @@
 //! - AVX2: one weight row at a time against up to 16 activation rows (`vpmaddubsw`); larger
 //!   products are faster dequantised, so `Matrix` runs them `Exact`;
 //! - elsewhere a portable loop, for the same few rows.
+//!
 //! All give the same integer sums per block; they differ only in the order of the float
 //! additions across blocks.
 //!

@@ -423,3 +423,78 @@ pub(crate) fn read_json_opt(path: &Path) -> Result<Option<J>> {
         Err(e) => Err(LmError::io(path, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file::VersionedMagic;
+
+    fn content(model: &str, tokens: &[&str], scores: usize) -> Content {
+        let strings =
+            |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());
+        let mut metadata = std::collections::HashMap::new();
+        metadata.insert(
+            "tokenizer.ggml.model".to_string(),
+            Value::String(model.into()),
+        );
+        metadata.insert("tokenizer.ggml.tokens".to_string(), strings(tokens));
+        metadata.insert(
+            "tokenizer.ggml.scores".to_string(),
+            Value::Array((0..scores).map(|i| Value::F32(-(i as f32))).collect()),
+        );
+        metadata.insert("tokenizer.ggml.merges".to_string(), strings(&[]));
+        Content {
+            magic: VersionedMagic::GgufV3,
+            metadata,
+            tensor_infos: Default::default(),
+            tensor_data_offset: 0,
+        }
+    }
+
+    #[test]
+    fn an_unknown_tokenizer_model_is_named_with_the_supported_ones() {
+        let e = Tokenizer::from_gguf(&content("bert", &["a"], 1), Path::new("m.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.gguf") && e.contains("'bert'") && e.contains("llama SentencePiece"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sentencepiece_scores_must_cover_the_vocabulary() {
+        let e = Tokenizer::from_gguf(
+            &content("llama", &["<unk>", "a", "b"], 2),
+            Path::new("m.gguf"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tokenizer.ggml.scores") && e.contains("2 scores for 3 tokens"),
+            "{e}"
+        );
+    }
+
+    /// Pieces merge best score first: with "ab" scoring above "bc", "abc" splits as ab|c.
+    #[test]
+    fn sentencepiece_pieces_merge_best_score_first() {
+        let tokens = ["<unk>", "\u{2581}", "a", "b", "c", "ab", "bc"];
+        let mut c = content("llama", &tokens, tokens.len());
+        c.metadata.insert(
+            "tokenizer.ggml.scores".to_string(),
+            Value::Array(
+                [0.0f32, -1.0, -2.0, -3.0, -4.0, -0.5, -0.6]
+                    .map(Value::F32)
+                    .to_vec(),
+            ),
+        );
+        c.metadata.insert(
+            "tokenizer.ggml.add_space_prefix".to_string(),
+            Value::Bool(false),
+        );
+        let t = Tokenizer::from_gguf(&c, Path::new("m.gguf")).unwrap();
+        assert_eq!(t.encode("abc", false).unwrap(), vec![5, 4]);
+        assert_eq!(t.encode("bcab", false).unwrap(), vec![6, 5]);
+    }
+}

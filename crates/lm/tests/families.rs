@@ -492,3 +492,45 @@ fn a_multimodal_gemma3_directory_runs_its_text_model() {
         assert!(e < 1e-5, "prompt {i}: {e:.2e}");
     }
 }
+
+/// Text outside the SentencePiece fixtures' vocabulary (accents, emoji, CJK, runs of spaces,
+/// tabs, newlines, special tokens inside text): the GGUF vocabulary gives llama.cpp's ids (which
+/// are transformers' too), and decodes back as transformers does.
+#[test]
+fn sentencepiece_vocabularies_fall_back_to_bytes_as_llama_cpp_does() {
+    for family in ["mistral-spm", "gemma2-spm"] {
+        let r = reference(family);
+        let bytes = std::fs::read(dir(family).join("ref.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let ints = |k: &str| -> Vec<u32> {
+            st.tensor(k)
+                .unwrap()
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+                .collect()
+        };
+        let model = Model::load(&dir(family).join("model.gguf")).unwrap();
+        let texts = r.json["extra_texts"].as_array().unwrap();
+        let decoded = r.json["extra_decoded"].as_array().unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            let t = t.as_str().unwrap();
+            let ids = model.tokenizer.encode(t, false).unwrap();
+            assert_eq!(ids, ints(&format!("lcpp_extra.{i}")), "{family}: {t:?}");
+            assert_eq!(ids, ints(&format!("hf_extra.{i}")), "{family}: {t:?}");
+            let bytes = ids.iter().any(|&id| {
+                let piece = model.tokenizer.inner().id_to_token(id).unwrap_or_default();
+                piece.starts_with("<0x")
+            });
+            assert!(
+                bytes || i != 0,
+                "{family}: the first text needs byte tokens"
+            );
+            assert_eq!(
+                model.tokenizer.decode(&ids, true).unwrap(),
+                decoded[i].as_str().unwrap(),
+                "{family}: decoding {t:?}"
+            );
+        }
+    }
+}
