@@ -542,7 +542,7 @@ impl AttnSpec {
         head_dim: usize,
         inv_freq: &[f64],
     ) -> Result<Self> {
-        if n_kv_heads == 0 || n_heads % n_kv_heads != 0 || head_dim % 2 != 0 {
+        if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) || !head_dim.is_multiple_of(2) {
             bail!("attention: {n_heads} heads, {n_kv_heads} kv heads, head_dim {head_dim}");
         }
         let n_rows: usize = spans.iter().map(|s| s.len).sum();

@@ -327,14 +327,14 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return Err(format!(
                 "num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 || self.head_dim == 0 {
+        if !self.head_dim.is_multiple_of(2) || self.head_dim == 0 {
             return Err(format!(
                 "head_dim {} must be even and positive",
                 self.head_dim

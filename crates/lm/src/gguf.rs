@@ -492,7 +492,7 @@ fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::R
     use candle_core::quantized::k_quants::*;
     fn blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> std::result::Result<(), String> {
         let size = std::mem::size_of::<T>();
-        if out.len() % T::BLCK_SIZE != 0 || bytes.len() != out.len() / T::BLCK_SIZE * size {
+        if !out.len().is_multiple_of(T::BLCK_SIZE) || bytes.len() != out.len() / T::BLCK_SIZE * size {
             return Err(format!(
                 "{} bytes do not hold {} values of {:?}",
                 bytes.len(),
@@ -501,7 +501,7 @@ fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::R
             ));
         }
         let n = bytes.len() / size;
-        if (bytes.as_ptr() as usize) % std::mem::align_of::<T>() == 0 {
+        if (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
             // SAFETY: the pointer is aligned for T, the length is n whole blocks, and ggml
             // blocks are plain integers and half floats, valid for any bit pattern.
             let xs = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), n) };

@@ -178,7 +178,7 @@ pub fn supports(kind: GgmlDType) -> bool {
 /// `bytes` as blocks of `T` (aligned: checked when the part was built).
 fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
     let size = std::mem::size_of::<T>();
-    assert!(bytes.len() % size == 0 && (bytes.as_ptr() as usize) % std::mem::align_of::<T>() == 0);
+    assert!(bytes.len().is_multiple_of(size) && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()));
     // SAFETY: aligned for T and a whole number of blocks (asserted); ggml blocks are plain
     // integers and half floats, valid for any bit pattern.
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
@@ -329,7 +329,7 @@ impl Matrix {
             ));
         }
         let bs = kind.block_size();
-        if cols % bs != 0 {
+        if !cols.is_multiple_of(bs) {
             return Err(format!(
                 "rows of {cols} values do not divide into {kind:?} blocks of {bs}"
             ));
@@ -354,7 +354,7 @@ impl Matrix {
             }
         }
         // GGUF aligns tensor data; a file that does not gets an aligned copy.
-        let bytes = if (bytes.get().as_ptr() as usize) % align_of(kind) == 0 {
+        let bytes = if (bytes.get().as_ptr() as usize).is_multiple_of(align_of(kind)) {
             bytes
         } else {
             Bytes::copy_of(bytes.get())

@@ -36,7 +36,7 @@ pub(crate) struct Q8Rows {
 /// scale kept in f32).
 pub(crate) fn quantize_rows(x: &[f32], t: usize, cols: usize) -> Q8Rows {
     assert!(
-        cols % QK == 0 && x.len() == t * cols,
+        cols.is_multiple_of(QK) && x.len() == t * cols,
         "quantize_rows: shapes"
     );
     let nb = cols / QK;

@@ -451,7 +451,7 @@ fn seq_logp(
 
 /// DPO examples must alternate chosen / rejected completions of the same row.
 fn check_pairs(examples: &[Example]) -> Result<()> {
-    if examples.len() % 2 != 0 {
+    if !examples.len().is_multiple_of(2) {
         return Err(TrainError::Input(format!(
             "DPO needs (chosen, rejected) pairs, got an odd number of examples ({})",
             examples.len()
