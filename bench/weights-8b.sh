@@ -2,8 +2,9 @@
 # An 8B-shaped model on this machine, weights as stored: bench/make-synthetic-gguf.py writes
 # Llama-3-8B's shape with random Q4_0 weights (its outputs mean nothing; its memory and time
 # are real), then act-dump (every token of chat-templated prompts, exact and fast) and
-# generate (decode) run against llama.cpp (llama-cpp-python, same file, same token ids, 2
-# threads). Peak RSS from /usr/bin/time. Usage: bash bench/weights-8b.sh  (RUNS=3 by default)
+# generate (decode at batch 1, fast) run against llama.cpp (llama-cpp-python, same file, same
+# token ids, 2 threads), runs interleaved. Peak RSS from /usr/bin/time.
+# Usage: bash bench/weights-8b.sh  (RUNS=3, N=4 prompts by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -29,34 +30,44 @@ json.dump([ids[off[i]:off[i + 1]].tolist() for i in range(len(off) - 1)], open(s
 print("prompt tokens:", int(off[-1]))
 PY
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GB, $(date -u +%F)"
+# llama.cpp once first, so neither side's first run reads the file from disk
+"$py" bench/llama_cpp_run.py prefill "$MODEL" "$tmp/ids.json" > /dev/null
 for i in $(seq "$RUNS"); do
   for c in exact fast; do
     /usr/bin/time -f "%e %M" -o "$tmp/dump-$c.$i" target/release/act-dump --model "$MODEL" \
-      --prompts "$tmp/p.csv" --out "$tmp/a.safetensors" --no-share-prefix --compute $c -q
+      --prompts "$tmp/p.csv" --out "$tmp/a.safetensors" --no-share-prefix --compute $c -v \
+      2> "$tmp/dump-$c.$i.log"
   done
   "$py" bench/llama_cpp_run.py prefill "$MODEL" "$tmp/ids.json" > "$tmp/lc-prefill.$i"
-  for b in 1 "$N"; do
-    /usr/bin/time -f "%e %M" -o "$tmp/gen-$b.$i" target/release/generate --model "$MODEL" \
-      --prompts "$tmp/p.csv" --out "$tmp/g.csv" --max-new-tokens 16 \
-      --batch-size "$b" --compute fast -q
+  # decode alone: the generation time of 17 new tokens less that of 1 (prefill + 1 token)
+  for n in 1 17; do
+    target/release/generate --model "$MODEL" --prompts "$tmp/p.csv" --out "$tmp/g.csv" \
+      --max-new-tokens $n --batch-size 1 --compute fast 2> "$tmp/gen-$n.$i.log"
   done
   "$py" bench/llama_cpp_run.py decode "$MODEL" "$tmp/ids.json" 16 > "$tmp/lc-decode.$i"
 done
-"$py" - "$tmp" "$RUNS" <<'PY'
-import sys, statistics as st, json
-d, n = sys.argv[1], int(sys.argv[2])
+"$py" - "$tmp" "$RUNS" "$N" <<'PY'
+import re, sys, statistics as st, json
+d, n, prompts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 tokens = sum(len(x) for x in json.load(open(d + "/ids.json")))
 kv = lambda f: dict(x.split("=") for x in open(f).read().split())
+med = st.median
 lc = [kv(f"{d}/lc-prefill.{i}") for i in range(1, n + 1)]
 lc_tps = [float(x["tokens_per_s"]) for x in lc]
-print(f"prefill, {tokens} prompt tokens, every token computed, {n} runs:")
-print(f"  llama.cpp (eval only, load {st.median(float(x['load_s']) for x in lc):.1f} s): median {st.median(lc_tps):.2f} tokens/s")
+print(f"prefill, {tokens} prompt tokens, every token computed, {n} runs (medians):")
+print(f"  llama.cpp: {med(lc_tps):.2f} tokens/s (evaluation; load {med(float(x['load_s']) for x in lc):.1f} s)")
 for c in ["exact", "fast"]:
     runs = [open(f"{d}/dump-{c}.{i}").read().split() for i in range(1, n + 1)]
-    tps = [tokens / float(w) for w, _ in runs]
+    whole = [tokens / float(w) for w, _ in runs]
+    fwd = [float(re.search(r"in ([0-9.]+) s", [l for l in open(f"{d}/dump-{c}.{i}.log") if "forward:" in l][0]).group(1))
+           for i in range(1, n + 1)]
+    fwd_tps = [tokens / s for s in fwd]
     peak = max(int(m) for _, m in runs) / 1024 / 1024
-    print(f"  act-dump --compute {c} (whole process, load included): median {st.median(tps):.2f} tokens/s,"
-          f" ratio {st.median(a / b for a, b in zip(tps, lc_tps)):.2f}x, peak RSS {peak:.2f} GB")
-ld = [kv(f"{d}/lc-decode.{i}") for i in range(1, n + 1)]
-print(f"decode: llama.cpp batch 1 median {st.median(float(x['tokens_per_s']) for x in ld):.2f} tokens/s (decode only)")
+    print(f"  act-dump --compute {c}: forward {med(fwd_tps):.2f} tokens/s, ratio {med(a / b for a, b in zip(fwd_tps, lc_tps)):.2f}x;"
+          f" whole process (load, hashing, writing) {med(whole):.2f} tokens/s; peak RSS {peak:.2f} GB")
+gen = lambda k, i: float(re.search(r"in ([0-9.]+) s", [l for l in open(f"{d}/gen-{k}.{i}.log") if "generation:" in l][0]).group(1))
+ours = [16 * prompts / (gen(17, i) - gen(1, i)) for i in range(1, n + 1)]
+ld = [float(kv(f"{d}/lc-decode.{i}")["tokens_per_s"]) for i in range(1, n + 1)]
+print(f"decode, batch 1, 16 tokens after each of {prompts} prompts:")
+print(f"  llama.cpp {med(ld):.2f} tokens/s; generate --compute fast {med(ours):.2f} tokens/s, ratio {med(a / b for a, b in zip(ours, ld)):.2f}x")
 PY

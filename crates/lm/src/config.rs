@@ -327,7 +327,9 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads)
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return Err(format!(
                 "num_attention_heads {} must be a positive multiple of num_key_value_heads {}",

@@ -492,7 +492,8 @@ fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> std::result::R
     use candle_core::quantized::k_quants::*;
     fn blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> std::result::Result<(), String> {
         let size = std::mem::size_of::<T>();
-        if !out.len().is_multiple_of(T::BLCK_SIZE) || bytes.len() != out.len() / T::BLCK_SIZE * size {
+        if !out.len().is_multiple_of(T::BLCK_SIZE) || bytes.len() != out.len() / T::BLCK_SIZE * size
+        {
             return Err(format!(
                 "{} bytes do not hold {} values of {:?}",
                 bytes.len(),

@@ -178,7 +178,10 @@ pub fn supports(kind: GgmlDType) -> bool {
 /// `bytes` as blocks of `T` (aligned: checked when the part was built).
 fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
     let size = std::mem::size_of::<T>();
-    assert!(bytes.len().is_multiple_of(size) && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()));
+    assert!(
+        bytes.len().is_multiple_of(size)
+            && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    );
     // SAFETY: aligned for T and a whole number of blocks (asserted); ggml blocks are plain
     // integers and half floats, valid for any bit pattern.
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
