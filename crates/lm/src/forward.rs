@@ -4,6 +4,30 @@
 //! all tokens of the batch, attention runs per sequence and head. A prompt's activations thus
 //! do not depend on what else is in the batch beyond floating-point summation order. Positions
 //! restart at 0 for each sequence (or continue from its KV cache).
+//!
+//! # Entry points
+//!
+//! Every one runs the same blocks (one private loop); they differ in what comes before the
+//! new tokens (nothing, a shared [`Prefix`], or [`KvCache`]s), whether the caches are
+//! extended, and whether a [`Hook`] sees the residual stream and chosen logits (the plain
+//! ones run [`NoHook`], and skip the blocks deeper than the request needs).
+//!
+//! | entry point | before the new tokens | caches extended | hook | who calls it |
+//! |---|---|---|---|---|
+//! | [`Forward::run`] | nothing | – | no | act-dump with `--no-share-prefix`, token-prune's values (`hd_analysis::prune`), `examples/dump-layer` |
+//! | [`Forward::run_hooked`] | nothing | – | yes | dir-interact's sweep without a prefill (`hd_analysis::intervene`: first token, answer likelihood) |
+//! | [`Forward::prefix`] | makes a [`Prefix`] of shared tokens | – | no | act-dump (the whole prompt set's prefix), token-prune (the template's head) |
+//! | [`Forward::prefix_hooked`] | makes a [`Prefix`] | – | yes | [`Model::generate`](crate::Model::generate) and its kin (generate, dir-interact, token-prune) |
+//! | [`Forward::extend_prefix`] | a [`Prefix`], made longer | – | no | [`Forward::run_shared`] |
+//! | [`Forward::run_prefixed`] | a [`Prefix`] every sequence starts with | no | no | [`Forward::run_shared`] |
+//! | [`Forward::run_shared`] | a [`Prefix`] (extended by what the batch shares, when that pays) | no | no | act-dump (by default) |
+//! | [`Forward::run_cached`] | one [`KvCache`] per sequence | yes | no | dir-interact's prefill (`intervene::Prefill`), token-prune's values after deletions |
+//! | [`Forward::run_cached_hooked`] | one [`KvCache`] per sequence | yes | yes | generation's prefill and decoding steps (`Model::generate_from`) |
+//! | [`Forward::run_after`] | one read-only [`KvCache`] per sequence, all of it | no | yes | dir-interact's sweep after a prefill (edits from the last prompt token on) |
+//! | [`Forward::run_branches`] | read-only caches, each up to a chosen position (branches; several sequences may share one cache) | no | yes | token-prune's occlusion scores (leave-one-out variants) |
+//!
+//! [`Forward::truncate_cache`] cuts an owned cache back so it can continue another sequence
+//! (token-prune). Several sequences are packed into one call in every case.
 
 use crate::config::Act;
 use crate::config::Config;
@@ -12,7 +36,7 @@ use crate::kernels::{
     attend, axpy, dot, gelu_tanh_mul, rms_norm, rms_norm_row, rope_row, silu_mul, Scores, ATT_KB,
     ATT_QB,
 };
-use crate::matrix::Compute;
+use crate::matrix::{Compute, Matrix};
 use crate::weights::Weights;
 use rayon::prelude::*;
 
@@ -752,108 +776,45 @@ impl Forward<'_> {
         user: &mut dyn Hook,
         shared: bool,
     ) -> Result<Output> {
-        let n = seqs.len();
-        let past: Vec<usize> = (0..n).map(|i| past_kv.len(i)).collect();
+        let past: Vec<usize> = (0..seqs.len()).map(|i| past_kv.len(i)).collect();
         self.check(seqs, req, past.iter().copied().max().unwrap_or(0))?;
-        let cfg = self.cfg;
-        let w = self.w;
-        let (d, hd, nh, ff) = (
-            cfg.hidden_size,
-            cfg.head_dim,
-            cfg.num_heads,
-            cfg.intermediate_size,
-        );
-        let nl = cfg.num_layers;
-        let qkv_w = cfg.qkv_width();
-        let offsets = row_offsets(seqs);
-        let t = offsets[n];
+        let (d, nl) = (self.cfg.hidden_size, self.cfg.num_layers);
+        let rows = Packed::new(self.cfg, seqs, past, shared);
+        let offsets = &rows.offsets;
         past_kv.make_room(n_blocks);
 
-        // RoPE tables for every position used.
-        let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
-        let rope_global = rope_tables(cfg, max_pos, false);
-        let rope_local = cfg.local_rope().then(|| rope_tables(cfg, max_pos, true));
-
-        let mut h = self.embed_rows(seqs, &offsets);
+        let mut h = self.embed_rows(seqs, offsets);
         let mut captured: Vec<(usize, Vec<f32>)> = req
             .capture_layers
             .iter()
             .map(|&l| (l, Vec::new()))
             .collect();
-        let rowpos: Vec<RowPos> = (0..n)
-            .flat_map(|i| {
-                let (seq, p0) = (if shared { SHARED } else { i }, past[i]);
-                (0..seqs[i].len()).map(move |j| RowPos { seq, pos: p0 + j })
-            })
-            .collect();
         let hook = |layer: usize,
                     h: &mut [f32],
                     captured: &mut Vec<(usize, Vec<f32>)>,
                     user: &mut dyn Hook| {
-            self.intervene(layer, h, &offsets, &req.interventions);
+            self.intervene(layer, h, offsets, &req.interventions);
             if layer < nl {
-                user.residual(layer, h, &rowpos);
+                user.residual(layer, h, &rows.rowpos);
             }
             for (l, buf) in captured.iter_mut() {
                 if *l == layer {
-                    *buf = gather(h, d, &offsets, req.capture_positions);
+                    *buf = gather(h, d, offsets, req.capture_positions);
                 }
             }
         };
         hook(0, &mut h, &mut captured, user);
 
-        let mut x = vec![0.0f32; t * d];
-        let mut qkv = vec![0.0f32; t * qkv_w];
-        let mut att = vec![0.0f32; t * nh * hd];
-        let mut gu = vec![0.0f32; t * 2 * ff];
-        let mut act = vec![0.0f32; t * ff];
-        // Gemma's post-norms: the branch output is normalised here before its residual add
-        let mut normed = if cfg.features.sandwich_norms {
-            vec![0.0f32; t * d]
-        } else {
-            Vec::new()
-        };
-        let eps = cfg.rms_norm_eps;
+        let mut scratch = Scratch::new(self.cfg, rows.rowpos.len());
         for li in 0..n_blocks {
-            let lw = &w.layers[li];
-            rms_norm(&h, &lw.attn_norm, eps, &mut x);
-            let mode = self.compute;
-            lw.wqkv.linear(&x, t, &mut qkv, false, mode);
-            let (cos, sin) = match &rope_local {
-                Some(l) if cfg.features.is_sliding(li) => (&l.0, &l.1),
-                _ => (&rope_global.0, &rope_global.1),
-            };
-            self.norm_bias_rope(lw, &mut qkv, &rowpos, cos, sin);
-            self.attention_block(li, seqs, &offsets, &past, &mut past_kv, &qkv, &mut att);
-            match &lw.extra.post_attn_norm {
-                None => lw.wo.linear(&att, t, &mut h, true, mode),
-                Some(g) => {
-                    lw.wo.linear(&att, t, &mut x, false, mode);
-                    rms_norm(&x, g, eps, &mut normed);
-                    axpy(1.0, &normed, &mut h);
-                }
-            }
-            rms_norm(&h, &lw.mlp_norm, eps, &mut x);
-            lw.w_gate_up.linear(&x, t, &mut gu, false, mode);
-            match cfg.features.act {
-                Act::Silu => silu_mul(&gu, ff, &mut act),
-                Act::GeluTanh => gelu_tanh_mul(&gu, ff, &mut act),
-            }
-            match &lw.extra.post_mlp_norm {
-                None => lw.w_down.linear(&act, t, &mut h, true, mode),
-                Some(g) => {
-                    lw.w_down.linear(&act, t, &mut x, false, mode);
-                    rms_norm(&x, g, eps, &mut normed);
-                    axpy(1.0, &normed, &mut h);
-                }
-            }
+            self.block(li, &rows, &mut past_kv, &mut h, &mut scratch);
             if li + 1 < nl {
                 hook(li + 1, &mut h, &mut captured, user);
             } else {
                 // The last block's output before the final norm, where the reference's block
                 // hooks edit it: only the user hook sees it (the request's index-L edits and
                 // captures are after the norm, as HF numbers it).
-                user.residual(nl, &mut h, &rowpos);
+                user.residual(nl, &mut h, &rows.rowpos);
             }
         }
         if let Past::Own(c) = past_kv {
@@ -863,14 +824,76 @@ impl Forward<'_> {
         }
         let logits = self.finish(
             &h,
-            &offsets,
+            offsets,
             req,
             n_blocks,
-            &rowpos,
+            &rows.rowpos,
             user,
             &mut |hn: &mut [f32], user: &mut dyn Hook| hook(nl, hn, &mut captured, user),
         )?;
         Ok(Output { captured, logits })
+    }
+
+    /// Decoder block `li` on the packed residual stream `h` (`[t, d]`), in place: the
+    /// attention branch, then the MLP branch, each added to `h`. The family switches live
+    /// here and in what it calls: q|k|v bias and q/k norms (`norm_bias_rope`), local RoPE and
+    /// sliding windows on sliding layers, attention soft-capping (`QueryBlock`), the
+    /// activation, and Gemma's sandwich norms (`add_branch`).
+    fn block(
+        &self,
+        li: usize,
+        rows: &Packed<'_>,
+        past_kv: &mut Past<'_>,
+        h: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        let (cfg, lw, mode) = (self.cfg, &self.w.layers[li], self.compute);
+        let (t, eps, ff) = (rows.rowpos.len(), cfg.rms_norm_eps, cfg.intermediate_size);
+        rms_norm(h, &lw.attn_norm, eps, &mut s.x);
+        lw.wqkv.linear(&s.x, t, &mut s.qkv, false, mode);
+        let (cos, sin) = rows.rope(cfg, li);
+        self.norm_bias_rope(lw, &mut s.qkv, &rows.rowpos, cos, sin);
+        self.attention_block(
+            li,
+            rows.seqs,
+            &rows.offsets,
+            &rows.past,
+            past_kv,
+            &s.qkv,
+            &mut s.att,
+        );
+        let post_attn = lw.extra.post_attn_norm.as_deref();
+        self.add_branch(&lw.wo, &s.att, post_attn, h, &mut s.x, &mut s.normed);
+        rms_norm(h, &lw.mlp_norm, eps, &mut s.x);
+        lw.w_gate_up.linear(&s.x, t, &mut s.gu, false, mode);
+        match cfg.features.act {
+            Act::Silu => silu_mul(&s.gu, ff, &mut s.act),
+            Act::GeluTanh => gelu_tanh_mul(&s.gu, ff, &mut s.act),
+        }
+        let post_mlp = lw.extra.post_mlp_norm.as_deref();
+        self.add_branch(&lw.w_down, &s.act, post_mlp, h, &mut s.x, &mut s.normed);
+    }
+
+    /// Adds a branch's output `m · input` to the residual stream `h`: straight into it, or,
+    /// with Gemma's post-norm gain `post_norm`, through `x` and its norm `normed`.
+    fn add_branch(
+        &self,
+        m: &Matrix,
+        input: &[f32],
+        post_norm: Option<&[f32]>,
+        h: &mut [f32],
+        x: &mut [f32],
+        normed: &mut [f32],
+    ) {
+        let t = h.len() / self.cfg.hidden_size;
+        match post_norm {
+            None => m.linear(input, t, h, true, self.compute),
+            Some(g) => {
+                m.linear(input, t, x, false, self.compute);
+                rms_norm(x, g, self.cfg.rms_norm_eps, normed);
+                axpy(1.0, normed, h);
+            }
+        }
     }
 
     /// Adds the qkv bias (Qwen2), normalises each q and k head (Qwen3, Gemma 3) and rotates
@@ -1108,6 +1131,86 @@ impl Forward<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The rows of one forward call, packed sequence after sequence, and where each sits; what
+/// every block reads besides the residual stream.
+struct Packed<'s> {
+    seqs: &'s [&'s [u32]],
+    /// Where each sequence starts, and the total (see [`row_offsets`]).
+    offsets: Vec<usize>,
+    /// Positions before each sequence's new tokens (its cached ones).
+    past: Vec<usize>,
+    /// Each row's sequence ([`SHARED`] for a prefix's) and position.
+    rowpos: Vec<RowPos>,
+    /// RoPE `cos` and `sin` for every position used (see [`rope_tables`]), and those of the
+    /// sliding layers when their frequencies differ.
+    rope_global: (Vec<f32>, Vec<f32>),
+    rope_local: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl<'s> Packed<'s> {
+    fn new(cfg: &Config, seqs: &'s [&'s [u32]], past: Vec<usize>, shared: bool) -> Self {
+        let n = seqs.len();
+        let max_pos = (0..n).map(|i| past[i] + seqs[i].len()).max().unwrap_or(0);
+        let rowpos = (0..n)
+            .flat_map(|i| {
+                let (seq, p0) = (if shared { SHARED } else { i }, past[i]);
+                (0..seqs[i].len()).map(move |j| RowPos { seq, pos: p0 + j })
+            })
+            .collect();
+        Packed {
+            seqs,
+            offsets: row_offsets(seqs),
+            past,
+            rowpos,
+            rope_global: rope_tables(cfg, max_pos, false),
+            rope_local: cfg.local_rope().then(|| rope_tables(cfg, max_pos, true)),
+        }
+    }
+
+    /// The RoPE `cos` and `sin` tables block `li` rotates with.
+    fn rope(&self, cfg: &Config, li: usize) -> (&[f32], &[f32]) {
+        match &self.rope_local {
+            Some(l) if cfg.features.is_sliding(li) => (&l.0[..], &l.1[..]),
+            _ => (&self.rope_global.0[..], &self.rope_global.1[..]),
+        }
+    }
+}
+
+/// What a block writes between its reads of the residual stream, for `t` rows; allocated
+/// once per call and reused by every block.
+struct Scratch {
+    /// A normed residual stream `[t, d]` (the input of a branch), or a branch's output.
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    /// Attention output `[t, heads·head_dim]`.
+    att: Vec<f32>,
+    /// gate|up `[t, 2·ff]`.
+    gu: Vec<f32>,
+    /// The activated product `[t, ff]`.
+    act: Vec<f32>,
+    /// Gemma's post-norms: a branch's output normalised before its residual add (empty
+    /// for the other families).
+    normed: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(cfg: &Config, t: usize) -> Self {
+        let (d, ff) = (cfg.hidden_size, cfg.intermediate_size);
+        Scratch {
+            x: vec![0.0f32; t * d],
+            qkv: vec![0.0f32; t * cfg.qkv_width()],
+            att: vec![0.0f32; t * cfg.num_heads * cfg.head_dim],
+            gu: vec![0.0f32; t * 2 * ff],
+            act: vec![0.0f32; t * ff],
+            normed: if cfg.features.sandwich_norms {
+                vec![0.0f32; t * d]
+            } else {
+                Vec::new()
+            },
         }
     }
 }

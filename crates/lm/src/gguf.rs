@@ -94,18 +94,7 @@ impl Gguf {
             .ok_or_else(|| LmError::format(p, "missing tensor 'token_embd.weight'"))?;
         let vocab_size = embd.shape.dims().first().copied().unwrap_or(0);
         let f = |k: &str, default: f64| -> Result<f64> {
-            match c.metadata.get(&format!("{a}.{k}")) {
-                Some(v) => v
-                    .to_f64()
-                    .or_else(|_| v.to_f32().map(f64::from))
-                    .map_err(|e| {
-                        LmError::format(
-                            p,
-                            format!("metadata '{a}.{k}': {}", crate::error::candle_msg(&e)),
-                        )
-                    }),
-                None => Ok(default),
-            }
+            Ok(self.meta_f64(&format!("{a}.{k}"))?.unwrap_or(default))
         };
         let rope_theta = f("rope.freq_base", 10_000.0)?;
         let rms_norm_eps = f("attention.layer_norm_rms_epsilon", 1e-6)?;
@@ -191,16 +180,8 @@ impl Gguf {
         };
         let has = |t: &str| self.content.tensor_infos.contains_key(t);
         match self.arch {
-            Arch::Llama | Arch::Qwen2 => {
-                if window.is_some() {
-                    return Err(LmError::Unsupported {
-                        path: p.clone(),
-                        what: format!("metadata '{a}.attention.sliding_window' for {a}"),
-                    });
-                }
-            }
-            Arch::Qwen3 => {
-                f.qk_norm = true;
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+                f.qk_norm = self.arch == Arch::Qwen3;
                 if window.is_some() {
                     return Err(LmError::Unsupported {
                         path: p.clone(),
@@ -220,55 +201,69 @@ impl Gguf {
                 }
             }
             Arch::Gemma2 | Arch::Gemma3 => {
-                let gemma3 = self.arch == Arch::Gemma3;
-                // llama.cpp's defaults: Gemma 2 slides over 4096 keys on every other layer;
-                // Gemma 3 slides only when the file gives a window, on 5 layers of 6.
-                f.sliding_window = if gemma3 {
-                    window.filter(|&w| w > 0)
-                } else {
-                    Some(window.unwrap_or(4096))
-                };
-                if f.sliding_window.is_some() {
-                    f.sliding_layers = self.swa_pattern(nl, if gemma3 { 6 } else { 2 })?;
-                }
-                f.sandwich_norms = true;
-                f.act = Act::GeluTanh;
-                f.embed_scale = Some((d as f64).sqrt() as f32);
-                // llama.cpp: the 27B models scale queries by (d / heads)^-0.5, the others by
-                // head_dim^-0.5 (query_pre_attn_scalar is not in the file).
-                let big = nl == if gemma3 { 62 } else { 46 };
-                f.query_pre_attn_scalar = Some(if big { (d / heads) as f64 } else { hd as f64 });
-                let local = self.meta_f64(&format!("{a}.rope.freq_base_swa"))?;
-                if gemma3 {
-                    f.qk_norm = true;
-                    f.rope_local_theta = Some(local.unwrap_or(10_000.0));
-                    match self.content.metadata.get(&format!("{a}.rope.scaling.type")) {
-                        None => {}
-                        Some(Value::String(t)) if t == "none" => {}
-                        Some(Value::String(t)) if t == "linear" => {
-                            f.rope_linear_factor =
-                                self.meta_f64(&format!("{a}.rope.scaling.factor"))?;
-                        }
-                        Some(v) => {
-                            return Err(LmError::Unsupported {
-                                path: p.clone(),
-                                what: format!("{a}.rope.scaling.type {v:?} (supported: linear)"),
-                            })
-                        }
-                    }
-                } else {
-                    f.rope_local_theta = local;
-                    f.attn_softcap = self
-                        .meta_f64(&format!("{a}.attn_logit_softcapping"))?
-                        .map(|x| x as f32);
-                    f.final_softcap = self
-                        .meta_f64(&format!("{a}.final_logit_softcapping"))?
-                        .map(|x| x as f32);
-                }
+                self.gemma_features(&mut f, window, (nl, heads, d, hd))?
             }
             Arch::Mistral => unreachable!("GGUF files name Mistral 'llama'"),
         }
         Ok(f)
+    }
+
+    /// Gemma 2's and Gemma 3's block (`f` starts as the Llama block's): sliding layers and
+    /// their RoPE base, sandwich norms, GeGLU, scaled embeddings and queries, and Gemma 2's
+    /// soft-capping or Gemma 3's q/k norms and RoPE scaling.
+    fn gemma_features(
+        &self,
+        f: &mut Features,
+        window: Option<usize>,
+        (nl, heads, d, hd): (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let a = self.arch.name();
+        let p = &self.path;
+        let gemma3 = self.arch == Arch::Gemma3;
+        // llama.cpp's defaults: Gemma 2 slides over 4096 keys on every other layer;
+        // Gemma 3 slides only when the file gives a window, on 5 layers of 6.
+        f.sliding_window = if gemma3 {
+            window.filter(|&w| w > 0)
+        } else {
+            Some(window.unwrap_or(4096))
+        };
+        if f.sliding_window.is_some() {
+            f.sliding_layers = self.swa_pattern(nl, if gemma3 { 6 } else { 2 })?;
+        }
+        f.sandwich_norms = true;
+        f.act = Act::GeluTanh;
+        f.embed_scale = Some((d as f64).sqrt() as f32);
+        // llama.cpp: the 27B models scale queries by (d / heads)^-0.5, the others by
+        // head_dim^-0.5 (query_pre_attn_scalar is not in the file).
+        let big = nl == if gemma3 { 62 } else { 46 };
+        f.query_pre_attn_scalar = Some(if big { (d / heads) as f64 } else { hd as f64 });
+        let local = self.meta_f64(&format!("{a}.rope.freq_base_swa"))?;
+        if gemma3 {
+            f.qk_norm = true;
+            f.rope_local_theta = Some(local.unwrap_or(10_000.0));
+            match self.content.metadata.get(&format!("{a}.rope.scaling.type")) {
+                None => {}
+                Some(Value::String(t)) if t == "none" => {}
+                Some(Value::String(t)) if t == "linear" => {
+                    f.rope_linear_factor = self.meta_f64(&format!("{a}.rope.scaling.factor"))?;
+                }
+                Some(v) => {
+                    return Err(LmError::Unsupported {
+                        path: p.clone(),
+                        what: format!("{a}.rope.scaling.type {v:?} (supported: linear)"),
+                    })
+                }
+            }
+        } else {
+            f.rope_local_theta = local;
+            f.attn_softcap = self
+                .meta_f64(&format!("{a}.attn_logit_softcapping"))?
+                .map(|x| x as f32);
+            f.final_softcap = self
+                .meta_f64(&format!("{a}.final_logit_softcapping"))?
+                .map(|x| x as f32);
+        }
+        Ok(())
     }
 
     /// Which layers slide: `attention.sliding_window_pattern` as a period or per-layer flags,

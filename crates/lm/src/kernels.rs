@@ -419,7 +419,8 @@ unsafe fn attend_avx2(
 }
 
 /// One task of `attend`: queries `q0..q0 + limits.len()` (at most `ATT_QS`); `s` is the
-/// `[ATT_QS, nkp]` score scratch, `o` the task's output rows.
+/// `[ATT_QS, nkp]` score scratch, `o` the task's output rows. Its three steps are inlined
+/// into it, so under `attend_avx2` they are compiled for AVX2 too.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attend_block(
@@ -433,11 +434,25 @@ fn attend_block(
     s: &mut [f32],
     o: &mut [f32],
 ) {
-    let scale = scores.scale;
+    raw_scores(hd, q, (q0, limits), kt, nkp, s);
+    softmax_rows(limits, nkp, scores, s);
+    probs_times_values(hd, limits, nkp, v, s, o);
+}
+
+/// `s[r, k] = q_r·k_k` for every query `r` of the task and every key its tile sees, key chunk
+/// by key chunk so each chunk of `kt` stays in L1 for all tiles.
+#[inline(always)]
+fn raw_scores(
+    hd: usize,
+    q: &[f32],
+    (q0, limits): (usize, &[usize]),
+    kt: &[f32],
+    nkp: usize,
+    s: &mut [f32],
+) {
     let n = limits.len();
     let tiles = n.div_ceil(ATT_QB);
     let lim = limits[n - 1];
-    // scores, key chunk by key chunk so each chunk of `kt` stays in L1 for all tiles
     for kc in (0..lim).step_by(ATT_KB) {
         for t in 0..tiles {
             let r0 = t * ATT_QB;
@@ -460,7 +475,13 @@ fn attend_block(
             }
         }
     }
-    // softmax; probabilities beyond a query's limit are zero up to its tile's limit
+}
+
+/// Scales, soft-caps, windows and softmaxes each score row in place; probabilities beyond a
+/// query's limit are zero up to its tile's limit.
+#[inline(always)]
+fn softmax_rows(limits: &[usize], nkp: usize, scores: Scores, s: &mut [f32]) {
+    let n = limits.len();
     for (r, &nr) in limits.iter().enumerate() {
         let tile_lim = limits[((r / ATT_QB + 1) * ATT_QB).min(n) - 1];
         let row = &mut s[r * nkp..r * nkp + tile_lim];
@@ -468,7 +489,7 @@ fn attend_block(
         let (outside, seen) = seen.split_at_mut(scores.window.map_or(0, |w| nr.saturating_sub(w)));
         outside.fill(0.0);
         // separate passes with lane-wise reductions, so each one vectorises
-        seen.iter_mut().for_each(|x| *x *= scale);
+        seen.iter_mut().for_each(|x| *x *= scores.scale);
         if let Some(cap) = scores.softcap {
             seen.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
         }
@@ -478,8 +499,21 @@ fn attend_block(
         seen.iter_mut().for_each(|x| *x *= inv);
         unseen.fill(0.0);
     }
-    // P·V: a tile of ATT_QB queries × 16 dimensions, each value row loaded once per tile
-    for t in 0..tiles {
+}
+
+/// `o = P·V`: a tile of `ATT_QB` queries × 16 dimensions at a time, each value row loaded
+/// once per tile.
+#[inline(always)]
+fn probs_times_values(
+    hd: usize,
+    limits: &[usize],
+    nkp: usize,
+    v: &[f32],
+    s: &[f32],
+    o: &mut [f32],
+) {
+    let n = limits.len();
+    for t in 0..n.div_ceil(ATT_QB) {
         let r0 = t * ATT_QB;
         let rows = (n - r0).min(ATT_QB);
         let tile_lim = limits[r0 + rows - 1];

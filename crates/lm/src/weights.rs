@@ -217,8 +217,6 @@ fn check(src: &dyn TensorSource, name: &str, shape: &[usize], required: bool) ->
     }
 }
 
-/// Loads every tensor by its Hugging Face name, fusing q|k|v and gate|up: all shapes are
-/// checked first, then the tensors are decoded in parallel into their final buffers.
 /// Random bytes in a weight decode to NaN or infinity, which turn every activation into NaN
 /// and every answer into nothing, with exit 0. One pass over the decoded values, cheap next
 /// to decoding them.
@@ -272,71 +270,76 @@ fn fused(cfg: &Config) -> bool {
     cfg.arch == crate::config::Arch::Phi3
 }
 
+/// Loads every tensor by its Hugging Face name, fusing q|k|v and gate|up: all shapes are
+/// checked first, then the tensors are decoded in parallel into their final buffers.
 pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weights> {
-    let (d, ff, hd, nl) = (
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        cfg.head_dim,
-        cfg.num_layers,
-    );
-    let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-    let name = |i: usize, t: &str| format!("model.layers.{i}.{t}");
-    let mut used = std::collections::BTreeSet::new();
-    let mut check = |name: &str, shape: &[usize], required: bool| -> Result<bool> {
-        let found = check(src, name, shape, required)?;
+    let Shapes { biases, has_head } = check_shapes(cfg, src)?;
+    let mats = load_matrices(cfg, src, has_head)?;
+    let mut w = Weights {
+        embed: mats.embed,
+        layers: biases
+            .iter()
+            .zip(mats.layers)
+            .enumerate()
+            .map(|(i, (&b, mats))| unread_layer(cfg, i, b, mats))
+            .collect(),
+        final_norm: vec![0.0; cfg.hidden_size],
+        lm_head: mats.lm_head,
+    };
+    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(cfg.num_layers * 8 + 1);
+    for (i, (l, &has)) in w.layers.iter_mut().zip(&biases).enumerate() {
+        layer_vector_jobs(cfg, i, l, has, &mut jobs);
+    }
+    jobs.push(("model.norm.weight".into(), &mut w.final_norm));
+    read_vectors(cfg, src, jobs)?;
+    Ok(w)
+}
+
+/// What the shape check found that loading needs: which of q|k|v carry a bias in each block,
+/// and whether an untied output head is stored.
+struct Shapes {
+    biases: Vec<[bool; 3]>,
+    has_head: bool,
+}
+
+/// Checks tensor shapes against the config, remembering the names the forward pass uses.
+struct ShapeCheck<'s> {
+    src: &'s dyn TensorSource,
+    used: std::collections::BTreeSet<String>,
+}
+
+impl ShapeCheck<'_> {
+    /// [`check`], recording `name` as used when present.
+    fn check(&mut self, name: &str, shape: &[usize], required: bool) -> Result<bool> {
+        let found = check(self.src, name, shape, required)?;
         if found {
-            used.insert(name.to_string());
+            self.used.insert(name.to_string());
         }
         Ok(found)
-    };
-    check("model.embed_tokens.weight", &[cfg.vocab_size, d], true)?;
-    let mut biases = Vec::with_capacity(nl);
-    // The order of these checks is the order `Weights::from_fn` draws seeded tensors in:
-    // the Llama block's stays as it always was, each family's extras come after it.
-    let post_attn = |v: &&(String, usize, Slot)| v.0.ends_with("post_attention_layernorm.weight");
-    for i in 0..nl {
-        let vectors = layer_vectors(cfg, i);
-        check(&vectors[0].0, &[d], true)?;
-        if fused(cfg) {
-            check(
-                &name(i, "self_attn.qkv_proj.weight"),
-                &[q_out + 2 * kv_out, d],
-                true,
-            )?;
-        } else {
-            check(&name(i, "self_attn.q_proj.weight"), &[q_out, d], true)?;
-            check(&name(i, "self_attn.k_proj.weight"), &[kv_out, d], true)?;
-            check(&name(i, "self_attn.v_proj.weight"), &[kv_out, d], true)?;
-        }
-        biases.push([
-            check(&name(i, "self_attn.q_proj.bias"), &[q_out], false)?,
-            check(&name(i, "self_attn.k_proj.bias"), &[kv_out], false)?,
-            check(&name(i, "self_attn.v_proj.bias"), &[kv_out], false)?,
-        ]);
-        check(&name(i, "self_attn.o_proj.weight"), &[d, q_out], true)?;
-        for (n, len, _) in vectors[1..].iter().filter(post_attn) {
-            check(n, &[*len], true)?;
-        }
-        if fused(cfg) {
-            check(&name(i, "mlp.gate_up_proj.weight"), &[2 * ff, d], true)?;
-        } else {
-            check(&name(i, "mlp.gate_proj.weight"), &[ff, d], true)?;
-            check(&name(i, "mlp.up_proj.weight"), &[ff, d], true)?;
-        }
-        check(&name(i, "mlp.down_proj.weight"), &[d, ff], true)?;
-        for (n, len, _) in vectors[1..].iter().filter(|v| !post_attn(v)) {
-            check(n, &[*len], true)?;
-        }
     }
-    check("model.norm.weight", &[d], true)?;
+}
+
+/// Checks every tensor's shape, and refuses a file holding a tensor the forward pass would
+/// ignore.
+fn check_shapes(cfg: &Config, src: &dyn TensorSource) -> Result<Shapes> {
+    let d = cfg.hidden_size;
+    let mut c = ShapeCheck {
+        src,
+        used: Default::default(),
+    };
+    c.check("model.embed_tokens.weight", &[cfg.vocab_size, d], true)?;
+    let biases = (0..cfg.num_layers)
+        .map(|i| check_block(&mut c, cfg, i))
+        .collect::<Result<Vec<_>>>()?;
+    c.check("model.norm.weight", &[d], true)?;
     // Some checkpoints say untied but ship no head; transformers then ties them.
     let has_head =
-        !cfg.tie_word_embeddings && check("lm_head.weight", &[cfg.vocab_size, d], false)?;
+        !cfg.tie_word_embeddings && c.check("lm_head.weight", &[cfg.vocab_size, d], false)?;
     if cfg.tie_word_embeddings {
         // a head stored beside tied embeddings is replaced by them, as transformers does
-        used.insert("lm_head.weight".to_string());
+        c.used.insert("lm_head.weight".to_string());
     }
-    if let Some(n) = src.unused(&used) {
+    if let Some(n) = src.unused(&c.used) {
         // A tensor we would skip (an o_proj or MLP bias, a norm of another family) means
         // the model computes something we do not.
         return Err(LmError::Unsupported {
@@ -348,90 +351,151 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
             ),
         });
     }
+    Ok(Shapes { biases, has_head })
+}
 
-    let mats = load_matrices(cfg, src, has_head)?;
-    let mut w = Weights {
-        embed: mats.embed,
-        layers: biases
+/// Checks block `i`'s tensors; returns which of q|k|v carry a bias.
+///
+/// The order of these checks is the order `Weights::from_fn` draws seeded tensors in: the
+/// Llama block's stays as it always was, each family's extras come after it.
+fn check_block(c: &mut ShapeCheck<'_>, cfg: &Config, i: usize) -> Result<[bool; 3]> {
+    let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let name = |t: &str| format!("model.layers.{i}.{t}");
+    let vectors = layer_vectors(cfg, i);
+    let post_attn = |v: &&(String, usize, Slot)| v.0.ends_with("post_attention_layernorm.weight");
+    c.check(&vectors[0].0, &[d], true)?;
+    // attention
+    if fused(cfg) {
+        c.check(
+            &name("self_attn.qkv_proj.weight"),
+            &[q_out + 2 * kv_out, d],
+            true,
+        )?;
+    } else {
+        c.check(&name("self_attn.q_proj.weight"), &[q_out, d], true)?;
+        c.check(&name("self_attn.k_proj.weight"), &[kv_out, d], true)?;
+        c.check(&name("self_attn.v_proj.weight"), &[kv_out, d], true)?;
+    }
+    let biases = [
+        c.check(&name("self_attn.q_proj.bias"), &[q_out], false)?,
+        c.check(&name("self_attn.k_proj.bias"), &[kv_out], false)?,
+        c.check(&name("self_attn.v_proj.bias"), &[kv_out], false)?,
+    ];
+    c.check(&name("self_attn.o_proj.weight"), &[d, q_out], true)?;
+    for (n, len, _) in vectors[1..].iter().filter(post_attn) {
+        c.check(n, &[*len], true)?;
+    }
+    // MLP
+    if fused(cfg) {
+        c.check(&name("mlp.gate_up_proj.weight"), &[2 * ff, d], true)?;
+    } else {
+        c.check(&name("mlp.gate_proj.weight"), &[ff, d], true)?;
+        c.check(&name("mlp.up_proj.weight"), &[ff, d], true)?;
+    }
+    c.check(&name("mlp.down_proj.weight"), &[d, ff], true)?;
+    // the family's norms
+    for (n, len, _) in vectors[1..].iter().filter(|v| !post_attn(v)) {
+        c.check(n, &[*len], true)?;
+    }
+    Ok(biases)
+}
+
+/// Block `i` with its matrices loaded and its norm gains and bias (where `biases` says one is
+/// stored) zero, to be read in place by [`read_vectors`].
+fn unread_layer(cfg: &Config, i: usize, biases: [bool; 3], mats: [Matrix; 4]) -> LayerWeights {
+    let d = cfg.hidden_size;
+    let qkv_out = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim;
+    let [wqkv, wo, w_gate_up, w_down] = mats;
+    let vecs = layer_vectors(cfg, i);
+    let has = |slot: Slot| vecs.iter().find(|v| v.2 == slot).map(|v| vec![0.0; v.1]);
+    LayerWeights {
+        attn_norm: vec![0.0; d],
+        wqkv,
+        // absent parts of a partial bias stay zero
+        bqkv: biases.iter().any(|&x| x).then(|| vec![0.0; qkv_out]),
+        wo,
+        mlp_norm: vec![0.0; d],
+        w_gate_up,
+        w_down,
+        extra: LayerNorms {
+            q_norm: has(Slot::Q),
+            k_norm: has(Slot::K),
+            post_attn_norm: has(Slot::PostAttn),
+            post_mlp_norm: has(Slot::PostMlp),
+        },
+    }
+}
+
+/// Adds to `jobs` the vector tensors of block `i` (norm gains, and the q|k|v bias parts that
+/// `has` says are stored), each with its place in `l`.
+fn layer_vector_jobs<'w>(
+    cfg: &Config,
+    i: usize,
+    l: &'w mut LayerWeights,
+    has: [bool; 3],
+    jobs: &mut Vec<(String, &'w mut [f32])>,
+) {
+    let (q_out, kv_out) = (
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+    );
+    let LayerWeights {
+        attn_norm,
+        mlp_norm,
+        extra,
+        bqkv,
+        ..
+    } = l;
+    let LayerNorms {
+        q_norm,
+        k_norm,
+        post_attn_norm,
+        post_mlp_norm,
+    } = extra;
+    let mut slots: Vec<(Slot, &mut [f32])> = vec![
+        (Slot::Attn, attn_norm.as_mut_slice()),
+        (Slot::Mlp, mlp_norm.as_mut_slice()),
+    ];
+    for (slot, v) in [
+        (Slot::Q, q_norm),
+        (Slot::K, k_norm),
+        (Slot::PostAttn, post_attn_norm),
+        (Slot::PostMlp, post_mlp_norm),
+    ] {
+        if let Some(v) = v {
+            slots.push((slot, v.as_mut_slice()));
+        }
+    }
+    for (n, _, slot) in layer_vectors(cfg, i) {
+        let at = slots
             .iter()
-            .zip(mats.layers)
-            .enumerate()
-            .map(|(i, (b, [wqkv, wo, w_gate_up, w_down]))| {
-                let vecs = layer_vectors(cfg, i);
-                let has = |slot: Slot| vecs.iter().find(|v| v.2 == slot).map(|v| vec![0.0; v.1]);
-                LayerWeights {
-                    attn_norm: vec![0.0; d],
-                    wqkv,
-                    // absent parts of a partial bias stay zero
-                    bqkv: b.iter().any(|&x| x).then(|| vec![0.0; q_out + 2 * kv_out]),
-                    wo,
-                    mlp_norm: vec![0.0; d],
-                    w_gate_up,
-                    w_down,
-                    extra: LayerNorms {
-                        q_norm: has(Slot::Q),
-                        k_norm: has(Slot::K),
-                        post_attn_norm: has(Slot::PostAttn),
-                        post_mlp_norm: has(Slot::PostMlp),
-                    },
-                }
-            })
-            .collect(),
-        final_norm: vec![0.0; d],
-        lm_head: mats.lm_head,
-    };
-    let mut jobs: Vec<(String, &mut [f32])> = Vec::with_capacity(nl * 8 + 1);
-    for (i, (l, has)) in w.layers.iter_mut().zip(&biases).enumerate() {
-        let vecs = layer_vectors(cfg, i);
-        let LayerWeights {
-            attn_norm,
-            mlp_norm,
-            extra,
-            bqkv,
-            ..
-        } = l;
-        let LayerNorms {
-            q_norm,
-            k_norm,
-            post_attn_norm,
-            post_mlp_norm,
-        } = extra;
-        let mut slots: Vec<(Slot, &mut [f32])> = vec![
-            (Slot::Attn, attn_norm.as_mut_slice()),
-            (Slot::Mlp, mlp_norm.as_mut_slice()),
-        ];
-        for (slot, v) in [
-            (Slot::Q, q_norm),
-            (Slot::K, k_norm),
-            (Slot::PostAttn, post_attn_norm),
-            (Slot::PostMlp, post_mlp_norm),
-        ] {
-            if let Some(v) = v {
-                slots.push((slot, v.as_mut_slice()));
-            }
-        }
-        for (n, _, slot) in vecs {
-            let at = slots
-                .iter()
-                .position(|s| s.0 == slot)
-                .expect("slot made above");
-            jobs.push((n, slots.swap_remove(at).1));
-        }
-        if let Some(b) = bqkv {
-            let (q, kv) = b.split_at_mut(q_out);
-            let (k, v) = kv.split_at_mut(kv_out);
-            for ((part, dst), &present) in ["q_proj", "k_proj", "v_proj"]
-                .into_iter()
-                .zip([q, k, v])
-                .zip(has)
-            {
-                if present {
-                    jobs.push((name(i, &format!("self_attn.{part}.bias")), dst));
-                }
+            .position(|s| s.0 == slot)
+            .expect("slot made above");
+        jobs.push((n, slots.swap_remove(at).1));
+    }
+    if let Some(b) = bqkv {
+        let (q, kv) = b.split_at_mut(q_out);
+        let (k, v) = kv.split_at_mut(kv_out);
+        for ((part, dst), present) in ["q_proj", "k_proj", "v_proj"]
+            .into_iter()
+            .zip([q, k, v])
+            .zip(has)
+        {
+            if present {
+                jobs.push((format!("model.layers.{i}.self_attn.{part}.bias"), dst));
             }
         }
     }
-    jobs.push(("model.norm.weight".into(), &mut w.final_norm));
+}
+
+/// Reads the vector tensors of `jobs` in parallel into their places, each checked finite
+/// (Gemma's norm gains become `1 + w` where the file holds `w`).
+fn read_vectors(
+    cfg: &Config,
+    src: &dyn TensorSource,
+    jobs: Vec<(String, &mut [f32])>,
+) -> Result<()> {
     let plus_one = matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3) && !src.gemma_norms_plus_one();
     // Every job runs; the first failure in job order is reported, so the message does not
     // depend on which thread failed first.
@@ -447,8 +511,7 @@ pub(crate) fn load_weights(cfg: &Config, src: &dyn TensorSource) -> Result<Weigh
             Ok(())
         })
         .collect();
-    done.into_iter().collect::<Result<()>>()?;
-    Ok(w)
+    done.into_iter().collect()
 }
 
 struct Matrices {
