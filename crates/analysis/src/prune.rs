@@ -284,15 +284,6 @@ impl<'m> Pruner<'m> {
         encode_with_user_span(self.model, text, &self.settings.format)
     }
 
-    /// [`crate::tokens::encode_rows`] with this pruner's model and chat format.
-    pub fn encode_rows<'a>(
-        &self,
-        rows: impl IntoIterator<Item = (&'a str, &'a str)>,
-        file: &str,
-    ) -> Result<Vec<Encoded>> {
-        crate::tokens::encode_rows(self.model, rows, &self.settings.format, file)
-    }
-
     /// Scores encoded prompts once, for every method and repeat to start from (prefix
     /// sharing on, each keeps the keys and values of its scoring pass).
     pub fn start(&self, encs: Vec<Encoded>) -> Result<Vec<Start>> {

@@ -32,7 +32,7 @@ impl RefusalTokens {
         ids.dedup();
         if ids.is_empty() {
             return Err(AnalysisError::Input(format!(
-                "--refusal-tokens '{spec}': no tokens"
+                "refusal tokens '{spec}': none of them encodes to a token"
             )));
         }
         let names = ids.iter().map(|&t| tokenizer.token_text(t)).collect();

@@ -244,13 +244,37 @@ pub fn report(tool: &str, err: &anyhow::Error) -> ExitCode {
 /// The message [`report`] prints: `tool: outer context: ... : root cause`, newlines inside
 /// any message flattened so the report stays one line.
 pub fn error_line(tool: &str, err: &anyhow::Error) -> String {
-    let msg = format!("{err:#}");
+    let msg = format!("{err:#}{}", flag_hint(err));
     let msg: Vec<&str> = msg
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
     format!("{tool}: {}", msg.join(" "))
+}
+
+/// What a library error that one of the shared flags fixes asks of the user, by that flag
+/// (the libraries say what is wrong, not which flag a tool gives them). By the message's end,
+/// since other libraries wrap hd-lm's errors (some as text).
+fn flag_hint(err: &anyhow::Error) -> &'static str {
+    if err
+        .root_cause()
+        .to_string()
+        .ends_with(hd_lm::NO_CHAT_TEMPLATE)
+    {
+        "; pass --no-template to use raw text"
+    } else {
+        ""
+    }
+}
+
+/// A row-selection error of `PromptTable::rows_by_category`, naming `--categories` when it
+/// is about a category asked for that no row has.
+pub fn categories_error(e: hd_formats::Error) -> anyhow::Error {
+    match e {
+        e @ hd_formats::Error::NoRowWith { .. } => anyhow::Error::new(e).context("--categories"),
+        e => e.into(),
+    }
 }
 
 /// True when any error in the chain is an I/O `BrokenPipe`, whether a plain `io::Error` or
@@ -374,6 +398,35 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar
+}
+
+// ---------------------------------------------------------------------------------------
+// Traced passes.
+
+/// Prompts per traced (attribution) pass: `given` (`--batch-size`) as it is; else as many
+/// prompts of `seqs` through `blocks` blocks as the memory available holds beside the
+/// weights, at most `default` ([`hd_grad::memory::traced_batch_for`]), logged when memory
+/// made it fewer.
+#[cfg(feature = "traced")]
+pub fn traced_batch(
+    given: Option<usize>,
+    model: &hd_lm::Model,
+    seqs: &[Vec<u32>],
+    blocks: usize,
+    default: usize,
+) -> usize {
+    if let Some(batch) = given {
+        return batch;
+    }
+    let tb = hd_grad::memory::traced_batch_for(model, seqs, blocks, default);
+    if tb.reduced {
+        tracing::info!(
+            "{} prompts per traced pass (not {default}): more would not fit in the memory \
+             available (--batch-size to choose)",
+            tb.batch
+        );
+    }
+    tb.batch
 }
 
 // ---------------------------------------------------------------------------------------

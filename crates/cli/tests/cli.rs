@@ -79,6 +79,44 @@ fn error_line_is_one_line_with_the_chain() {
     assert_eq!(hd_cli::error_line("t", &e), "t: two lines");
 }
 
+/// The libraries say what is wrong; the line a tool prints names the shared flag that fixes
+/// it, however the error reached the tool (typed, with context, or as another library's text).
+#[test]
+fn library_errors_are_named_by_their_flag() {
+    let no_template = || hd_lm::LmError::NoChatTemplate {
+        path: "m.gguf".into(),
+    };
+    let want = "t: m.gguf: the model has no chat template; pass --no-template to use raw text";
+    assert_eq!(hd_cli::error_line("t", &no_template().into()), want);
+    let wrapped = anyhow::Error::from(no_template()).context("p.csv: row with id 'a'");
+    assert!(hd_cli::error_line("t", &wrapped).ends_with("--no-template to use raw text"));
+    let as_text = anyhow::anyhow!("p.csv: row with id 'a': {}", no_template());
+    assert!(hd_cli::error_line("t", &as_text).ends_with("--no-template to use raw text"));
+    assert_eq!(
+        hd_cli::error_line("t", &anyhow::anyhow!("no template here")),
+        "t: no template here"
+    );
+
+    let table =
+        hd_formats::prompts::PromptTable::from_bytes("p.csv", b"id,prompt,category\na,x,raw\n")
+            .unwrap();
+    let e = table
+        .rows_by_category(Some(&["nosuch".to_string()]), None)
+        .map_err(hd_cli::categories_error)
+        .unwrap_err();
+    assert_eq!(
+        hd_cli::error_line("t", &e),
+        "t: --categories: p.csv: column 'category' has no row 'nosuch'"
+    );
+    // no category column: not about --categories
+    let plain = hd_formats::prompts::PromptTable::from_bytes("p.csv", b"id,prompt\na,x\n").unwrap();
+    let e = plain
+        .rows_by_category(None, Some(1))
+        .map_err(hd_cli::categories_error)
+        .unwrap_err();
+    assert!(!hd_cli::error_line("t", &e).contains("--categories"));
+}
+
 #[test]
 fn shared_groups_parse() {
     let a = Args::try_parse_from([

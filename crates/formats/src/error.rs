@@ -158,8 +158,8 @@ pub enum Error {
         message: String,
     },
 
-    /// A value a row selection names (e.g. `--categories`) that no row has.
-    #[error("{path}: column '{column}' has no row '{value}' ({flag})")]
+    /// A value a row selection names (a category asked for) that no row has.
+    #[error("{path}: column '{column}' has no row '{value}'")]
     NoRowWith {
         /// File name.
         path: String,
@@ -167,8 +167,13 @@ pub enum Error {
         column: String,
         /// The value asked for.
         value: String,
-        /// The option that asked.
-        flag: &'static str,
+    },
+
+    /// A tensor format name we do not know.
+    #[error("unknown tensor format '{found}', expected safetensors (or st), npz or npy")]
+    UnknownFormatName {
+        /// The name given.
+        found: String,
     },
 
     /// A tensor file whose extension we cannot map to a format.

@@ -202,7 +202,7 @@ impl PromptTable {
     /// Row indices, in file order, whose `category` is one of `categories` (every row when
     /// `None`), keeping at most the first `per_category` of each category (all when `None`).
     /// Naming a category no row has, or selecting by category in a table without that
-    /// column, is an error naming the file and the option.
+    /// column, is an error naming the file (and the category).
     pub fn rows_by_category(
         &self,
         categories: Option<&[String]>,
@@ -226,7 +226,6 @@ impl PromptTable {
                     path: self.path.clone(),
                     column: COLUMN.into(),
                     value: c.clone(),
-                    flag: "--categories",
                 });
             }
         }

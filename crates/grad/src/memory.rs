@@ -16,43 +16,14 @@ pub fn traced_bytes_per_token(cfg: &Config, context: usize) -> u64 {
     4 * floats as u64
 }
 
-/// What a tool does when `--batch-size` is not given.
+/// Prompts per traced pass as the memory available allows (what a tool runs when not told
+/// a batch size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TracedBatch {
     /// Prompts per traced pass.
     pub batch: usize,
     /// Whether fewer than the tool's default were chosen because of memory.
     pub reduced: bool,
-}
-
-impl TracedBatch {
-    /// The line a tool logs when memory made it choose fewer prompts than its default.
-    pub fn note(&self, default: usize) -> Option<String> {
-        self.reduced.then(|| {
-            format!(
-                "{} prompts per traced pass (not {default}): more would not fit in the memory \
-                 available (--batch-size to choose)",
-                self.batch
-            )
-        })
-    }
-}
-
-/// The batch a tool runs: `given` (`--batch-size`) as it is, else [`traced_batch_for`].
-pub fn choose(
-    given: Option<usize>,
-    model: &hd_lm::Model,
-    seqs: &[Vec<u32>],
-    blocks: usize,
-    default: usize,
-) -> TracedBatch {
-    match given {
-        Some(batch) => TracedBatch {
-            batch,
-            reduced: false,
-        },
-        None => traced_batch_for(model, seqs, blocks, default),
-    }
 }
 
 /// [`traced_batch`] for `model` on `seqs` through `blocks` blocks, with the memory this

@@ -1,5 +1,9 @@
 use std::path::PathBuf;
 
+/// How [`LmError::NoChatTemplate`] ends, wherever it is wrapped (a tool recognises it to name
+/// its own flag for raw text).
+pub const NO_CHAT_TEMPLATE: &str = "the model has no chat template";
+
 /// Errors of the model runtime. Each message is one line that names the file (and tensor or
 /// key) and says what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,13 @@ pub enum LmError {
     /// Bad caller input (token ids out of range, empty prompt, bad hook).
     #[error("{0}")]
     Input(String),
+    /// A prompt to chat-format for a model without a chat template (raw text, with
+    /// [`crate::PromptFormat::no_template`], needs none).
+    #[error("{}: {}", path.display(), NO_CHAT_TEMPLATE)]
+    NoChatTemplate {
+        /// The model.
+        path: PathBuf,
+    },
     /// The chat template failed to render.
     #[error("chat template: {0}")]
     Template(String),

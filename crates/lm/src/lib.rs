@@ -52,7 +52,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, Config};
-pub use error::{LmError, Result};
+pub use error::{LmError, Result, NO_CHAT_TEMPLATE};
 pub use forward::{
     common_prefix_len, Forward, Hook, Intervention, InterventionOp, KvCache, NoHook, Output,
     Positions, Prefix, Request, RowPos, SHARED,
@@ -264,12 +264,12 @@ impl Model {
         if fmt.no_template {
             return Ok(prompt.to_string());
         }
-        let tmpl = self.template.as_ref().ok_or_else(|| {
-            LmError::Input(format!(
-                "{}: the model has no chat template; pass --no-template to use raw text",
-                self.path.display()
-            ))
-        })?;
+        let tmpl = self
+            .template
+            .as_ref()
+            .ok_or_else(|| LmError::NoChatTemplate {
+                path: self.path.clone(),
+            })?;
         let mut msgs = Vec::new();
         if let Some(s) = &fmt.system {
             msgs.push(Message {

@@ -4,6 +4,11 @@
 use std::path::Path;
 use std::process::Command;
 
+/// A path as a command-line argument (the tests' paths are UTF-8).
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
 /// How a run ended.
 pub struct Run {
     /// The exit code (-1 when killed by a signal).

@@ -169,10 +169,15 @@ pub fn write_tiny_model(
     )
 }
 
+/// The workspace root (where `testdata/` and `models/` are).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The default model of `make setup`, from the workspace root. Missing: `None` with a
 /// SKIPPED line, or a panic when the `CI` variable is set (a broken setup must not pass).
 pub fn default_model() -> Option<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo_root();
     present_or_skip(
         &root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
         "run `make setup`",

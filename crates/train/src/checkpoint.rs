@@ -115,22 +115,7 @@ pub fn load(
         msg,
     };
     let f = TensorFile::read(path)?;
-    for (k, want) in fingerprint {
-        let got = f.metadata.get(&format!("{FINGERPRINT}{k}"));
-        match got {
-            Some(g) if g == want => {}
-            Some(g) => {
-                return Err(bad(format!(
-                    "checkpoint of another run: its {k} is {g}, this run's is {want}"
-                )))
-            }
-            None => {
-                return Err(bad(format!(
-                    "not a safety-tune checkpoint (no '{FINGERPRINT}{k}' metadata)"
-                )))
-            }
-        }
-    }
+    check_fingerprint(&f, fingerprint).map_err(bad)?;
     let step: usize = f
         .metadata
         .get("step")
@@ -160,25 +145,7 @@ pub fn load(
         m.push(get("adam_m", name, shape)?);
         v.push(get("adam_v", name, shape)?);
     }
-    let h = f.get("history")?;
-    if h.shape != [step, 6] {
-        return Err(bad(format!(
-            "tensor 'history' has shape {:?}, expected [{step}, 6]",
-            h.shape
-        )));
-    }
-    let hv = h.to_f64_vec();
-    let history = hv
-        .chunks_exact(6)
-        .map(|r| StepLog {
-            step: r[0] as usize,
-            epoch: r[1],
-            lr: r[2],
-            loss: r[3],
-            grad_norm: r[4],
-            target_tokens: r[5] as usize,
-        })
-        .collect();
+    let history = read_history(f.get("history")?, step).map_err(bad)?;
     if step > trainer.total_steps() {
         return Err(bad(format!(
             "checkpoint is at step {step}, beyond this run's {} steps",
@@ -188,4 +155,48 @@ pub fn load(
     trainer
         .restore(&params, m, v, step, history)
         .map_err(|e| bad(e.to_string()))
+}
+
+/// The first difference between the checkpoint's fingerprint and the run's, as a message.
+fn check_fingerprint(
+    f: &TensorFile,
+    fingerprint: &BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    for (k, want) in fingerprint {
+        match f.metadata.get(&format!("{FINGERPRINT}{k}")) {
+            Some(g) if g == want => {}
+            Some(g) => {
+                return Err(format!(
+                    "checkpoint of another run: its {k} is {g}, this run's is {want}"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "not a safety-tune checkpoint (no '{FINGERPRINT}{k}' metadata)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The loss history of a checkpoint at `step` (the `history` tensor, `[step, 6]`).
+fn read_history(h: &FTensor, step: usize) -> std::result::Result<Vec<StepLog>, String> {
+    if h.shape != [step, 6] {
+        return Err(format!(
+            "tensor 'history' has shape {:?}, expected [{step}, 6]",
+            h.shape
+        ));
+    }
+    Ok(h.to_f64_vec()
+        .chunks_exact(6)
+        .map(|r| StepLog {
+            step: r[0] as usize,
+            epoch: r[1],
+            lr: r[2],
+            loss: r[3],
+            grad_norm: r[4],
+            target_tokens: r[5] as usize,
+        })
+        .collect())
 }

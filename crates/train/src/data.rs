@@ -181,7 +181,7 @@ fn label_of(table: &PromptTable, i: usize) -> Result<bool> {
 fn need_label_column(table: &PromptTable, format: TargetFormat) -> Result<()> {
     if table.column(LABEL).is_none() {
         return Err(TrainError::Input(format!(
-            "{}: no '{LABEL}' column (found: {}); --format {} needs it to tell harmful from harmless rows",
+            "{}: no '{LABEL}' column (found: {}); the {} target format needs it to tell harmful from harmless rows",
             table.path,
             table.headers.join(", "),
             format.name()
@@ -338,16 +338,18 @@ fn check_table(table: &PromptTable, o: &DataOptions, need_all_targets: bool) -> 
             .count();
         if need > 0 {
             let which = if need_all_targets { "" } else { "harmless " };
-            return Err(TrainError::Input(format!(
-                "{}: no '{TARGET}' column, but {need} {which}rows need the base model's answer as target \
-                 (make them with `safety-tune select` and `generate`, then pass --answers)",
-                table.path
-            )));
+            return Err(TrainError::NoAnswers {
+                msg: format!(
+                    "{}: no '{TARGET}' column, but {need} {which}rows need the base model's answer \
+                     as target",
+                    table.path
+                ),
+            });
         }
     }
     if o.max_target_tokens == 0 {
         return Err(TrainError::Input(
-            "--max-target-tokens must be at least 1".into(),
+            "the target token cap must be at least 1".into(),
         ));
     }
     Ok(())
@@ -381,12 +383,13 @@ impl Encoder<'_> {
     fn base_answer(&self, i: usize, why: &str) -> Result<&str> {
         let t = self.table.get(i, TARGET).unwrap_or("");
         if t.trim().is_empty() {
-            return Err(TrainError::Input(format!(
-                "{}: row with id '{}' {why} but has an empty '{TARGET}' \
-                 (give it the base model's answer: `safety-tune select`, `generate`, --answers)",
-                self.table.path,
-                self.table.id(i)
-            )));
+            return Err(TrainError::NoAnswers {
+                msg: format!(
+                    "{}: row with id '{}' {why} but has an empty '{TARGET}'",
+                    self.table.path,
+                    self.table.id(i)
+                ),
+            });
         }
         Ok(t)
     }
@@ -481,7 +484,8 @@ pub fn build_pairs(
 ) -> Result<(Vec<Pair>, PairStats)> {
     if o.format != TargetFormat::Refusal {
         return Err(TrainError::Input(format!(
-            "--objective dpo needs --format refusal (pairs of a refusal and an answer), not {}",
+            "the DPO objective needs the refusal target format (pairs of a refusal and an \
+             answer), not {}",
             o.format.name()
         )));
     }

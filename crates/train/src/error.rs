@@ -16,6 +16,21 @@ pub enum TrainError {
     /// Bad input data or arguments (the message names the file and row).
     #[error("{0}")]
     Input(String),
+    /// Rows that need the base model's answer as their target and have none: `msg` names
+    /// the file and the rows. (A tool says how its user supplies the answers.)
+    #[error("{msg} (fill the target column with the base model's answers: `safety-tune select`, then `generate`)")]
+    NoAnswers {
+        /// What is missing, naming the file and rows.
+        msg: String,
+    },
+    /// The loss stopped being finite, usually because the learning rate is too high.
+    #[error("step {step}: the loss is {loss}; lower the learning rate")]
+    Diverged {
+        /// The 1-based step.
+        step: usize,
+        /// The loss it computed.
+        loss: f64,
+    },
     /// A checkpoint that cannot be used.
     #[error("{}: {msg}", path.display())]
     Checkpoint {

@@ -51,7 +51,7 @@ impl Staging {
                 .is_none();
             if !empty && !out.join(MARKER).exists() {
                 return Err(TrainError::Input(format!(
-                    "{}: exists and was not written by safety-tune (no {MARKER}); remove it or choose another --out",
+                    "{}: exists and was not written by safety-tune (no {MARKER}); remove it or choose another folder",
                     out.display()
                 )));
             }

@@ -131,12 +131,12 @@ impl Trainer {
         }
         if config.batch_size == 0 || config.epochs == 0 {
             return Err(TrainError::Input(
-                "--batch-size and --epochs must be at least 1".into(),
+                "batch size and epochs must be at least 1".into(),
             ));
         }
         if !(config.lr > 0.0 && config.lr.is_finite()) {
             return Err(TrainError::Input(format!(
-                "--lr {} must be positive",
+                "learning rate {} must be positive",
                 config.lr
             )));
         }
@@ -144,7 +144,9 @@ impl Trainer {
             Objective::Sft => Vec::new(),
             Objective::Dpo { beta } => {
                 if !(beta > 0.0 && beta.is_finite()) {
-                    return Err(TrainError::Input(format!("--beta {beta} must be positive")));
+                    return Err(TrainError::Input(format!(
+                        "DPO beta {beta} must be positive"
+                    )));
                 }
                 check_pairs(&examples)?;
                 // Before the trainable parameters exist: the frozen model is the reference.
@@ -281,10 +283,10 @@ impl Trainer {
         let (loss, n_tgt) = self.loss_of(&idx)?;
         let loss_v = loss.to_scalar::<f32>()? as f64;
         if !loss_v.is_finite() {
-            return Err(TrainError::Input(format!(
-                "step {}: the loss is {loss_v}; lower --lr",
-                self.step + 1
-            )));
+            return Err(TrainError::Diverged {
+                step: self.step + 1,
+                loss: loss_v,
+            });
         }
         let grads = loss.backward()?;
         let mut gs = Vec::with_capacity(self.model.trainable().len());

@@ -281,5 +281,5 @@ fn unpaired_examples_and_bad_beta_are_refused() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("--beta 0 must be positive"), "{e}");
+    assert!(e.contains("beta 0 must be positive"), "{e}");
 }

@@ -192,7 +192,6 @@ fn check_finite_batch(
     Ok(())
 }
 
-/// Runs the dump.
 /// Stages the activation file in `--format` when given, else as its path implies.
 fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &Options) -> Result<()> {
     match o.out_format {
@@ -202,6 +201,7 @@ fn stage_out(file: &TensorFile, outs: &mut Outputs, o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Runs the dump.
 pub fn run(o: &Options) -> Result<()> {
     let (layers, outs) = check_before_load(o)?;
     let table = read_prompts(o)?;
@@ -218,9 +218,10 @@ pub fn run(o: &Options) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let refusal = Scoring {
-        tokens: RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?,
+        tokens: RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)
+            .context("--refusal-tokens")?,
         versus: match &o.versus_tokens {
-            Some(v) => Some(RefusalTokens::parse(&model.tokenizer, v)?),
+            Some(v) => Some(RefusalTokens::parse(&model.tokenizer, v).context("--versus-tokens")?),
             None => None,
         },
     };
@@ -387,17 +388,7 @@ fn forward_all(
         };
         let first = c * o.batch_size;
         let ids: Vec<&str> = (first..first + chunk.len()).map(|i| table.id(i)).collect();
-        let mut spans = Vec::with_capacity(chunk.len());
-        let mut at = 0;
-        for s in chunk {
-            let n = if o.positions == Positions::All {
-                s.len()
-            } else {
-                1
-            };
-            spans.push((at, at + n));
-            at += n;
-        }
+        let spans = captured_spans(chunk, o.positions);
         check_finite_batch(
             &o.model,
             &out.captured,
@@ -411,18 +402,7 @@ fn forward_all(
             buf.extend_from_slice(&states);
         }
         if let Some(lg) = out.logits {
-            for (j, s) in chunk.iter().enumerate() {
-                let lp = log_softmax(&lg[j * v..(j + 1) * v]);
-                let top = (0..v).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
-                let score = refusal.score(&lp);
-                row_extra.push(vec![
-                    s.len().to_string(),
-                    top.to_string(),
-                    model.tokenizer.token_text(top as u32),
-                    format!("{:.6}", lp[top]),
-                    format!("{score:.6}"),
-                ]);
-            }
+            row_extra.extend(logit_cells(model, refusal, chunk, &lg));
         }
         pb.inc(chunk.len() as u64);
     }
@@ -435,6 +415,51 @@ fn forward_all(
         total_tokens as f64 / secs
     );
     Ok((per_layer, row_extra))
+}
+
+/// Each prompt's rows in a batch's captured states: `[start, end)`, one row per prompt at
+/// the last position, one per token at every position.
+fn captured_spans(chunk: &[Vec<u32>], positions: Positions) -> Vec<(usize, usize)> {
+    let mut spans = Vec::with_capacity(chunk.len());
+    let mut at = 0;
+    for s in chunk {
+        let n = if positions == Positions::All {
+            s.len()
+        } else {
+            1
+        };
+        spans.push((at, at + n));
+        at += n;
+    }
+    spans
+}
+
+/// The rows CSV's extra cells of each prompt of a batch, from its next-token logits `lg`
+/// (`[chunk.len(), vocab]`): token count, top token id and text, its log-probability, and
+/// the refusal score.
+fn logit_cells(
+    model: &Model,
+    refusal: &Scoring,
+    chunk: &[Vec<u32>],
+    lg: &[f32],
+) -> Vec<Vec<String>> {
+    let v = model.config.vocab_size;
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let lp = log_softmax(&lg[j * v..(j + 1) * v]);
+            let top = (0..v).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
+            let score = refusal.score(&lp);
+            vec![
+                s.len().to_string(),
+                top.to_string(),
+                model.tokenizer.token_text(top as u32),
+                format!("{:.6}", lp[top]),
+                format!("{score:.6}"),
+            ]
+        })
+        .collect()
 }
 
 /// The activation file's `__metadata__` (DESIGN.md, "Activation file").

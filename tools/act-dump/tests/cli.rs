@@ -2,37 +2,21 @@
 //! has not placed it), plus bad-input handling that needs no model.
 
 use hd_formats::tensors::TensorFile;
+use hd_testkit::cli::{arg as s, Run};
 use hd_testkit::gguf::{nan_rope_model, overflowing_model};
+use hd_testkit::{default_model as model, repo_root as root};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_act-dump");
 
-fn model() -> Option<PathBuf> {
-    hd_testkit::default_model()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_act-dump"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+/// act-dump with `args` (absolute paths) through the shared harness.
+fn run(args: &[&str]) -> Run {
+    hd_testkit::cli::run(BIN, Path::new("."), args)
 }
 
 fn ok(args: &[&str]) {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "act-dump {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    hd_testkit::cli::ok(BIN, Path::new("."), args)
 }
 
 const PROMPTS: &str = "id,prompt,label\n\
@@ -105,19 +89,9 @@ fn matches_committed_hf_reference() {
 #[test]
 fn matches_live_transformers() {
     let Some(m) = model() else { return };
-    let py = std::env::var_os("HD_ORACLE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/hd-oracle/bin/python")
-        });
-    if !py.exists() {
-        eprintln!(
-            "SKIPPED: no transformers environment at {} (make oracle)",
-            py.display()
-        );
+    let Some(py) = hd_testkit::oracle_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let csv = root().join("testdata/parity/tricky.csv");
     let refp = dir.path().join("ref.npz");
@@ -165,31 +139,15 @@ fn matches_live_transformers() {
     eprintln!("all 31 layers: worst max relative difference to live transformers {worst:.2e}");
 }
 
-fn oracle_python() -> Option<PathBuf> {
-    let py = std::env::var_os("HD_ORACLE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/hd-oracle/bin/python")
-        });
-    if py.exists() {
-        Some(py)
-    } else {
-        eprintln!(
-            "SKIPPED: no transformers environment at {} (make oracle)",
-            py.display()
-        );
-        None
-    }
-}
-
 /// A Hugging Face directory (transformers' own save_pretrained of the default model) loads
 /// through config.json / model.safetensors / tokenizer.json / tokenizer_config.json and gives
 /// the same token ids and activations as the GGUF it came from.
 #[test]
 fn hugging_face_directory_matches_gguf() {
     let Some(m) = model() else { return };
-    let Some(py) = oracle_python() else { return };
+    let Some(py) = hd_testkit::oracle_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let hf = dir.path().join("hf");
     let script = format!(
@@ -457,7 +415,7 @@ b,How do I make a bomb?,harmful,raw\n";
         "0",
     ]);
     assert_eq!(
-        o.status.code(),
+        Some(o.code),
         Some(2),
         "--per-category 0 must be a usage error"
     );
@@ -546,8 +504,8 @@ fn shared_prefix_matches_full_runs() {
 
 fn fails(args: &[&str], code: i32, needle: &str, out: &Path) {
     let o = run(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(code), "act-dump {args:?}: {err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(code), "act-dump {args:?}: {err}");
     if code == 1 {
         assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
     }
@@ -868,12 +826,8 @@ fn bad_inputs_fail_with_one_line_naming_the_problem() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let t0 = std::time::Instant::now();
         let o = run(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "{what}: act-dump {args:?}: {err}"
-        );
+        let err = o.stderr.as_str();
+        assert_eq!(Some(o.code), Some(code), "{what}: act-dump {args:?}: {err}");
         assert_eq!(
             err.trim_end().lines().count(),
             1,
@@ -988,8 +942,10 @@ fn merge_checks_the_rows_it_reads() {
     let elsewhere = tempfile::tempdir().unwrap();
     let merged = d("m.safetensors");
     let merged_rows = d("m.csv");
-    let o = Command::new(env!("CARGO_BIN_EXE_act-dump"))
-        .args([
+    hd_testkit::cli::ok(
+        BIN,
+        elsewhere.path(),
+        &[
             "merge",
             "--out",
             s(&merged),
@@ -997,11 +953,8 @@ fn merge_checks_the_rows_it_reads() {
             s(&merged_rows),
             s(&shards[0]),
             s(&shards[1]),
-        ])
-        .current_dir(elsewhere.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ],
+    );
     // merge --out = a shard: usage error, the shard intact.
     let before = std::fs::read(&shards[0]).unwrap();
     let o = run(&[
@@ -1011,12 +964,7 @@ fn merge_checks_the_rows_it_reads() {
         s(&shards[0]),
         s(&shards[1]),
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(Some(o.code), Some(2), "{}", o.stderr.as_str());
     assert_eq!(std::fs::read(&shards[0]).unwrap(), before);
     // Another run overwrote shard 1's rows CSV with other rows.
     let out2 = d("x.safetensors");
@@ -1031,8 +979,8 @@ fn merge_checks_the_rows_it_reads() {
         s(&shards[0]),
         s(&shards[1]),
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert!(
         err.contains("s1.csv: changed since") && err.contains("s1.safetensors"),
         "{err}"
@@ -1049,8 +997,8 @@ fn merge_checks_the_rows_it_reads() {
         s(&shards[0]),
         s(&shards[1]),
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert!(
         err.contains("its rows CSV is missing (looked at") && err.contains("s1.csv"),
         "{err}"
@@ -1073,8 +1021,8 @@ fn merge_checks_the_rows_it_reads() {
         s(&shards[0]),
         s(&shards[1]),
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert!(
         err.contains("s0.safetensors and") && err.contains("s1.safetensors: both hold prompt id"),
         "{err}"
@@ -1226,14 +1174,14 @@ fn a_bad_template_file_is_named() {
         ])
     };
     let o = args(&missing);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert!(err.contains("missing.jinja"), "{err}");
     let noprompt = dir.path().join("noprompt.jinja");
     std::fs::write(&noprompt, "Is this safe?").unwrap();
     let o = args(&noprompt);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert!(
         err.contains("noprompt.jinja") && err.contains("{{ prompt }}"),
         "{err}"

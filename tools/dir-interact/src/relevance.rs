@@ -158,7 +158,9 @@ fn read_inputs(o: &Options, nl: usize, d: usize) -> Result<Inputs> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
+    let rows = table
+        .rows_by_category(o.categories.as_deref(), o.per_category)
+        .map_err(hd_cli::categories_error)?;
     let all = categories(&table);
     let cats = rows.iter().map(|&i| all[i].clone()).collect();
     Ok(Inputs {
@@ -199,10 +201,7 @@ pub fn run(o: &Options) -> Result<()> {
         .map(|p| p.1)
         .max()
         .unwrap_or(model.config.num_layers);
-    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, deepest, 16);
-    if let Some(note) = tb.note(16) {
-        tracing::info!("{note}");
-    }
+    let batch = hd_cli::traced_batch(o.batch_size, &model, &seqs, deepest, 16);
     let Model {
         config, weights, ..
     } = model;
@@ -218,7 +217,7 @@ pub fn run(o: &Options) -> Result<()> {
             target_dirs: tgt,
         })
         .collect();
-    let rels = pairs_relevance(&diff, &seqs, &pairs, o.rules, tb.batch, |n| {
+    let rels = pairs_relevance(&diff, &seqs, &pairs, o.rules, batch, |n| {
         pb.set_position(n as u64)
     })?;
     let results: Vec<(usize, usize, PairRelevance)> = inp

@@ -361,7 +361,9 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
+    let rows = table
+        .rows_by_category(o.categories.as_deref(), o.per_category)
+        .map_err(hd_cli::categories_error)?;
     let all = categories(&table);
     let cats: Vec<String> = rows.iter().map(|&i| all[i].clone()).collect();
     let mut model = Model::load(&o.model)?;
@@ -378,7 +380,8 @@ fn read_study(o: &Options, config: &hd_lm::Config) -> Result<Study> {
         .as_deref()
         .map(|p| read_benign(&model, p, o.benign_limit, &o.format))
         .transpose()?;
-    let refusal = RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens)?;
+    let refusal =
+        RefusalTokens::parse(&model.tokenizer, &o.refusal_tokens).context("--refusal-tokens")?;
     let requests = table.requests();
     let requests = rows.iter().map(|&i| requests[i].clone()).collect();
     Ok(Study {
@@ -662,17 +665,9 @@ fn all_grads(o: &Options, study: &Study) -> Result<Vec<LastTokenGrads>> {
     let diff = DiffModel::new(m.config.clone(), m.weights.clone())?;
     let pb = hd_cli::progress(study.seqs.len() as u64, "prompts (estimate)");
     let mut out = Vec::with_capacity(study.seqs.len());
-    let tb = hd_grad::memory::choose(
-        o.batch_size.map(|b| b.min(16)),
-        m,
-        &study.seqs,
-        m.config.num_layers,
-        16,
-    );
-    if let Some(note) = tb.note(16) {
-        tracing::info!("{note}");
-    }
-    for chunk in study.seqs.chunks(tb.batch) {
+    let given = o.batch_size.map(|b| b.min(16));
+    let batch = hd_cli::traced_batch(given, m, &study.seqs, m.config.num_layers, 16);
+    for chunk in study.seqs.chunks(batch) {
         out.extend(last_token_grads(&diff, chunk, &study.refusal.ids)?);
         pb.inc(chunk.len() as u64);
     }

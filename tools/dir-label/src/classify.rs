@@ -167,18 +167,9 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
     let table = PromptTable::read(&opts.rows)?;
     let (keep, y) = labels(opts, &table)?;
     let categories = category_column(&table, &keep);
-    let mut acts = TensorFile::read(&opts.acts)?;
-    let mut comps = TensorFile::read(&opts.components)?;
-    for w in [
-        check_prompts_match(&acts, &table)?,
-        check_same_prompts(&acts, &comps)?,
-        check_prompts_match(&comps, &table)?,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        tracing::warn!("{w}");
-    }
+    let acts = TensorFile::read(&opts.acts)?;
+    let comps = TensorFile::read(&opts.components)?;
+    warn_other_prompts(&acts, &comps, &table)?;
     let layers = pick_layers(opts, &acts, &comps)?;
     let (d, k) = check_shapes(opts, &acts, &comps, &layers, table.len())?;
     let directions: Vec<(usize, String)> = layers
@@ -190,17 +181,7 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
             ))
         })
         .collect::<Result<_>>()?;
-    let mut xs = Vec::with_capacity(layers.len());
-    let mut cs = Vec::with_capacity(layers.len());
-    for &l in &layers {
-        let x = take(&mut acts, &resid_name(l));
-        let c = take(&mut comps, &components_name(l));
-        xs.push(finite_rows(&acts.path, &resid_name(l), &x, d, Some(&keep))?);
-        let c = c.to_f64_vec()[..k * d].to_vec();
-        components::check_rows(&comps.path, l, &c, d)?;
-        cs.push(c);
-    }
-    drop((acts, comps));
+    let (xs, cs) = take_layers(acts, comps, &layers, (d, k), &keep)?;
     let inputs: Vec<LayerInput<'_>> = layers
         .iter()
         .zip(xs.iter().zip(&cs))
@@ -226,6 +207,58 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
             label_source(opts)
         )
     })?;
+    log_probe_fits(&out);
+    Ok(Outcome {
+        layers: out.layers,
+        categories: cats.into_iter().map(|c| c.name).collect(),
+        k,
+        rows: y.len(),
+        directions,
+    })
+}
+
+/// Warns where the activations, the components and the rows record different prompts.
+fn warn_other_prompts(acts: &TensorFile, comps: &TensorFile, table: &PromptTable) -> Result<()> {
+    for w in [
+        check_prompts_match(acts, table)?,
+        check_same_prompts(acts, comps)?,
+        check_prompts_match(comps, table)?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}
+
+/// A layer's rows, `[n, d]` row-major.
+type Rows = Vec<f64>;
+
+/// Per layer, the labelled rows of the activations (`keep`) and the first `k` components,
+/// as f64, each checked finite; the files are consumed so each tensor is held once.
+fn take_layers(
+    mut acts: TensorFile,
+    mut comps: TensorFile,
+    layers: &[usize],
+    (d, k): (usize, usize),
+    keep: &[usize],
+) -> Result<(Vec<Rows>, Vec<Rows>)> {
+    let mut xs = Vec::with_capacity(layers.len());
+    let mut cs = Vec::with_capacity(layers.len());
+    for &l in layers {
+        let x = take(&mut acts, &resid_name(l));
+        let c = take(&mut comps, &components_name(l));
+        xs.push(finite_rows(&acts.path, &resid_name(l), &x, d, Some(keep))?);
+        let c = c.to_f64_vec()[..k * d].to_vec();
+        components::check_rows(&comps.path, l, &c, d)?;
+        cs.push(c);
+    }
+    Ok((xs, cs))
+}
+
+/// Logs each probe's Newton steps, and warns of a probe that did not converge.
+fn log_probe_fits(out: &cls::Classification) {
     for r in &out.layers {
         let f = &r.probe.fit;
         tracing::debug!("layer {}: probe {} Newton steps", r.layer, f.iterations);
@@ -246,13 +279,6 @@ pub fn compute(opts: &Options) -> Result<Outcome> {
             );
         }
     }
-    Ok(Outcome {
-        layers: out.layers,
-        categories: cats.into_iter().map(|c| c.name).collect(),
-        k,
-        rows: y.len(),
-        directions,
-    })
 }
 
 fn label_source(opts: &Options) -> String {

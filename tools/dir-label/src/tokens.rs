@@ -184,11 +184,7 @@ pub fn run(o: &Options) -> Result<()> {
         &o.prompts.display().to_string(),
     )?;
     let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
-    let tb = hd_grad::memory::choose(o.batch_size, &model, &seqs, o.layer, 16);
-    if let Some(note) = tb.note(16) {
-        tracing::info!("{note}");
-    }
-    let batch = tb.batch;
+    let batch = hd_cli::traced_batch(o.batch_size, &model, &seqs, o.layer, 16);
     let Model {
         config: cfg,
         weights,

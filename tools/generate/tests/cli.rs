@@ -1,28 +1,17 @@
 //! generate end to end on the real default model (skipped, with a message, when `make setup`
 //! has not placed it), plus bad-input handling that needs no model.
 
+use hd_testkit::cli::{arg as s, Run};
 use hd_testkit::gguf::overflowing_model;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use hd_testkit::{default_model as model, repo_root as root};
+use std::path::Path;
+use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_generate");
 
-fn model() -> Option<PathBuf> {
-    hd_testkit::default_model()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_generate"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// generate with `args` (absolute paths) through the shared harness.
+fn run(args: &[&str]) -> Run {
+    hd_testkit::cli::run(BIN, Path::new("."), args)
 }
 
 const PROMPTS: &str = "id,prompt,category\n\
@@ -59,7 +48,7 @@ fn answers_are_deterministic_and_sharing_changes_nothing() {
         ];
         a.extend(extra);
         let o = run(&a);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.code, 0, "{}", o.stderr);
         outs.push((
             std::fs::read_to_string(&out).unwrap(),
             std::fs::read_to_string(&sum).unwrap(),
@@ -110,7 +99,7 @@ fn guard_judge_reads_the_verdict() {
         "--summary",
         s(&sum),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.code, 0, "{}", o.stderr);
     let t = hd_formats::prompts::PromptTable::read(&out).unwrap();
     for i in 0..t.len() {
         let v = generate::Verdict::of(t.get(i, "response").unwrap());
@@ -142,7 +131,7 @@ fn guard_judge_reads_the_verdict() {
         "--refusal-phrases",
         s(&phrases),
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(Some(o.code), Some(2));
 }
 
 #[test]
@@ -153,13 +142,13 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     let out = dir.path().join("r.csv");
     let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let o = run(&["--model", s(&model), "--prompts", s(&p), "--out", s(&out)]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = o.stderr.as_str();
+    assert_eq!(Some(o.code), Some(1), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("p.csv") && err.contains("prompt"), "{err}");
     assert!(!out.exists());
     let o = run(&["--model", s(&model), "--prompts", s(&p)]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(Some(o.code), Some(2));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -261,8 +250,8 @@ fn bad_inputs_fail_with_one_line_naming_the_problem() {
         }
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let o = run(&a);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(code), "{what}: generate {a:?}: {err}");
+        let err = o.stderr.as_str();
+        assert_eq!(Some(o.code), Some(code), "{what}: generate {a:?}: {err}");
         let first = err.lines().next().unwrap_or("");
         assert!(
             first.starts_with("generate: "),

@@ -528,6 +528,77 @@ impl PastTensePicks<'_> {
     }
 }
 
+/// The seeded draw of past-tense rephrasings: the clusters in order, the members of each in
+/// order, and how many clusters each split takes (consecutive runs of `cluster_order`).
+struct PastTenseDraw {
+    cluster_order: Vec<usize>,
+    member_orders: Vec<Vec<usize>>,
+    alloc: [usize; 3],
+}
+
+impl PastTenseDraw {
+    /// Draws from `clusters` for `want` rephrasings per split; too few lines in all is an
+    /// error naming the sizes asked for.
+    fn new(
+        clusters: &[Vec<Behaviour>],
+        want: [usize; 3],
+        sizes: &Sizes,
+        seed: u64,
+    ) -> Result<Self, Error> {
+        let lines: usize = clusters.iter().map(Vec::len).sum();
+        let total: usize = want.iter().sum();
+        if total > lines {
+            return Err(Error::NotEnough {
+                what: "past-tense rephrasings",
+                requested: total,
+                detail: sizes_detail(sizes, "behaviours", |s| s.behaviours),
+                available: lines,
+                hint: String::new(),
+            });
+        }
+        let mut rng = SplitMix64::stream(seed, "past_tense");
+        let cluster_order = rng.permutation_mul_high(clusters.len());
+        let member_orders: Vec<Vec<usize>> = clusters
+            .iter()
+            .map(|c| rng.permutation_mul_high(c.len()))
+            .collect();
+        Ok(PastTenseDraw {
+            cluster_order,
+            member_orders,
+            alloc: allocate_clusters(clusters.len(), want),
+        })
+    }
+}
+
+/// The split's jailbreak-wrapped rows: every wrapper category around each `chosen` behaviour.
+fn wrapper_rows(
+    split: Split,
+    chosen: &[&Behaviour],
+    inputs: &Inputs,
+    seed: u64,
+    max_chars: usize,
+) -> Vec<Row> {
+    let p = split.prefix();
+    let mut rows = Vec::new();
+    for category in Category::WRAPPERS {
+        for (slot, ((prompt, variant), b)) in wrap(category, split, chosen, inputs, seed)
+            .into_iter()
+            .zip(chosen)
+            .enumerate()
+        {
+            rows.push(Row {
+                id: format!("{p}-{:04}-{category}", slot + 1),
+                prompt: text::shorten(&prompt, max_chars),
+                category,
+                source: b.source.clone(),
+                behaviour_id: b.id.clone(),
+                variant,
+            });
+        }
+    }
+    rows
+}
+
 /// Builds the three splits from loaded inputs. Pure: same inputs and arguments, same rows.
 pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Result<Splits, Error> {
     let want = |f: fn(&SplitSize) -> usize| Split::ALL.map(|s| f(&sizes.of(s)));
@@ -546,24 +617,7 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
     // Past-tense clusters, then rephrasings within them.
     let pt_want = want(|s| s.behaviours);
     let clusters = &inputs.vendor.past_tense;
-    let pt_lines: usize = clusters.iter().map(Vec::len).sum();
-    let pt_total: usize = pt_want.iter().sum();
-    if pt_total > pt_lines {
-        return Err(Error::NotEnough {
-            what: "past-tense rephrasings",
-            requested: pt_total,
-            detail: sizes_detail(sizes, "behaviours", |s| s.behaviours),
-            available: pt_lines,
-            hint: String::new(),
-        });
-    }
-    let mut pt_rng = SplitMix64::stream(seed, "past_tense");
-    let cluster_order = pt_rng.permutation_mul_high(clusters.len());
-    let member_orders: Vec<Vec<usize>> = clusters
-        .iter()
-        .map(|c| pt_rng.permutation_mul_high(c.len()))
-        .collect();
-    let alloc = allocate_clusters(clusters.len(), pt_want);
+    let draw = PastTenseDraw::new(clusters, pt_want, sizes, seed)?;
 
     let benign_idx = cut(
         inputs.benign.len(),
@@ -585,32 +639,15 @@ pub fn build(inputs: &Inputs, sizes: &Sizes, seed: u64, max_chars: usize) -> Res
     let mut out = Vec::new();
     let mut cluster_start = 0;
     for (k, split) in Split::ALL.into_iter().enumerate() {
-        let p = split.prefix();
-        let mut rows = Vec::new();
         let chosen: Vec<&Behaviour> = beh_idx[k].iter().map(|&i| &beh[i]).collect();
-        for category in Category::WRAPPERS {
-            for (slot, ((prompt, variant), b)) in wrap(category, split, &chosen, inputs, seed)
-                .into_iter()
-                .zip(&chosen)
-                .enumerate()
-            {
-                rows.push(Row {
-                    id: format!("{p}-{:04}-{category}", slot + 1),
-                    prompt: text::shorten(&prompt, max_chars),
-                    category,
-                    source: b.source.clone(),
-                    behaviour_id: b.id.clone(),
-                    variant,
-                });
-            }
-        }
+        let mut rows = wrapper_rows(split, &chosen, inputs, seed, max_chars);
 
         // Past tense: round-robin over this split's clusters, one rephrasing each per round.
-        let mine = &cluster_order[cluster_start..cluster_start + alloc[k]];
-        cluster_start += alloc[k];
+        let mine = &draw.cluster_order[cluster_start..cluster_start + draw.alloc[k]];
+        cluster_start += draw.alloc[k];
         let picks = PastTensePicks {
             clusters,
-            member_orders: &member_orders,
+            member_orders: &draw.member_orders,
             mine,
         };
         rows.extend(picks.rows(split, pt_want[k], max_chars)?);

@@ -34,6 +34,7 @@ use hd_train::checkpoint;
 use hd_train::data::{self, DataOptions, Example, TargetFormat};
 use hd_train::export::{self, ExportParts, Staging};
 use hd_train::train::{flatten_pairs, Objective, StepLog, TrainConfig, Trainer};
+use hd_train::TrainError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -211,14 +212,10 @@ fn check_before_load(o: &TuneOptions, ckpt_dir: &Path) -> Result<()> {
 /// training starts; nothing is written at `--out` unless the run completes.
 pub fn tune(o: &TuneOptions) -> Result<()> {
     let t_start = std::time::Instant::now();
-    let ckpt_dir = o.checkpoint_dir.clone().unwrap_or_else(|| {
-        let mut s = o.out.as_os_str().to_owned();
-        s.push(".ckpt");
-        PathBuf::from(s)
-    });
+    let ckpt_dir = checkpoint_dir(o);
     check_before_load(o, &ckpt_dir)?;
     // Output first: an unwritable destination should fail now, not after the training.
-    let staging = Staging::new(&o.out)?;
+    let staging = Staging::new(&o.out).context("--out")?;
     // A SIGINT or SIGTERM removes the staging folder (hundreds of MB) before the process dies.
     let _staging_guard = hd_formats::atomic::register_temp(staging.path());
 
@@ -226,11 +223,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     let model = Model::load(&o.model)?;
     let l = model.config.num_layers;
     let (examples, pair_stats) = examples_for(o, &model, &table)?;
-    let mut hashes = Vec::new();
-    for f in &model.weight_files {
-        hashes.push(meta::sha256_file(f)?);
-    }
-    let model_hash = hashes.join(",");
+    let model_hash = model_hash(&model)?;
     let fingerprint = fingerprint_of(o, &model_hash, &examples);
 
     let Model {
@@ -252,9 +245,6 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     let history = trainer.history.clone();
     let weights = trainer.model.merged_weights()?;
     drop(trainer);
-    let mut st_meta = meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION"));
-    st_meta.insert("base_model".into(), o.model.display().to_string());
-    st_meta.insert("base_model_hash".into(), model_hash.clone());
     write_atomic(&staging.path().join("loss.csv"), |w| {
         w.write_all(loss_csv(&history).as_bytes())
     })?;
@@ -265,7 +255,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
             tokenizer: &tokenizer,
             template: template.as_ref(),
             source_dir: source_dir.as_deref(),
-            metadata: st_meta,
+            metadata: export_metadata(o, &model_hash),
         },
         weights,
     )?;
@@ -273,25 +263,18 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         .chunks(spe)
         .map(|c| format!("{:.4}", mean_loss(c)))
         .collect();
-    let summary = summary_json(
-        o,
-        &RunFacts {
-            model_hash: &model_hash,
-            train_ids_hash: table.ids_hash(),
-            exposure_kept: &exposure_kept,
-            pair_stats,
-            blocks: l,
-            fingerprint: &fingerprint,
-            history: &history,
-            epoch_means: &epoch_means,
-            steps_per_epoch: spe,
-        },
-    );
-    let mut s = serde_json::to_string_pretty(&summary)?;
-    s.push('\n');
-    write_atomic(&staging.path().join(export::MARKER), |w| {
-        w.write_all(s.as_bytes())
-    })?;
+    let facts = RunFacts {
+        model_hash: &model_hash,
+        train_ids_hash: table.ids_hash(),
+        exposure_kept: &exposure_kept,
+        pair_stats,
+        blocks: l,
+        fingerprint: &fingerprint,
+        history: &history,
+        epoch_means: &epoch_means,
+        steps_per_epoch: spe,
+    };
+    write_summary(o, staging.path(), &facts)?;
     staging.commit()?;
     tracing::info!(
         "wrote {} ({} steps, loss {:.3} -> {:.3} by epoch means [{}]) in {:.0} s",
@@ -302,6 +285,40 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         epoch_means.join(", "),
         t_start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--checkpoint-dir`, by default `<out>.ckpt`.
+fn checkpoint_dir(o: &TuneOptions) -> PathBuf {
+    o.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut s = o.out.as_os_str().to_owned();
+        s.push(".ckpt");
+        PathBuf::from(s)
+    })
+}
+
+/// The SHA-256 of each weight file of the base model, comma-separated.
+fn model_hash(model: &Model) -> Result<String> {
+    let mut hashes = Vec::new();
+    for f in &model.weight_files {
+        hashes.push(meta::sha256_file(f)?);
+    }
+    Ok(hashes.join(","))
+}
+
+/// The exported weights' metadata: the tool, and the base model they were tuned from.
+fn export_metadata(o: &TuneOptions, model_hash: &str) -> BTreeMap<String, String> {
+    let mut m = meta::base_metadata(TOOL, env!("CARGO_PKG_VERSION"));
+    m.insert("base_model".into(), o.model.display().to_string());
+    m.insert("base_model_hash".into(), model_hash.to_string());
+    m
+}
+
+/// Writes the run's summary, the file whose presence marks a complete export, into `dir`.
+fn write_summary(o: &TuneOptions, dir: &Path, facts: &RunFacts) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(&summary_json(o, facts))?;
+    s.push('\n');
+    write_atomic(&dir.join(export::MARKER), |w| w.write_all(s.as_bytes()))?;
     Ok(())
 }
 
@@ -429,9 +446,13 @@ fn examples_for(
         prompt_format: o.prompt_format.clone(),
     };
     let (examples, pair_stats) = match o.objective {
-        Objective::Sft => (data::build_examples(model, table, &data_opts)?, None),
+        Objective::Sft => (
+            data::build_examples(model, table, &data_opts).map_err(|e| flagged(e, o))?,
+            None,
+        ),
         Objective::Dpo { .. } => {
-            let (pairs, stats) = data::build_pairs(model, table, &data_opts)?;
+            let (pairs, stats) =
+                data::build_pairs(model, table, &data_opts).map_err(|e| flagged(e, o))?;
             tracing::info!(
                 "{} preference pairs; left out: {} harmful and {} harmless rows whose base answer was judged a refusal",
                 pairs.len(),
@@ -450,6 +471,19 @@ fn examples_for(
         examples.len() - n_harmful
     );
     Ok((examples, pair_stats))
+}
+
+/// An hd-train error as this tool's user reads it: the fix it describes named by its flag.
+fn flagged(e: TrainError, o: &TuneOptions) -> anyhow::Error {
+    match e {
+        TrainError::NoAnswers { msg } => anyhow::anyhow!(
+            "{msg} (make them with `safety-tune select` and `generate`, then pass --answers)"
+        ),
+        TrainError::Diverged { step, loss } => {
+            anyhow::anyhow!("step {step}: the loss is {loss}; lower --lr (now {})", o.lr)
+        }
+        e => e.into(),
+    }
 }
 
 /// What a checkpoint must match to be resumed by this run.
@@ -490,7 +524,7 @@ fn train_steps(
     let t_train = std::time::Instant::now();
     let first_step = trainer.step;
     while trainer.step < total {
-        let s = trainer.step()?;
+        let s = trainer.step().map_err(|e| flagged(e, o))?;
         pb.set_position(s.step as u64);
         pb.set_message(format!("tuning (loss {:.3})", s.loss));
         if s.step % log_every == 0 || s.step == total || s.step % spe == 0 {

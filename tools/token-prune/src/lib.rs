@@ -31,6 +31,7 @@ use hd_analysis::prune::{
 };
 use hd_analysis::refusal::{RefusalTokens, DEFAULT_REFUSAL_TOKENS};
 use hd_analysis::stats::wilson;
+use hd_analysis::tokens::Encoded;
 use hd_formats::atomic::Outputs;
 use hd_formats::components::{self, BadComponentId, ComponentId};
 use hd_formats::prompts::PromptTable;
@@ -199,16 +200,24 @@ pub fn run(o: &Options) -> Result<()> {
     if table.is_empty() {
         bail!("{}: no prompt rows", o.prompts.display());
     }
-    let rows = table.rows_by_category(o.categories.as_deref(), o.per_category)?;
+    let rows = table
+        .rows_by_category(o.categories.as_deref(), o.per_category)
+        .map_err(hd_cli::categories_error)?;
     let t0 = std::time::Instant::now();
     let mut model = Model::load(&o.model)?;
     model.compute = o.compute;
     let diff = DiffModel::new(model.config.clone(), model.weights.clone())?;
     let refusal = RefusalTokens::parse(&model.tokenizer, DEFAULT_REFUSAL_TOKENS)?;
-    let settings = settings(o, &model, &table, &rows);
+    let encoded = hd_analysis::tokens::encode_rows(
+        &model,
+        rows.iter().map(|&i| (table.id(i), table.prompt(i))),
+        &o.format,
+        &o.prompts.display().to_string(),
+    )?;
+    let settings = settings(o, &model, &encoded);
     let pruner = Pruner::new(&model, &diff, &refusal, target, settings)?;
     tracing::debug!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
-    let (candidates, starts) = refused_rows(o, &table, &rows, &pruner)?;
+    let (candidates, starts) = refused_rows(o, &rows, &pruner, encoded)?;
     let prompts: Vec<Prompt> = candidates
         .iter()
         .map(|&i| Prompt {
@@ -244,24 +253,18 @@ pub fn run(o: &Options) -> Result<()> {
     write_outputs(o, outs, &report, scores.as_deref())
 }
 
-/// The pruner's settings; without `--batch-size`, as many prompts per traced pass as the
-/// memory available holds (at most 32).
-fn settings(o: &Options, model: &Model, table: &PromptTable, rows: &[usize]) -> Settings {
-    let seqs: Vec<Vec<u32>> = rows
-        .iter()
-        .filter_map(|&i| model.encode_prompt(table.prompt(i), &o.format).ok())
-        .collect();
-    let tb = hd_grad::memory::choose(o.batch_size, model, &seqs, model.config.num_layers, 32);
-    if let Some(note) = tb.note(32) {
-        tracing::info!("{note}");
-    }
+/// The pruner's settings; without `--batch-size`, as many of the `encoded` prompts per
+/// traced pass as the memory available holds (at most 32).
+fn settings(o: &Options, model: &Model, encoded: &[Encoded]) -> Settings {
+    let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+    let batch = hd_cli::traced_batch(o.batch_size, model, &seqs, model.config.num_layers, 32);
     Settings {
         budget: o.budget,
         max_tokens: o.max_tokens,
         step: o.step,
         seed: o.seed,
         format: o.format.clone(),
-        batch: tb.batch,
+        batch,
         share_prefix: o.share_prefix,
     }
 }
@@ -463,14 +466,10 @@ fn read_target(o: &Options, config: &hd_lm::Config) -> Result<PruneTarget> {
 /// starts (what every method begins from).
 fn refused_rows(
     o: &Options,
-    table: &PromptTable,
     rows: &[usize],
     pruner: &Pruner,
+    encoded: Vec<Encoded>,
 ) -> Result<(Vec<usize>, Vec<Start>)> {
-    let encoded = pruner.encode_rows(
-        rows.iter().map(|&i| (table.id(i), table.prompt(i))),
-        &o.prompts.display().to_string(),
-    )?;
     let (refused, starts): (Vec<usize>, Vec<Start>) = rows
         .iter()
         .copied()

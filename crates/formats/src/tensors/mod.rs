@@ -347,8 +347,7 @@ impl FromStr for Format {
             "safetensors" | "st" => Ok(Format::Safetensors),
             "npz" => Ok(Format::Npz),
             "npy" => Ok(Format::Npy),
-            _ => Err(Error::UnknownFormat {
-                path: "--format".to_string(),
+            _ => Err(Error::UnknownFormatName {
                 found: s.to_string(),
             }),
         }
