@@ -320,7 +320,7 @@ impl DiffModel {
     /// Takes hd-lm's weights (moved, not copied).
     pub fn new(config: Config, w: Weights) -> Result<Self> {
         let mut extra = config.features.names();
-        // implemented here; the rest (soft-capping, longrope) is refused
+        // implemented here; anything else is refused
         let done = [
             hd_lm::config::QK_NORMS,
             hd_lm::config::SLIDING_WINDOW,
@@ -330,13 +330,16 @@ impl DiffModel {
             hd_lm::config::QUERY_SCALAR,
             hd_lm::config::ROPE_LOCAL,
             hd_lm::config::ROPE_LINEAR,
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "longrope rope_scaling",
         ];
         extra.retain(|n| !done.contains(n));
         if !extra.is_empty() {
             // A second forward pass that skipped them would give gradients of another model.
             return Err(GradError::Input(format!(
                 "the differentiable forward pass runs the Llama, Qwen2/3, Mistral, Phi-3 and \
-                 Gemma 3 blocks; this {} model uses {}, which it does not implement",
+                 Gemma 2/3 blocks; this {} model uses {}, which it does not implement",
                 config.arch.name(),
                 extra.join(", ")
             )));
@@ -508,7 +511,12 @@ impl DiffModel {
             self.config.head_dim,
             &self.config.inv_freq(),
         )?
-        .with_scale(self.config.attn_scale());
+        .with_scale(self.config.attn_scale())
+        .with_softcap(self.config.features.attn_softcap);
+        let spec = match &self.config.features.longrope {
+            Some(lr) => spec.with_rope_factor(lr.attention_factor as f32),
+            None => spec,
+        };
         let mut hidden: Vec<(usize, Tensor)> = Vec::new();
         let mut keep = |i: usize, h: &Tensor| {
             if req.capture.contains(&i) && i < nl {
@@ -527,6 +535,7 @@ impl DiffModel {
                 &self.config.inv_freq_of(true),
             )?
             .with_scale(self.config.attn_scale())
+            .with_softcap(self.config.features.attn_softcap)
             .with_window(f.sliding_window)
         } else {
             spec.with_window(f.sliding_window)
@@ -653,7 +662,15 @@ impl DiffModel {
             &cpu(),
         )?;
         let hn = ops::rms_norm_with(&h.index_select(&idx, 0)?, &self.final_norm, eps, req.rules)?;
-        Ok(Some(ops::linear_w(&hn, self.head())?))
+        let logits = ops::linear_w(&hn, self.head())?;
+        Ok(Some(match self.config.features.final_softcap {
+            // Gemma 2: c·tanh(logits / c), through candle's tanh and its gradient
+            Some(c) => logits
+                .affine(1.0 / c as f64, 0.0)?
+                .tanh()?
+                .affine(c as f64, 0.0)?,
+            None => logits,
+        }))
     }
 
     fn block(&self, li: usize, h: &Tensor, spec: &AttnSpec, rules: Rules) -> Result<Tensor> {
@@ -666,6 +683,12 @@ impl DiffModel {
         }
         if let Some((qn, kn)) = &l.qk_norm {
             qkv = self.qk_norm(&qkv, qn, kn, rules)?;
+        }
+        if cfg.features.attn_softcap.is_some() && rules != Rules::Exact {
+            // lxt has no rule for a soft-capped softmax; a plain gradient would pass for one
+            return Err(GradError::Input(
+                "AttnLRP rules for soft-capped attention (Gemma 2) are not implemented".into(),
+            ));
         }
         let att = ops::attention_with(&qkv, spec, rules)?;
         let eps = cfg.rms_norm_eps;

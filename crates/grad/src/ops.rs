@@ -508,6 +508,8 @@ pub struct AttnSpec {
     window: Option<usize>,
     /// Factor on q·k (`head_dim^-0.5` unless Gemma's `query_pre_attn_scalar` sets it).
     scale: f32,
+    /// Gemma 2's attention soft-capping: scores become `c·tanh(s / c)` before the softmax.
+    softcap: Option<f32>,
 }
 
 impl AttnSpec {
@@ -593,6 +595,7 @@ impl AttnSpec {
             sin: Arc::new(sin),
             window: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            softcap: None,
         })
     }
 
@@ -600,6 +603,25 @@ impl AttnSpec {
     pub fn with_scale(&self, scale: f32) -> Self {
         AttnSpec {
             scale,
+            ..self.clone()
+        }
+    }
+
+    /// The same spans with cos and sin scaled by `f` (Phi-3's longrope attention factor, as
+    /// transformers and hd-lm scale them).
+    pub fn with_rope_factor(&self, f: f32) -> Self {
+        let scaled = |v: &[f32]| Arc::new(v.iter().map(|x| x * f).collect::<Vec<f32>>());
+        AttnSpec {
+            cos: scaled(&self.cos),
+            sin: scaled(&self.sin),
+            ..self.clone()
+        }
+    }
+
+    /// The same spans and RoPE with Gemma 2's soft-capping of the scores.
+    pub fn with_softcap(&self, softcap: Option<f32>) -> Self {
+        AttnSpec {
+            softcap,
             ..self.clone()
         }
     }
@@ -765,6 +787,9 @@ impl Attention {
             self.0.scale,
             false,
         );
+        if let Some(c) = self.0.softcap {
+            p.iter_mut().for_each(|x| *x = c * (*x / c).tanh());
+        }
         with_avx2(|| {
             for (row, pr) in p.chunks_exact_mut(t.tk).enumerate() {
                 let j = row % t.len;
@@ -916,7 +941,25 @@ impl Attention {
         let rows = group * t.len;
         let d_o = self.gather_out(s, kh, dout);
         let oo = self.gather_out(s, kh, o);
-        // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place.
+        // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place (times the soft-cap's
+        // derivative 1 − tanh²(s/c) at the raw scores s, recomputed, where it applies).
+        let capped = self.0.softcap.map(|c| {
+            let mut raw = vec![0.0f32; rows * t.tk];
+            gemm_seq(
+                &mut raw,
+                rows,
+                t.tk,
+                MatRef::from_row_major_slice(&t.q, rows, hd),
+                MatRef::from_row_major_slice(&t.k, t.tk, hd).transpose(),
+                scale,
+                false,
+            );
+            raw.iter_mut().for_each(|x| {
+                let th = (*x / c).tanh();
+                *x = 1.0 - th * th;
+            });
+            raw
+        });
         let mut ds = vec![0.0f32; rows * t.tk];
         gemm_seq(
             &mut ds,
@@ -937,8 +980,18 @@ impl Attention {
                     &d_o[row * hd..(row + 1) * hd],
                     &oo[row * hd..(row + 1) * hd],
                 );
-                for (x, &pp) in dr.iter_mut().zip(pr) {
-                    *x = pp * (*x - dd) * scale;
+                match &capped {
+                    Some(f) => {
+                        let fr = &f[row * t.tk..(row + 1) * t.tk];
+                        for ((x, &pp), &d) in dr.iter_mut().zip(pr).zip(fr) {
+                            *x = pp * (*x - dd) * d * scale;
+                        }
+                    }
+                    None => {
+                        for (x, &pp) in dr.iter_mut().zip(pr) {
+                            *x = pp * (*x - dd) * scale;
+                        }
+                    }
                 }
             }
         });

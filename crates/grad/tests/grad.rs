@@ -642,19 +642,148 @@ fn forward_matches_hd_lm() {
     }
 }
 
-/// A model whose block has more than the Llama/Qwen2 ops (a sliding window, q/k norms, ...)
-/// is refused, naming what is missing, rather than differentiated as another model.
+/// Gemma 2's block: Gemma 3's without q/k norms or local RoPE, plus soft-capping of the
+/// attention scores and of the final logits (caps small enough to bend them): hd-lm's states
+/// and logits, gradients through both caps matching finite differences; relevance rules for
+/// a capped softmax are refused, not approximated.
 #[test]
-fn a_family_feature_it_does_not_implement_is_refused() {
+fn gemma2_soft_capping_states_logits_and_gradients_match() {
+    let mut cfg = tiny_config(hd_lm::Arch::Gemma2, 40, true);
+    let f = &mut cfg.features;
+    f.sandwich_norms = true;
+    f.act = hd_lm::config::Act::GeluTanh;
+    f.embed_scale = Some((32f64).sqrt() as f32);
+    f.query_pre_attn_scalar = Some(16.0);
+    f.sliding_window = Some(3);
+    f.sliding_layers = vec![true, false, true];
+    f.attn_softcap = Some(1.0);
+    f.final_softcap = Some(2.0);
+    let w = tiny_weights(&cfg, 64);
+    // the caps bend this model's scores and logits (else the test would not see them)
+    let logits = |cfg: &hd_lm::Config| {
+        let req = hd_lm::Request {
+            capture_layers: vec![],
+            capture_positions: hd_lm::Positions::Last,
+            interventions: vec![],
+            logits: true,
+        };
+        let ids = [1u32, 6, 3, 9, 2, 7, 5];
+        hd_lm::Forward::new(cfg, &w)
+            .run(&[&ids], &req)
+            .unwrap()
+            .logits
+            .unwrap()
+    };
+    let capped = logits(&cfg);
+    for uncap in [
+        |c: &mut hd_lm::Config| c.features.attn_softcap = None,
+        |c: &mut hd_lm::Config| c.features.final_softcap = None,
+    ] {
+        let mut c = cfg.clone();
+        uncap(&mut c);
+        let d = capped
+            .iter()
+            .zip(logits(&c))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d > 1e-2, "a cap changes the logits by only {d}");
+    }
+    family_states_and_gradients(cfg.clone(), w.clone());
+    logits_match_hd_lm_and_finite_differences(cfg.clone(), w.clone());
+    let m = DiffModel::new(cfg, w).unwrap();
+    let e = m
+        .forward(
+            &Packed::new(&[&[1u32, 2, 3]]),
+            &DiffRequest {
+                capture: vec![2],
+                rules: hd_grad::Rules::AttnLrp,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("soft-capped"), "{e}");
+}
+
+/// Phi-3's longrope with short factors: divided frequencies and cos/sin scaled by the
+/// attention factor, as hd-lm runs them.
+#[test]
+fn phi3_longrope_states_match_hd_lm_and_gradients_match_finite_differences() {
     let mut cfg = tiny_config(hd_lm::Arch::Llama, 40, true);
-    let w = tiny_weights(&cfg, 3);
-    cfg.arch = hd_lm::Arch::Gemma2;
-    cfg.features.attn_softcap = Some(50.0);
-    let e = DiffModel::new(cfg, w).unwrap_err().to_string();
-    assert!(
-        e.contains("gemma2") && e.contains("attn_logit_softcapping"),
-        "{e}"
-    );
+    let w = tiny_weights(&cfg, 65);
+    cfg.arch = hd_lm::Arch::Phi3;
+    let half = cfg.head_dim / 2;
+    cfg.features.longrope = Some(hd_lm::config::LongRope {
+        short_factor: (0..half).map(|i| 1.0 + 0.7 * i as f64).collect(),
+        attention_factor: 1.19,
+        original_max_position_embeddings: 64,
+    });
+    family_states_and_gradients(cfg.clone(), w.clone());
+    logits_match_hd_lm_and_finite_differences(cfg, w);
+}
+
+/// The last token's logits from the differentiable pass equal hd-lm's, and the gradient of
+/// one logit with respect to the embedding-layer state matches finite differences.
+fn logits_match_hd_lm_and_finite_differences(cfg: hd_lm::Config, w: hd_lm::Weights) {
+    let ids = [1u32, 6, 3, 9, 2, 7, 5];
+    let ours = hd_lm::Forward::new(&cfg, &w)
+        .run(
+            &[&ids],
+            &hd_lm::Request {
+                capture_layers: vec![],
+                capture_positions: hd_lm::Positions::Last,
+                interventions: vec![],
+                logits: true,
+            },
+        )
+        .unwrap();
+    let want = ours.logits.unwrap();
+    let m = DiffModel::new(cfg, w).unwrap();
+    let packed = Packed::new(&[&ids]);
+    let run = |start: Option<(usize, Tensor)>| {
+        m.forward(
+            &packed,
+            &DiffRequest {
+                logit_rows: Some(vec![ids.len() - 1]),
+                start,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .logits
+        .unwrap()
+    };
+    let got = to_vec(&run(None)).unwrap();
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err < 1e-4, "logits differ from hd-lm's by {err}");
+    let h0 = m
+        .forward(
+            &packed,
+            &DiffRequest {
+                capture: vec![0],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .hidden[0]
+        .1
+        .clone();
+    let hv = Var::from_tensor(&h0).unwrap();
+    let seed = |hv: &Var| {
+        run(Some((0, hv.as_tensor().clone())))
+            .narrow(1, 7, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let g = seed(&hv).backward().unwrap();
+    let gh = g.get(hv.as_tensor()).unwrap();
+    let f = || seed(&hv).to_scalar::<f32>().unwrap() as f64;
+    fd_check("d logit / d h_0", &hv, gh, 12, 1e-2, &f);
 }
 
 /// Qwen3's per-head q/k norms: the differentiable forward gives hd-lm's states, and its
