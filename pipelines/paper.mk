@@ -94,6 +94,13 @@ tools:
 	+@$(BUILD_TOOLS)
 $(BIN)/%: tools ; +@:
 
+# COMPUTE=fast: the untraced model runs (activations, answers, the sweep's runs, token-prune's
+# scoring) with int8 activations against the stored weight blocks (`--compute fast`; see
+# BENCHMARKS.md for its error and speed); attribution stays exact. Empty: exact. It is part of
+# each stage's size stamp, so changing it reruns those stages.
+COMPUTE ?=
+compute = $(if $(COMPUTE),--compute $(COMPUTE))
+
 # The commands the stages share.
 # $(call generate,MODEL,MAX_NEW_TOKENS,BATCH[,SUMMARY]): a model's greedy answers to $< in $@.
 generate = $(BIN)/generate --model $(1) --prompts $< --out $@ --max-new-tokens $(2) --batch-size $(3)$(if $(4), \
@@ -120,7 +127,7 @@ $(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) $(BIN)/prompt
 # EVAL_PER_CATEGORY answers only the first rows of each category (`make pair`'s CI check).
 EVAL_SETS := test heldout_safe heldout_harmful
 EVAL_PER_CATEGORY ?=
-SIZE_eval = $(if $(EVAL_PER_CATEGORY),--per-category $(EVAL_PER_CATEGORY))
+SIZE_eval = $(if $(EVAL_PER_CATEGORY),--per-category $(EVAL_PER_CATEGORY)) $(compute)
 define evaluation
 $(1)/$(5)_responses.csv: $(if $(filter test,$(5)),$(DATA)/test.csv,data/prompts/$(5).csv) $(3) $$(RUN)/eval.size $(BIN)/generate
 	@mkdir -p $$(@D)
@@ -135,7 +142,7 @@ $(call evaluate,$(RUN)/base,$(MODEL),,$$(GEN_TOKENS),$(EVAL_SETS))
 # dumps only the first rows of each category (every dump of a run alike: `make pair`'s CI
 # check; shift-svd refuses dumps of different prompts).
 ACTS_PER_CATEGORY ?=
-SIZE_acts = $(if $(ACTS_PER_CATEGORY),--per-category $(ACTS_PER_CATEGORY))
+SIZE_acts = $(if $(ACTS_PER_CATEGORY),--per-category $(ACTS_PER_CATEGORY)) $(compute)
 # $(call act-dump,MODEL): MODEL's analysis activations in $@, its rows CSV beside them.
 act-dump = $(BIN)/act-dump --model $(1) --prompts $(DATA)/analysis.csv --out $@ \
   --rows $(@D)/analysis_rows.csv --batch-size $(BATCH) $(SIZE_acts)
@@ -250,8 +257,8 @@ STUDY_SIZE := PER_CATEGORY= SWEEP_DIM_LAYERS=6,10,14,18,22 SWEEP_GENERATE=5 BENI
 per-category = $(if $(PER_CATEGORY),--per-category $(PER_CATEGORY))
 SIZE_relevance = $(per-category)
 SIZE_sweep = $(per-category) --dim-layers $(SWEEP_DIM_LAYERS) --generate-top $(SWEEP_GENERATE) \
-  $(if $(BENIGN_LIMIT),--benign-limit $(BENIGN_LIMIT))
-SIZE_prune = $(per-category) --methods $(PRUNE_METHODS)
+  $(if $(BENIGN_LIMIT),--benign-limit $(BENIGN_LIMIT)) $(compute)
+SIZE_prune = $(per-category) --methods $(PRUNE_METHODS) $(compute)
 
 .PHONY: FORCE
 FORCE:
