@@ -5,7 +5,9 @@
 # paper.mk reruns a stage (scripts/check-reruns.sh: size stamps and edited tools, stub tools,
 # ~10 s), and that the always-run `cargo build` leaves unchanged binaries untouched.
 # Then the bad-input sweep (scripts/bad-inputs.sh: every tool, wrong inputs, expected exit
-# code and message; ~15 s), and `make pair` on two small models (scripts/pair-smoke.sh, ~2 min).
+# code and message; ~15 s), `make pair` on two small models (scripts/pair-smoke.sh, ~2 min),
+# and every model-running tool on each family's small random model, HF and GGUF
+# (scripts/family-smoke.sh, ~15 s, on pair-smoke's prompt sets).
 SMOKE := runs/smoke
 SMOKE_PROMPTS := testdata/smoke/prompts.csv
 ALL_TOOLS := $(addprefix $(BIN)/,$(notdir $(wildcard tools/*)))
@@ -35,6 +37,7 @@ smoke: $(ALL_TOOLS) $(BIN)/dump-layer
 	  || { echo "smoke: a cargo build without an edit touched a binary (every stage would rerun)" >&2; exit 1; }
 	@BIN=$(BIN) MODEL=$(MODEL) bash scripts/bad-inputs.sh
 	@BIN=$(BIN) bash scripts/pair-smoke.sh $(MODEL)
+	@BIN=$(BIN) bash scripts/family-smoke.sh runs/pair-smoke/data
 	@echo "smoke: ok ($(SMOKE))"
 
 # The guard pair in miniature (`make tuned-guard` at smoke size: 2 steps of LoRA on the last
