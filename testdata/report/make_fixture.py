@@ -204,6 +204,20 @@ def exposure():
           + [f"rank_l{l}" for l in LAYERS if l > 0], rows)
 
 
+def overrefusal():
+    rows = []
+    for recipe, p in [("base", 0.02), ("tuned", 0.2), ("old-rows", 0.3), ("lto", 0.25)]:
+        for s in ["heldout_safe", "heldout_harmful", "alarming_safe", "alarming_harmful"]:
+            q = p if s.endswith("safe") else 1 - p / 4
+            n_all = k_all = 0
+            for kind in ["homonym", "figurative", "safety"]:
+                k = sum(R.random() < q for _ in range(10))
+                rows.append([recipe, s, kind, 10, k, f"{k / 10:.4f}"])
+                n_all, k_all = n_all + 10, k_all + k
+            rows.append([recipe, s, "all", n_all, k_all, f"{k_all / n_all:.4f}"])
+    write("overrefusal.csv", ["recipe", "set", "type", "n", "refused", "rate"], rows)
+
+
 def main():
     write("data/test.csv", ["id", "prompt", "label", "category"], prompts())
     responses("base/test_responses.csv", lambda c: 0.2 if c in HARMFUL else 0.0)
@@ -229,6 +243,11 @@ def main():
     guard_layers("label-guard/classify/layers.csv", 0.1)
     guard_layers("label-guard-base/classify/layers.csv", 0.2)
     guard_layers("label-guard-centered/classify/layers.csv", 0.3)
+    for d, p in [("base", 0.05), ("tuned-eval", 0.3), ("tuned-dpo-eval", 0.1)]:
+        heldout(f"{d}/alarming_safe_responses.csv", p)
+        heldout(f"{d}/alarming_harmful_responses.csv", 1 - p)
+    overrefusal()
+    rank("shift-dpo-over-sft/rank.csv", 30)
 
 
 if __name__ == "__main__":

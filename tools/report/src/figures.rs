@@ -291,6 +291,26 @@ fn heldout(run: &Run) -> Result<Vec<Item>, Error> {
             layout::TUNED_HARMFUL,
             layout::DPO_HARMFUL,
         ),
+        (
+            "alarming-safe",
+            "Over-refusal in another wording: safe prompts that look harmful (independent)",
+            "The independent set of data/eval: safe-but-alarming prompts written apart from \
+             data/prompts, in chat-style wording (lower case, context, fragments), in ten \
+             XSTest-like types, one of them (nonsense_group) in no training row. Refusals here \
+             measure over-refusal beyond our own style.",
+            layout::BASE_ALARMING_SAFE,
+            layout::TUNED_ALARMING_SAFE,
+            layout::DPO_ALARMING_SAFE,
+        ),
+        (
+            "alarming-harmful",
+            "Harmful prompts in the same other wording (independent)",
+            "The independent harmful set of data/eval, two per type in the wording of the safe \
+             one beside it: the other side of the trade-off in that style.",
+            layout::BASE_ALARMING_HARMFUL,
+            layout::TUNED_ALARMING_HARMFUL,
+            layout::DPO_ALARMING_HARMFUL,
+        ),
     ];
     let mut items = Vec::new();
     for (id, title, caption, base, tuned, dpo) in sets {

@@ -70,6 +70,11 @@ input!(SWEEP, "interact/sweep.csv", "make interact");
 input!(PRUNE, "prune/summary.csv", "make prune");
 input!(DPO_RANK, "shift-tuned-dpo/rank.csv", "make tuned-dpo");
 input!(
+    DPO_OVER_SFT_RANK,
+    "shift-dpo-over-sft/rank.csv",
+    "make tuned-dpo"
+);
+input!(
     DPO_LAYERS,
     "label-dpo/classify/layers.csv",
     "make tuned-dpo"
@@ -84,6 +89,37 @@ input!(
     "tuned-dpo-eval/heldout_harmful_responses.csv",
     "make tuned-dpo"
 );
+input!(
+    BASE_ALARMING_SAFE,
+    "base/alarming_safe_responses.csv",
+    "make tuned-eval"
+);
+input!(
+    BASE_ALARMING_HARMFUL,
+    "base/alarming_harmful_responses.csv",
+    "make tuned-eval"
+);
+input!(
+    TUNED_ALARMING_SAFE,
+    "tuned-eval/alarming_safe_responses.csv",
+    "make tuned-eval"
+);
+input!(
+    TUNED_ALARMING_HARMFUL,
+    "tuned-eval/alarming_harmful_responses.csv",
+    "make tuned-eval"
+);
+input!(
+    DPO_ALARMING_SAFE,
+    "tuned-dpo-eval/alarming_safe_responses.csv",
+    "make tuned-dpo"
+);
+input!(
+    DPO_ALARMING_HARMFUL,
+    "tuned-dpo-eval/alarming_harmful_responses.csv",
+    "make tuned-dpo"
+);
+input!(OVERREFUSAL, "overrefusal.csv", "make overrefusal");
 input!(EXPOSURE, "exposure.csv", "make exposure");
 input!(GUARD_RANK, "shift-guard/rank.csv", "make tuned-guard");
 input!(

@@ -21,6 +21,7 @@ pub mod label;
 pub mod layout;
 pub mod model;
 pub mod numbers;
+pub mod overrefusal;
 pub mod pairs;
 pub mod paper;
 pub mod table;
@@ -112,11 +113,11 @@ pub fn sections(run: &Run) -> Result<Vec<Section>, Error> {
         items,
     };
     Ok(vec![
-        s(
-            "refusal",
-            "What safety tuning did",
-            figures::refusal_section(run)?,
-        ),
+        s("refusal", "What safety tuning did", {
+            let mut items = figures::refusal_section(run)?;
+            items.extend(overrefusal::overrefusal_items(run)?);
+            items
+        }),
         s(
             "rank",
             "The safety residual space",

@@ -30,24 +30,34 @@ fn line(name: &str, points: Points, stroke: Stroke) -> LineSeries {
     }
 }
 
-fn rank_pairs(sft: &Table, dpo: &Table) -> Result<Item, Error> {
+fn rank_pairs(sft: &Table, dpo: &Table, dpo_over_sft: Option<&Table>) -> Result<Item, Error> {
     let s = rank_at(sft, PAIR_TAU)?;
     let last = s.iter().map(|p| p.0 as usize).max().unwrap_or(0);
-    let series = vec![
+    let mut series = vec![
         line("SFT", s, Stroke::Solid),
         line("DPO", rank_at(dpo, PAIR_TAU)?, Stroke::Solid),
-        line(
-            "paper SSFT",
-            paper::rescaled_profile(&paper::RANK_SSFT_90, last),
-            Stroke::Dashed,
-        ),
     ];
+    if let Some(d) = dpo_over_sft {
+        series.push(line("DPO − SFT", rank_at(d, PAIR_TAU)?, Stroke::Solid));
+    }
+    series.push(line(
+        "paper SSFT",
+        paper::rescaled_profile(&paper::RANK_SSFT_90, last),
+        Stroke::Dashed,
+    ));
+    series.push(line(
+        "paper DPO",
+        paper::rescaled_profile(&paper::RANK_DPO_90, last),
+        Stroke::Dashed,
+    ));
     Ok(figure(
         "rank-pairs",
         "Effective rank of the shift, SFT beside DPO (τ = 0.9)",
-        "The same measure for both fine-tuning methods on the same rows. The paper's shapes: \
-         SSFT rises to a peak in the middle layers and falls; DPO keeps rising into the last \
-         layers. Paper SSFT dashed, rescaled to our depth.",
+        "The same measure for both fine-tuning methods on the same rows, each against the \
+         base model; DPO starts from the SFT model (make tuned-dpo), so DPO − SFT is what DPO \
+         itself changed. The paper's shapes: SSFT rises to a peak in the middle layers and \
+         falls; DPO keeps rising into the last layers. The paper's series dashed, rescaled to \
+         our depth.",
         rows(&[
             ("SSFT τ = 0.9 peak", "72 at L20 of 32"),
             ("DPO τ = 0.9", "rises to 143 at L31"),
@@ -243,7 +253,11 @@ fn guard_items(run: &Run, items: &mut Vec<Item>) -> Result<(), Error> {
 pub fn pairs_section(run: &Run) -> Result<Vec<Item>, Error> {
     let mut items = Vec::new();
     match (run.table(layout::SHIFT_RANK)?, run.table(layout::DPO_RANK)?) {
-        (Some(s), Some(d)) => items.push(rank_pairs(&s, &d)?),
+        (Some(s), Some(d)) => items.push(rank_pairs(
+            &s,
+            &d,
+            run.table(layout::DPO_OVER_SFT_RANK)?.as_ref(),
+        )?),
         _ => items.push(run.missing("the SFT and DPO rank profiles", layout::DPO_RANK)),
     }
     match (run.table(layout::LAYERS)?, run.table(layout::DPO_LAYERS)?) {

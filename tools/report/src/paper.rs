@@ -17,6 +17,13 @@ pub const RANK_SSFT_80: [f64; LAYERS] = [
     14., 11., 10., 8., 6., 4., 4., 3., 3., 2., 2.,
 ];
 
+/// Effective rank of the DPO shift (Llama-3.1-8B-Instruct before and after DPO) at τ = 0.9,
+/// hidden states 0..=32 (`fig_rank.pdf`).
+pub const RANK_DPO_90: [f64; LAYERS] = [
+    1., 1., 1., 1., 1., 2., 4., 9., 11., 15., 12., 14., 14., 18., 37., 49., 53., 56., 53., 58.,
+    59., 64., 73., 67., 74., 91., 105., 109., 118., 132., 141., 143., 139.,
+];
+
 /// Accuracy of the dominant component (C1) as a refusal classifier, at the layers the
 /// artifacts give exactly (17..29 are only given as the range 0.974..0.989).
 pub const C1_ACC: [(usize, f64); 20] = [

@@ -25,10 +25,14 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> Output {
         .expect("runs")
 }
 
-const FIGURES: [&str; 18] = [
+const FIGURES: [&str; 22] = [
     "refusal",
     "heldout-safe",
     "heldout-harmful",
+    "alarming-safe",
+    "alarming-harmful",
+    "overrefusal-curve",
+    "overrefusal-types",
     "rank",
     "spectrum",
     "rank-contrast",
@@ -221,6 +225,30 @@ fn figure_data_equals_the_input_csvs() {
     want.dedup();
     assert_eq!(over, want);
     assert_eq!(series.len(), 8, "7 categories and the over-refusal");
+
+    // Over-refusal curve: one point per recipe and set pair, (safe set's rate, harmful
+    // set's rate) of the whole sets (type `all`).
+    let rows = csv_rows(&run.join("overrefusal.csv"));
+    let rate = |recipe: &str, set: &str| {
+        rows.iter()
+            .find(|r| r["recipe"] == recipe && r["set"] == set && r["type"] == "all")
+            .map(|r| num(&r["rate"]))
+            .unwrap()
+    };
+    let series = figs["overrefusal-curve"]["Lines"]["series"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(series.len(), 8, "4 recipes x 2 set pairs");
+    let lto = series
+        .iter()
+        .find(|s| s["name"] == "lto, independent sets")
+        .unwrap();
+    let got: Vec<(f64, f64)> = serde_json::from_value(lto["points"].clone()).unwrap();
+    assert_eq!(
+        got,
+        vec![(rate("lto", "alarming_safe"), rate("lto", "alarming_harmful"))]
+    );
 
     // Category heatmap at layer 4: cell (category, Ck) is auc_vs_harmless.
     let h = &figs["categories"]["Heatmap"];
