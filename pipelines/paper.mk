@@ -432,11 +432,12 @@ exposure: $(RUN)/exposure.csv
 # greedy tokens, the study's judge). overrefusal.csv: refusals per recipe, set and type (the
 # base model's too); the report draws the curve, refusal of safe prompts against refusal of
 # harmful ones.
-#   old-rows: without the train-only rows written in other wordings (source hidden-dims-styles);
 #   lto: leave types out: the train-only rows (harmless and harmful) of OR_LTO_TYPES dropped,
-#        so the held-out sets' rows of those types are types the model never trained on.
+#        so the held-out sets' rows of those types are types the model never trained on;
+#   old-rows: without the train-only rows written in other wordings (source
+#        hidden-dims-styles: data/levers/train_styled.csv, once appended to data/prompts).
 OVERREFUSAL := $(RUN)/overrefusal
-OR_VARIANTS ?= old-rows lto
+OR_VARIANTS ?= lto
 OR_LTO_TYPES ?= figurative,safe_target,group_question
 OR_DROP_old-rows := --drop-source hidden-dims-styles
 OR_DROP_lto = --drop-types $(OR_LTO_TYPES)
