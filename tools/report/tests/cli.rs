@@ -247,7 +247,10 @@ fn figure_data_equals_the_input_csvs() {
     let got: Vec<(f64, f64)> = serde_json::from_value(lto["points"].clone()).unwrap();
     assert_eq!(
         got,
-        vec![(rate("lto", "alarming_safe"), rate("lto", "alarming_harmful"))]
+        vec![(
+            rate("lto", "alarming_safe"),
+            rate("lto", "alarming_harmful")
+        )]
     );
 
     // Category heatmap at layer 4: cell (category, Ck) is auc_vs_harmless.
