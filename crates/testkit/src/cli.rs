@@ -61,6 +61,16 @@ impl Run {
     }
 }
 
+/// The staged temporary files (`*.tmp`) in `dir`: what a refused or interrupted run must
+/// not leave behind.
+pub fn temps_in(dir: &Path) -> Vec<String> {
+    left_in(dir)
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
 /// The names of the entries of `dir` (none when it does not exist): what a refused run
 /// left behind.
 pub fn left_in(dir: &Path) -> Vec<std::ffi::OsString> {

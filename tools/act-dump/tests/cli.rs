@@ -854,13 +854,8 @@ fn bad_inputs_fail_with_one_line_naming_the_problem() {
             "{what}: the prompts changed"
         );
     }
-    assert!(!err_has_temps(dir), "temporary files left behind");
-}
-
-fn err_has_temps(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+    let temps = hd_testkit::cli::temps_in(dir);
+    assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
 }
 
 /// `--layers -3` parses, and `--rows` on a device (a private

@@ -270,15 +270,6 @@ fn bad_inputs_fail_with_one_line_naming_the_problem() {
             "{what}: prompts changed"
         );
     }
-    let temps: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp")
-        })
-        .collect();
+    let temps = hd_testkit::cli::temps_in(dir);
     assert!(temps.is_empty(), "{temps:?}");
 }
