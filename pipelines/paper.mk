@@ -349,7 +349,10 @@ readme-check:
 # the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
 # out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences).
 # Then the pair's shift-svd beside SFT's, and the refusal tables.
+# DPO_START: the model DPO starts from, and so its reference (DPO_START=$(RUN)/tuned: from the
+# SFT model; README: at lr 5e-4 that unlearned the refusals too).
 DPO_FLAGS ?= --epochs 1
+DPO_START ?= $(MODEL)
 
 $(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv $(BIN)/safety-tune
 	$(BIN)/safety-tune select --harmful --train $< --out $@
@@ -357,8 +360,9 @@ $(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv $(BIN)/safety-tune
 $(DATA)/train_answers_harmful.csv: $(DATA)/train_need_answers_harmful.csv $(BIN)/generate
 	$(call generate,$(MODEL),$(ANSWER_TOKENS),$(ANSWER_BATCH))
 
-$(TUNED_DPO)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(DATA)/train_answers_harmful.csv $(BIN)/safety-tune
-	$(BIN)/safety-tune --objective dpo --model $(MODEL) --train $(DATA)/train.csv \
+$(TUNED_DPO)/safety_tune.json: $(DATA)/train.csv $(DATA)/train_answers.csv $(DATA)/train_answers_harmful.csv \
+                               $(if $(filter $(SFT),$(DPO_START)),$(SFT)/safety_tune.json) $(BIN)/safety-tune
+	$(BIN)/safety-tune --objective dpo --model $(DPO_START) --train $(DATA)/train.csv \
 	  --answers $(DATA)/train_answers.csv --answers $(DATA)/train_answers_harmful.csv \
 	  --out $(TUNED_DPO) --seed $(SEED) $(DPO_FLAGS)
 
