@@ -376,6 +376,11 @@ $(RUN)/pairs_rank.csv: $(RUN)/shift-tuned/svd.safetensors $(RUN)/shift-tuned-dpo
 	  { print $$1 "," $$2 "," r[FNR] "," $$3 }' \
 	  $(RUN)/shift-tuned/rank.csv $(RUN)/shift-tuned-dpo/rank.csv > $@.tmp && mv $@.tmp $@
 
+# DPO - SFT, when DPO starts from the SFT model (DPO_START=$(SFT)): what DPO itself changed.
+$(RUN)/shift-dpo-over-sft/svd.safetensors: $(RUN)/tuned/analysis.safetensors $(RUN)/tuned-dpo/analysis.safetensors $(BIN)/shift-svd
+	@mkdir -p $(@D)
+	$(call shift-svd-all,--base $< --tuned $(RUN)/tuned-dpo/analysis.safetensors)
+
 # Each pair's C1 as a refusal classifier of the base model's activations, beside the probe
 # (the probe reads only the base activations, so it is the same for both pairs).
 $(RUN)/label-dpo/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tuned-dpo/svd.safetensors $(BIN)/dir-label
@@ -390,7 +395,8 @@ $(RUN)/pairs_c1.csv: $(RUN)/label/classify/layers.csv $(RUN)/label-dpo/classify/
 
 .PHONY: tuned-dpo
 tuned-dpo: $(call responses,$(RUN)/base,$(EVAL_SETS)) $(call responses,$(RUN)/tuned-dpo-eval,$(EVAL_SETS)) \
-           $(RUN)/pairs_rank.csv $(RUN)/pairs_c1.csv
+           $(RUN)/pairs_rank.csv $(RUN)/pairs_c1.csv \
+           $(if $(filter $(SFT),$(DPO_START)),$(RUN)/shift-dpo-over-sft/svd.safetensors)
 	$(call show-eval,tuned-dpo-eval,DPO)
 	@echo "effective rank per layer, SFT beside DPO: $(RUN)/pairs_rank.csv" >&2
 	@echo "C1 accuracy per layer, SFT beside DPO and the probe: $(RUN)/pairs_c1.csv" >&2
