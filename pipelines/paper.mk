@@ -100,6 +100,12 @@ $(BIN)/%: tools ; +@:
 # each stage's size stamp, so changing it reruns those stages.
 COMPUTE ?=
 compute = $(if $(COMPUTE),--compute $(COMPUTE))
+# RULES: the attribution rules of dir-label tokens, dir-interact relevance and token-prune's
+# attribution method: empty for the
+# tools' default (attnlrp, the paper's), grad-x-input for the families lxt defines no AttnLRP
+# rules for (Gemma's GeGLU and soft-capping), which refuse attnlrp by name.
+RULES ?=
+rules = $(if $(RULES),--rules $(RULES))
 
 # The commands the stages share.
 # $(call generate,MODEL,MAX_NEW_TOKENS,BATCH[,SUMMARY]): a model's greedy answers to $< in $@.
@@ -233,7 +239,7 @@ $(LABEL)/classify/layers.csv: $(RUN)/base/analysis.safetensors $(RUN)/shift-tune
 
 $(LABEL)/tokens/labels.csv: $(RUN)/shift-tuned/svd.safetensors $(DATA)/test.csv $(LABEL)/classify/layers.csv $(BIN)/dir-label
 	$(BIN)/dir-label tokens --model $(MODEL) --components $(RUN)/shift-tuned/svd.safetensors --prompts $(DATA)/test.csv \
-	  --per-category $(LABEL_PER_CATEGORY) --layer $(LABEL_LAYER) --comps 1-10 --classify $(LABEL)/classify --out-dir $(@D)
+	  --per-category $(LABEL_PER_CATEGORY) --layer $(LABEL_LAYER) --comps 1-10 --classify $(LABEL)/classify --out-dir $(@D) $(rules)
 
 .PHONY: label
 label: $(LABEL)/tokens/labels.csv
@@ -257,10 +263,10 @@ PRUNE_METHODS ?= attribution,random
 STUDY_SIZE := PER_CATEGORY= SWEEP_DIM_LAYERS=6,10,14,18,22 SWEEP_GENERATE=5 BENIGN_LIMIT= \
   PRUNE_METHODS=attribution,random,gradnorm
 per-category = $(if $(PER_CATEGORY),--per-category $(PER_CATEGORY))
-SIZE_relevance = $(per-category)
+SIZE_relevance = $(per-category) $(rules)
 SIZE_sweep = $(per-category) --dim-layers $(SWEEP_DIM_LAYERS) --generate-top $(SWEEP_GENERATE) \
   $(if $(BENIGN_LIMIT),--benign-limit $(BENIGN_LIMIT)) $(compute)
-SIZE_prune = $(per-category) --methods $(PRUNE_METHODS) $(compute)
+SIZE_prune = $(per-category) --methods $(PRUNE_METHODS) $(compute) $(rules)
 
 .PHONY: FORCE
 FORCE:

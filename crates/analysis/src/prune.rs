@@ -100,6 +100,9 @@ pub struct Settings {
     /// Run the template's head once and share it (scoring, traced passes, answers); off,
     /// every prompt is computed on its own.
     pub share_prefix: bool,
+    /// Rules of the attribution method (AttnLRP, the paper's; `Exact` for gradient × input
+    /// where a family has no AttnLRP rules).
+    pub rules: Rules,
 }
 
 impl Settings {
@@ -498,7 +501,7 @@ impl<'m> Pruner<'m> {
                 .iter()
                 .map(|s| random_scores(&self.settings, s.id, repeat, round, s.enc))
                 .collect(),
-            Method::Attribution => self.traced_scores(&encs, Rules::AttnLrp, false)?,
+            Method::Attribution => self.traced_scores(&encs, self.settings.rules, false)?,
             Method::GradNorm => self.traced_scores(&encs, Rules::Exact, true)?,
             Method::Occlusion => self.occlusion_scores(steps)?,
         })
@@ -774,6 +777,7 @@ mod tests {
             format: PromptFormat::default(),
             batch: 1,
             share_prefix: true,
+            rules: Rules::AttnLrp,
         };
         assert_eq!(s.cap(3), 1);
         assert_eq!(s.cap(12), 3);

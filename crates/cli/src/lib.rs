@@ -630,6 +630,29 @@ impl Default for LayerArgs {
 // ---------------------------------------------------------------------------------------
 // Compute mode.
 
+/// `--rules` of the attribution tools (dir-label tokens, dir-interact relevance, token-prune):
+/// attnlrp, the linearised AttnLRP rules (the paper's); grad-x-input, the exact gradient
+/// (for families lxt defines no AttnLRP rules for: Gemma's GeGLU and soft-capping).
+#[cfg(feature = "traced")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesArg {
+    /// The linearised AttnLRP rules.
+    #[default]
+    Attnlrp,
+    /// The exact gradient × input.
+    GradXInput,
+}
+
+#[cfg(feature = "traced")]
+impl From<RulesArg> for hd_grad::Rules {
+    fn from(r: RulesArg) -> Self {
+        match r {
+            RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
+            RulesArg::GradXInput => hd_grad::Rules::Exact,
+        }
+    }
+}
+
 /// How products with stored (quantised) weights run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ComputeMode {

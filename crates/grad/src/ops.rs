@@ -943,23 +943,7 @@ impl Attention {
         let oo = self.gather_out(s, kh, o);
         // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place (times the soft-cap's
         // derivative 1 − tanh²(s/c) at the raw scores s, recomputed, where it applies).
-        let capped = self.0.softcap.map(|c| {
-            let mut raw = vec![0.0f32; rows * t.tk];
-            gemm_seq(
-                &mut raw,
-                rows,
-                t.tk,
-                MatRef::from_row_major_slice(&t.q, rows, hd),
-                MatRef::from_row_major_slice(&t.k, t.tk, hd).transpose(),
-                scale,
-                false,
-            );
-            raw.iter_mut().for_each(|x| {
-                let th = (*x / c).tanh();
-                *x = 1.0 - th * th;
-            });
-            raw
-        });
+        let capped = self.0.softcap.map(|c| self.softcap_slopes(&t, rows, c));
         let mut ds = vec![0.0f32; rows * t.tk];
         gemm_seq(
             &mut ds,
@@ -980,18 +964,10 @@ impl Attention {
                     &d_o[row * hd..(row + 1) * hd],
                     &oo[row * hd..(row + 1) * hd],
                 );
-                match &capped {
-                    Some(f) => {
-                        let fr = &f[row * t.tk..(row + 1) * t.tk];
-                        for ((x, &pp), &d) in dr.iter_mut().zip(pr).zip(fr) {
-                            *x = pp * (*x - dd) * d * scale;
-                        }
-                    }
-                    None => {
-                        for (x, &pp) in dr.iter_mut().zip(pr) {
-                            *x = pp * (*x - dd) * scale;
-                        }
-                    }
+                // (· 1.0 where nothing is capped: exact, so the bits are those of P∘(dP − d)·scale)
+                for (i, (x, &pp)) in dr.iter_mut().zip(pr).enumerate() {
+                    let slope = capped.as_ref().map_or(1.0, |f| f[row * t.tk + i]);
+                    *x = pp * (*x - dd) * slope * scale;
                 }
             }
         });
@@ -1026,6 +1002,27 @@ impl Attention {
             false,
         );
         (dq, dk, dv)
+    }
+
+    /// Gemma 2's soft-cap derivative at a task's raw scores `s` (recomputed): `1 − tanh²(s/c)`,
+    /// `[rows, tk]`.
+    fn softcap_slopes(&self, t: &Task, rows: usize, c: f32) -> Vec<f32> {
+        let hd = self.0.head_dim;
+        let mut raw = vec![0.0f32; rows * t.tk];
+        gemm_seq(
+            &mut raw,
+            rows,
+            t.tk,
+            MatRef::from_row_major_slice(&t.q, rows, hd),
+            MatRef::from_row_major_slice(&t.k, t.tk, hd).transpose(),
+            self.0.scale,
+            false,
+        );
+        raw.iter_mut().for_each(|x| {
+            let th = (*x / c).tanh();
+            *x = 1.0 - th * th;
+        });
+        raw
     }
 
     /// Sums the tasks' gradients into `dqkv` rows, in task order (context rows get several),

@@ -158,6 +158,18 @@ pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     // Exported as f32 (stored types expanded: a trained model is small).
     let f = |m: hd_lm::Matrix| m.into_f32().unwrap_or_else(|m| m.to_f32());
+    // Gemma stores its norm gains as w of (1 + w); hd-lm holds 1 + w (exact both ways for
+    // gains in [0.5, 2], where 1 + w − 1 is exact).
+    let gemma = matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3);
+    let norm = |v: Vec<f32>| -> Vec<f32> {
+        if gemma {
+            v.into_iter().map(|x| x - 1.0).collect()
+        } else {
+            v
+        }
+    };
+    // Phi-3 keeps q|k|v and gate|up fused in its checkpoints.
+    let fused = cfg.arch == Arch::Phi3;
     let mut out = Vec::new();
     out.push((
         "model.embed_tokens.weight".to_string(),
@@ -166,25 +178,44 @@ pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>
     ));
     for (i, l) in w.layers.into_iter().enumerate() {
         let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![d], l.attn_norm));
+        out.push((
+            format!("{p}.input_layernorm.weight"),
+            vec![d],
+            norm(l.attn_norm),
+        ));
         let wqkv = f(l.wqkv);
+        if fused {
+            out.push((
+                format!("{p}.self_attn.qkv_proj.weight"),
+                vec![q + 2 * kv, d],
+                wqkv.clone(),
+            ));
+        }
         let (wq, rest) = wqkv.split_at(q * d);
         let (wk, wv) = rest.split_at(kv * d);
-        out.push((
-            format!("{p}.self_attn.q_proj.weight"),
-            vec![q, d],
-            wq.to_vec(),
-        ));
-        out.push((
-            format!("{p}.self_attn.k_proj.weight"),
-            vec![kv, d],
-            wk.to_vec(),
-        ));
-        out.push((
-            format!("{p}.self_attn.v_proj.weight"),
-            vec![kv, d],
-            wv.to_vec(),
-        ));
+        if !fused {
+            out.push((
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![q, d],
+                wq.to_vec(),
+            ));
+            out.push((
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![kv, d],
+                wk.to_vec(),
+            ));
+            out.push((
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![kv, d],
+                wv.to_vec(),
+            ));
+        }
+        if let Some(g) = l.extra.q_norm {
+            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd], norm(g)));
+        }
+        if let Some(g) = l.extra.k_norm {
+            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd], norm(g)));
+        }
         if let Some(b) = l.bqkv {
             out.push((
                 format!("{p}.self_attn.q_proj.bias"),
@@ -203,22 +234,50 @@ pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>
             ));
         }
         out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q], f(l.wo)));
-        out.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![d],
-            l.mlp_norm,
-        ));
+        match (l.extra.post_attn_norm, l.extra.post_mlp_norm) {
+            // Gemma's sandwich: a norm after attention, then one before and one after the MLP
+            (Some(pa), Some(pm)) => {
+                out.push((
+                    format!("{p}.post_attention_layernorm.weight"),
+                    vec![d],
+                    norm(pa),
+                ));
+                out.push((
+                    format!("{p}.pre_feedforward_layernorm.weight"),
+                    vec![d],
+                    norm(l.mlp_norm),
+                ));
+                out.push((
+                    format!("{p}.post_feedforward_layernorm.weight"),
+                    vec![d],
+                    norm(pm),
+                ));
+            }
+            _ => out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                vec![d],
+                norm(l.mlp_norm),
+            )),
+        }
         let w_gate_up = f(l.w_gate_up);
-        let (g, u) = w_gate_up.split_at(ff * d);
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d], g.to_vec()));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d], u.to_vec()));
+        if fused {
+            out.push((
+                format!("{p}.mlp.gate_up_proj.weight"),
+                vec![2 * ff, d],
+                w_gate_up,
+            ));
+        } else {
+            let (g, u) = w_gate_up.split_at(ff * d);
+            out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d], g.to_vec()));
+            out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d], u.to_vec()));
+        }
         out.push((
             format!("{p}.mlp.down_proj.weight"),
             vec![d, ff],
             f(l.w_down),
         ));
     }
-    out.push(("model.norm.weight".to_string(), vec![d], w.final_norm));
+    out.push(("model.norm.weight".to_string(), vec![d], norm(w.final_norm)));
     if let Some(h) = w.lm_head {
         out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d], f(h)));
     }
@@ -368,27 +427,68 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Exports are Llama or Qwen2 checkpoints; a model with more in its block (Qwen3's q/k norms,
-/// a sliding window) would be written as another model, so it is refused (before training,
-/// by the tools that train).
-pub fn check_exportable(cfg: &Config) -> Result<()> {
-    let extra = cfg.features.names();
-    if extra.is_empty() {
+/// Whether a model can be exported (checked before training, by the tools that train): Llama
+/// and Qwen2 from any source, their config written here; every other family only from its
+/// Hugging Face directory, whose `config.json` (every family field, as transformers wrote it)
+/// is carried over beside the new weights. A GGUF of another family would need its config
+/// written from scratch, and a multimodal directory's config describes more than the text
+/// model we train: both are refused.
+pub fn check_exportable(cfg: &Config, source_dir: Option<&Path>) -> Result<()> {
+    if writes_config(cfg) {
         return Ok(());
     }
-    Err(crate::TrainError::Input(format!(
-        "cannot export a {} model as a Hugging Face checkpoint: its {} would not be written",
-        cfg.arch.name(),
-        extra.join(", ")
-    )))
+    let refuse = |why: String| {
+        Err(crate::TrainError::Input(format!(
+            "cannot export a {} model as a Hugging Face checkpoint: {why}",
+            cfg.arch.name()
+        )))
+    };
+    let Some(dir) = source_dir else {
+        return refuse(
+            "only Llama and Qwen2 configs are written from scratch; run it from its Hugging \
+             Face directory, whose config.json is carried over"
+                .into(),
+        );
+    };
+    match source_config(dir)? {
+        Some(j) if j.get("text_config").is_some() => refuse(format!(
+            "{} is a multimodal config (text_config); export its text model's directory",
+            dir.join("config.json").display()
+        )),
+        Some(_) => Ok(()),
+        None => refuse(format!("{} has no config.json", dir.display())),
+    }
+}
+
+/// Whether [`config_json`] writes this model's whole config (plain Llama and Qwen2 blocks).
+fn writes_config(cfg: &Config) -> bool {
+    matches!(cfg.arch, Arch::Llama | Arch::Qwen2) && cfg.features.names().is_empty()
+}
+
+fn source_config(dir: &Path) -> Result<Option<Value>> {
+    let p = dir.join("config.json");
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| TrainError::Input(format!("{}: invalid JSON: {e}", p.display()))),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Writes the model files into `dir` (normally [`Staging::path`]).
 pub fn write_model_files(dir: &Path, parts: &ExportParts<'_>, weights: Weights) -> Result<()> {
     let cfg = parts.config;
     let tok = parts.tokenizer;
-    check_exportable(cfg)?;
-    write_json(&dir.join("config.json"), &config_json(cfg, tok))?;
+    check_exportable(cfg, parts.source_dir)?;
+    let config = match parts.source_dir.map(source_config).transpose()?.flatten() {
+        // every field of the family as transformers wrote it; the weights are now f32
+        Some(mut j) if !writes_config(cfg) => {
+            j["torch_dtype"] = json!("float32");
+            j
+        }
+        _ => config_json(cfg, tok),
+    };
+    write_json(&dir.join("config.json"), &config)?;
     let source_tc = match parts.source_dir {
         Some(d) => {
             let p = d.join("tokenizer_config.json");
@@ -425,6 +525,14 @@ pub fn write_model_files(dir: &Path, parts: &ExportParts<'_>, weights: Weights) 
             .into_bytes(),
     };
     write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(&tj))?;
+    // A SentencePiece model beside it (Llama 2, Mistral, Gemma): transformers rebuilds the
+    // fast tokenizer from it when the config asks (`add_prefix_space`, `legacy`).
+    if let Some(p) = parts.source_dir.map(|d| d.join("tokenizer.model")) {
+        if p.exists() {
+            let b = std::fs::read(&p).map_err(|e| TrainError::io(&p, "cannot read", e))?;
+            write_atomic(&dir.join("tokenizer.model"), |w| w.write_all(&b))?;
+        }
+    }
     let mut meta = parts.metadata.clone();
     meta.insert("format".into(), "pt".into());
     let mut f = TensorFile::new(meta);

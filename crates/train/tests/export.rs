@@ -60,7 +60,7 @@ import sys, json, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 d, prompts = sys.argv[1], json.loads(sys.argv[2])
 tok = AutoTokenizer.from_pretrained(d)
-m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
 out = {"ids": [], "hidden": []}
 with torch.no_grad():
     for p in prompts:
@@ -263,4 +263,86 @@ fn tiny_export_matches_transformers() {
         eprintln!("{arch:?}: max |ours - transformers| over all layers {worst:.2e}");
         assert!(worst < 1e-4, "{arch:?}: hidden states differ by {worst}");
     }
+}
+
+/// The family fixtures (testdata/families): random models of each family's shape.
+const FAMILIES: [&str; 7] = [
+    "mistral",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "mistral-spm",
+    "gemma2-spm",
+];
+
+fn family_dir(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/families")
+        .join(f)
+        .join("hf")
+}
+
+/// Every family exports from its Hugging Face directory (its config carried over, the
+/// family's own tensor names: Phi-3's fused projections, Gemma's sandwich norms stored as
+/// `w` of `1 + w`, q/k norms) and reloads as the same model: every weight equal, every
+/// hidden state bit-identical.
+#[test]
+fn every_family_exports_from_its_directory_and_reloads_exactly() {
+    for fam in FAMILIES {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let want = export_adapted(&family_dir(fam), &out);
+        let got = Model::load(&out).unwrap();
+        assert_eq!(got.config, want.config, "{fam}: config");
+        assert_eq!(got.weights.embed, want.weights.embed, "{fam}: embed");
+        assert_eq!(got.weights.lm_head, want.weights.lm_head, "{fam}: head");
+        assert_eq!(got.weights.final_norm, want.weights.final_norm, "{fam}");
+        for (a, b) in got.weights.layers.iter().zip(&want.weights.layers) {
+            assert_eq!(a.wqkv, b.wqkv, "{fam}");
+            assert_eq!(a.wo, b.wo, "{fam}");
+            assert_eq!(a.w_gate_up, b.w_gate_up, "{fam}");
+            assert_eq!(a.w_down, b.w_down, "{fam}");
+            assert_eq!(a.attn_norm, b.attn_norm, "{fam}");
+            assert_eq!(a.mlp_norm, b.mlp_norm, "{fam}");
+            assert_eq!(a.extra, b.extra, "{fam}: family norms");
+        }
+        let (ids_a, a) = ours(&got, &prompts());
+        let (ids_b, b) = ours(&want, &prompts());
+        assert_eq!(ids_a, ids_b, "{fam}: token ids");
+        assert_eq!(max_abs_diff(&a, &b), 0.0, "{fam}: states after reloading");
+    }
+}
+
+/// transformers reads every family's export as the model we trained.
+#[test]
+fn every_family_export_matches_transformers() {
+    let Some(py) = oracle() else { return };
+    for fam in FAMILIES {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        export_adapted(&family_dir(fam), &out);
+        let reloaded = Model::load(&out).unwrap();
+        let (ids, hs) = ours(&reloaded, &prompts());
+        let (hf_ids, hf) = transformers(&py, &out, &prompts());
+        assert_eq!(ids, hf_ids, "{fam}: token ids differ from transformers'");
+        let worst = max_abs_diff(&hs, &hf);
+        eprintln!("{fam}: max |ours - transformers| over all layers {worst:.2e}");
+        assert!(worst < 1e-4, "{fam}: hidden states differ by {worst}");
+    }
+}
+
+/// A family whose config we do not write ourselves cannot be exported from a GGUF file: it is
+/// refused by name, before any training.
+#[test]
+fn a_family_read_from_gguf_is_refused_before_training() {
+    let m = Model::load(&family_dir("qwen3").with_file_name("model.gguf")).unwrap();
+    let e = hd_train::export::check_exportable(&m.config, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("qwen3") && e.contains("Hugging Face directory"),
+        "{e}"
+    );
+    hd_train::export::check_exportable(&m.config, Some(&family_dir("qwen3"))).unwrap();
 }

@@ -23,12 +23,6 @@ enum Command {
     Sweep(SweepArgs),
 }
 
-#[derive(clap::ValueEnum, Clone, Copy)]
-enum RulesArg {
-    Attnlrp,
-    GradXInput,
-}
-
 /// Component relevance between layers: how much each top component of a source layer S
 /// feeds each top component of a target layer L at the last prompt token,
 /// R(k->j) = z_k (v_k . g), g the AttnLRP gradient at h_S of the seed c_j/(c_j . h_L)
@@ -81,7 +75,7 @@ struct RelevanceArgs {
     per_category: hd_cli::PerCategoryArgs,
     /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
     #[arg(long, value_enum, default_value = "attnlrp")]
-    rules: RulesArg,
+    rules: hd_cli::RulesArg,
     /// Prompts per traced forward pass [default: 16, fewer when the memory available would
     /// not hold them].
     #[arg(long)]
@@ -121,10 +115,7 @@ impl RelevanceArgs {
             out_dir: self.out_dir,
             categories: self.categories,
             per_category: self.per_category.get()?,
-            rules: match self.rules {
-                RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
-                RulesArg::GradXInput => hd_grad::Rules::Exact,
-            },
+            rules: self.rules.into(),
             batch_size: self.batch_size,
             edges: match self.edge_threshold {
                 Some(t) => relevance::EdgeCut::Threshold(t),

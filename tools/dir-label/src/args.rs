@@ -55,7 +55,7 @@ struct TokensArgs {
     out_dir: PathBuf,
     /// attnlrp: the linearised AttnLRP rules (the paper's); grad-x-input: the exact gradient.
     #[arg(long, value_enum, default_value = "attnlrp")]
-    rules: RulesArg,
+    rules: hd_cli::RulesArg,
     /// Reported positions: the user text or every token of the templated prompt.
     #[arg(long, value_enum, default_value = "user")]
     positions: PositionsArg,
@@ -77,12 +77,6 @@ struct TokensArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
-enum RulesArg {
-    Attnlrp,
-    GradXInput,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy)]
 enum PositionsArg {
     User,
     All,
@@ -97,10 +91,7 @@ impl TokensArgs {
             layer: self.layer,
             comps: self.comps,
             out_dir: self.out_dir,
-            rules: match self.rules {
-                RulesArg::Attnlrp => hd_grad::Rules::AttnLrp,
-                RulesArg::GradXInput => hd_grad::Rules::Exact,
-            },
+            rules: self.rules.into(),
             positions: match self.positions {
                 PositionsArg::User => tokens::Positions::User,
                 PositionsArg::All => tokens::Positions::All,

@@ -236,7 +236,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     } = model;
     let source_dir = model_path.is_dir().then(|| model_path.clone());
     let diff = DiffModel::new(config.clone(), weights)?;
-    hd_train::export::check_exportable(&config)?;
+    hd_train::export::check_exportable(&config, source_dir.as_deref())?;
     let mut trainer = trainer_for(o, diff, examples, l, &fingerprint)?;
     train_steps(o, &mut trainer, &fingerprint, &ckpt_dir)?;
 

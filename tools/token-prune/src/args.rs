@@ -89,6 +89,10 @@ pub struct Args {
     /// peak on the default model; the deletions do not depend on it).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// The attribution method's rules: attnlrp (the paper's) or grad-x-input (the exact
+    /// gradient, for families with no AttnLRP rules: Gemma).
+    #[arg(long, value_enum, default_value = "attnlrp")]
+    rules: hd_cli::RulesArg,
     #[command(flatten)]
     chat: hd_cli::ChatArgs,
     #[command(flatten)]
@@ -119,6 +123,7 @@ impl Args {
             per_category: self.per_category.get()?,
             confirm_tokens: self.confirm_tokens,
             batch_size: self.batch_size,
+            rules: self.rules.into(),
             format: self.chat.format()?,
             share_prefix: !self.chat.no_share_prefix,
             compute: self.compute.compute.into(),

@@ -168,6 +168,8 @@ pub struct Options {
     pub confirm_tokens: usize,
     /// Prompts per traced forward pass.
     pub batch_size: Option<usize>,
+    /// Rules of the attribution method.
+    pub rules: hd_grad::Rules,
     /// Chat formatting.
     pub format: PromptFormat,
     /// Run the prompts' common template prefix once (`--no-share-prefix` turns it off).
@@ -266,6 +268,7 @@ fn settings(o: &Options, model: &Model, encoded: &[Encoded]) -> Settings {
         format: o.format.clone(),
         batch,
         share_prefix: o.share_prefix,
+        rules: o.rules,
     }
 }
 
