@@ -152,136 +152,106 @@ fn sync_dir(dir: &Path) {
 #[cfg(not(unix))]
 fn sync_dir(_: &Path) {}
 
-/// Weights under their Hugging Face names, q/k/v and gate/up split apart again.
-pub fn hf_tensors(cfg: &Config, w: Weights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-    let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
-    // Exported as f32 (stored types expanded: a trained model is small).
-    let f = |m: hd_lm::Matrix| m.into_f32().unwrap_or_else(|m| m.to_f32());
-    // Gemma stores its norm gains as w of (1 + w); hd-lm holds 1 + w (exact both ways for
-    // gains in [0.5, 2], where 1 + w − 1 is exact).
-    let gemma = matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3);
-    let norm = |v: Vec<f32>| -> Vec<f32> {
-        if gemma {
-            v.into_iter().map(|x| x - 1.0).collect()
-        } else {
-            v
-        }
-    };
-    // Phi-3 keeps q|k|v and gate|up fused in its checkpoints.
-    let fused = cfg.arch == Arch::Phi3;
-    let mut out = Vec::new();
-    out.push((
+/// Weights under their family's Hugging Face names (q/k/v and gate/up split apart again, except
+/// where the family keeps them fused).
+pub fn hf_tensors(cfg: &Config, w: Weights) -> Tensors {
+    let d = cfg.hidden_size;
+    let mut out: Tensors = vec![(
         "model.embed_tokens.weight".to_string(),
         vec![cfg.vocab_size, d],
-        f(w.embed),
-    ));
+        dense(w.embed),
+    )];
     for (i, l) in w.layers.into_iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        out.push((
-            format!("{p}.input_layernorm.weight"),
-            vec![d],
-            norm(l.attn_norm),
-        ));
-        let wqkv = f(l.wqkv);
-        if fused {
-            out.push((
-                format!("{p}.self_attn.qkv_proj.weight"),
-                vec![q + 2 * kv, d],
-                wqkv.clone(),
-            ));
-        }
-        let (wq, rest) = wqkv.split_at(q * d);
-        let (wk, wv) = rest.split_at(kv * d);
-        if !fused {
-            out.push((
-                format!("{p}.self_attn.q_proj.weight"),
-                vec![q, d],
-                wq.to_vec(),
-            ));
-            out.push((
-                format!("{p}.self_attn.k_proj.weight"),
-                vec![kv, d],
-                wk.to_vec(),
-            ));
-            out.push((
-                format!("{p}.self_attn.v_proj.weight"),
-                vec![kv, d],
-                wv.to_vec(),
-            ));
-        }
-        if let Some(g) = l.extra.q_norm {
-            out.push((format!("{p}.self_attn.q_norm.weight"), vec![hd], norm(g)));
-        }
-        if let Some(g) = l.extra.k_norm {
-            out.push((format!("{p}.self_attn.k_norm.weight"), vec![hd], norm(g)));
-        }
-        if let Some(b) = l.bqkv {
-            out.push((
-                format!("{p}.self_attn.q_proj.bias"),
-                vec![q],
-                b[..q].to_vec(),
-            ));
-            out.push((
-                format!("{p}.self_attn.k_proj.bias"),
-                vec![kv],
-                b[q..q + kv].to_vec(),
-            ));
-            out.push((
-                format!("{p}.self_attn.v_proj.bias"),
-                vec![kv],
-                b[q + kv..].to_vec(),
-            ));
-        }
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q], f(l.wo)));
-        match (l.extra.post_attn_norm, l.extra.post_mlp_norm) {
-            // Gemma's sandwich: a norm after attention, then one before and one after the MLP
-            (Some(pa), Some(pm)) => {
-                out.push((
-                    format!("{p}.post_attention_layernorm.weight"),
-                    vec![d],
-                    norm(pa),
-                ));
-                out.push((
-                    format!("{p}.pre_feedforward_layernorm.weight"),
-                    vec![d],
-                    norm(l.mlp_norm),
-                ));
-                out.push((
-                    format!("{p}.post_feedforward_layernorm.weight"),
-                    vec![d],
-                    norm(pm),
-                ));
-            }
-            _ => out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                vec![d],
-                norm(l.mlp_norm),
-            )),
-        }
-        let w_gate_up = f(l.w_gate_up);
-        if fused {
-            out.push((
-                format!("{p}.mlp.gate_up_proj.weight"),
-                vec![2 * ff, d],
-                w_gate_up,
-            ));
-        } else {
-            let (g, u) = w_gate_up.split_at(ff * d);
-            out.push((format!("{p}.mlp.gate_proj.weight"), vec![ff, d], g.to_vec()));
-            out.push((format!("{p}.mlp.up_proj.weight"), vec![ff, d], u.to_vec()));
-        }
-        out.push((
-            format!("{p}.mlp.down_proj.weight"),
-            vec![d, ff],
-            f(l.w_down),
-        ));
+        block_tensors(cfg, &format!("model.layers.{i}"), l, &mut out);
     }
-    out.push(("model.norm.weight".to_string(), vec![d], norm(w.final_norm)));
+    out.push((
+        "model.norm.weight".to_string(),
+        vec![d],
+        stored_norm(cfg, w.final_norm),
+    ));
     if let Some(h) = w.lm_head {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d], f(h)));
+        out.push((
+            "lm_head.weight".to_string(),
+            vec![cfg.vocab_size, d],
+            dense(h),
+        ));
     }
     out
+}
+
+/// Named tensors: `(name, shape, values)`.
+type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// A matrix as f32 values (stored types expanded: a trained model is small).
+fn dense(m: hd_lm::Matrix) -> Vec<f32> {
+    m.into_f32().unwrap_or_else(|m| m.to_f32())
+}
+
+/// A norm gain as the checkpoint stores it: Gemma stores `w` of `1 + w`, hd-lm holds `1 + w`
+/// (exact both ways for gains in [0.5, 2], where `1 + w − 1` is exact).
+fn stored_norm(cfg: &Config, v: Vec<f32>) -> Vec<f32> {
+    if matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3) {
+        v.into_iter().map(|x| x - 1.0).collect()
+    } else {
+        v
+    }
+}
+
+/// One block's tensors under its family's names (prefix `p`): Phi-3's fused q|k|v and gate|up,
+/// q/k norms, Qwen2's biases, Gemma's sandwich norms.
+fn block_tensors(cfg: &Config, p: &str, l: hd_lm::weights::LayerWeights, out: &mut Tensors) {
+    let (d, ff, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    let fused = cfg.arch == Arch::Phi3;
+    let norm = |v: Vec<f32>| stored_norm(cfg, v);
+    let mut put = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
+        out.push((format!("{p}.{name}"), shape, data));
+    };
+    put("input_layernorm.weight", vec![d], norm(l.attn_norm));
+    let wqkv = dense(l.wqkv);
+    if fused {
+        put("self_attn.qkv_proj.weight", vec![q + 2 * kv, d], wqkv);
+    } else {
+        let (wq, rest) = wqkv.split_at(q * d);
+        let (wk, wv) = rest.split_at(kv * d);
+        put("self_attn.q_proj.weight", vec![q, d], wq.to_vec());
+        put("self_attn.k_proj.weight", vec![kv, d], wk.to_vec());
+        put("self_attn.v_proj.weight", vec![kv, d], wv.to_vec());
+    }
+    if let Some(g) = l.extra.q_norm {
+        put("self_attn.q_norm.weight", vec![hd], norm(g));
+    }
+    if let Some(g) = l.extra.k_norm {
+        put("self_attn.k_norm.weight", vec![hd], norm(g));
+    }
+    if let Some(b) = l.bqkv {
+        put("self_attn.q_proj.bias", vec![q], b[..q].to_vec());
+        put("self_attn.k_proj.bias", vec![kv], b[q..q + kv].to_vec());
+        put("self_attn.v_proj.bias", vec![kv], b[q + kv..].to_vec());
+    }
+    put("self_attn.o_proj.weight", vec![d, q], dense(l.wo));
+    match (l.extra.post_attn_norm, l.extra.post_mlp_norm) {
+        // Gemma's sandwich: a norm after attention, then one before and one after the MLP
+        (Some(pa), Some(pm)) => {
+            put("post_attention_layernorm.weight", vec![d], norm(pa));
+            put(
+                "pre_feedforward_layernorm.weight",
+                vec![d],
+                norm(l.mlp_norm),
+            );
+            put("post_feedforward_layernorm.weight", vec![d], norm(pm));
+        }
+        _ => put("post_attention_layernorm.weight", vec![d], norm(l.mlp_norm)),
+    }
+    let w_gate_up = dense(l.w_gate_up);
+    if fused {
+        put("mlp.gate_up_proj.weight", vec![2 * ff, d], w_gate_up);
+    } else {
+        let (g, u) = w_gate_up.split_at(ff * d);
+        put("mlp.gate_proj.weight", vec![ff, d], g.to_vec());
+        put("mlp.up_proj.weight", vec![ff, d], u.to_vec());
+    }
+    put("mlp.down_proj.weight", vec![d, ff], dense(l.w_down));
 }
 
 fn token_id(tok: &Tokenizer, t: &Option<String>) -> Value {

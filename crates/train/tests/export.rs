@@ -8,7 +8,6 @@ use hd_train::export::{write_model_files, ExportParts, Staging};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 fn prompts() -> Vec<&'static str> {
     vec!["Hello there", "How do I bake bread?", "x"]
 }
@@ -235,7 +234,9 @@ fn staging_refuses_a_foreign_directory_and_replaces_only_its_own_files() {
 
 #[test]
 fn tiny_export_matches_transformers() {
-    let Some(py) = hd_testkit::oracle_python() else { return };
+    let Some(py) = hd_testkit::oracle_python() else {
+        return;
+    };
     for (arch, tie) in [(Arch::Llama, true), (Arch::Qwen2, false)] {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
@@ -304,7 +305,9 @@ fn every_family_exports_from_its_directory_and_reloads_exactly() {
 /// transformers reads every family's export as the model we trained.
 #[test]
 fn every_family_export_matches_transformers() {
-    let Some(py) = hd_testkit::oracle_python() else { return };
+    let Some(py) = hd_testkit::oracle_python() else {
+        return;
+    };
     for fam in FAMILIES {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
