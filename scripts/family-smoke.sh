@@ -64,15 +64,7 @@ for fam in mistral qwen3 gemma2 gemma3 phi3 mistral-spm gemma2-spm; do
       || { echo "family-smoke: $fam $kind: token-prune left no summary" >&2; exit 1; }
   done
 done
-python3 - "$data/train.csv" "$out/mini_train.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1], newline="")))
-keep = [r for r in rows if r["category"] == "raw"][:12] + [r for r in rows if r["category"] == "roleplay"][:12]
-with open(sys.argv[2], "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    w.writeheader()
-    w.writerows(keep)
-PY
+python3 scripts/mini-train.py "$data/train.csv" "$out/mini_train.csv"
 size=(ACTS_PER_CATEGORY=3 EVAL_PER_CATEGORY=2 PER_CATEGORY=1 GEN_TOKENS=8 LABEL_PER_CATEGORY=1 SWEEP_K=2
       SWEEP_TOP=2 SWEEP_GENERATE=1 SWEEP_DIM_LAYERS=1 BENIGN_LIMIT=4 PRUNE_CATEGORIES=raw,roleplay
       LABEL_LAYER=1 REPORT_LAYER=1)

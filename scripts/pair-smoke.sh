@@ -15,15 +15,7 @@ tuned=runs/pair-smoke-tuned
 rm -rf "$run" "$tuned"
 mkdir -p "$run"
 make --no-print-directory -s RUN="$run" "$run/data/test.csv" > /dev/null
-python3 - "$run/data/train.csv" "$run/mini_train.csv" <<'EOF'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1], newline="")))
-keep = [r for r in rows if r["category"] == "raw"][:12] + [r for r in rows if r["category"] == "roleplay"][:12]
-with open(sys.argv[2], "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    w.writeheader()
-    w.writerows(keep)
-EOF
+python3 scripts/mini-train.py "$run/data/train.csv" "$run/mini_train.csv"
 "$BIN/safety-tune" --model "$model" --train "$run/mini_train.csv" --epochs 1 \
   --batch-size 8 --out "$tuned" --save-every 0 -q
 size=(ACTS_PER_CATEGORY=3 EVAL_PER_CATEGORY=2 PER_CATEGORY=1 GEN_TOKENS=8 LABEL_PER_CATEGORY=1 SWEEP_K=2 SWEEP_TOP=2

@@ -773,13 +773,13 @@ impl Attention {
         }
     }
 
-    /// Causal softmax probabilities `[G·len, tk]` of a task.
-    fn probs(&self, t: &Task) -> Vec<f32> {
+    /// A task's scaled scores `scale·q·kᵀ`, `[G·len, tk]`, before any cap or mask.
+    fn scores(&self, t: &Task) -> Vec<f32> {
         let hd = self.0.head_dim;
         let rows = t.q.len() / hd;
-        let mut p = vec![0.0f32; rows * t.tk];
+        let mut s = vec![0.0f32; rows * t.tk];
         gemm_seq(
-            &mut p,
+            &mut s,
             rows,
             t.tk,
             MatRef::from_row_major_slice(&t.q, rows, hd),
@@ -787,6 +787,12 @@ impl Attention {
             self.0.scale,
             false,
         );
+        s
+    }
+
+    /// Causal softmax probabilities `[G·len, tk]` of a task.
+    fn probs(&self, t: &Task) -> Vec<f32> {
+        let mut p = self.scores(t);
         if let Some(c) = self.0.softcap {
             p.iter_mut().for_each(|x| *x = c * (*x / c).tanh());
         }
@@ -943,7 +949,7 @@ impl Attention {
         let oo = self.gather_out(s, kh, o);
         // dP = dO·Vᵀ, then dS = P∘(dP − rowsum(dO∘O))·scale in place (times the soft-cap's
         // derivative 1 − tanh²(s/c) at the raw scores s, recomputed, where it applies).
-        let capped = self.0.softcap.map(|c| self.softcap_slopes(&t, rows, c));
+        let capped = self.0.softcap.map(|c| self.softcap_slopes(&t, c));
         let mut ds = vec![0.0f32; rows * t.tk];
         gemm_seq(
             &mut ds,
@@ -1006,18 +1012,8 @@ impl Attention {
 
     /// Gemma 2's soft-cap derivative at a task's raw scores `s` (recomputed): `1 − tanh²(s/c)`,
     /// `[rows, tk]`.
-    fn softcap_slopes(&self, t: &Task, rows: usize, c: f32) -> Vec<f32> {
-        let hd = self.0.head_dim;
-        let mut raw = vec![0.0f32; rows * t.tk];
-        gemm_seq(
-            &mut raw,
-            rows,
-            t.tk,
-            MatRef::from_row_major_slice(&t.q, rows, hd),
-            MatRef::from_row_major_slice(&t.k, t.tk, hd).transpose(),
-            self.0.scale,
-            false,
-        );
+    fn softcap_slopes(&self, t: &Task, c: f32) -> Vec<f32> {
+        let mut raw = self.scores(t);
         raw.iter_mut().for_each(|x| {
             let th = (*x / c).tanh();
             *x = 1.0 - th * th;

@@ -27,6 +27,16 @@ struct Reference {
     json: serde_json::Value,
 }
 
+/// An int64 tensor of the reference file as token ids.
+fn ints(st: &SafeTensors, k: &str) -> Vec<u32> {
+    st.tensor(k)
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect()
+}
+
 fn reference(family: &str) -> Reference {
     let d = dir(family);
     let json: serde_json::Value =
@@ -41,14 +51,7 @@ fn reference(family: &str) -> Reference {
     };
     let bytes = std::fs::read(d.join("ref.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let ints = |k: &str| -> Vec<u32> {
-        st.tensor(k)
-            .unwrap()
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
-            .collect()
-    };
+    let ints = |k: &str| ints(&st, k);
     let prompts = strings("prompts");
     let n = prompts.len();
     Reference {
@@ -502,14 +505,7 @@ fn sentencepiece_vocabularies_fall_back_to_bytes_as_llama_cpp_does() {
         let r = reference(family);
         let bytes = std::fs::read(dir(family).join("ref.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
-        let ints = |k: &str| -> Vec<u32> {
-            st.tensor(k)
-                .unwrap()
-                .data()
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
-                .collect()
-        };
+        let ints = |k: &str| ints(&st, k);
         let model = Model::load(&dir(family).join("model.gguf")).unwrap();
         let texts = r.json["extra_texts"].as_array().unwrap();
         let decoded = r.json["extra_decoded"].as_array().unwrap();
