@@ -4,18 +4,23 @@
 # are real), then act-dump (every token of chat-templated prompts, exact and fast) and
 # generate (decode at batch 1, fast) run against llama.cpp (llama-cpp-python, same file, same
 # token ids, 2 threads), runs interleaved. Peak RSS from /usr/bin/time.
-# Usage: bash bench/weights-8b.sh  (RUNS=3, N=4 prompts by default)
+# Usage: bash bench/weights-8b.sh  (RUNS=3, N=4 prompts, QUANT=q4_0 by default; QUANT=q4_k_m
+# writes llama.cpp's Q4_K_M layout; LAYERS=32 blocks, fewer for a quicker file of the same
+# matrix shapes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 N=${N:-4}
+QUANT=${QUANT:-q4_0}
+LAYERS=${LAYERS:-32}
 OUT=bench/out
-MODEL=$OUT/llama3-8b-shape.Q4_0.gguf
+MODEL=$OUT/llama3-8b-shape$([ "$LAYERS" = 32 ] || echo "-$LAYERS").${QUANT^^}.gguf
 py=$(bash bench/setup-oracle.sh)
 "$py" -c 'import llama_cpp' 2>/dev/null || "$py" -m pip install -q llama-cpp-python
 cargo build --release --locked -q --bin act-dump --bin generate
 mkdir -p "$OUT"
-[ -f "$MODEL" ] || "$py" bench/make-synthetic-gguf.py --tokenizer models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$MODEL"
+[ -f "$MODEL" ] || "$py" bench/make-synthetic-gguf.py --tokenizer models/SmolLM2-135M-Instruct.Q4_1.gguf \
+  --out "$MODEL" --quant "$QUANT" --layers "$LAYERS"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 head -n $((N + 1)) bench/prompts64.csv > "$tmp/p.csv"
 # the token ids act-dump computes (its rows CSV has n_tokens; ids from a --positions all dump)

@@ -6,10 +6,11 @@
 //!   dequantisation gives) and multiplied in f32, with the same kernels as an f32 matrix; each
 //!   output is the same sum in the same order, so results equal the f32 path's.
 //! - `Fast`: llama.cpp's approach: activations are quantised to 8-bit blocks and multiplied
-//!   with the weight blocks by integer dot products — our own kernels for Q4_0, Q4_1 and Q8_0
-//!   (`qdot`: AVX-512 VNNI, AVX2 or portable, chosen at run time), candle's port of
-//!   llama.cpp's for the other quantised types. Where a product is faster dequantised (see
-//!   [`runs_int8`]: prefill-sized products without VNNI, or of K-quants) it runs `Exact`.
+//!   with the weight blocks by integer dot products — our own kernels for Q4_0, Q4_1, Q8_0,
+//!   Q4_K, Q5_K and Q6_K (`qdot`: AVX-512 VNNI, AVX2 or portable, chosen at run time), candle's
+//!   port of llama.cpp's for the other quantised types. Where a product is faster dequantised
+//!   (see [`runs_int8`]: prefill-sized products without VNNI, or of Q5_0, Q5_1, Q2_K, Q3_K) it
+//!   runs `Exact`.
 //!   Float matrices (f32, f16, bf16) have no integer form and always run `Exact`.
 //!
 //! A matrix is a stack of row parts (fused q|k|v, gate|up): each part runs its own product into
@@ -774,9 +775,10 @@ fn fast_part(
 }
 
 /// Whether `Compute::Fast` multiplies `t` activation rows with `kind` weights by integer
-/// kernels on this machine (otherwise it runs them `Exact`): Q4_0, Q4_1 and Q8_0 at any size
-/// where AVX-512 VNNI is present, every quantised type for decode-sized products (at most 16
-/// rows), where candle's or our row kernels beat dequantised tiles; never float types.
+/// kernels on this machine (otherwise it runs them `Exact`): Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and
+/// Q6_K at any size where AVX-512 VNNI is present, every quantised type for decode-sized
+/// products (at most 16 rows), where candle's or our row kernels beat dequantised tiles; never
+/// float types.
 pub fn runs_int8(kind: GgmlDType, t: usize) -> bool {
     is_quantised(kind) && (t <= kernels::SMALL_M || (qdot_kind(kind).is_some() && qdot::has_gemm()))
 }
@@ -787,6 +789,9 @@ fn qdot_kind(kind: GgmlDType) -> Option<qdot::Kind> {
         GgmlDType::Q4_0 => Some(qdot::Kind::Q4_0),
         GgmlDType::Q4_1 => Some(qdot::Kind::Q4_1),
         GgmlDType::Q8_0 => Some(qdot::Kind::Q8_0),
+        GgmlDType::Q4K => Some(qdot::Kind::Q4K),
+        GgmlDType::Q5K => Some(qdot::Kind::Q5K),
+        GgmlDType::Q6K => Some(qdot::Kind::Q6K),
         _ => None,
     }
 }

@@ -1,6 +1,9 @@
-//! Integer products for `Compute::Fast` with Q4_0, Q4_1 and Q8_0 weights, llama.cpp's approach:
-//! each activation row is quantised to blocks of 32 signed bytes with one f32 scale, and each
-//! weight block is multiplied with it by integer multiply-adds, scaled once per block.
+//! Integer products for `Compute::Fast` with Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K weights,
+//! llama.cpp's approach: each activation row is quantised to blocks of 32 signed bytes with
+//! one f32 scale, and each weight block of 32 values is multiplied with it by integer
+//! multiply-adds, scaled once per block. A K-quant super-block of 256 values is 8 such blocks
+//! with their own scales (and minimums: Q4_K, Q5_K) or 16 half-blocks with their own scales
+//! (Q6_K), so its blocks' sums are scaled per block or per half.
 //! Chosen at run time:
 //! - AVX-512 VNNI: tiles of 16 weight rows gathered into registers (one 4-value group of each
 //!   row per register) and multiplied with every activation row by `vpdpbusd` — 512 products
@@ -12,9 +15,9 @@
 //! All give the same integer sums per block; they differ only in the order of the float
 //! additions across blocks.
 //!
-//! Candle's port of llama.cpp's kernels (which `Fast` still uses for the K-quants) converts each
-//! block's half-float scale through a function call, which cost more than the block's
-//! products.
+//! Candle's port of llama.cpp's kernels (which `Fast` still uses for Q5_0, Q5_1, Q2_K and
+//! Q3_K) converts each block's half-float scale through a function call, which cost more than
+//! the block's products.
 
 use rayon::prelude::*;
 
@@ -71,15 +74,42 @@ pub(crate) enum Kind {
     Q4_1,
     /// 2-byte half scale, 32 signed bytes.
     Q8_0,
+    /// Super-block of 256: half `d` and `dmin`, 12 bytes of 6-bit scales and minimums of its 8
+    /// blocks, 128 bytes of nibbles (block `2c` the low nibbles of bytes `32c..32c+32`, block
+    /// `2c+1` their high nibbles): values `q·d·sc − dmin·m`.
+    Q4K,
+    /// Q4_K with a fifth bit per value: `d`, `dmin`, scales, 32 bytes of high bits (bit `k`
+    /// of byte `l` for value `l` of block `k`), then Q4_K's nibbles.
+    Q5K,
+    /// Super-block of 256: 128 bytes of low nibbles, 64 of 2-bit high parts, 16 signed scales
+    /// (one per 16 values), half `d`: values `d·sc·(q − 32)`.
+    Q6K,
 }
 
 impl Kind {
+    /// Bytes of one stored block (a super-block for the K-quants).
     fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_0 => 18,
             Kind::Q4_1 => 20,
             Kind::Q8_0 => 34,
+            Kind::Q4K => 144,
+            Kind::Q5K => 176,
+            Kind::Q6K => 210,
         }
+    }
+
+    /// Blocks of 32 values in one stored block.
+    pub(crate) fn subs(self) -> usize {
+        match self {
+            Kind::Q4K | Kind::Q5K | Kind::Q6K => 8,
+            _ => 1,
+        }
+    }
+
+    /// Bytes of a row of `nb` blocks of 32.
+    fn row_bytes(self, nb: usize) -> usize {
+        nb / self.subs() * self.block_bytes()
     }
 
     /// Where the block's values start.
@@ -89,14 +119,87 @@ impl Kind {
             _ => 2,
         }
     }
+}
 
-    /// The block's minimum (`Q4_1`), else 0.
-    fn min(self, b: &[u8]) -> f32 {
-        match self {
-            Kind::Q4_1 => half(&b[2..]),
-            _ => 0.0,
-        }
+/// One block of 32 weight values as integers: the value is `v · lo + min` for the first 16,
+/// `v · hi + min` for the last 16.
+struct Sub {
+    v: [i8; QK],
+    lo: f32,
+    hi: f32,
+    min: f32,
+}
+
+/// The 6-bit scale and minimum of block `j` of a Q4_K / Q5_K super-block (llama.cpp's
+/// `get_scale_min_k4`): blocks 0–3 in the low 6 bits of bytes 0–3 and 4–7, blocks 4–7 split
+/// between the nibbles of bytes 8–11 and the top 2 bits of bytes 0–7.
+fn scale_min_k4(q: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
+}
+
+/// Block `k` (of [`Kind::subs`]) of the stored block `b`.
+fn sub(kind: Kind, b: &[u8], k: usize) -> Sub {
+    let mut v = [0i8; QK];
+    let (lo, hi, min) = match kind {
+        Kind::Q4_0 | Kind::Q4_1 | Kind::Q8_0 => {
+            let at = if kind == Kind::Q4_1 { 4 } else { 2 };
+            match kind {
+                Kind::Q8_0 => {
+                    for j in 0..QK {
+                        v[j] = b[at + j] as i8;
+                    }
+                }
+                _ => {
+                    let off = if kind == Kind::Q4_0 { 8 } else { 0 };
+                    for j in 0..16 {
+                        v[j] = (b[at + j] & 0x0F) as i8 - off;
+                        v[j + 16] = (b[at + j] >> 4) as i8 - off;
+                    }
+                }
+            }
+            let min = if kind == Kind::Q4_1 {
+                half(&b[2..])
+            } else {
+                0.0
+            };
+            (half(b), half(b), min)
+        }
+        Kind::Q4K | Kind::Q5K => {
+            let (d, dmin) = (half(b), half(&b[2..]));
+            let (sc, m) = scale_min_k4(&b[4..16], k);
+            let qs = if kind == Kind::Q4K { 16 } else { 48 } + 32 * (k / 2);
+            for l in 0..QK {
+                let nib = (b[qs + l] >> (4 * (k % 2))) & 0x0F;
+                let high = if kind == Kind::Q5K {
+                    ((b[16 + l] >> k) & 1) << 4
+                } else {
+                    0
+                };
+                v[l] = (nib | high) as i8;
+            }
+            (d * sc as f32, d * sc as f32, -dmin * m as f32)
+        }
+        Kind::Q6K => {
+            let (n, kk) = (k / 4, k % 4);
+            let ql = 64 * n + 32 * (kk % 2);
+            for l in 0..QK {
+                let low = (b[ql + l] >> (4 * (kk / 2))) & 0x0F;
+                let high = (b[128 + 32 * n + l] >> (2 * kk)) & 3;
+                v[l] = (low | (high << 4)) as i8 - 32;
+            }
+            let d = half(&b[208..]);
+            let sc = |i: usize| d * b[192 + i] as i8 as f32;
+            (sc(2 * k), sc(2 * k + 1), 0.0)
+        }
+    };
+    Sub { v, lo, hi, min }
 }
 
 #[derive(Clone, Copy)]
@@ -141,7 +244,11 @@ pub(crate) fn has_gemm() -> bool {
 /// `x.nb` blocks per row); `dst` is `[x.t, rows]` row-major. Weight rows are split across the
 /// thread pool.
 pub(crate) fn matmul(kind: Kind, bytes: &[u8], rows: usize, x: &Q8Rows, dst: &mut [f32]) {
-    let rb = x.nb * kind.block_bytes();
+    let rb = kind.row_bytes(x.nb);
+    assert!(
+        x.nb.is_multiple_of(kind.subs()),
+        "qdot::matmul: a row is whole super-blocks"
+    );
     assert!(
         bytes.len() == rows * rb && dst.len() == x.t * rows,
         "qdot::matmul: shapes"
@@ -183,36 +290,19 @@ fn half(b: &[u8]) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
 }
 
-/// Signed weight values of one block.
-fn unpack(kind: Kind, b: &[u8]) -> [i8; QK] {
-    let mut v = [0i8; QK];
-    match kind {
-        Kind::Q4_0 | Kind::Q4_1 => {
-            let (at, off) = (kind.values_at(), if kind == Kind::Q4_0 { 8 } else { 0 });
-            for j in 0..16 {
-                v[j] = (b[at + j] & 0x0F) as i8 - off;
-                v[j + 16] = (b[at + j] >> 4) as i8 - off;
-            }
-        }
-        Kind::Q8_0 => {
-            for j in 0..QK {
-                v[j] = b[2 + j] as i8;
-            }
-        }
-    }
-    v
-}
-
 fn row_dot_portable(kind: Kind, w: &[u8], x: &Q8Rows, o: &mut [f32]) {
-    let bb = kind.block_bytes();
     o.fill(0.0);
-    for (b, blk) in w.chunks_exact(bb).enumerate() {
-        let (dw, mw, wv) = (half(blk), kind.min(blk), unpack(kind, blk));
+    for b in 0..x.nb {
+        let (m, k) = (kind.subs(), b % kind.subs());
+        let blk = &w[b / m * kind.block_bytes()..];
+        let Sub { v, lo, hi, min } = sub(kind, blk, k);
         for (r, acc) in o.iter_mut().enumerate() {
             let i = r * x.nb + b;
             let xq = &x.qs[i * QK..(i + 1) * QK];
-            let s: i32 = wv.iter().zip(xq).map(|(&a, &c)| a as i32 * c as i32).sum();
-            *acc += dw * x.d[i] * s as f32 + mw * x.d[i] * x.s[i] as f32;
+            let dot = |h: std::ops::Range<usize>| -> f32 {
+                h.map(|j| v[j] as i32 * xq[j] as i32).sum::<i32>() as f32
+            };
+            *acc += x.d[i] * (lo * dot(0..16) + hi * dot(16..32) + min * x.s[i] as f32);
         }
     }
 }
@@ -225,24 +315,79 @@ mod x86 {
     /// Activation rows per pass over a weight row: their accumulators stay in registers.
     const R: usize = 4;
 
-    /// A weight block's signed values, and their half-float scale as f32.
     #[inline(always)]
-    unsafe fn load_block(kind: Kind, b: *const u8) -> (__m256i, f32) {
+    unsafe fn half_at(b: *const u8) -> f32 {
         unsafe {
-            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
                 (b as *const u16).read_unaligned() as i32,
-            )));
-            let v = match kind {
-                Kind::Q4_0 | Kind::Q4_1 => {
-                    let q = _mm_loadu_si128(b.add(kind.values_at()) as *const __m128i);
-                    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
-                    let nib = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-                    let off = if kind == Kind::Q4_0 { 8 } else { 0 };
-                    _mm256_sub_epi8(nib, _mm256_set1_epi8(off))
+            )))
+        }
+    }
+
+    /// Block `k` of the stored block at `b` (see [`super::sub`]): its 32 signed values, the
+    /// scale of each 4-value group (`lo` for groups 0–3, `hi` for 4–7) and its minimum.
+    #[inline(always)]
+    unsafe fn load_sub(kind: Kind, b: *const u8, k: usize) -> (__m256i, __m256, f32) {
+        unsafe {
+            // macros, not closures: a closure would not be inlined into the caller's features
+            let low = _mm256_set1_epi8(0x0F);
+            macro_rules! shift {
+                ($v:expr, $n:expr) => {
+                    _mm256_srl_epi16($v, _mm_cvtsi32_si128(($n) as i32))
+                };
+            }
+            macro_rules! load {
+                ($at:expr) => {
+                    _mm256_loadu_si256(b.add($at) as *const __m256i)
+                };
+            }
+            match kind {
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q8_0 => {
+                    let v = match kind {
+                        Kind::Q8_0 => load!(2),
+                        _ => {
+                            let at = if kind == Kind::Q4_1 { 4 } else { 2 };
+                            let q = _mm_loadu_si128(b.add(at) as *const __m128i);
+                            let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+                            let off = if kind == Kind::Q4_0 { 8 } else { 0 };
+                            _mm256_sub_epi8(_mm256_and_si256(both, low), _mm256_set1_epi8(off))
+                        }
+                    };
+                    let min = if kind == Kind::Q4_1 {
+                        half_at(b.add(2))
+                    } else {
+                        0.0
+                    };
+                    (v, _mm256_set1_ps(half_at(b)), min)
                 }
-                Kind::Q8_0 => _mm256_loadu_si256(b.add(2) as *const __m256i),
-            };
-            (v, d)
+                Kind::Q4K | Kind::Q5K => {
+                    let scales = std::slice::from_raw_parts(b.add(4), 12);
+                    let (sc, m) = super::scale_min_k4(scales, k);
+                    let at = if kind == Kind::Q4K { 16 } else { 48 } + 32 * (k / 2);
+                    let mut v = _mm256_and_si256(shift!(load!(at), 4 * (k % 2)), low);
+                    if kind == Kind::Q5K {
+                        let bit = _mm256_and_si256(shift!(load!(16), k), _mm256_set1_epi8(1));
+                        v = _mm256_or_si256(v, _mm256_slli_epi16(bit, 4));
+                    }
+                    let (d, dmin) = (half_at(b), half_at(b.add(2)));
+                    (v, _mm256_set1_ps(d * sc as f32), -dmin * m as f32)
+                }
+                Kind::Q6K => {
+                    let (n, kk) = (k / 4, k % 4);
+                    let ql =
+                        _mm256_and_si256(shift!(load!(64 * n + 32 * (kk % 2)), 4 * (kk / 2)), low);
+                    let qh =
+                        _mm256_and_si256(shift!(load!(128 + 32 * n), 2 * kk), _mm256_set1_epi8(3));
+                    let v = _mm256_sub_epi8(
+                        _mm256_or_si256(ql, _mm256_slli_epi16(qh, 4)),
+                        _mm256_set1_epi8(32),
+                    );
+                    let d = half_at(b.add(208));
+                    let (lo, hi) = (*b.add(192 + 2 * k) as i8, *b.add(193 + 2 * k) as i8);
+                    let (lo, hi) = (_mm_set1_ps(d * lo as f32), _mm_set1_ps(d * hi as f32));
+                    (v, _mm256_set_m128(hi, lo), 0.0)
+                }
+            }
         }
     }
 
@@ -261,7 +406,7 @@ mod x86 {
             #[target_feature(enable = $features)]
             pub(super) unsafe fn $name(kind: Kind, w: &[u8], x: &Q8Rows, o: &mut [f32]) {
                 unsafe {
-                    let bb = kind.block_bytes();
+                    let (bb, m) = (kind.block_bytes(), kind.subs());
                     let nb = x.nb;
                     let mut r0 = 0;
                     while r0 < x.t {
@@ -269,9 +414,8 @@ mod x86 {
                         let mut acc = [_mm256_setzero_ps(); R];
                         let mut mins = [0f32; R];
                         for b in 0..nb {
-                            let blk = w.as_ptr().add(b * bb);
-                            let (wv, dw) = load_block(kind, blk);
-                            let mw = kind.min(std::slice::from_raw_parts(blk, bb));
+                            let blk = w.as_ptr().add(b / m * bb);
+                            let (wv, dw, mw) = load_sub(kind, blk, b % m);
                             // |w| and the sign moved onto x: unsigned × signed byte products.
                             let aw = _mm256_sign_epi8(wv, wv);
                             for k in 0..n {
@@ -282,7 +426,11 @@ mod x86 {
                                 let sx = _mm256_sign_epi8(xv, wv);
                                 let s = _mm256_cvtepi32_ps($dot(aw, sx));
                                 let dx = *x.d.get_unchecked(r * nb + b);
-                                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), s, acc[k]);
+                                acc[k] = _mm256_fmadd_ps(
+                                    _mm256_mul_ps(dw, _mm256_set1_ps(dx)),
+                                    s,
+                                    acc[k],
+                                );
                                 mins[k] += mw * dx * *x.s.get_unchecked(r * nb + b) as f32;
                             }
                         }
@@ -360,6 +508,7 @@ mod x86 {
                             *v = _mm512_xor_si512(group!(k as i32), flip);
                         }
                     }
+                    Kind::Q4K | Kind::Q5K | Kind::Q6K => unreachable!("tile_vnni_k"),
                 }
                 for r in 0..x.t {
                     let xp = x.qs.as_ptr().add((r * nb + b) * QK) as *const i32;
@@ -386,18 +535,272 @@ mod x86 {
         }
     }
 
+    /// `acc[r·16 + j] += Σ_g x[r] group g · wv[g]` scaled: one block of 32 values of the tile's
+    /// rows (`wv`: 8 registers of unsigned bytes, see [`tile_vnni`]) against activation block
+    /// `b` of every row, with per-row scale `dw` and minimum `mw` (Q4_K, Q5_K).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    unsafe fn block_k4(
+        wv: &[__m512i; 8],
+        dw: __m512,
+        mw: __m512,
+        b: usize,
+        x: &Q8Rows,
+        acc: &mut [f32],
+    ) {
+        unsafe {
+            for r in 0..x.t {
+                let i = r * x.nb + b;
+                let xp = x.qs.as_ptr().add(i * QK) as *const i32;
+                let mut s = _mm512_setzero_si512();
+                for (g, v) in wv.iter().enumerate() {
+                    s = _mm512_dpbusd_epi32(s, *v, _mm512_set1_epi32(xp.add(g).read_unaligned()));
+                }
+                let dx = *x.d.get_unchecked(i);
+                let o = acc.as_mut_ptr().add(r * TILE);
+                let v = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(s),
+                    _mm512_mul_ps(dw, _mm512_set1_ps(dx)),
+                    _mm512_loadu_ps(o),
+                );
+                let m = _mm512_set1_ps(dx * *x.s.get_unchecked(i) as f32);
+                _mm512_storeu_ps(o, _mm512_fmadd_ps(mw, m, v));
+            }
+        }
+    }
+
+    /// [`block_k4`] for Q6_K: unsigned values `q` (the value is `q − 32`) whose halves have
+    /// their own integer scales `sc_lo`, `sc_hi`; `half[2i + h]` is `32 · Σx` over half `h` of
+    /// activation block `i`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block_q6(
+        wv: &[__m512i; 8],
+        sc_lo: __m512i,
+        sc_hi: __m512i,
+        d: __m512,
+        b: usize,
+        x: &Q8Rows,
+        half: &[i32],
+        acc: &mut [f32],
+    ) {
+        unsafe {
+            for r in 0..x.t {
+                let i = r * x.nb + b;
+                let xp = x.qs.as_ptr().add(i * QK) as *const i32;
+                let mut lo = _mm512_set1_epi32(-*half.get_unchecked(2 * i));
+                let mut hi = _mm512_set1_epi32(-*half.get_unchecked(2 * i + 1));
+                for g in 0..4 {
+                    lo = _mm512_dpbusd_epi32(
+                        lo,
+                        wv[g],
+                        _mm512_set1_epi32(xp.add(g).read_unaligned()),
+                    );
+                    hi = _mm512_dpbusd_epi32(
+                        hi,
+                        wv[g + 4],
+                        _mm512_set1_epi32(xp.add(g + 4).read_unaligned()),
+                    );
+                }
+                // |q − 32| · 127 · 16 · |sc| < 2^22 per half: the scaled sum fits in i32
+                let s =
+                    _mm512_add_epi32(_mm512_mullo_epi32(lo, sc_lo), _mm512_mullo_epi32(hi, sc_hi));
+                let dx = *x.d.get_unchecked(i);
+                let o = acc.as_mut_ptr().add(r * TILE);
+                let v = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(s),
+                    _mm512_mul_ps(d, _mm512_set1_ps(dx)),
+                    _mm512_loadu_ps(o),
+                );
+                _mm512_storeu_ps(o, v);
+            }
+        }
+    }
+
+    /// [`tile_vnni`] for the K-quants: per super-block, the tile's scales (and minimums) are
+    /// decoded in registers, then each of its 8 blocks of 32 is gathered as 8 registers of
+    /// unsigned bytes and multiplied into every activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    unsafe fn tile_vnni_k(
+        kind: Kind,
+        w: *const u8,
+        rows: usize,
+        rb: usize,
+        x: &Q8Rows,
+        half: &[i32],
+        acc: &mut [f32],
+    ) {
+        unsafe {
+            let bb = kind.block_bytes();
+            let row: [i32; TILE] = std::array::from_fn(|j| (j.min(rows - 1) * rb) as i32);
+            let row = _mm512_loadu_si512(row.as_ptr() as *const _);
+            let nib = _mm512_set1_epi8(0x0F);
+            macro_rules! gather {
+                ($at:expr, $off:expr) => {
+                    _mm512_i32gather_epi32::<1>(
+                        _mm512_add_epi32($at, _mm512_set1_epi32(($off) as i32)),
+                        w as *const _,
+                    )
+                };
+            }
+            // byte `i` (0..4) of each lane, shifted right by `sh` more bits
+            macro_rules! byte {
+                ($v:expr, $i:expr, $sh:expr) => {
+                    _mm512_srlv_epi32($v, _mm512_set1_epi32((8 * ($i) + ($sh)) as i32))
+                };
+            }
+            macro_rules! half_f32 {
+                ($v:expr) => {
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16($v))
+                };
+            }
+            let zero = _mm512_setzero_si512();
+            for sb in 0..x.nb / 8 {
+                let at = _mm512_add_epi32(row, _mm512_set1_epi32((sb * bb) as i32));
+                if kind == Kind::Q6K {
+                    // d is the block's last half: the upper half of the 4 bytes at 206
+                    let d = half_f32!(_mm512_srli_epi32(gather!(at, 206), 16));
+                    let mut sc = [zero; 4];
+                    for (k, v) in sc.iter_mut().enumerate() {
+                        *v = gather!(at, 192 + 4 * k);
+                    }
+                    // signed scale j: byte j % 4 of sc[j / 4], moved to the top and back
+                    macro_rules! scale {
+                        ($j:expr) => {
+                            _mm512_srai_epi32(
+                                _mm512_sllv_epi32(
+                                    sc[$j / 4],
+                                    _mm512_set1_epi32((24 - 8 * ($j % 4)) as i32),
+                                ),
+                                24,
+                            )
+                        };
+                    }
+                    for n in 0..2 {
+                        let (mut ql, mut qh) = ([[zero; 8]; 2], [zero; 8]);
+                        for g in 0..8 {
+                            ql[0][g] = gather!(at, 64 * n + 4 * g);
+                            ql[1][g] = gather!(at, 64 * n + 32 + 4 * g);
+                            qh[g] = gather!(at, 128 + 32 * n + 4 * g);
+                        }
+                        for kk in 0..4 {
+                            let mut wv = [zero; 8];
+                            let (sl, sh) = (
+                                _mm512_set1_epi32(4 * (kk / 2) as i32),
+                                _mm512_set1_epi32(2 * kk as i32),
+                            );
+                            for g in 0..8 {
+                                let low =
+                                    _mm512_and_si512(_mm512_srlv_epi32(ql[kk % 2][g], sl), nib);
+                                let high = _mm512_and_si512(
+                                    _mm512_srlv_epi32(qh[g], sh),
+                                    _mm512_set1_epi8(3),
+                                );
+                                wv[g] = _mm512_or_si512(low, _mm512_slli_epi32(high, 4));
+                            }
+                            let k = 4 * n + kk;
+                            block_q6(
+                                &wv,
+                                scale!(2 * k),
+                                scale!(2 * k + 1),
+                                d,
+                                sb * 8 + k,
+                                x,
+                                half,
+                                acc,
+                            );
+                        }
+                    }
+                    continue;
+                }
+                let head = gather!(at, 0);
+                let (d, dmin) = (half_f32!(head), half_f32!(_mm512_srli_epi32(head, 16)));
+                let s = [gather!(at, 4), gather!(at, 8), gather!(at, 12)];
+                let (m6, m4, m2) = (
+                    _mm512_set1_epi32(63),
+                    _mm512_set1_epi32(0x0F),
+                    _mm512_set1_epi32(3),
+                );
+                let mut qh = [zero; 8];
+                if kind == Kind::Q5K {
+                    for (g, v) in qh.iter_mut().enumerate() {
+                        *v = gather!(at, 16 + 4 * g);
+                    }
+                }
+                let qs0 = if kind == Kind::Q4K { 16 } else { 48 };
+                // the top 2 bits of byte i, as bits 4–5
+                macro_rules! top {
+                    ($v:expr, $i:expr) => {
+                        _mm512_slli_epi32(_mm512_and_si512(byte!($v, $i, 6), m2), 4)
+                    };
+                }
+                for c in 0..4 {
+                    let mut q = [zero; 8];
+                    for (g, v) in q.iter_mut().enumerate() {
+                        *v = gather!(at, qs0 + 32 * c + 4 * g);
+                    }
+                    for h in 0..2 {
+                        let j = 2 * c + h;
+                        let (nsh, bsh) =
+                            (_mm512_set1_epi32(4 * h as i32), _mm512_set1_epi32(j as i32));
+                        let mut wv = [zero; 8];
+                        for g in 0..8 {
+                            wv[g] = _mm512_and_si512(_mm512_srlv_epi32(q[g], nsh), nib);
+                            if kind == Kind::Q5K {
+                                let bit = _mm512_and_si512(
+                                    _mm512_srlv_epi32(qh[g], bsh),
+                                    _mm512_set1_epi8(1),
+                                );
+                                wv[g] = _mm512_or_si512(wv[g], _mm512_slli_epi32(bit, 4));
+                            }
+                        }
+                        // llama.cpp's get_scale_min_k4, 16 rows at once
+                        let (sc, m) = if j < 4 {
+                            (
+                                _mm512_and_si512(byte!(s[0], j, 0), m6),
+                                _mm512_and_si512(byte!(s[1], j, 0), m6),
+                            )
+                        } else {
+                            let i = j - 4;
+                            (
+                                _mm512_or_si512(
+                                    _mm512_and_si512(byte!(s[2], i, 0), m4),
+                                    top!(s[0], i),
+                                ),
+                                _mm512_or_si512(
+                                    _mm512_and_si512(byte!(s[2], i, 4), m4),
+                                    top!(s[1], i),
+                                ),
+                            )
+                        };
+                        let dw = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+                        let mw = _mm512_sub_ps(
+                            _mm512_setzero_ps(),
+                            _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m)),
+                        );
+                        block_k4(&wv, dw, mw, sb * 8 + j, x, acc);
+                    }
+                }
+            }
+        }
+    }
+
     /// [`super::matmul`] for many activation rows: tiles of 16 weight rows across the thread
     /// pool, each multiplied with every activation row.
     pub(super) fn gemm_vnni(kind: Kind, bytes: &[u8], rows: usize, x: &Q8Rows, dst: &mut [f32]) {
         use rayon::prelude::*;
-        let rb = x.nb * kind.block_bytes();
-        // off · Σx per activation block: what the unsigned weights add to each sum.
-        let off = match kind {
-            Kind::Q4_0 => 8,
-            Kind::Q4_1 => 0,
-            Kind::Q8_0 => 128,
+        let rb = kind.row_bytes(x.nb);
+        // Q4_0, Q8_0: off · Σx per activation block, what the unsigned weights add to each
+        // sum; Q6_K: 32 · Σx per half block.
+        let bias: Vec<i32> = match kind {
+            Kind::Q4_0 => x.s.iter().map(|s| 8 * s).collect(),
+            Kind::Q8_0 => x.s.iter().map(|s| 128 * s).collect(),
+            Kind::Q6K => {
+                x.qs.chunks_exact(16)
+                    .map(|h| 32 * h.iter().map(|&v| v as i32).sum::<i32>())
+                    .collect()
+            }
+            Kind::Q4_1 | Kind::Q4K | Kind::Q5K => vec![0; x.s.len()],
         };
-        let bias: Vec<i32> = x.s.iter().map(|s| off * s).collect();
         let tiles: Vec<Vec<f32>> = (0..rows.div_ceil(TILE))
             .into_par_iter()
             .map(|i| {
@@ -407,7 +810,13 @@ mod x86 {
                 let mut acc = vec![0f32; x.t * TILE];
                 // SAFETY: `has_gemm` (through `isa`) detected these features; every gathered
                 // 4 bytes lie inside one block of one of the tile's `n` rows.
-                unsafe { tile_vnni(kind, tile.as_ptr(), n, rb, x, &bias, &mut acc) };
+                unsafe {
+                    if kind.subs() > 1 {
+                        tile_vnni_k(kind, tile.as_ptr(), n, rb, x, &bias, &mut acc)
+                    } else {
+                        tile_vnni(kind, tile.as_ptr(), n, rb, x, &bias, &mut acc)
+                    }
+                };
                 acc
             })
             .collect();
@@ -425,6 +834,17 @@ mod x86 {
 mod tests {
     use super::*;
 
+    const KINDS: [Kind; 6] = [
+        Kind::Q4_0,
+        Kind::Q4_1,
+        Kind::Q8_0,
+        Kind::Q4K,
+        Kind::Q5K,
+        Kind::Q6K,
+    ];
+
+    /// Random blocks of `kind`: small positive half scales (and minimums of either sign),
+    /// every other byte random.
     fn blocks(kind: Kind, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
         let mut s = seed;
         let mut next = move || {
@@ -434,48 +854,110 @@ mod tests {
             s
         };
         let mut out = Vec::new();
-        for _ in 0..rows * cols / QK {
-            let d = half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4);
-            out.extend_from_slice(&d.to_bits().to_le_bytes());
-            if kind == Kind::Q4_1 {
-                let m = half::f16::from_f32((next() % 100) as f32 * 1e-3 - 0.05);
-                out.extend_from_slice(&m.to_bits().to_le_bytes());
+        for _ in 0..rows * cols / QK / kind.subs() {
+            let mut blk: Vec<u8> = (0..kind.block_bytes()).map(|_| next() as u8).collect();
+            let mut put = |at: usize, v: f32| {
+                blk[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes())
+            };
+            let d = 0.01 + (next() % 100) as f32 * 1e-4;
+            let m = (next() % 100) as f32 * 1e-3 - 0.05;
+            match kind {
+                Kind::Q6K => put(208, d / 16.0),
+                Kind::Q4K | Kind::Q5K => {
+                    put(0, d / 16.0);
+                    put(2, m.abs() / 16.0);
+                }
+                _ => {
+                    put(0, d);
+                    if kind == Kind::Q4_1 {
+                        put(2, m);
+                    }
+                }
             }
-            let n = kind.block_bytes() - kind.values_at();
-            out.extend((0..n).map(|_| next() as u8));
+            out.extend(blk);
         }
         out
+    }
+
+    /// Our reading of each layout equals candle's dequantisation (a port of llama.cpp's).
+    #[test]
+    fn blocks_decode_as_candle_dequantises_them() {
+        use candle_core::quantized::k_quants::*;
+        fn deq<T: GgmlType>(bytes: &[u8], n: usize) -> Vec<f32> {
+            let blocks = unsafe {
+                std::slice::from_raw_parts(
+                    bytes.as_ptr() as *const T,
+                    bytes.len() / std::mem::size_of::<T>(),
+                )
+            };
+            let mut out = vec![0f32; n];
+            T::to_float(blocks, &mut out);
+            out
+        }
+        let cols = 512;
+        for kind in KINDS {
+            let w = blocks(kind, 3, cols, 5);
+            let want = match kind {
+                Kind::Q4_0 => deq::<BlockQ4_0>(&w, 3 * cols),
+                Kind::Q4_1 => deq::<BlockQ4_1>(&w, 3 * cols),
+                Kind::Q8_0 => deq::<BlockQ8_0>(&w, 3 * cols),
+                Kind::Q4K => deq::<BlockQ4K>(&w, 3 * cols),
+                Kind::Q5K => deq::<BlockQ5K>(&w, 3 * cols),
+                Kind::Q6K => deq::<BlockQ6K>(&w, 3 * cols),
+            };
+            for (b, chunk) in want.chunks_exact(QK).enumerate() {
+                let blk = &w[b / kind.subs() * kind.block_bytes()..];
+                let Sub { v, lo, hi, min } = sub(kind, blk, b % kind.subs());
+                for (j, &e) in chunk.iter().enumerate() {
+                    let g = v[j] as f32 * if j < 16 { lo } else { hi } + min;
+                    assert!(
+                        (g - e).abs() <= 1e-6 * e.abs().max(1e-3),
+                        "{kind:?} block {b} value {j}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// f64 sums of the integer products of each block, scaled: what every kernel computes.
+    fn integer_reference(kind: Kind, w: &[u8], rows: usize, q: &Q8Rows) -> Vec<f64> {
+        let rb = kind.row_bytes(q.nb);
+        let mut want = vec![0f64; q.t * rows];
+        for j in 0..rows {
+            for r in 0..q.t {
+                let mut s = 0f64;
+                for b in 0..q.nb {
+                    let blk = &w[j * rb + b / kind.subs() * kind.block_bytes()..];
+                    let Sub { v, lo, hi, min } = sub(kind, blk, b % kind.subs());
+                    let xq = &q.qs[(r * q.nb + b) * QK..(r * q.nb + b + 1) * QK];
+                    let dot = |h: std::ops::Range<usize>| -> f64 {
+                        h.map(|i| v[i] as i64 * xq[i] as i64).sum::<i64>() as f64
+                    };
+                    let sx: i64 = xq.iter().map(|&c| c as i64).sum();
+                    s += q.d[r * q.nb + b] as f64
+                        * (lo as f64 * dot(0..16)
+                            + hi as f64 * dot(16..32)
+                            + min as f64 * sx as f64);
+                }
+                want[r * rows + j] = s;
+            }
+        }
+        want
     }
 
     /// Every instruction set gives the integer sums of the portable loop, and the products
     /// are the exact dot products of the quantised values.
     #[test]
     fn every_instruction_set_matches_the_plain_integer_dot_product() {
-        let (rows, cols, t) = (37, 256, 7);
+        let (rows, cols, t) = (37, 512, 7);
         let x: Vec<f32> = (0..t * cols)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         let q = quantize_rows(&x, t, cols);
-        for kind in [Kind::Q4_0, Kind::Q4_1, Kind::Q8_0] {
+        for kind in KINDS {
             let w = blocks(kind, rows, cols, 42);
-            let rb = cols / QK * kind.block_bytes();
-            // reference: f64 sums of dequantised values
-            let mut want = vec![0f64; t * rows];
-            for j in 0..rows {
-                for r in 0..t {
-                    let mut s = 0f64;
-                    for b in 0..cols / QK {
-                        let blk = &w[j * rb + b * kind.block_bytes()..];
-                        let wv = unpack(kind, blk);
-                        let xq = &q.qs[(r * q.nb + b) * QK..(r * q.nb + b + 1) * QK];
-                        let dot: i64 = wv.iter().zip(xq).map(|(&a, &c)| a as i64 * c as i64).sum();
-                        let sx: i64 = xq.iter().map(|&c| c as i64).sum();
-                        s += q.d[r * q.nb + b] as f64
-                            * (half(blk) as f64 * dot as f64 + kind.min(blk) as f64 * sx as f64);
-                    }
-                    want[r * rows + j] = s;
-                }
-            }
+            let rb = kind.row_bytes(q.nb);
+            let want = integer_reference(kind, &w, rows, &q);
             let mut isas = vec![Isa::Portable];
             #[cfg(target_arch = "x86_64")]
             {
@@ -508,14 +990,14 @@ mod tests {
             eprintln!("no AVX-512 VNNI here: the many-row kernel is not used");
             return;
         }
-        let (rows, cols, t) = (37, 256, 23);
+        let (rows, cols, t) = (37, 512, 23);
         let x: Vec<f32> = (0..t * cols)
             .map(|i| ((i * 104_729) % 2001) as f32 / 1000.0 - 1.0)
             .collect();
         let q = quantize_rows(&x, t, cols);
-        for kind in [Kind::Q4_0, Kind::Q4_1, Kind::Q8_0] {
+        for kind in KINDS {
             let w = blocks(kind, rows, cols, 9);
-            let rb = cols / QK * kind.block_bytes();
+            let rb = kind.row_bytes(q.nb);
             let mut got = vec![0f32; t * rows];
             matmul(kind, &w, rows, &q, &mut got);
             let mut o = vec![0f32; t];
@@ -550,9 +1032,9 @@ mod tests {
                 let mut s = 0f64;
                 for b in 0..cols / QK {
                     let blk = &w[j * rb + b * 34..];
-                    let wv = unpack(Kind::Q8_0, blk);
+                    let Sub { v, lo, .. } = sub(Kind::Q8_0, blk, 0);
                     for i in 0..QK {
-                        s += half(blk) as f64 * wv[i] as f64 * x[r * cols + b * QK + i] as f64;
+                        s += lo as f64 * v[i] as f64 * x[r * cols + b * QK + i] as f64;
                     }
                 }
                 err += (dst[r * rows + j] as f64 - s).powi(2);

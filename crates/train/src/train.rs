@@ -14,7 +14,10 @@
 //! where `log pi(y)` is the summed log-probability of the completion's tokens. The reference
 //! is the model before any update: its log-probabilities are computed once, in
 //! [`Trainer::new`], before the adapters (or trainable weights) are attached. With LoRA that is
-//! exactly the adapter-off forward, and no second copy of the weights is kept.
+//! exactly the adapter-off forward, and no second copy of the weights is kept. With `nll > 0`
+//! the chosen completions' mean token negative log-likelihood, times `nll`, is added (RPO,
+//! Pang et al. 2024): DPO alone may lower the chosen answer's likelihood along with the
+//! rejected one's, and the term keeps the chosen answers likely.
 //!
 //! Everything a step does depends only on the step number, the seed, the examples and the
 //! parameters, so a run resumed from a checkpoint continues exactly as the uninterrupted run.
@@ -38,6 +41,8 @@ pub enum Objective {
     Dpo {
         /// Inverse temperature of the implicit reward (TRL's default 0.1).
         beta: f64,
+        /// Weight of the chosen completions' mean token NLL added to the loss (0: plain DPO).
+        nll: f64,
     },
 }
 
@@ -46,7 +51,9 @@ impl Objective {
     pub fn describe(&self) -> String {
         match self {
             Objective::Sft => "sft".into(),
-            Objective::Dpo { beta } => format!("dpo beta={beta}"),
+            // Plain DPO keeps its old description, so its checkpoints stay resumable.
+            Objective::Dpo { beta, nll } if *nll == 0.0 => format!("dpo beta={beta}"),
+            Objective::Dpo { beta, nll } => format!("dpo beta={beta} nll={nll}"),
         }
     }
 }
@@ -142,10 +149,15 @@ impl Trainer {
         }
         let ref_logp = match config.objective {
             Objective::Sft => Vec::new(),
-            Objective::Dpo { beta } => {
+            Objective::Dpo { beta, nll } => {
                 if !(beta > 0.0 && beta.is_finite()) {
                     return Err(TrainError::Input(format!(
                         "DPO beta {beta} must be positive"
+                    )));
+                }
+                if !(nll >= 0.0 && nll.is_finite()) {
+                    return Err(TrainError::Input(format!(
+                        "DPO's NLL weight {nll} must be 0 or positive"
                     )));
                 }
                 check_pairs(&examples)?;
@@ -231,7 +243,7 @@ impl Trainer {
     pub fn loss_of(&self, idx: &[usize]) -> Result<(Tensor, usize)> {
         match self.config.objective {
             Objective::Sft => self.sft_loss(idx),
-            Objective::Dpo { beta } => self.dpo_loss(idx, beta),
+            Objective::Dpo { beta, nll } => self.dpo_loss(idx, beta, nll),
         }
     }
 
@@ -250,7 +262,7 @@ impl Trainer {
         Ok(((nll * w)?.sum_all()?, n))
     }
 
-    fn dpo_loss(&self, pairs: &[usize], beta: f64) -> Result<(Tensor, usize)> {
+    fn dpo_loss(&self, pairs: &[usize], beta: f64, nll: f64) -> Result<(Tensor, usize)> {
         let seqs: Vec<usize> = pairs.iter().flat_map(|&p| [2 * p, 2 * p + 1]).collect();
         let (lp, n) = seq_logp(&self.model, &self.examples, &seqs, self.config.layers.start)?;
         // d_p = log pi(c_p) - log pi(r_p), through a [2P, P] matrix of +1 / -1.
@@ -262,6 +274,20 @@ impl Trainer {
         }
         let sign = Tensor::from_vec(sign, (2 * np, np), &Device::Cpu)?;
         let d = lp.unsqueeze(0)?.matmul(&sign)?.squeeze(0)?;
+        // RPO's term: -nll / (|c_p| · P) on each chosen completion's summed log-probability.
+        let chosen_nll = if nll > 0.0 {
+            let w: Vec<f32> = pairs
+                .iter()
+                .flat_map(|&p| {
+                    let nc = self.examples[2 * p].n_target().max(1) as f64;
+                    [(-nll / (nc * np as f64)) as f32, 0.0]
+                })
+                .collect();
+            let w = Tensor::from_vec(w, 2 * np, &Device::Cpu)?;
+            Some((&lp * w)?.sum_all()?)
+        } else {
+            None
+        };
         let ref_d: Vec<f32> = pairs
             .iter()
             .map(|&p| (self.ref_logp[2 * p] - self.ref_logp[2 * p + 1]) as f32)
@@ -269,8 +295,11 @@ impl Trainer {
         let ref_d = Tensor::from_vec(ref_d, np, &Device::Cpu)?;
         let z = ((d - ref_d)? * beta)?;
         // -log sigmoid(z) = softplus(-z) = relu(-z) + log(1 + exp(-|z|)), stable for any z.
-        let loss = (z.neg()?.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-        Ok((loss.mean_all()?, n))
+        let loss = (z.neg()?.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?.mean_all()?;
+        match chosen_nll {
+            Some(c) => Ok(((loss + c)?, n)),
+            None => Ok((loss, n)),
+        }
     }
 
     /// Runs the next step.

@@ -73,7 +73,10 @@ fn opts() -> DataOptions {
 
 fn config(epochs: usize, lr: f64) -> TrainConfig {
     TrainConfig {
-        objective: Objective::Dpo { beta: 0.5 },
+        objective: Objective::Dpo {
+            beta: 0.5,
+            nll: 0.0,
+        },
         method: Method::Lora {
             rank: 4,
             alpha: 8.0,
@@ -275,11 +278,47 @@ fn unpaired_examples_and_bad_beta_are_refused() {
         .to_string();
     assert!(e.contains("must answer the same prompt"), "{e}");
     let mut c = config(1, 1e-2);
-    c.objective = Objective::Dpo { beta: 0.0 };
+    c.objective = Objective::Dpo {
+        beta: 0.0,
+        nll: 0.0,
+    };
     let (pairs, _) = build_pairs(&m, &table(), &opts()).unwrap();
     let e = Trainer::new(dm(), flatten_pairs(pairs), c)
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("beta 0 must be positive"), "{e}");
+}
+
+#[test]
+fn the_nll_weight_adds_the_chosen_answers_mean_token_nll_to_dpo_loss() {
+    // At the start the policy is the reference (LoRA's B = 0), so DPO's part is log 2 and the
+    // rest must be the weight times SFT's loss on the chosen completions alone.
+    let (_t, m) = setup();
+    let dm = || DiffModel::new(m.config.clone(), m.weights.clone()).unwrap();
+    let mut c = config(1, 1e-2);
+    c.objective = Objective::Dpo {
+        beta: 0.5,
+        nll: 0.7,
+    };
+    let rpo = trainer(&m, c.clone());
+    let (pairs, _) = build_pairs(&m, &table(), &opts()).unwrap();
+    let chosen: Vec<_> = pairs.iter().map(|p| p.chosen.clone()).collect();
+    c.objective = Objective::Sft;
+    let sft = Trainer::new(dm(), chosen, c).unwrap();
+    let got = rpo.loss_of(&[0, 2]).unwrap().0.to_scalar::<f32>().unwrap() as f64;
+    let nll = sft.loss_of(&[0, 2]).unwrap().0.to_scalar::<f32>().unwrap() as f64;
+    let want = std::f64::consts::LN_2 + 0.7 * nll;
+    assert!(nll > 0.1, "chosen NLL {nll}");
+    assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+    let mut bad = config(1, 1e-2);
+    bad.objective = Objective::Dpo {
+        beta: 0.5,
+        nll: -1.0,
+    };
+    let e = Trainer::new(dm(), flatten_pairs(pairs), bad)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("NLL weight -1 must be 0 or positive"), "{e}");
 }

@@ -89,6 +89,11 @@ pub struct Args {
     /// DPO's beta (inverse temperature of the implicit reward; TRL's default).
     #[arg(long, default_value_t = 0.1, value_parser = positive, allow_hyphen_values = true)]
     beta: f64,
+    /// dpo: weight of the chosen answers' mean token NLL added to DPO's loss (RPO; 0 = plain
+    /// DPO), which keeps the chosen refusals likely instead of only more likely than the
+    /// rejected answers.
+    #[arg(long, default_value_t = 0.0, value_name = "WEIGHT", value_parser = non_negative)]
+    nll_weight: f64,
     /// Keep only the first K rows of each jailbreak category (the exposure experiment).
     #[arg(long, value_name = "K")]
     exposure: Option<usize>,
@@ -254,7 +259,10 @@ impl Args {
             resume: self.resume,
             objective: match self.objective {
                 ObjectiveArg::Sft | ObjectiveArg::Guard => hd_train::train::Objective::Sft,
-                ObjectiveArg::Dpo => hd_train::train::Objective::Dpo { beta: self.beta },
+                ObjectiveArg::Dpo => hd_train::train::Objective::Dpo {
+                    beta: self.beta,
+                    nll: self.nll_weight,
+                },
             },
             exposure: self.exposure,
         })
