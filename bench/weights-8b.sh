@@ -4,6 +4,8 @@
 # are real), then act-dump (every token of chat-templated prompts, exact and fast) and
 # generate (decode at batch 1, fast) run against llama.cpp (llama-cpp-python, same file, same
 # token ids, 2 threads), runs interleaved. Peak RSS from /usr/bin/time.
+# Then decode at batch DECODE_BATCH (16; 0 skips it): DECODE_BATCH prompts decoded together,
+# generate --batch-size against llama.cpp's parallel sequences (llama_cpp_run.py decode-batch).
 # Usage: bash bench/weights-8b.sh  (RUNS=3, N=4 prompts, QUANT=q4_0 by default; QUANT=q4_k_m
 # writes llama.cpp's Q4_K_M layout; LAYERS=32 blocks, fewer for a quicker file of the same
 # matrix shapes)
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 N=${N:-4}
 QUANT=${QUANT:-q4_0}
+DECODE_BATCH=${DECODE_BATCH:-16}
 LAYERS=${LAYERS:-32}
 OUT=bench/out
 MODEL=$OUT/llama3-8b-shape$([ "$LAYERS" = 32 ] || echo "-$LAYERS").${QUANT^^}.gguf
@@ -23,17 +26,21 @@ mkdir -p "$OUT"
   --out "$MODEL" --quant "$QUANT" --layers "$LAYERS"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 head -n $((N + 1)) bench/prompts64.csv > "$tmp/p.csv"
-# the token ids act-dump computes (its rows CSV has n_tokens; ids from a --positions all dump)
-target/release/act-dump --model "$MODEL" --prompts "$tmp/p.csv" --out "$tmp/ids.safetensors" \
-  --positions all --layers 0 -q
-"$py" - "$tmp" <<'PY'
+# the token ids act-dump computes for a prompt CSV (its rows CSV has n_tokens; ids from a
+# --positions all dump), as JSON for llama_cpp_run.py
+token_ids() { # prompts.csv out.json
+  target/release/act-dump --model "$MODEL" --prompts "$1" --out "$tmp/ids.safetensors" \
+    --positions all --layers 0 -q
+  "$py" - "$tmp/ids.safetensors" "$2" <<'PY'
 import json, sys
 from safetensors.numpy import load_file
-t = load_file(sys.argv[1] + "/ids.safetensors")
+t = load_file(sys.argv[1])
 off, ids = t["offsets"], t["token_ids"]
-json.dump([ids[off[i]:off[i + 1]].tolist() for i in range(len(off) - 1)], open(sys.argv[1] + "/ids.json", "w"))
+json.dump([ids[off[i]:off[i + 1]].tolist() for i in range(len(off) - 1)], open(sys.argv[2], "w"))
 print("prompt tokens:", int(off[-1]))
 PY
+}
+token_ids "$tmp/p.csv" "$tmp/ids.json"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GB, $(date -u +%F)"
 # llama.cpp once first, so neither side's first run reads the file from disk
 "$py" bench/llama_cpp_run.py prefill "$MODEL" "$tmp/ids.json" > /dev/null
@@ -75,4 +82,25 @@ ours = [16 * prompts / (gen(17, i) - gen(1, i)) for i in range(1, n + 1)]
 ld = [float(kv(f"{d}/lc-decode.{i}")["tokens_per_s"]) for i in range(1, n + 1)]
 print(f"decode, batch 1, 16 tokens after each of {prompts} prompts:")
 print(f"  llama.cpp {med(ld):.2f} tokens/s; generate --compute fast {med(ours):.2f} tokens/s, ratio {med(a / b for a, b in zip(ours, ld)):.2f}x")
+PY
+[ "$DECODE_BATCH" -gt 0 ] || exit 0
+# Decode at batch DECODE_BATCH: the time of 17 new tokens less that of 1, all sequences at once.
+B=$DECODE_BATCH
+head -n $((B + 1)) bench/prompts64.csv > "$tmp/pb.csv"
+token_ids "$tmp/pb.csv" "$tmp/idsb.json"
+for i in $(seq "$RUNS"); do
+  for n in 1 17; do
+    target/release/generate --model "$MODEL" --prompts "$tmp/pb.csv" --out "$tmp/g.csv" \
+      --max-new-tokens $n --batch-size "$B" --compute fast 2> "$tmp/genb-$n.$i.log"
+  done
+  "$py" bench/llama_cpp_run.py decode-batch "$MODEL" "$tmp/idsb.json" 16 > "$tmp/lc-decodeb.$i"
+done
+"$py" - "$tmp" "$RUNS" "$B" <<'PY'
+import re, sys, statistics as st
+d, n, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+gen = lambda k, i: float(re.search(r"in ([0-9.]+) s", [l for l in open(f"{d}/genb-{k}.{i}.log") if "generation:" in l][0]).group(1))
+ours = [16 * b / (gen(17, i) - gen(1, i)) for i in range(1, n + 1)]
+lc = [float(dict(x.split("=") for x in open(f"{d}/lc-decodeb.{i}").read().split())["tokens_per_s"]) for i in range(1, n + 1)]
+print(f"decode, batch {b}, 16 tokens after each of {b} prompts ({n} runs, medians):")
+print(f"  llama.cpp {st.median(lc):.2f} tokens/s; generate --compute fast {st.median(ours):.2f} tokens/s, ratio {st.median(a / c for a, c in zip(ours, lc)):.2f}x")
 PY
