@@ -488,7 +488,8 @@ fn empty_answers(model: &Model, examples: &[Example]) -> Result<usize> {
         .collect();
     if let Some(first) = empty.first() {
         tracing::warn!(
-            "{} of {} sequences have an empty base-model answer as target (the answer's tokens              decoded to no text; first: id '{}'): they learn to end the turn at once",
+            "{} of {} sequences have an empty base-model answer as target (the answer's tokens \
+             decoded to no text; first: id '{}'): they learn to end the turn at once",
             empty.len(),
             examples.len(),
             first.id
