@@ -1,6 +1,6 @@
 # The study on the default model, stage by stage, in the order its data flows; every target
 # is a file, so make reruns only what changed. `make demo MODEL=path` runs it on another
-# Llama/Qwen2 model.
+# model (any family's HF directory; a GGUF of Llama/Qwen2).
 
 # ---------------------------------------------------------------------------------------
 # Contents: `make demo` runs these stages in this order, each a make target below, each as
