@@ -1,6 +1,6 @@
 # The study on the default model, stage by stage, in the order its data flows; every target
 # is a file, so make reruns only what changed. `make demo MODEL=path` runs it on another
-# Llama/Qwen2 model.
+# model (any family's HF directory; a GGUF of Llama/Qwen2).
 
 # ---------------------------------------------------------------------------------------
 # Contents: `make demo` runs these stages in this order, each a make target below, each as
@@ -102,8 +102,8 @@ COMPUTE ?=
 compute = $(if $(COMPUTE),--compute $(COMPUTE))
 # RULES: the attribution rules of dir-label tokens, dir-interact relevance and token-prune's
 # attribution method: empty for the
-# tools' default (attnlrp, the paper's), grad-x-input for the families lxt defines no AttnLRP
-# rules for (Gemma's GeGLU and soft-capping), which refuse attnlrp by name.
+# tools' default (attnlrp, the paper's), grad-x-input for what lxt defines no AttnLRP rule
+# for (Gemma 2's soft-capping), which refuses attnlrp by name.
 RULES ?=
 rules = $(if $(RULES),--rules $(RULES))
 

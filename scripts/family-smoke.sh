@@ -24,10 +24,10 @@ for fam in mistral qwen3 gemma2 gemma3 phi3 mistral-spm gemma2-spm; do
     o=$out/$fam-${kind%%.*}
     mkdir -p "$o"
     log=$o/log.txt
-    # lxt defines no AttnLRP rules for GeGLU or a soft-capped softmax: Gemma's attribution runs
-    # the exact gradient × input (the AttnLRP request is refused by name, tested elsewhere)
+    # lxt defines no AttnLRP rule for a soft-capped softmax: Gemma 2's attribution runs the
+    # exact gradient × input (the AttnLRP request is refused by name, tested elsewhere)
     rules=attnlrp
-    case $fam in gemma*) rules=grad-x-input ;; esac
+    case $fam in gemma2*) rules=grad-x-input ;; esac
     step() { "$@" >> "$log" 2>&1 || { tail -n 5 "$log" >&2; echo "family-smoke: $fam $kind: ${1##*/} failed ($log)" >&2; exit 1; }; }
     step "$BIN/act-dump" --model "$m" --prompts "$data/analysis.csv" --per-category 2 \
       --out "$o/acts.safetensors" --rows "$o/rows.csv"
@@ -84,7 +84,7 @@ for fam in mistral qwen3 gemma2 gemma3 phi3 mistral-spm gemma2-spm; do
       || { cat "$out/$fam-gguf-tune.err" >&2; echo "family-smoke: $fam: unexpected GGUF refusal" >&2; exit 1; }
   fi
   mkdir -p "$run" && cp -r "$data" "$run/data"
-  rules=; case $fam in gemma*) rules=grad-x-input ;; esac
+  rules=; case $fam in gemma2*) rules=grad-x-input ;; esac
   make --no-print-directory pair BASE=testdata/families/$fam/hf TUNED="$tuned" RUN="$run" "${size[@]}" RULES=$rules \
     > "$run/make.log" 2>&1 \
     || { tail -n 8 "$run/make.log" >&2; echo "family-smoke: $fam: make pair failed ($run/make.log)" >&2; exit 1; }

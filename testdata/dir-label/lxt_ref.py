@@ -5,10 +5,15 @@ For each prompt (chat template with the generation prompt, as transformers token
 each layer L and each direction c (rows of components.{L} in --components), the target is
 c . hidden_states[L][-1] at the last prompt token, seeded with 1/(c . h) as the paper's
 reference does, back-propagated with lxt's efficient AttnLRP rules (monkey_patch of
-modeling_llama / modeling_qwen2); a token's relevance is sum_d(embedding * gradient).
+modeling_llama / qwen2 / qwen3 / gemma3, the families lxt has rules for); a token's relevance
+is sum_d(embedding * gradient). Qwen3's template is rendered with enable_thinking=False (the
+study's --thinking off; other templates ignore it).
 
   python lxt_ref.py --gguf model.gguf --prompts p.csv --components c.safetensors \
       --layers 10,20 --out ref.npz            # relevances, token ids (committed reference)
+  python lxt_ref.py --hf testdata/families/gemma3/hf --prompts lxt_prompts.csv \
+      --components lxt_family_components.safetensors --layers 3,6 --out lxt_ref_gemma3.npz
+      # a Hugging Face directory, eager attention (the family fixtures' references)
   python lxt_ref.py ... --make-components c.safetensors --k 3 --seed 7
       # first writes seeded random unit directions for those layers
   python lxt_ref.py ... --bench --threads 2   # prints prompts x components per second
@@ -43,7 +48,9 @@ def stub_torchvision():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gguf")
+    src.add_argument("--hf", help="Hugging Face model directory")
     ap.add_argument("--prompts", required=True)
     ap.add_argument("--components", required=True)
     ap.add_argument("--layers", required=True)
@@ -60,14 +67,21 @@ def main():
     from lxt.efficient import monkey_patch
     from safetensors.numpy import load_file, save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.gemma3 import modeling_gemma3
     from transformers.models.llama import modeling_llama
     from transformers.models.qwen2 import modeling_qwen2
+    from transformers.models.qwen3 import modeling_qwen3
 
-    monkey_patch(modeling_llama)
-    monkey_patch(modeling_qwen2)
-    d, f = os.path.split(os.path.abspath(a.gguf))
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    for m in (modeling_llama, modeling_qwen2, modeling_qwen3, modeling_gemma3):
+        monkey_patch(m)
+    if a.hf:
+        tok = AutoTokenizer.from_pretrained(a.hf)
+        model = AutoModelForCausalLM.from_pretrained(a.hf, dtype=torch.float32,
+                                                     attn_implementation="eager")
+    else:
+        d, f = os.path.split(os.path.abspath(a.gguf))
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -88,7 +102,8 @@ def main():
     n_targets, t0 = 0, time.perf_counter()
     for r in rows:
         ids = tok.apply_chat_template([{"role": "user", "content": r["prompt"]}],
-                                      add_generation_prompt=True, tokenize=True)
+                                      add_generation_prompt=True, tokenize=True,
+                                      enable_thinking=False)
         ids = torch.tensor([ids])
         emb = emb_layer(ids).detach().requires_grad_(True)
         # The decoder body only: the hidden states need no vocabulary-wide logits.

@@ -632,7 +632,7 @@ impl Default for LayerArgs {
 
 /// `--rules` of the attribution tools (dir-label tokens, dir-interact relevance, token-prune):
 /// attnlrp, the linearised AttnLRP rules (the paper's); grad-x-input, the exact gradient
-/// (for families lxt defines no AttnLRP rules for: Gemma's GeGLU and soft-capping).
+/// (for what lxt defines no AttnLRP rules for: Gemma 2's soft-capping).
 #[cfg(feature = "traced")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RulesArg {

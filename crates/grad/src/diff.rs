@@ -702,22 +702,8 @@ impl DiffModel {
         let h = ops::add(h, &post(l.proj(Module::O, &att)?, pn.map(|p| &p.0))?)?;
         let x = ops::rms_norm_with(&h, &l.mlp_norm, eps, rules)?;
         let gu = l.proj(Module::GateUp, &x)?;
-        let ff = cfg.intermediate_size;
-        let act = match cfg.features.act {
-            hd_lm::config::Act::Silu => ops::silu_mul_with(&gu, ff, rules)?,
-            hd_lm::config::Act::GeluTanh => {
-                if rules != Rules::Exact {
-                    // the rule of a GeGLU gate is not written here; a plain gradient would
-                    // be passed off as relevance
-                    return Err(GradError::Input(
-                        "AttnLRP rules for GeGLU (Gemma) are not implemented".into(),
-                    ));
-                }
-                // candle's gelu is the tanh approximation, with its gradient
-                let gate = gu.narrow(1, 0, ff)?.contiguous()?.gelu()?;
-                gate.mul(&gu.narrow(1, ff, ff)?.contiguous()?)?
-            }
-        };
+        // SwiGLU or GeGLU, each with its AttnLRP rules (lxt's gated_mlp_forward)
+        let act = ops::gated_mul_with(&gu, cfg.intermediate_size, cfg.features.act, rules)?;
         Ok(ops::add(
             &h,
             &post(l.proj(Module::Down, &act)?, pn.map(|p| &p.1))?,

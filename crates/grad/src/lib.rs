@@ -2,8 +2,8 @@
 //! (`dir-label`, `dir-interact`, `token-prune`).
 //!
 //! - [`ops`]: fused CPU ops (projection, LoRA projection, RMSNorm, RoPE + causal GQA
-//!   attention, SwiGLU, cross-entropy) as candle custom ops with hand-written backward
-//!   passes — candle's own fused kernels have none — each checked against finite
+//!   attention, SwiGLU and GeGLU, cross-entropy) as candle custom ops with hand-written
+//!   backward passes — candle's own fused kernels have none — each checked against finite
 //!   differences. The backward pass is exact, or follows the linearised AttnLRP rules
 //!   ([`Rules`]).
 //! - [`diff`]: the decoder written with those ops over packed sequences ([`diff::DiffModel`]);
@@ -16,10 +16,12 @@
 //! No printing and no command line.
 //!
 //! # From another crate
-//! What an outside user gets: gradients through a Llama/Qwen2 decoder on the CPU without
-//! PyTorch ([`diff::DiffModel`] over an `hd-lm` model's weights), and token or layer
+//! What an outside user gets: gradients through a Llama, Qwen2/3, Mistral, Gemma 2/3 or Phi-3
+//! decoder on the CPU without PyTorch ([`diff::DiffModel`] over an `hd-lm` model's weights),
+//! and token or layer
 //! attributions of a direction or of the refusal log-odds under exact or AttnLRP rules
-//! ([`attrib`]), checked against the lxt reference implementation.
+//! ([`attrib`]), checked against the lxt reference implementation (AttnLRP is refused where
+//! lxt defines no rule: Gemma 2's soft-capping).
 #![deny(missing_docs)]
 
 pub mod attrib;

@@ -10,7 +10,7 @@
 //! | [`linear`] | `y = x·Wᵀ` | `dx = dy·W`, `dW = dyᵀ·x` (only when `W` is tracked) |
 //! | [`rms_norm`] | `y = g ∘ x / rms(x)` | `dx`, `dg` (when tracked) |
 //! | [`attention`] | RoPE + causal GQA softmax attention over packed sequences | `dqkv`, recomputing the probabilities |
-//! | [`silu_mul`] | `silu(gate) ∘ up` on a fused gate\|up row | `dgate`, `dup` |
+//! | [`silu_mul`], [`gated_mul_with`] | `silu(gate) ∘ up` (or GeGLU's `gelu_tanh(gate) ∘ up`) on a fused gate\|up row | `dgate`, `dup` |
 //! | [`cross_entropy`] | per-row `−log softmax(logits)[target]` | `softmax − onehot` |
 //!
 //! Every op is checked against finite differences and against the same maths written with
@@ -26,6 +26,7 @@
 //! |----|------------------|
 //! | [`rms_norm_with`] | `rsqrt(mean x² + ε)` held constant: `dx = r·(g∘dy)` (identity rule) |
 //! | [`silu_mul_with`] | `silu'(a)` replaced by `silu(a)/a = σ(a)` (identity rule), and both factors of `silu(a)∘b` get half the gradient (uniform rule) |
+//! | [`gated_mul_with`] | GeGLU likewise (lxt's `gated_mlp_forward` on Gemma 3): `gelu_tanh'(a)` replaced by `gelu_tanh(a)/a`, half the gradient to each factor |
 //! | [`attention_with`] | `dq` and `dk` ÷ 4, `dv` ÷ 2: the uniform rule on the bilinear `q·kᵀ` (÷2) and `softmax·v` (÷2, which also reaches q and k through the softmax) |
 //!
 //! Linear layers, residual adds, RoPE and the softmax keep their exact gradients: in gradient ×
@@ -36,7 +37,8 @@ use candle_core::{
     Tensor,
 };
 use faer::{Accum, MatMut, MatRef, Par};
-use hd_lm::kernels::{axpy, fast_exp, with_avx2};
+use hd_lm::config::Act;
+use hd_lm::kernels::{axpy, fast_exp, gelu_tanh, with_avx2};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -1391,10 +1393,11 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 // ---------------------------------------------------------------------------------------
-// SwiGLU.
+// Gated MLPs: SwiGLU and GeGLU.
 
-struct SiluMul {
+struct GatedMul {
     ff: usize,
+    act: Act,
     rules: Rules,
 }
 
@@ -1403,17 +1406,84 @@ fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-a))
 }
 
-impl CustomOp1 for SiluMul {
+/// `gelu_tanh(a)/a = ½(1 + tanh u)`, `u = √(2/π)(a + 0.044715a³)`, and the derivative
+/// `gelu_tanh'(a)` (the formula of hd-lm's [`gelu_tanh`]).
+#[inline(always)]
+fn gelu_tanh_ratio_and_slope(a: f32) -> (f32, f32) {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    let t = (C * (a + 0.044_715 * a * a * a)).tanh();
+    let ratio = 0.5 * (1.0 + t);
+    (
+        ratio,
+        ratio + 0.5 * a * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * a * a),
+    )
+}
+
+impl GatedMul {
+    fn fwd_row(&self, a: &[f32], b: &[f32], o: &mut [f32]) {
+        match self.act {
+            Act::Silu => with_avx2(|| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = a * sigmoid(a) * b;
+                }
+            }),
+            // hd-lm's own GeGLU, so that states equal its forward pass
+            Act::GeluTanh => {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = gelu_tanh(a) * b;
+                }
+            }
+        }
+    }
+
+    /// `da`, `db` of one row from the upstream `dy`.
+    fn bwd_row(&self, a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) {
+        let ff = self.ff;
+        match (self.act, self.rules.lrp()) {
+            (Act::Silu, true) => with_avx2(|| {
+                for i in 0..ff {
+                    let s = sigmoid(a[i]);
+                    let half = 0.5 * dy[i];
+                    da[i] = half * b[i] * s;
+                    db[i] = half * a[i] * s;
+                }
+            }),
+            (Act::Silu, false) => with_avx2(|| {
+                for i in 0..ff {
+                    let s = sigmoid(a[i]);
+                    let silu = a[i] * s;
+                    da[i] = dy[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
+                    db[i] = dy[i] * silu;
+                }
+            }),
+            (Act::GeluTanh, lrp) => {
+                for i in 0..ff {
+                    let (ratio, slope) = gelu_tanh_ratio_and_slope(a[i]);
+                    // AttnLRP: the identity rule's gelu(a)/a in place of the slope, and the
+                    // uniform rule's half of the product's gradient to each factor
+                    let (k, d) = if lrp { (0.5, ratio) } else { (1.0, slope) };
+                    da[i] = k * dy[i] * b[i] * d;
+                    db[i] = k * dy[i] * a[i] * ratio;
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for GatedMul {
     fn name(&self) -> &'static str {
-        "hd-silu-mul"
+        match self.act {
+            Act::Silu => "hd-silu-mul",
+            Act::GeluTanh => "hd-gelu-tanh-mul",
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let ff = self.ff;
-        let gu = slice(s, l, "silu_mul input")?;
+        let gu = slice(s, l, "gated_mul input")?;
         if last_dim(l.dims()) != 2 * ff {
             bail!(
-                "silu_mul: input {:?}, expected last dim {}",
+                "gated_mul: input {:?}, expected last dim {}",
                 l.dims(),
                 2 * ff
             );
@@ -1424,11 +1494,7 @@ impl CustomOp1 for SiluMul {
             .for_each(|(oc, gc)| {
                 for (o, g) in oc.chunks_mut(ff).zip(gc.chunks(2 * ff)) {
                     let (a, b) = g.split_at(ff);
-                    with_avx2(|| {
-                        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                            *o = a * sigmoid(a) * b;
-                        }
-                    });
+                    self.fwd_row(a, b, o);
                 }
             });
         Ok((CpuStorage::F32(out), with_last(l.dims(), ff).into()))
@@ -1436,7 +1502,6 @@ impl CustomOp1 for SiluMul {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let ff = self.ff;
-        let lrp = self.rules.lrp();
         let d = with_data(arg, |gu| {
             with_data(g, |dy| {
                 let mut d = vec![0.0f32; gu.len()];
@@ -1451,23 +1516,7 @@ impl CustomOp1 for SiluMul {
                         {
                             let (a, b) = gr.split_at(ff);
                             let (da, db) = dr.split_at_mut(ff);
-                            with_avx2(|| {
-                                if lrp {
-                                    for i in 0..ff {
-                                        let s = sigmoid(a[i]);
-                                        let half = 0.5 * yr[i];
-                                        da[i] = half * b[i] * s;
-                                        db[i] = half * a[i] * s;
-                                    }
-                                } else {
-                                    for i in 0..ff {
-                                        let s = sigmoid(a[i]);
-                                        let silu = a[i] * s;
-                                        da[i] = yr[i] * b[i] * s * (1.0 + a[i] * (1.0 - s));
-                                        db[i] = yr[i] * silu;
-                                    }
-                                }
-                            });
+                            self.bwd_row(a, b, yr, da, db);
                         }
                     });
                 d
@@ -1484,7 +1533,14 @@ pub fn silu_mul(gate_up: &Tensor, ff: usize) -> Result<Tensor> {
 
 /// [`silu_mul`] with the backward pass of `rules`.
 pub fn silu_mul_with(gate_up: &Tensor, ff: usize, rules: Rules) -> Result<Tensor> {
-    gate_up.contiguous()?.apply_op1(SiluMul { ff, rules })
+    gated_mul_with(gate_up, ff, Act::Silu, rules)
+}
+
+/// `act(gate) ∘ up` of fused `[.., 2·ff]` rows (gate first), giving `[.., ff]`: SwiGLU
+/// ([`Act::Silu`]) or GeGLU ([`Act::GeluTanh`], transformers' `gelu_pytorch_tanh`), with the
+/// backward pass of `rules`.
+pub fn gated_mul_with(gate_up: &Tensor, ff: usize, act: Act, rules: Rules) -> Result<Tensor> {
+    gate_up.contiguous()?.apply_op1(GatedMul { ff, act, rules })
 }
 
 // ---------------------------------------------------------------------------------------

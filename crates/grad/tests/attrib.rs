@@ -7,6 +7,7 @@ use hd_grad::attrib::{Target, Traced};
 use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Packed};
 use hd_grad::ops::{self, AttnSpec};
 use hd_grad::Rules;
+use hd_lm::config::Act;
 use hd_lm::Arch;
 use hd_rng::SplitMix64;
 use hd_testkit::{tiny_config, tiny_weights};
@@ -97,6 +98,40 @@ fn lrp_silu_mul_identity_and_uniform_rules() {
         }
     }
     assert_close("silu_mul AttnLRP", &got, &want, 1e-5);
+}
+
+/// GeGLU as lxt's `gated_mlp_forward` on Gemma 3: `gelu_tanh(a)/a` in place of the slope
+/// (identity rule), half the product's gradient to each factor (uniform rule).
+#[test]
+fn lrp_gelu_mul_identity_and_uniform_rules() {
+    let (rows, ff) = (4, 6);
+    let gu = var(&[rows, 2 * ff], 8, 3.0);
+    let grad = |rules| {
+        let y = ops::gated_mul_with(gu.as_tensor(), ff, Act::GeluTanh, rules).unwrap();
+        let (l, r) = probe(&y, 9);
+        (to_vec(l.backward().unwrap().get(&gu).unwrap()).unwrap(), r)
+    };
+    let ((got, r), (exact, _)) = (grad(Rules::AttnLrp), grad(Rules::Exact));
+    let v = to_vec(gu.as_tensor()).unwrap();
+    let mut want = vec![0.0f32; v.len()];
+    for i in 0..rows {
+        for j in 0..ff {
+            let (a, b) = (v[i * 2 * ff + j] as f64, v[i * 2 * ff + ff + j] as f64);
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let gelu = 0.5 * a * (1.0 + (c * (a + 0.044715 * a.powi(3))).tanh());
+            let dy = r[i * ff + j] as f64;
+            want[i * 2 * ff + j] = (0.5 * dy * b * gelu / a) as f32;
+            want[i * 2 * ff + ff + j] = (0.5 * dy * gelu) as f32;
+        }
+    }
+    assert_close("gelu_mul AttnLRP", &got, &want, 1e-5);
+    // The exact gradient differs (the test can fail).
+    let diff = exact
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff > 1e-2, "exact and AttnLRP gradients coincide");
 }
 
 #[test]

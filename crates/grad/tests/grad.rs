@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use hd_grad::diff::{to_vec, DiffModel, DiffRequest, Method, Module, Packed};
 use hd_grad::ops::{self, AttnSpec, Span};
+use hd_lm::config::Act;
 use hd_rng::SplitMix64;
 
 use hd_testkit::{tiny_config, tiny_weights};
@@ -182,6 +183,23 @@ fn silu_mul_grads() {
     let gr = probe_loss(&reference, 14).0.backward().unwrap();
     close("silu d", g.get(&gu).unwrap(), gr.get(&gu).unwrap(), 1e-4);
     fd_check("silu_mul", &gu, g.get(&gu).unwrap(), 16, 1e-2, &f);
+}
+
+/// GeGLU: hd-lm's tanh-approximated GELU, value and gradient equal to candle's `gelu` (the
+/// same approximation) times `up`, and to finite differences, into the tails (|a| up to 4).
+#[test]
+fn gelu_tanh_mul_grads() {
+    let gu = var(&[5, 2 * 7], 16, 4.0);
+    let run = || ops::gated_mul_with(&gu, 7, Act::GeluTanh, hd_grad::Rules::Exact).unwrap();
+    let f = || probe_loss(&run(), 17).1;
+    let g = probe_loss(&run(), 17).0.backward().unwrap();
+    let gate = gu.as_tensor().narrow(1, 0, 7).unwrap();
+    let up = gu.as_tensor().narrow(1, 7, 7).unwrap();
+    let reference = (gate.gelu().unwrap() * up).unwrap();
+    close("gelu value", &run(), &reference, 1e-5);
+    let gr = probe_loss(&reference, 17).0.backward().unwrap();
+    close("gelu d", g.get(&gu).unwrap(), gr.get(&gu).unwrap(), 1e-4);
+    fd_check("gelu_tanh_mul", &gu, g.get(&gu).unwrap(), 16, 1e-2, &f);
 }
 
 #[test]
@@ -810,7 +828,7 @@ fn sliding_window_states_match_hd_lm_and_gradients_match_finite_differences() {
 }
 
 /// Gemma 3's block: scaled embeddings, q/k norms, sandwich norms, GeGLU, scaled queries,
-/// sliding layers with their own RoPE base beside a global one.
+/// sliding layers with their own RoPE base beside a global one; AttnLRP rules run on it.
 #[test]
 fn gemma3_block_states_match_hd_lm_and_gradients_match_finite_differences() {
     let mut cfg = tiny_config(hd_lm::Arch::Gemma3, 40, true);
@@ -827,20 +845,27 @@ fn gemma3_block_states_match_hd_lm_and_gradients_match_finite_differences() {
     let w = tiny_weights(&cfg, 63);
     assert!(w.layers[0].extra.post_mlp_norm.is_some());
     family_states_and_gradients(cfg.clone(), w.clone());
-    // relevance rules for the GeGLU gate are not written: refused, not approximated
+    // AttnLRP runs, on the same states (its rules are checked in attrib.rs, and against lxt
+    // in dir-label's tests)
     let m = DiffModel::new(cfg, w).unwrap();
-    let e = m
-        .forward(
-            &Packed::new(&[&[1u32, 2, 3]]),
-            &DiffRequest {
-                capture: vec![2],
-                rules: hd_grad::Rules::AttnLrp,
-                ..Default::default()
-            },
+    let states = |rules| {
+        let req = DiffRequest {
+            capture: vec![2],
+            rules,
+            ..Default::default()
+        };
+        to_vec(
+            &m.forward(&Packed::new(&[&[1u32, 2, 3]]), &req)
+                .unwrap()
+                .hidden[0]
+                .1,
         )
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("GeGLU"), "{e}");
+        .unwrap()
+    };
+    assert_eq!(
+        states(hd_grad::Rules::AttnLrp),
+        states(hd_grad::Rules::Exact)
+    );
 }
 
 fn family_states_and_gradients(cfg: hd_lm::Config, w: hd_lm::Weights) {

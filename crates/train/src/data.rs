@@ -4,7 +4,11 @@
 //! - [`TargetFormat::Refusal`] (default): a `harmful` row's target is one of [`REFUSALS`],
 //!   picked per row from the seed and the row id; a `harmless` row's target is its `target`
 //!   cell — the base model's own greedy answer, made beforehand by `generate`, so tuning
-//!   changes what the model refuses, not how it helps.
+//!   changes what the model refuses, not how it helps. An answer that is empty text (its
+//!   tokens decode to nothing: a small random model's special tokens, an immediate end of
+//!   turn) is that row's answer too: [`attach_answers`] marks it (`target_empty` = 1) and its
+//!   target is the end-of-turn token alone; an empty `target` without the mark is a missing
+//!   answer, an error.
 //! - [`TargetFormat::Guard`]: the paper's SSFT format, a classifier answer: `unsafe` and the
 //!   row's category code on a second line for harmful rows (`unsafe\nS6`; the code from its
 //!   `source` cell, [`hd_lm::guard::guard_code`]), `safe` for harmless ones.
@@ -53,6 +57,9 @@ pub const HARMLESS: &str = "harmless";
 pub const TARGET: &str = "target";
 /// Whether the refusal judge of `generate` called the `target` a refusal (`1` / `0`).
 pub const TARGET_REFUSED: &str = "target_refused";
+/// Whether the base model's answer is empty text (`1` / `0`; the column exists only where
+/// one is): the row's target is then the end-of-turn token alone.
+pub const TARGET_EMPTY: &str = "target_empty";
 /// The categories whose rows are jailbreaks of a raw request (what `--exposure` limits).
 pub const JAILBREAKS: [&str; 6] = [
     "roleplay",
@@ -203,7 +210,8 @@ pub fn rows_needing_answers(
     let mut keep = Vec::new();
     for i in 0..table.len() {
         let is_harmful = label_of(table, i)?;
-        let has_target = table.get(i, TARGET).is_some_and(|t| !t.trim().is_empty());
+        let has_target = table.get(i, TARGET).is_some_and(|t| !t.trim().is_empty())
+            || table.get(i, TARGET_EMPTY) == Some("1");
         if format == TargetFormat::Refusal && is_harmful == harmful && !has_target {
             keep.push(i);
         }
@@ -241,7 +249,8 @@ fn clip(s: &str) -> String {
 
 /// Copies the `response` column of `answers` (a `generate` output) into the empty `target`
 /// cells of `train`, matching rows by id, and its `refused` column (when present) into
-/// `target_refused`. Every answers row must match a train row, with the same prompt text.
+/// `target_refused`; where some response is empty text, `target_empty` marks which. Every
+/// answers row must match a train row, with the same prompt text.
 pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<PromptTable> {
     if answers.column("response").is_none() {
         return Err(TrainError::Input(format!(
@@ -278,6 +287,18 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
             Some(headers.len() - 1)
         }
     };
+    let empty = |r: &str| r.trim().is_empty();
+    let ecol = match (
+        (0..answers.len()).any(|j| empty(answers.get(j, "response").unwrap_or(""))),
+        train.column(TARGET_EMPTY),
+    ) {
+        (_, Some(c)) => Some(c),
+        (true, None) => {
+            headers.push(TARGET_EMPTY.to_string());
+            Some(headers.len() - 1)
+        }
+        (false, None) => None,
+    };
     let mut rows = Vec::with_capacity(train.len());
     for i in 0..train.len() {
         let mut row = train.rows[i].clone();
@@ -301,9 +322,12 @@ pub fn attach_answers(train: &PromptTable, answers: &PromptTable) -> Result<Prom
             }
             used += 1;
             if row[tcol].trim().is_empty() {
-                row[tcol] = r.to_string();
+                row[tcol] = if empty(r) { "" } else { r }.to_string();
                 if let (Some(c), Some(f)) = (rcol, refused) {
                     row[c] = f.to_string();
+                }
+                if let Some(c) = ecol {
+                    row[c] = if empty(r) { "1" } else { "0" }.to_string();
                 }
             }
         }
@@ -379,9 +403,13 @@ impl Encoder<'_> {
         })
     }
 
-    /// The row's base-model answer; an empty one is an error naming the row.
+    /// The row's base-model answer: `""` where it was empty text (`target_empty` = 1); a
+    /// missing one is an error naming the row.
     fn base_answer(&self, i: usize, why: &str) -> Result<&str> {
         let t = self.table.get(i, TARGET).unwrap_or("");
+        if t.trim().is_empty() && self.table.get(i, TARGET_EMPTY) == Some("1") {
+            return Ok("");
+        }
         if t.trim().is_empty() {
             return Err(TrainError::NoAnswers {
                 msg: format!(
@@ -401,7 +429,8 @@ impl Encoder<'_> {
             .encode_prompt(table.prompt(i), &self.o.prompt_format)
             .map_err(|e| TrainError::Input(format!("{}: row with id '{id}': {e}", table.path)))?;
         let mut tgt = self.model.tokenizer.encode(target, false)?;
-        if tgt.is_empty() {
+        // "" is an empty base answer (the end-of-turn token alone); other text must give tokens
+        if tgt.is_empty() && !target.is_empty() {
             return Err(TrainError::Input(format!(
                 "{}: row with id '{id}': the target encodes to no tokens",
                 table.path
@@ -588,6 +617,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no 'response' column"));
+    }
+
+    /// An answer that is empty text is marked, so it is told from a missing one; the column
+    /// appears only where some answer is empty, and a marked row needs no answer.
+    #[test]
+    fn empty_answers_are_marked_not_missing() {
+        let train = table(
+            &["id", "prompt", "label"],
+            &[&["b", "q", "harmless"], &["c", "r", "harmless"]],
+        );
+        let answers = table(
+            &["id", "prompt", "response"],
+            &[&["b", "q", " "], &["c", "r", "C!"]],
+        );
+        let t = attach_answers(&train, &answers).unwrap();
+        assert_eq!(t.get(0, TARGET), Some(""));
+        assert_eq!(t.get(0, TARGET_EMPTY), Some("1"));
+        assert_eq!(t.get(1, TARGET_EMPTY), Some("0"));
+        let need = rows_needing_answers(&t, TargetFormat::Refusal, false).unwrap();
+        assert_eq!(need.len(), 0);
+        let full = table(&["id", "prompt", "response"], &[&["c", "r", "C!"]]);
+        let t = attach_answers(&train, &full).unwrap();
+        assert!(t.column(TARGET_EMPTY).is_none());
+        let need = rows_needing_answers(&t, TargetFormat::Refusal, false).unwrap();
+        assert_eq!(need.ids().collect::<Vec<_>>(), ["b"]);
     }
 
     /// Ids are positional in generated prompt sets: an answer to another prompt under the

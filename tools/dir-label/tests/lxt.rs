@@ -1,7 +1,8 @@
 //! Token relevances of our AttnLRP engine against lxt 2.1 on transformers
 //! (`testdata/dir-label/lxt_ref.py`): the committed reference in every run, and a live run
 //! when the oracle environment (`make oracle`) is present. 16 prompts x 3 directions x 2
-//! layers of the default model; per prompt, relevances normalised by their largest
+//! layers of the default model (Llama), and of the Qwen3 and Gemma 3 family fixtures (the
+//! other families lxt has rules for); per prompt, relevances normalised by their largest
 //! magnitude agree within 1e-3 and correlate at >= 0.999.
 
 use hd_analysis::tokens::{encode_with_user_span, token_maps};
@@ -12,6 +13,15 @@ use hd_lm::{Model, PromptFormat};
 use std::path::{Path, PathBuf};
 
 const LAYERS: [usize; 2] = [10, 20];
+
+/// The family fixtures (`testdata/families`, small random models) and their layers: Qwen3
+/// (q/k norms) mid-stack and at its final norm; Gemma 3 (GeGLU, (1 + w) sandwich and q/k
+/// norms, sliding layers, scaled embeddings and queries) mid-stack and at its final norm.
+const FAMILIES: [(&str, [usize; 2]); 2] = [("qwen3", [2, 3]), ("gemma3", [3, 6])];
+
+fn family(name: &str) -> PathBuf {
+    root().join("testdata/families").join(name).join("hf")
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -28,10 +38,21 @@ struct Ours {
 }
 
 /// `shared`: ask for the user text only, so the template prefix is run once per batch.
-fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules, shared: bool) -> Ours {
+fn ours(
+    model_path: &Path,
+    prompts: &Path,
+    components: &Path,
+    layers: &[usize],
+    rules: Rules,
+    shared: bool,
+) -> Ours {
     let model = Model::load(model_path).unwrap();
     let table = hd_formats::prompts::PromptTable::read(prompts).unwrap();
-    let fmt = PromptFormat::default();
+    // the tools' default (`--thinking off`), as the reference renders Qwen3's template
+    let fmt = PromptFormat {
+        enable_thinking: Some(false),
+        ..PromptFormat::default()
+    };
     let enc: Vec<_> = (0..table.len())
         .map(|i| encode_with_user_span(&model, table.prompt(i), &fmt).unwrap())
         .collect();
@@ -47,7 +68,7 @@ fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules, shar
     let d = config.hidden_size;
     let diff = DiffModel::new(config, weights).unwrap();
     let mut rel = Vec::new();
-    for l in LAYERS {
+    for &l in layers {
         let c = comps.get(&format!("components.{l}")).unwrap().to_f32_vec();
         let dirs: Vec<Vec<f32>> = c.chunks(d).map(<[f32]>::to_vec).collect();
         let maps = token_maps(&diff, &ids, &from, l, &dirs, rules, 16, |_| {}).unwrap();
@@ -60,11 +81,11 @@ fn ours(model_path: &Path, prompts: &Path, components: &Path, rules: Rules, shar
     Ours { ids, rel }
 }
 
-fn compare(ours: &Ours, reference: &Path) {
+fn compare(ours: &Ours, layers: &[usize], reference: &Path) {
     let r = TensorFile::read(reference).unwrap();
     let offsets = hd_testkit::lxt::same_prompts(&r, &ours.ids);
     let (mut worst, mut min_r) = (0.0f64, 1.0f64);
-    for (li, l) in LAYERS.iter().enumerate() {
+    for (li, l) in layers.iter().enumerate() {
         for (j, per_prompt) in ours.rel[li].iter().enumerate() {
             let want = r.get(&format!("relevance.{l}.{j}")).unwrap().to_f64_vec();
             for (i, got) in per_prompt.iter().enumerate() {
@@ -118,15 +139,17 @@ fn attnlrp_matches_the_committed_lxt_reference() {
         &model,
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
+        &LAYERS,
         Rules::AttnLrp,
         false,
     );
-    compare(&o, &data("lxt_ref.npz"));
+    compare(&o, &LAYERS, &data("lxt_ref.npz"));
     // The template prefix run once per batch changes nothing past it.
     let shared = ours(
         &model,
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
+        &LAYERS,
         Rules::AttnLrp,
         true,
     );
@@ -134,16 +157,17 @@ fn attnlrp_matches_the_committed_lxt_reference() {
         shared.rel[0][0].iter().all(|m| m[0].is_nan()),
         "prefix was not shared"
     );
-    compare(&shared, &data("lxt_ref.npz"));
+    compare(&shared, &LAYERS, &data("lxt_ref.npz"));
     // The comparison can fail: plain gradient x input is far from the reference.
     let exact = ours(
         &model,
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
+        &LAYERS,
         Rules::Exact,
         false,
     );
-    let caught = std::panic::catch_unwind(|| compare(&exact, &data("lxt_ref.npz")));
+    let caught = std::panic::catch_unwind(|| compare(&exact, &LAYERS, &data("lxt_ref.npz")));
     assert!(
         caught.is_err(),
         "exact gradients passed the AttnLRP comparison"
@@ -177,8 +201,72 @@ fn attnlrp_matches_live_lxt() {
         &model,
         &data("lxt_prompts.csv"),
         &data("lxt_components.safetensors"),
+        &LAYERS,
         Rules::AttnLrp,
         true,
     );
-    compare(&o, &out);
+    compare(&o, &LAYERS, &out);
+}
+
+/// Our relevances on a family fixture, with the template prefix shared or not.
+fn ours_on(fam: &str, layers: &[usize], rules: Rules, shared: bool) -> Ours {
+    ours(
+        &family(fam),
+        &data("lxt_prompts.csv"),
+        &data("lxt_family_components.safetensors"),
+        layers,
+        rules,
+        shared,
+    )
+}
+
+#[test]
+fn attnlrp_matches_the_committed_lxt_reference_on_qwen3_and_gemma3() {
+    for (fam, layers) in FAMILIES {
+        let reference = data(&format!("lxt_ref_{fam}.npz"));
+        compare(
+            &ours_on(fam, &layers, Rules::AttnLrp, false),
+            &layers,
+            &reference,
+        );
+        compare(
+            &ours_on(fam, &layers, Rules::AttnLrp, true),
+            &layers,
+            &reference,
+        );
+        // The comparison can fail: plain gradient x input is far from the reference.
+        let exact = ours_on(fam, &layers, Rules::Exact, false);
+        let caught = std::panic::catch_unwind(|| compare(&exact, &layers, &reference));
+        assert!(
+            caught.is_err(),
+            "{fam}: exact gradients passed the AttnLRP comparison"
+        );
+    }
+}
+
+#[test]
+fn attnlrp_matches_live_lxt_on_qwen3_and_gemma3() {
+    let Some(py) = hd_testkit::oracle_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (fam, layers) in FAMILIES {
+        let out = dir.path().join(format!("{fam}.npz"));
+        let st = std::process::Command::new(&py)
+            .arg(data("lxt_ref.py"))
+            .arg("--hf")
+            .arg(family(fam))
+            .arg("--prompts")
+            .arg(data("lxt_prompts.csv"))
+            .arg("--components")
+            .arg(data("lxt_family_components.safetensors"))
+            .arg("--layers")
+            .arg(format!("{},{}", layers[0], layers[1]))
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success(), "lxt_ref.py failed on {fam}");
+        compare(&ours_on(fam, &layers, Rules::AttnLrp, true), &layers, &out);
+    }
 }

@@ -223,6 +223,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
     let model = Model::load(&o.model)?;
     let l = model.config.num_layers;
     let (examples, pair_stats) = examples_for(o, &model, &table)?;
+    let empty_answers = empty_answers(&model, &examples)?;
     let model_hash = model_hash(&model)?;
     let fingerprint = fingerprint_of(o, &model_hash, &examples);
 
@@ -268,6 +269,7 @@ pub fn tune(o: &TuneOptions) -> Result<()> {
         train_ids_hash: table.ids_hash(),
         exposure_kept: &exposure_kept,
         pair_stats,
+        empty_answers,
         blocks: l,
         fingerprint: &fingerprint,
         history: &history,
@@ -370,6 +372,8 @@ struct RunFacts<'a> {
     train_ids_hash: String,
     exposure_kept: &'a [(String, usize)],
     pair_stats: Option<data::PairStats>,
+    /// Sequences whose target is the end-of-turn token alone (an empty base answer).
+    empty_answers: usize,
     blocks: usize,
     fingerprint: &'a BTreeMap<String, String>,
     history: &'a [StepLog],
@@ -397,6 +401,7 @@ fn summary_json(o: &TuneOptions, f: &RunFacts) -> serde_json::Value {
             "harmful_base_refused": s.harmful_base_refused,
             "harmless_base_refused": s.harmless_base_refused,
         })),
+        "empty_base_answers": f.empty_answers,
         "max_target_tokens": o.max_target_tokens,
         "method": method_desc(&o.method),
         "trained_blocks": format!("{}..{}", o.first_layer, f.blocks),
@@ -471,6 +476,26 @@ fn examples_for(
         examples.len() - n_harmful
     );
     Ok((examples, pair_stats))
+}
+
+/// The sequences trained on the end-of-turn token alone (base answers that were empty text:
+/// `generate`'s tokens decoded to nothing), said in the log with the first row's id.
+fn empty_answers(model: &Model, examples: &[Example]) -> Result<usize> {
+    let eot = data::end_of_turn_id(model)?;
+    let empty: Vec<&Example> = examples
+        .iter()
+        .filter(|e| e.tokens[e.n_prompt..] == [eot])
+        .collect();
+    if let Some(first) = empty.first() {
+        tracing::warn!(
+            "{} of {} sequences have an empty base-model answer as target (the answer's tokens \
+             decoded to no text; first: id '{}'): they learn to end the turn at once",
+            empty.len(),
+            examples.len(),
+            first.id
+        );
+    }
+    Ok(empty.len())
 }
 
 /// An hd-train error as this tool's user reads it: the fix it describes named by its flag.

@@ -449,6 +449,30 @@ fn harmless_rows_without_targets() {
     );
 }
 
+/// A base answer that is empty text (a random model's tokens that decode to nothing) is that
+/// row's answer, not a missing one: the row learns the end-of-turn token alone, counted in
+/// the log and in safety_tune.json (an empty cell with no answer stays an error, above).
+#[test]
+fn an_empty_base_answer_is_trained_as_the_end_of_turn_alone() {
+    let f = Fixture::new();
+    f.write(
+        "answers.csv",
+        "id,prompt,label,category,response,n_new_tokens,refused\n\
+         b2,Name a colour,harmless,benign,,48,0\n\
+         b3,How do I kill a process?,harmless,borderline,Use kill PID.,4,0\n",
+    );
+    let o = f.tune("out", &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("1 of 6 sequences have an empty base-model answer as target")
+            && err.contains("first: id 'b2'"),
+        "{err}"
+    );
+    let json = std::fs::read_to_string(f.p("out/safety_tune.json")).unwrap();
+    assert!(json.contains("\"empty_base_answers\": 1"), "{json}");
+}
+
 #[test]
 fn target_beyond_the_context() {
     let f = Fixture::new();

@@ -90,7 +90,7 @@ pub struct Args {
     #[arg(long)]
     batch_size: Option<usize>,
     /// The attribution method's rules: attnlrp (the paper's) or grad-x-input (the exact
-    /// gradient, for families with no AttnLRP rules: Gemma).
+    /// gradient, for families with no AttnLRP rules: Gemma 2).
     #[arg(long, value_enum, default_value = "attnlrp")]
     rules: hd_cli::RulesArg,
     #[command(flatten)]
