@@ -353,11 +353,14 @@ readme-check:
 # The second pair (`make tuned-dpo`): DPO on the same train rows. Pairs: harmful rows ->
 # (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
 # the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
-# out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences).
+# out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences),
+# with the chosen answers' NLL added at weight 1 (`--nll-weight`, RPO): plain DPO pushed the
+# chosen refusals down with the rejected answers and refused 26.7% of raw harmful prompts
+# (README, "A DPO pair that refuses").
 # Then the pair's shift-svd beside SFT's, and the refusal tables.
 # DPO_START: the model DPO starts from, and so its reference (DPO_START=$(RUN)/tuned: from the
 # SFT model; README: at lr 5e-4 that unlearned the refusals too).
-DPO_FLAGS ?= --epochs 1
+DPO_FLAGS ?= --epochs 1 --nll-weight 1
 DPO_START ?= $(MODEL)
 
 $(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv $(BIN)/safety-tune
@@ -433,6 +436,9 @@ $(EXPOSURE)/k%/rank.csv: $(RUN)/base/analysis.safetensors $(EXPOSURE)/k%/safety_
 
 EXPOSURE_PARTS := $(foreach k,$(EXPOSURE_K),$(call responses,$(EXPOSURE)/k$(k),test heldout_safe) $(EXPOSURE)/k$(k)/rank.csv)
 
+# The models are pattern-rule intermediates: kept, so a rerun does not train them again.
+.PRECIOUS: $(EXPOSURE)/k%/safety_tune.json
+
 $(RUN)/exposure.csv: $(EXPOSURE_PARTS) scripts/exposure-table.sh
 	bash scripts/exposure-table.sh $(EXPOSURE) $(EXPOSURE_K) > $@.tmp && mv $@.tmp $@
 
@@ -467,6 +473,9 @@ $(OVERREFUSAL)/%/safety_tune.json: $(OVERREFUSAL)/%-train/train.csv $(BIN)/safet
 	  --out $(@D) --seed $(SEED) --save-every 0 $(TUNE_FLAGS) $(OR_FLAGS_$*)
 
 $(call evaluate,$(OVERREFUSAL)/%,,$(OVERREFUSAL)/%/safety_tune.json,$$(GEN_TOKENS),$(OR_SETS))
+
+# Kept like exposure's models (make deleted them after the first run).
+.PRECIOUS: $(OVERREFUSAL)/%/safety_tune.json $(OVERREFUSAL)/%-train/train.csv
 
 OR_PARTS := $(foreach d,$(RUN)/base $(RUN)/tuned-eval $(addprefix $(OVERREFUSAL)/,$(OR_VARIANTS)),$(call responses,$(d),$(OR_SETS)))
 
