@@ -354,13 +354,13 @@ readme-check:
 # (refusal, the base model's own answer), harmless rows -> (base answer, refusal); reference =
 # the base model (adapter-off). Harmful rows whose base answer is already a refusal are left
 # out. One epoch, as the paper's DPO (each step is a batch of pairs: twice SFT's sequences),
-# with the chosen answers' NLL added at weight 1 (`--nll-weight`, RPO): plain DPO pushed the
+# with the chosen answers' NLL added at weight 2 (`--nll-weight`, RPO): plain DPO pushed the
 # chosen refusals down with the rejected answers and refused 26.7% of raw harmful prompts
 # (README, "A DPO pair that refuses").
 # Then the pair's shift-svd beside SFT's, and the refusal tables.
 # DPO_START: the model DPO starts from, and so its reference (DPO_START=$(RUN)/tuned: from the
 # SFT model; README: at lr 5e-4 that unlearned the refusals too).
-DPO_FLAGS ?= --epochs 1 --nll-weight 1
+DPO_FLAGS ?= --epochs 1 --nll-weight 2
 DPO_START ?= $(MODEL)
 
 $(DATA)/train_need_answers_harmful.csv: $(DATA)/train.csv $(BIN)/safety-tune
