@@ -616,6 +616,170 @@ mod x86 {
         }
     }
 
+    /// The 4 bytes at `off` of each lane's super-block (`at`: their offsets from `w`).
+    macro_rules! gather {
+        ($w:expr, $at:expr, $off:expr) => {
+            _mm512_i32gather_epi32::<1>(
+                _mm512_add_epi32($at, _mm512_set1_epi32(($off) as i32)),
+                $w as *const _,
+            )
+        };
+    }
+    /// Byte `i` (0..4) of each lane, shifted right by `sh` more bits.
+    macro_rules! byte {
+        ($v:expr, $i:expr, $sh:expr) => {
+            _mm512_srlv_epi32($v, _mm512_set1_epi32((8 * ($i) + ($sh)) as i32))
+        };
+    }
+    /// The half float in the low 16 bits of each lane, as f32.
+    macro_rules! half_f32 {
+        ($v:expr) => {
+            _mm512_cvtph_ps(_mm512_cvtepi32_epi16($v))
+        };
+    }
+
+    /// One Q6_K super-block of the tile (lanes at `at` from `w`) into every activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    unsafe fn superblock_q6(
+        w: *const u8,
+        at: __m512i,
+        sb: usize,
+        x: &Q8Rows,
+        half: &[i32],
+        acc: &mut [f32],
+    ) {
+        unsafe {
+            let (zero, nib) = (_mm512_setzero_si512(), _mm512_set1_epi8(0x0F));
+            // d is the block's last half: the upper half of the 4 bytes at 206
+            let d = half_f32!(_mm512_srli_epi32(gather!(w, at, 206), 16));
+            let mut sc = [zero; 4];
+            for (k, v) in sc.iter_mut().enumerate() {
+                *v = gather!(w, at, 192 + 4 * k);
+            }
+            // signed scale j: byte j % 4 of sc[j / 4], moved to the top and back
+            macro_rules! scale {
+                ($j:expr) => {
+                    _mm512_srai_epi32(
+                        _mm512_sllv_epi32(
+                            sc[$j / 4],
+                            _mm512_set1_epi32((24 - 8 * ($j % 4)) as i32),
+                        ),
+                        24,
+                    )
+                };
+            }
+            for n in 0..2 {
+                let (mut ql, mut qh) = ([[zero; 8]; 2], [zero; 8]);
+                for g in 0..8 {
+                    ql[0][g] = gather!(w, at, 64 * n + 4 * g);
+                    ql[1][g] = gather!(w, at, 64 * n + 32 + 4 * g);
+                    qh[g] = gather!(w, at, 128 + 32 * n + 4 * g);
+                }
+                for kk in 0..4 {
+                    let mut wv = [zero; 8];
+                    let (sl, sh) = (
+                        _mm512_set1_epi32(4 * (kk / 2) as i32),
+                        _mm512_set1_epi32(2 * kk as i32),
+                    );
+                    for g in 0..8 {
+                        let low = _mm512_and_si512(_mm512_srlv_epi32(ql[kk % 2][g], sl), nib);
+                        let high =
+                            _mm512_and_si512(_mm512_srlv_epi32(qh[g], sh), _mm512_set1_epi8(3));
+                        wv[g] = _mm512_or_si512(low, _mm512_slli_epi32(high, 4));
+                    }
+                    let k = 4 * n + kk;
+                    block_q6(
+                        &wv,
+                        scale!(2 * k),
+                        scale!(2 * k + 1),
+                        d,
+                        sb * 8 + k,
+                        x,
+                        half,
+                        acc,
+                    );
+                }
+            }
+        }
+    }
+
+    /// One Q4_K or Q5_K super-block of the tile (lanes at `at` from `w`) into every
+    /// activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    unsafe fn superblock_k4(
+        kind: Kind,
+        w: *const u8,
+        at: __m512i,
+        sb: usize,
+        x: &Q8Rows,
+        acc: &mut [f32],
+    ) {
+        unsafe {
+            let (zero, nib) = (_mm512_setzero_si512(), _mm512_set1_epi8(0x0F));
+            let head = gather!(w, at, 0);
+            let (d, dmin) = (half_f32!(head), half_f32!(_mm512_srli_epi32(head, 16)));
+            let s = [gather!(w, at, 4), gather!(w, at, 8), gather!(w, at, 12)];
+            let (m6, m4, m2) = (
+                _mm512_set1_epi32(63),
+                _mm512_set1_epi32(0x0F),
+                _mm512_set1_epi32(3),
+            );
+            let mut qh = [zero; 8];
+            if kind == Kind::Q5K {
+                for (g, v) in qh.iter_mut().enumerate() {
+                    *v = gather!(w, at, 16 + 4 * g);
+                }
+            }
+            let qs0 = if kind == Kind::Q4K { 16 } else { 48 };
+            // the top 2 bits of byte i, as bits 4–5
+            macro_rules! top {
+                ($v:expr, $i:expr) => {
+                    _mm512_slli_epi32(_mm512_and_si512(byte!($v, $i, 6), m2), 4)
+                };
+            }
+            for c in 0..4 {
+                let mut q = [zero; 8];
+                for (g, v) in q.iter_mut().enumerate() {
+                    *v = gather!(w, at, qs0 + 32 * c + 4 * g);
+                }
+                for h in 0..2 {
+                    let j = 2 * c + h;
+                    let (nsh, bsh) = (_mm512_set1_epi32(4 * h as i32), _mm512_set1_epi32(j as i32));
+                    let mut wv = [zero; 8];
+                    for g in 0..8 {
+                        wv[g] = _mm512_and_si512(_mm512_srlv_epi32(q[g], nsh), nib);
+                        if kind == Kind::Q5K {
+                            let bit = _mm512_and_si512(
+                                _mm512_srlv_epi32(qh[g], bsh),
+                                _mm512_set1_epi8(1),
+                            );
+                            wv[g] = _mm512_or_si512(wv[g], _mm512_slli_epi32(bit, 4));
+                        }
+                    }
+                    // llama.cpp's get_scale_min_k4, 16 rows at once
+                    let (sc, m) = if j < 4 {
+                        (
+                            _mm512_and_si512(byte!(s[0], j, 0), m6),
+                            _mm512_and_si512(byte!(s[1], j, 0), m6),
+                        )
+                    } else {
+                        let i = j - 4;
+                        (
+                            _mm512_or_si512(_mm512_and_si512(byte!(s[2], i, 0), m4), top!(s[0], i)),
+                            _mm512_or_si512(_mm512_and_si512(byte!(s[2], i, 4), m4), top!(s[1], i)),
+                        )
+                    };
+                    let dw = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+                    let mw = _mm512_sub_ps(
+                        _mm512_setzero_ps(),
+                        _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m)),
+                    );
+                    block_k4(&wv, dw, mw, sb * 8 + j, x, acc);
+                }
+            }
+        }
+    }
+
     /// [`tile_vnni`] for the K-quants: per super-block, the tile's scales (and minimums) are
     /// decoded in registers, then each of its 8 blocks of 32 is gathered as 8 registers of
     /// unsigned bytes and multiplied into every activation row.
@@ -633,152 +797,12 @@ mod x86 {
             let bb = kind.block_bytes();
             let row: [i32; TILE] = std::array::from_fn(|j| (j.min(rows - 1) * rb) as i32);
             let row = _mm512_loadu_si512(row.as_ptr() as *const _);
-            let nib = _mm512_set1_epi8(0x0F);
-            macro_rules! gather {
-                ($at:expr, $off:expr) => {
-                    _mm512_i32gather_epi32::<1>(
-                        _mm512_add_epi32($at, _mm512_set1_epi32(($off) as i32)),
-                        w as *const _,
-                    )
-                };
-            }
-            // byte `i` (0..4) of each lane, shifted right by `sh` more bits
-            macro_rules! byte {
-                ($v:expr, $i:expr, $sh:expr) => {
-                    _mm512_srlv_epi32($v, _mm512_set1_epi32((8 * ($i) + ($sh)) as i32))
-                };
-            }
-            macro_rules! half_f32 {
-                ($v:expr) => {
-                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16($v))
-                };
-            }
-            let zero = _mm512_setzero_si512();
             for sb in 0..x.nb / 8 {
                 let at = _mm512_add_epi32(row, _mm512_set1_epi32((sb * bb) as i32));
                 if kind == Kind::Q6K {
-                    // d is the block's last half: the upper half of the 4 bytes at 206
-                    let d = half_f32!(_mm512_srli_epi32(gather!(at, 206), 16));
-                    let mut sc = [zero; 4];
-                    for (k, v) in sc.iter_mut().enumerate() {
-                        *v = gather!(at, 192 + 4 * k);
-                    }
-                    // signed scale j: byte j % 4 of sc[j / 4], moved to the top and back
-                    macro_rules! scale {
-                        ($j:expr) => {
-                            _mm512_srai_epi32(
-                                _mm512_sllv_epi32(
-                                    sc[$j / 4],
-                                    _mm512_set1_epi32((24 - 8 * ($j % 4)) as i32),
-                                ),
-                                24,
-                            )
-                        };
-                    }
-                    for n in 0..2 {
-                        let (mut ql, mut qh) = ([[zero; 8]; 2], [zero; 8]);
-                        for g in 0..8 {
-                            ql[0][g] = gather!(at, 64 * n + 4 * g);
-                            ql[1][g] = gather!(at, 64 * n + 32 + 4 * g);
-                            qh[g] = gather!(at, 128 + 32 * n + 4 * g);
-                        }
-                        for kk in 0..4 {
-                            let mut wv = [zero; 8];
-                            let (sl, sh) = (
-                                _mm512_set1_epi32(4 * (kk / 2) as i32),
-                                _mm512_set1_epi32(2 * kk as i32),
-                            );
-                            for g in 0..8 {
-                                let low =
-                                    _mm512_and_si512(_mm512_srlv_epi32(ql[kk % 2][g], sl), nib);
-                                let high = _mm512_and_si512(
-                                    _mm512_srlv_epi32(qh[g], sh),
-                                    _mm512_set1_epi8(3),
-                                );
-                                wv[g] = _mm512_or_si512(low, _mm512_slli_epi32(high, 4));
-                            }
-                            let k = 4 * n + kk;
-                            block_q6(
-                                &wv,
-                                scale!(2 * k),
-                                scale!(2 * k + 1),
-                                d,
-                                sb * 8 + k,
-                                x,
-                                half,
-                                acc,
-                            );
-                        }
-                    }
-                    continue;
-                }
-                let head = gather!(at, 0);
-                let (d, dmin) = (half_f32!(head), half_f32!(_mm512_srli_epi32(head, 16)));
-                let s = [gather!(at, 4), gather!(at, 8), gather!(at, 12)];
-                let (m6, m4, m2) = (
-                    _mm512_set1_epi32(63),
-                    _mm512_set1_epi32(0x0F),
-                    _mm512_set1_epi32(3),
-                );
-                let mut qh = [zero; 8];
-                if kind == Kind::Q5K {
-                    for (g, v) in qh.iter_mut().enumerate() {
-                        *v = gather!(at, 16 + 4 * g);
-                    }
-                }
-                let qs0 = if kind == Kind::Q4K { 16 } else { 48 };
-                // the top 2 bits of byte i, as bits 4–5
-                macro_rules! top {
-                    ($v:expr, $i:expr) => {
-                        _mm512_slli_epi32(_mm512_and_si512(byte!($v, $i, 6), m2), 4)
-                    };
-                }
-                for c in 0..4 {
-                    let mut q = [zero; 8];
-                    for (g, v) in q.iter_mut().enumerate() {
-                        *v = gather!(at, qs0 + 32 * c + 4 * g);
-                    }
-                    for h in 0..2 {
-                        let j = 2 * c + h;
-                        let (nsh, bsh) =
-                            (_mm512_set1_epi32(4 * h as i32), _mm512_set1_epi32(j as i32));
-                        let mut wv = [zero; 8];
-                        for g in 0..8 {
-                            wv[g] = _mm512_and_si512(_mm512_srlv_epi32(q[g], nsh), nib);
-                            if kind == Kind::Q5K {
-                                let bit = _mm512_and_si512(
-                                    _mm512_srlv_epi32(qh[g], bsh),
-                                    _mm512_set1_epi8(1),
-                                );
-                                wv[g] = _mm512_or_si512(wv[g], _mm512_slli_epi32(bit, 4));
-                            }
-                        }
-                        // llama.cpp's get_scale_min_k4, 16 rows at once
-                        let (sc, m) = if j < 4 {
-                            (
-                                _mm512_and_si512(byte!(s[0], j, 0), m6),
-                                _mm512_and_si512(byte!(s[1], j, 0), m6),
-                            )
-                        } else {
-                            let i = j - 4;
-                            (
-                                _mm512_or_si512(
-                                    _mm512_and_si512(byte!(s[2], i, 0), m4),
-                                    top!(s[0], i),
-                                ),
-                                _mm512_or_si512(
-                                    _mm512_and_si512(byte!(s[2], i, 4), m4),
-                                    top!(s[1], i),
-                                ),
-                            )
-                        };
-                        let dw = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
-                        let mw = _mm512_sub_ps(
-                            _mm512_setzero_ps(),
-                            _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(m)),
-                        );
-                        block_k4(&wv, dw, mw, sb * 8 + j, x, acc);
-                    }
+                    superblock_q6(w, at, sb, x, half, acc);
+                } else {
+                    superblock_k4(kind, w, at, sb, x, acc);
                 }
             }
         }
