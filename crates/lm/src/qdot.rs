@@ -7,9 +7,12 @@
 //! Chosen at run time:
 //! - AVX-512 VNNI: tiles of 16 weight rows gathered into registers (one 4-value group of each
 //!   row per register) and multiplied with every activation row by `vpdpbusd` — 512 products
-//!   per 8 instructions, for decode and prefill alike;
-//! - AVX2: one weight row at a time against up to 16 activation rows (`vpmaddubsw`); larger
-//!   products are faster dequantised, so `Matrix` runs them `Exact`;
+//!   per 8 instructions, for prefill and batched decode; at batch 1 the K-quants instead run
+//!   a row kernel: each super-block's values decoded from contiguous bytes, two blocks of 32 per
+//!   512-bit `vpdpbusd` (about twice the tile's products per cycle on one row);
+//! - AVX2: one weight row at a time against up to 16 activation rows (`vpmaddubsw`; the
+//!   K-quants a super-block at a time, scales and minimums applied to all 8 blocks in one
+//!   vector); larger products are faster dequantised, so `Matrix` runs them `Exact`;
 //! - elsewhere a portable loop, for the same few rows.
 //!
 //! All give the same integer sums per block; they differ only in the order of the float
@@ -254,8 +257,10 @@ pub(crate) fn matmul(kind: Kind, bytes: &[u8], rows: usize, x: &Q8Rows, dst: &mu
         "qdot::matmul: shapes"
     );
     let isa = isa();
+    // One activation row (decode): the row kernel's contiguous super-blocks beat the tile's
+    // gathers for the K-quants (about twice the products per cycle).
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Vnni) {
+    if matches!(isa, Isa::Vnni) && !(kind.subs() > 1 && x.t == 1) {
         return x86::gemm_vnni(kind, bytes, rows, x, dst);
     }
     // Results transposed, `[rows, t]`, so each task writes one contiguous piece.
@@ -280,6 +285,10 @@ pub(crate) fn matmul(kind: Kind, bytes: &[u8], rows: usize, x: &Q8Rows, dst: &mu
 fn row_dot(isa: Isa, kind: Kind, w: &[u8], x: &Q8Rows, o: &mut [f32]) {
     match isa {
         // SAFETY: the features each function enables were detected by `isa`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Vnni if kind.subs() > 1 => unsafe { x86::row_dot_k512(kind, w, x, o) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if kind.subs() > 1 => unsafe { x86::row_dot_k_avx2(kind, w, x, o) },
         #[cfg(target_arch = "x86_64")]
         Isa::Vnni | Isa::Avx2 => unsafe { x86::row_dot_avx2(kind, w, x, o) },
         Isa::Portable => row_dot_portable(kind, w, x, o),
@@ -450,6 +459,320 @@ mod x86 {
     }
 
     row_dot!(row_dot_avx2, "avx2,fma,f16c", dot_avx2);
+
+    /// The 6-bit scales (bytes 0–7) and minimums (bytes 8–15) of a Q4_K / Q5_K super-block's
+    /// 8 blocks from its 12 packed bytes at `q` (llama.cpp's `utmp` unpacking: the same values
+    /// as [`super::scale_min_k4`], all at once).
+    #[inline(always)]
+    unsafe fn scales_k4(q: *const u8) -> [u32; 4] {
+        unsafe {
+            const M6: u32 = 0x3f3f_3f3f;
+            const M4: u32 = 0x0f0f_0f0f;
+            const M2: u32 = 0x0303_0303;
+            let u = |i: usize| (q.add(4 * i) as *const u32).read_unaligned();
+            let (u0, u1, u2) = (u(0), u(1), u(2));
+            [
+                u0 & M6,
+                (u2 & M4) | (((u0 >> 6) & M2) << 4),
+                u1 & M6,
+                ((u2 >> 4) & M4) | (((u1 >> 6) & M2) << 4),
+            ]
+        }
+    }
+
+    /// The 8 bytes at `p` as 8 lanes of i32 (`signed`: as i8, else as u8).
+    #[inline(always)]
+    unsafe fn lanes8(p: *const u8, signed: bool) -> __m256i {
+        unsafe {
+            let b = _mm_loadl_epi64(p as *const __m128i);
+            if signed {
+                _mm256_cvtepi8_epi32(b)
+            } else {
+                _mm256_cvtepu8_epi32(b)
+            }
+        }
+    }
+
+    /// Lane `i` of `v` in every lane.
+    #[inline(always)]
+    unsafe fn lane(v: __m256, i: usize) -> __m256 {
+        unsafe { _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(i as i32)) }
+    }
+
+    /// The 8 blocks of 32 of the K-quant super-block at `blk` as unsigned bytes (Q6_K: value +
+    /// 32), one register each.
+    #[inline(always)]
+    unsafe fn values_k(kind: Kind, blk: *const u8) -> [__m256i; 8] {
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            macro_rules! load {
+                ($at:expr) => {
+                    _mm256_loadu_si256(blk.add($at) as *const __m256i)
+                };
+            }
+            macro_rules! shr {
+                ($v:expr, $n:expr) => {
+                    _mm256_srl_epi16($v, _mm_cvtsi32_si128(($n) as i32))
+                };
+            }
+            let mut wv = [_mm256_setzero_si256(); 8];
+            if kind == Kind::Q6K {
+                for h in 0..2 {
+                    let (ql, qh) = ([load!(64 * h), load!(64 * h + 32)], load!(128 + 32 * h));
+                    for kk in 0..4 {
+                        let low = _mm256_and_si256(shr!(ql[kk % 2], 4 * (kk / 2)), nib);
+                        let high = _mm256_and_si256(shr!(qh, 2 * kk), _mm256_set1_epi8(3));
+                        wv[4 * h + kk] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+                    }
+                }
+                return wv;
+            }
+            let qs = if kind == Kind::Q4K { 16 } else { 48 };
+            for c in 0..4 {
+                let q = load!(qs + 32 * c);
+                wv[2 * c] = _mm256_and_si256(q, nib);
+                wv[2 * c + 1] = _mm256_and_si256(shr!(q, 4), nib);
+            }
+            if kind == Kind::Q5K {
+                // bit j of each of the 32 bytes at 16 is the fifth bit of block j
+                let qh = load!(16);
+                for (j, v) in wv.iter_mut().enumerate() {
+                    let bit = _mm256_and_si256(shr!(qh, j), _mm256_set1_epi8(1));
+                    *v = _mm256_or_si256(*v, _mm256_slli_epi16(bit, 4));
+                }
+            }
+            wv
+        }
+    }
+
+    /// One K-quant super-block (`blk`, values `wv`) times activation blocks `i..i + 8`: 8
+    /// lanes whose sum is the product. Each block's integer sum is scaled by `d·sc·dx` in
+    /// floats; Q4_K / Q5_K's minimums of all 8 blocks are applied in one vector, Q6_K's offset
+    /// of 32 and its per-half scales to the integer sums.
+    #[inline(always)]
+    unsafe fn superblock_row(
+        kind: Kind,
+        blk: *const u8,
+        wv: &[__m256i; 8],
+        x: &Q8Rows,
+        i: usize,
+    ) -> __m256 {
+        unsafe {
+            let xd = _mm256_loadu_ps(x.d.as_ptr().add(i));
+            macro_rules! xq {
+                ($b:expr) => {
+                    _mm256_loadu_si256(x.qs.as_ptr().add((i + $b) * QK) as *const __m256i)
+                };
+            }
+            let mut p = [_mm256_setzero_ps(); 8];
+            let mut sum = _mm256_setzero_ps();
+            if kind == Kind::Q6K {
+                let d = _mm256_mul_ps(_mm256_set1_ps(half_at(blk.add(208))), xd);
+                let sc = [lanes8(blk.add(192), true), lanes8(blk.add(200), true)];
+                let off = _mm256_set1_epi8(32);
+                for (b, p) in p.iter_mut().enumerate() {
+                    let xv = xq!(b);
+                    let s = _mm256_sub_epi32(dot_avx2(wv[b], xv), dot_avx2(off, xv));
+                    // lanes 0–3 are the block's first half (scale 2b), lanes 4–7 its second
+                    let (lo, hi) = ((2 * b % 8) as i32, (2 * b % 8 + 1) as i32);
+                    let pick = _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi);
+                    let s = _mm256_mullo_epi32(s, _mm256_permutevar8x32_epi32(sc[b / 4], pick));
+                    *p = _mm256_mul_ps(_mm256_cvtepi32_ps(s), lane(d, b));
+                }
+            } else {
+                let u = scales_k4(blk.add(4));
+                let (sc, m) = (u.as_ptr() as *const u8, u.as_ptr().add(2) as *const u8);
+                let (d, dmin) = (half_at(blk), half_at(blk.add(2)));
+                let sc = _mm256_cvtepi32_ps(lanes8(sc, false));
+                let scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), sc), xd);
+                // − dmin · m · dx · Σx of each block, a lane each
+                let xs = _mm256_loadu_si256(x.s.as_ptr().add(i) as *const __m256i);
+                let m = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(lanes8(m, false)));
+                sum = _mm256_mul_ps(m, _mm256_mul_ps(xd, _mm256_cvtepi32_ps(xs)));
+                for (b, p) in p.iter_mut().enumerate() {
+                    let s = _mm256_cvtepi32_ps(dot_avx2(wv[b], xq!(b)));
+                    *p = _mm256_mul_ps(s, lane(scale, b));
+                }
+            }
+            // summed as a tree, not one chain of dependent additions
+            let q = [0, 2, 4, 6].map(|b| _mm256_add_ps(p[b], p[b + 1]));
+            let q = _mm256_add_ps(_mm256_add_ps(q[0], q[1]), _mm256_add_ps(q[2], q[3]));
+            _mm256_add_ps(sum, q)
+        }
+    }
+
+    /// One K-quant weight row against every activation row, a super-block at a time (the
+    /// decode product): the super-block's values are decoded into registers once per pass of
+    /// [`R`] activation rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn row_dot_k_avx2(kind: Kind, w: &[u8], x: &Q8Rows, o: &mut [f32]) {
+        unsafe {
+            let (bb, nb) = (kind.block_bytes(), x.nb);
+            for r0 in (0..x.t).step_by(R) {
+                let n = R.min(x.t - r0);
+                let mut acc = [_mm256_setzero_ps(); R];
+                for sb in 0..nb / 8 {
+                    let blk = w.as_ptr().add(sb * bb);
+                    let wv = values_k(kind, blk);
+                    for (k, acc) in acc[..n].iter_mut().enumerate() {
+                        let i = (r0 + k) * nb + sb * 8;
+                        *acc = _mm256_add_ps(*acc, superblock_row(kind, blk, &wv, x, i));
+                    }
+                }
+                for k in 0..n {
+                    o[r0 + k] = hsum(acc[k]);
+                }
+            }
+        }
+    }
+
+    /// A constant of 16 i32 lanes, `f(lane)`.
+    #[inline(always)]
+    unsafe fn lanes16(f: impl Fn(usize) -> i32) -> __m512i {
+        let v: [i32; 16] = std::array::from_fn(f);
+        unsafe { _mm512_loadu_si512(v.as_ptr() as *const _) }
+    }
+
+    /// [`values_k`] two blocks to a 512-bit register: register `p` holds blocks `2p` (low
+    /// 256 bits) and `2p + 1`, as the activation blocks lie in memory.
+    #[inline(always)]
+    unsafe fn values_k512(kind: Kind, blk: *const u8) -> [__m512i; 4] {
+        unsafe {
+            let nib = _mm512_set1_epi8(0x0F);
+            // 32 bytes in both halves
+            let both = |at: usize| {
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(blk.add(at) as *const __m256i))
+            };
+            // 16-bit lanes shifted right by `lo` bits in the low half, `hi` in the high
+            let shr = |v: __m512i, lo: usize, hi: usize| {
+                _mm512_srlv_epi16(
+                    v,
+                    _mm512_inserti64x4::<1>(
+                        _mm512_set1_epi16(lo as i16),
+                        _mm256_set1_epi16(hi as i16),
+                    ),
+                )
+            };
+            let mut wz = [_mm512_setzero_si512(); 4];
+            if kind == Kind::Q6K {
+                for n in 0..2 {
+                    let ql = _mm512_loadu_si512(blk.add(64 * n) as *const _);
+                    let qh = both(128 + 32 * n);
+                    for (m, v) in wz[2 * n..2 * n + 2].iter_mut().enumerate() {
+                        let low = _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib);
+                        let low = if m == 0 {
+                            _mm512_and_si512(ql, nib)
+                        } else {
+                            low
+                        };
+                        let high = _mm512_and_si512(shr(qh, 4 * m, 4 * m + 2), _mm512_set1_epi8(3));
+                        *v = _mm512_or_si512(low, _mm512_slli_epi16::<4>(high));
+                    }
+                }
+                return wz;
+            }
+            let qs = if kind == Kind::Q4K { 16 } else { 48 };
+            for (c, v) in wz.iter_mut().enumerate() {
+                *v = _mm512_and_si512(shr(both(qs + 32 * c), 0, 4), nib);
+                if kind == Kind::Q5K {
+                    let bit =
+                        _mm512_and_si512(shr(both(16), 2 * c, 2 * c + 1), _mm512_set1_epi8(1));
+                    *v = _mm512_or_si512(*v, _mm512_slli_epi16::<4>(bit));
+                }
+            }
+            wz
+        }
+    }
+
+    /// [`superblock_row`] on [`values_k512`]'s registers: 16 lanes whose sum is the product.
+    /// Q6_K's per-half scales multiply the 16-bit pair sums (`vpmaddwd`), as llama.cpp does.
+    #[inline(always)]
+    unsafe fn superblock_row512(
+        kind: Kind,
+        blk: *const u8,
+        wz: &[__m512i; 4],
+        x: &Q8Rows,
+        i: usize,
+    ) -> __m512 {
+        unsafe {
+            let xd = _mm256_loadu_ps(x.d.as_ptr().add(i));
+            let xz = |p: usize| _mm512_loadu_si512(x.qs.as_ptr().add((i + 2 * p) * QK) as *const _);
+            // lanes 0–7 from lane 2p of `v`, 8–15 from lane 2p + 1
+            let pair =
+                |v: __m512, p: usize| _mm512_permutexvar_ps(lanes16(|l| (2 * p + l / 8) as i32), v);
+            let mut prod = [_mm512_setzero_ps(); 4];
+            let mut sum = _mm512_setzero_ps();
+            if kind == Kind::Q6K {
+                let d = _mm512_castps256_ps512(_mm256_mul_ps(
+                    _mm256_set1_ps(half_at(blk.add(208))),
+                    xd,
+                ));
+                let sc = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                    blk.add(192) as *const __m128i,
+                )));
+                let off = _mm512_set1_epi8(32);
+                for (p, prod) in prod.iter_mut().enumerate() {
+                    let xv = xz(p);
+                    let s = _mm512_sub_epi16(
+                        _mm512_maddubs_epi16(wz[p], xv),
+                        _mm512_maddubs_epi16(off, xv),
+                    );
+                    // 16-bit lanes 8h..8h+8 (half h of the 4 halves of blocks 2p, 2p + 1): scale 4p + h
+                    let idx: [i16; 32] = std::array::from_fn(|l| (4 * p + l / 8) as i16);
+                    let scale =
+                        _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr() as *const _), sc);
+                    *prod =
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(s, scale)), pair(d, p));
+                }
+            } else {
+                let u = scales_k4(blk.add(4));
+                let (sc, m) = (u.as_ptr() as *const u8, u.as_ptr().add(2) as *const u8);
+                let (d, dmin) = (half_at(blk), half_at(blk.add(2)));
+                let sc = _mm256_cvtepi32_ps(lanes8(sc, false));
+                let scale =
+                    _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), sc), xd));
+                // − dmin · m · dx · Σx of each block, a lane each
+                let xs = _mm256_loadu_si256(x.s.as_ptr().add(i) as *const __m256i);
+                let m = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(lanes8(m, false)));
+                sum = _mm512_zextps256_ps512(_mm256_mul_ps(
+                    m,
+                    _mm256_mul_ps(xd, _mm256_cvtepi32_ps(xs)),
+                ));
+                for (p, prod) in prod.iter_mut().enumerate() {
+                    let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[p], xz(p));
+                    *prod = _mm512_mul_ps(_mm512_cvtepi32_ps(s), pair(scale, p));
+                }
+            }
+            let q = _mm512_add_ps(
+                _mm512_add_ps(prod[0], prod[1]),
+                _mm512_add_ps(prod[2], prod[3]),
+            );
+            _mm512_add_ps(sum, q)
+        }
+    }
+
+    /// [`row_dot_k_avx2`] with AVX-512 VNNI: two blocks per instruction.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")]
+    pub(super) unsafe fn row_dot_k512(kind: Kind, w: &[u8], x: &Q8Rows, o: &mut [f32]) {
+        unsafe {
+            let (bb, nb) = (kind.block_bytes(), x.nb);
+            for r0 in (0..x.t).step_by(R) {
+                let n = R.min(x.t - r0);
+                let mut acc = [_mm512_setzero_ps(); R];
+                for sb in 0..nb / 8 {
+                    let blk = w.as_ptr().add(sb * bb);
+                    let wz = values_k512(kind, blk);
+                    for (k, acc) in acc[..n].iter_mut().enumerate() {
+                        let i = (r0 + k) * nb + sb * 8;
+                        *acc = _mm512_add_ps(*acc, superblock_row512(kind, blk, &wz, x, i));
+                    }
+                }
+                for k in 0..n {
+                    o[r0 + k] = _mm512_reduce_add_ps(acc[k]);
+                }
+            }
+        }
+    }
 
     /// Weight rows per tile: one 512-bit register holds a 4-byte group of each.
     const TILE: usize = 16;
@@ -989,6 +1312,9 @@ mod tests {
                 if has!("avx2") && has!("fma") && has!("f16c") {
                     isas.push(Isa::Avx2);
                 }
+                if has_gemm() {
+                    isas.push(Isa::Vnni);
+                }
             }
             for isa in isas {
                 let mut o = vec![0f32; t];
@@ -1006,15 +1332,18 @@ mod tests {
         }
     }
 
-    /// The tile kernel for many rows gives the row kernel's results (both exact integer sums
-    /// per block), for tiles cut short at the end of the matrix too.
+    /// The product of a whole matrix (the tile kernel for many rows, the K-quants' row kernel
+    /// for one) gives the portable row kernel's results (both exact integer sums per block),
+    /// for tiles cut short at the end of the matrix too.
     #[test]
-    fn the_many_row_kernel_matches_the_row_kernel() {
-        if !has_gemm() {
-            eprintln!("no AVX-512 VNNI here: the many-row kernel is not used");
-            return;
+    fn the_matrix_product_matches_the_portable_row_kernel_at_decode_and_prefill_sizes() {
+        for t in [1, 2, 23] {
+            matrix_product_matches_portable(t);
         }
-        let (rows, cols, t) = (37, 512, 23);
+    }
+
+    fn matrix_product_matches_portable(t: usize) {
+        let (rows, cols) = (37, 512);
         let x: Vec<f32> = (0..t * cols)
             .map(|i| ((i * 104_729) % 2001) as f32 / 1000.0 - 1.0)
             .collect();
