@@ -359,7 +359,8 @@ readme-check:
 # (README, "A DPO pair that refuses").
 # Then the pair's shift-svd beside SFT's, and the refusal tables.
 # DPO_START: the model DPO starts from, and so its reference (DPO_START=$(RUN)/tuned: from the
-# SFT model; README: at lr 5e-4 that unlearned the refusals too).
+# SFT model; with the NLL term that pair meets the refusal goals, raw 93.3%; plain DPO from
+# SFT at lr 5e-4 unlearned the refusals: README).
 DPO_FLAGS ?= --epochs 1 --nll-weight 2
 DPO_START ?= $(MODEL)
 
