@@ -458,12 +458,17 @@ exposure: $(RUN)/exposure.csv
 #   lto: leave types out: the train-only rows (harmless and harmful) of OR_LTO_TYPES dropped,
 #        so the held-out sets' rows of those types are types the model never trained on;
 #   old-rows: without the train-only rows written in other wordings (source
-#        hidden-dims-styles: data/levers/train_styled.csv, once appended to data/prompts).
+#        hidden-dims-styles: data/levers/train_styled.csv, once appended to data/prompts);
+#   lto-full: lto's rows, full fine-tuning instead of LoRA;
+#   lto-dpo (any NAME-dpo): DPO with the NLL term (DPO_FLAGS) from NAME's model on NAME's rows,
+#        reference = that model: the step that halved the SFT's over-refusal (README).
 OVERREFUSAL := $(RUN)/overrefusal
 OR_VARIANTS ?= lto
 OR_LTO_TYPES ?= figurative,safe_target,group_question
 OR_DROP_old-rows := --drop-source hidden-dims-styles
 OR_DROP_lto = --drop-types $(OR_LTO_TYPES)
+OR_DROP_lto-full = $(OR_DROP_lto)
+OR_FLAGS_lto-full := --method full --lr 5e-5
 OR_SETS := heldout_safe heldout_harmful alarming_safe alarming_harmful
 
 $(OVERREFUSAL)/%-train/train.csv: $(DATA)/train.csv $(DATA)/train_answers.csv scripts/train-variant.py
@@ -473,10 +478,22 @@ $(OVERREFUSAL)/%/safety_tune.json: $(OVERREFUSAL)/%-train/train.csv $(BIN)/safet
 	$(BIN)/safety-tune --model $(MODEL) --train $< --answers $(<D)/answers.csv \
 	  --out $(@D) --seed $(SEED) --save-every 0 $(TUNE_FLAGS) $(OR_FLAGS_$*)
 
+# NAME-dpo: NAME's rows with the base model's answers to their harmful rows (make picks these
+# rules over the two above: their stem, NAME, is the shorter).
+$(OVERREFUSAL)/%-dpo-train/train.csv: $(DATA)/train.csv $(DATA)/train_answers_harmful.csv scripts/train-variant.py
+	python3 scripts/train-variant.py $(@D) $(DATA)/train.csv $(DATA)/train_answers_harmful.csv $(OR_DROP_$*)
+
+$(OVERREFUSAL)/%-dpo/safety_tune.json: $(OVERREFUSAL)/%/safety_tune.json $(OVERREFUSAL)/%-train/train.csv \
+                                       $(OVERREFUSAL)/%-dpo-train/train.csv $(BIN)/safety-tune
+	$(BIN)/safety-tune --objective dpo --model $(OVERREFUSAL)/$* --train $(OVERREFUSAL)/$*-train/train.csv \
+	  --answers $(OVERREFUSAL)/$*-train/answers.csv --answers $(OVERREFUSAL)/$*-dpo-train/answers.csv \
+	  --out $(@D) --seed $(SEED) $(DPO_FLAGS)
+
 $(call evaluate,$(OVERREFUSAL)/%,,$(OVERREFUSAL)/%/safety_tune.json,$$(GEN_TOKENS),$(OR_SETS))
 
 # Kept like exposure's models (make deleted them after the first run).
-.PRECIOUS: $(OVERREFUSAL)/%/safety_tune.json $(OVERREFUSAL)/%-train/train.csv
+.PRECIOUS: $(OVERREFUSAL)/%/safety_tune.json $(OVERREFUSAL)/%-train/train.csv \
+           $(OVERREFUSAL)/%-dpo/safety_tune.json $(OVERREFUSAL)/%-dpo-train/train.csv
 
 OR_PARTS := $(foreach d,$(RUN)/base $(RUN)/tuned-eval $(addprefix $(OVERREFUSAL)/,$(OR_VARIANTS)),$(call responses,$(d),$(OR_SETS)))
 
