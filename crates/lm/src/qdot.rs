@@ -499,6 +499,23 @@ mod x86 {
         unsafe { _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(i as i32)) }
     }
 
+    /// A Q4_K / Q5_K super-block's float factors against activation blocks `i..i + 8` (scales
+    /// `xd`), a lane per block: the scale `d·sc·dx` of each block's integer sum, and its
+    /// minimum's whole contribution `−dmin·m·dx·Σx`.
+    #[inline(always)]
+    unsafe fn scales_mins_k4(blk: *const u8, x: &Q8Rows, i: usize, xd: __m256) -> (__m256, __m256) {
+        unsafe {
+            let u = scales_k4(blk.add(4));
+            let (sc, m) = (u.as_ptr() as *const u8, u.as_ptr().add(2) as *const u8);
+            let (d, dmin) = (half_at(blk), half_at(blk.add(2)));
+            let sc = _mm256_cvtepi32_ps(lanes8(sc, false));
+            let scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), sc), xd);
+            let xs = _mm256_cvtepi32_ps(_mm256_loadu_si256(x.s.as_ptr().add(i) as *const __m256i));
+            let m = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(lanes8(m, false)));
+            (scale, _mm256_mul_ps(m, _mm256_mul_ps(xd, xs)))
+        }
+    }
+
     /// The 8 blocks of 32 of the K-quant super-block at `blk` as unsigned bytes (Q6_K: value +
     /// 32), one register each.
     #[inline(always)]
@@ -580,15 +597,8 @@ mod x86 {
                     *p = _mm256_mul_ps(_mm256_cvtepi32_ps(s), lane(d, b));
                 }
             } else {
-                let u = scales_k4(blk.add(4));
-                let (sc, m) = (u.as_ptr() as *const u8, u.as_ptr().add(2) as *const u8);
-                let (d, dmin) = (half_at(blk), half_at(blk.add(2)));
-                let sc = _mm256_cvtepi32_ps(lanes8(sc, false));
-                let scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), sc), xd);
-                // − dmin · m · dx · Σx of each block, a lane each
-                let xs = _mm256_loadu_si256(x.s.as_ptr().add(i) as *const __m256i);
-                let m = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(lanes8(m, false)));
-                sum = _mm256_mul_ps(m, _mm256_mul_ps(xd, _mm256_cvtepi32_ps(xs)));
+                let (scale, mins) = scales_mins_k4(blk, x, i, xd);
+                sum = mins;
                 for (b, p) in p.iter_mut().enumerate() {
                     let s = _mm256_cvtepi32_ps(dot_avx2(wv[b], xq!(b)));
                     *p = _mm256_mul_ps(s, lane(scale, b));
@@ -659,12 +669,13 @@ mod x86 {
                     let ql = _mm512_loadu_si512(blk.add(64 * n) as *const _);
                     let qh = both(128 + 32 * n);
                     for (m, v) in wz[2 * n..2 * n + 2].iter_mut().enumerate() {
-                        let low = _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib);
-                        let low = if m == 0 {
-                            _mm512_and_si512(ql, nib)
+                        // blocks 4n, 4n + 1: low nibbles; 4n + 2, 4n + 3: high
+                        let ql = if m == 0 {
+                            ql
                         } else {
-                            low
+                            _mm512_srli_epi16::<4>(ql)
                         };
+                        let low = _mm512_and_si512(ql, nib);
                         let high = _mm512_and_si512(shr(qh, 4 * m, 4 * m + 2), _mm512_set1_epi8(3));
                         *v = _mm512_or_si512(low, _mm512_slli_epi16::<4>(high));
                     }
@@ -725,19 +736,9 @@ mod x86 {
                         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(s, scale)), pair(d, p));
                 }
             } else {
-                let u = scales_k4(blk.add(4));
-                let (sc, m) = (u.as_ptr() as *const u8, u.as_ptr().add(2) as *const u8);
-                let (d, dmin) = (half_at(blk), half_at(blk.add(2)));
-                let sc = _mm256_cvtepi32_ps(lanes8(sc, false));
-                let scale =
-                    _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), sc), xd));
-                // − dmin · m · dx · Σx of each block, a lane each
-                let xs = _mm256_loadu_si256(x.s.as_ptr().add(i) as *const __m256i);
-                let m = _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(lanes8(m, false)));
-                sum = _mm512_zextps256_ps512(_mm256_mul_ps(
-                    m,
-                    _mm256_mul_ps(xd, _mm256_cvtepi32_ps(xs)),
-                ));
+                let (scale, mins) = scales_mins_k4(blk, x, i, xd);
+                let scale = _mm512_castps256_ps512(scale);
+                sum = _mm512_zextps256_ps512(mins);
                 for (p, prod) in prod.iter_mut().enumerate() {
                     let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[p], xz(p));
                     *prod = _mm512_mul_ps(_mm512_cvtepi32_ps(s), pair(scale, p));

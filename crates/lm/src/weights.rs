@@ -223,15 +223,19 @@ fn check(src: &dyn TensorSource, name: &str, shape: &[usize], required: bool) ->
 fn check_finite(path: &Path, name: &str, v: &[f32]) -> Result<()> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
-        Some(i) => Err(LmError::format(
-            path,
-            format!(
-                "tensor '{name}': value {} at index {i} is not finite, expected finite weights \
-                 (corrupt file?)",
-                v[i]
-            ),
-        )),
+        Some(i) => Err(not_finite(path, name, v[i], i)),
     }
+}
+
+/// The error for a weight that is not finite: `value` at flat `index` of tensor `name`.
+fn not_finite(path: &Path, name: &str, value: f32, index: usize) -> LmError {
+    LmError::format(
+        path,
+        format!(
+            "tensor '{name}': value {value} at index {index} is not finite, expected finite \
+             weights (corrupt file?)"
+        ),
+    )
 }
 
 /// Which norm gain of a block a vector tensor is.
@@ -610,13 +614,7 @@ fn check_finite_matrix(path: &Path, name: &str, m: &Matrix) -> Result<()> {
             Some((tile[at], lo * m.cols() + at))
         });
     match bad {
-        Some((value, index)) => Err(LmError::format(
-            path,
-            format!(
-                "tensor '{name}': value {value} at index {index} is not finite, expected finite \
-                 weights (corrupt file?)"
-            ),
-        )),
+        Some((value, index)) => Err(not_finite(path, name, value, index)),
         None => Ok(()),
     }
 }
